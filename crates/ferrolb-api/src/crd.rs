@@ -1,0 +1,412 @@
+//! The custom resources, group `ferrolb.io`, version `v1beta1`.
+//!
+//! Kinds and field names follow MetalLB's so its YAML carries over by changing the group. Address
+//! fields are strings with a pattern: the API server checks their shape, [`crate::model`] their meaning.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "ferrolb.io";
+pub const VERSION: &str = "v1beta1";
+
+/// Loose shape of an address entry: a CIDR, a `first-last` range, or one address.
+const ADDRESS_PATTERN: &str = r"^ *[0-9A-Fa-f:.]+ *(/ *[0-9]{1,3} *|- *[0-9A-Fa-f:.]+ *)?$";
+/// A Kubernetes duration such as `90s` or `1m30s`.
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+fn default_true() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPAddressPool
+
+/// A set of addresses the controller may assign to LoadBalancer Services.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "IPAddressPool",
+    plural = "ipaddresspools",
+    namespaced,
+    status = "IPAddressPoolStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "ipp",
+    category = "ferrolb",
+    doc = "A pool of addresses that ferrolb assigns to LoadBalancer Services.",
+    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
+    printcolumn(
+        name = "Auto Assign",
+        type_ = "boolean",
+        json_path = ".spec.autoAssign"
+    ),
+    printcolumn(
+        name = "Avoid Buggy IPs",
+        type_ = "boolean",
+        json_path = ".spec.avoidBuggyIPs"
+    ),
+    printcolumn(
+        name = "Assigned IPv4",
+        type_ = "integer",
+        json_path = ".status.assignedIPv4"
+    ),
+    printcolumn(
+        name = "Available IPv4",
+        type_ = "integer",
+        json_path = ".status.availableIPv4"
+    ),
+    printcolumn(
+        name = "Assigned IPv6",
+        type_ = "integer",
+        json_path = ".status.assignedIPv6"
+    ),
+    printcolumn(
+        name = "Available IPv6",
+        type_ = "integer",
+        json_path = ".status.availableIPv6"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAddressPoolSpec {
+    /// CIDRs (`192.0.2.0/24`), ranges (`192.0.2.10-192.0.2.20`) or single addresses, IPv4 or IPv6.
+    #[schemars(inner(regex(pattern = ADDRESS_PATTERN)))]
+    pub addresses: Vec<String>,
+    /// Whether Services without a pool annotation or requested address may get addresses from this pool.
+    #[serde(default = "default_true")]
+    pub auto_assign: bool,
+    /// Never assign IPv4 addresses ending in .0 or .255.
+    #[serde(default, rename = "avoidBuggyIPs")]
+    pub avoid_buggy_ips: bool,
+    /// Restricts the pool to some Services and orders it among the pools that match them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_allocation: Option<ServiceAllocation>,
+}
+
+/// Which Services a pool is for, and in which order pools are tried.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAllocation {
+    /// Lower numbers are tried first; pools without a priority come after those with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub priority: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_selectors: Vec<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+/// Usage of a pool, written by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct IPAddressPoolStatus {
+    #[serde(rename = "assignedIPv4", default)]
+    pub assigned_ipv4: u64,
+    #[serde(rename = "assignedIPv6", default)]
+    pub assigned_ipv6: u64,
+    /// Saturates at the largest 64-bit count for larger IPv6 pools.
+    #[serde(rename = "availableIPv4", default)]
+    pub available_ipv4: u64,
+    #[serde(rename = "availableIPv6", default)]
+    pub available_ipv6: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// L2Advertisement
+
+/// Announces the addresses of the selected pools with ARP / NDP from one node per address.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "L2Advertisement",
+    plural = "l2advertisements",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "l2adv",
+    category = "ferrolb",
+    doc = "Announces addresses of the selected pools in L2 mode.",
+    printcolumn(
+        name = "IPAddressPools",
+        type_ = "string",
+        json_path = ".spec.ipAddressPools"
+    ),
+    printcolumn(name = "Interfaces", type_ = "string", json_path = ".spec.interfaces"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct L2AdvertisementSpec {
+    /// Pools by name; with no pools and no pool selectors, every pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_address_pools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_address_pool_selectors: Vec<LabelSelector>,
+    /// Nodes that may announce; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_selectors: Vec<LabelSelector>,
+    /// Interfaces to announce on; empty means every usable interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// Services to announce; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// BGPAdvertisement
+
+fn default_aggregation_length() -> i32 {
+    32
+}
+
+fn default_aggregation_length_v6() -> i32 {
+    128
+}
+
+/// Advertises the addresses of the selected pools to BGP peers.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "BGPAdvertisement",
+    plural = "bgpadvertisements",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "bgpadv",
+    category = "ferrolb",
+    doc = "Advertises addresses of the selected pools over BGP.",
+    printcolumn(
+        name = "IPAddressPools",
+        type_ = "string",
+        json_path = ".spec.ipAddressPools"
+    ),
+    printcolumn(name = "Peers", type_ = "string", json_path = ".spec.peers"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPAdvertisementSpec {
+    /// Prefix length of the advertised IPv4 routes (32: one route per address).
+    #[serde(default = "default_aggregation_length")]
+    #[schemars(range(min = 0, max = 32))]
+    pub aggregation_length: i32,
+    #[serde(default = "default_aggregation_length_v6")]
+    #[schemars(range(min = 0, max = 128))]
+    pub aggregation_length_v6: i32,
+    /// LOCAL_PREF for iBGP peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    /// `65000:100`, `large:64512:1:2`, a well-known name such as `no-export`, or a Community alias.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_address_pools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_address_pool_selectors: Vec<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_selectors: Vec<LabelSelector>,
+    /// BGPPeer names; empty means all peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_selectors: Vec<LabelSelector>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// BGPPeer
+
+/// A BGP neighbour of the speakers on the selected nodes.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "BGPPeer",
+    plural = "bgppeers",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "bgpp",
+    category = "ferrolb",
+    doc = "A BGP peer of the speakers.",
+    printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
+    printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.peerASN"),
+    printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
+    printcolumn(
+        name = "Multi Hops",
+        type_ = "boolean",
+        json_path = ".spec.ebgpMultiHop"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerSpec {
+    #[serde(rename = "myASN")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
+    pub my_asn: u32,
+    #[serde(rename = "peerASN")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
+    pub peer_asn: u32,
+    pub peer_address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<String>,
+    /// Defaults to 179.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub peer_port: Option<u16>,
+    /// Proposed hold time; 0 or at least 3s. Defaults to 90s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub hold_time: Option<String>,
+    /// Defaults to a third of the hold time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub keepalive_time: Option<String>,
+    /// Time between connection attempts. Defaults to 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub connect_time: Option<String>,
+    /// BGP identifier; defaults to the node's IPv4 address.
+    #[serde(default, rename = "routerID", skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_selectors: Vec<LabelSelector>,
+    /// TCP MD5 key in clear text; prefer `passwordSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// A `kubernetes.io/basic-auth` Secret whose `password` key holds the TCP MD5 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd_profile: Option<String>,
+    #[serde(default)]
+    pub enable_graceful_restart: bool,
+    #[serde(default)]
+    pub ebgp_multi_hop: bool,
+}
+
+/// A reference to a Secret, as in core/v1.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SecretReference {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// BFDProfile
+
+/// Bidirectional Forwarding Detection settings that BGPPeers refer to by name.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "BFDProfile",
+    plural = "bfdprofiles",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "bfdp",
+    category = "ferrolb",
+    doc = "BFD settings for BGP sessions.",
+    printcolumn(
+        name = "Passive Mode",
+        type_ = "boolean",
+        json_path = ".spec.passiveMode"
+    ),
+    printcolumn(
+        name = "Transmit Interval",
+        type_ = "integer",
+        json_path = ".spec.transmitInterval"
+    ),
+    printcolumn(
+        name = "Receive Interval",
+        type_ = "integer",
+        json_path = ".spec.receiveInterval"
+    ),
+    printcolumn(
+        name = "Multiplier",
+        type_ = "integer",
+        json_path = ".spec.detectMultiplier"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BFDProfileSpec {
+    /// Milliseconds, 10–60000; default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub receive_interval: Option<u32>,
+    /// Milliseconds, 10–60000; default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub transmit_interval: Option<u32>,
+    /// 2–255; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 255))]
+    pub detect_multiplier: Option<u32>,
+    /// Milliseconds, 10–60000; default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub echo_interval: Option<u32>,
+    #[serde(default)]
+    pub echo_mode: bool,
+    #[serde(default)]
+    pub passive_mode: bool,
+    /// 1–254; default 254.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 254))]
+    pub minimum_ttl: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Community
+
+/// Names for BGP communities, usable in `BGPAdvertisement.spec.communities`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "Community",
+    plural = "communities",
+    namespaced,
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "comm",
+    category = "ferrolb",
+    doc = "Aliases for BGP communities."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CommunitySpec {
+    #[serde(default)]
+    pub communities: Vec<CommunityAlias>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct CommunityAlias {
+    pub name: String,
+    /// `65000:100` or `large:64512:1:2`.
+    pub value: String,
+}

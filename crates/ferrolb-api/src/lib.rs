@@ -1,0 +1,10 @@
+//! The ferrolb API: custom resources, Service annotations, and validation of user input.
+//!
+//! Everything a user writes passes through here once and comes out as a model type or a typed
+//! error that says what to fix; nothing downstream parses user strings again.
+
+pub mod annotations;
+pub mod crd;
+pub mod crds;
+pub mod migrate;
+pub mod model;

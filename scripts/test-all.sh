@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every ferrolb test: formatting, lints, unit, property and integration tests.
+# Run as root on Debian/Ubuntu; installs the system packages the tests need when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use (real peers, tools). Installed only when missing.
+PACKAGES=(iproute2)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (1.89 or newer, with rustfmt and clippy) via rustup" >&2
+  exit 1
+fi
+
+# Property tests run this many cases each unless the caller asks for more.
+export PROPTEST_CASES="${PROPTEST_CASES:-256}"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --all-targets
