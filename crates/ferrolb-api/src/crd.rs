@@ -3,6 +3,9 @@
 //! Kinds and field names follow MetalLB's so its YAML carries over by changing the group. Address
 //! fields are strings with a pattern: the API server checks their shape, [`crate::model`] their meaning.
 
+// Each `printcolumn(..)` repeats `type_ = ..`; clippy takes them for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;

@@ -37,13 +37,18 @@ enum Holders {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Allocator {
     pools: BTreeMap<PoolName, PoolState>,
     /// (family, first address) -> (last address, pool): finds an address's pool in O(log n).
     range_index: BTreeMap<(IpFamily, u128), (u128, PoolName)>,
     /// Pools tried for automatic assignment, in order.
     auto_order: Vec<PoolName>,
+    /// Positions in `auto_order` of pools restricted to a namespace list only, by namespace, so
+    /// a Service skips other namespaces' pools without looking at them.
+    auto_by_namespace: HashMap<String, Vec<usize>>,
+    /// Positions in `auto_order` of every other pool.
+    auto_open: Vec<usize>,
     holders: HashMap<IpAddr, Holders>,
     assignments: HashMap<ServiceKey, Assignment>,
     /// Addresses held under each sharing key, so a sharing Service finds a partner without a scan.
@@ -96,6 +101,23 @@ impl Allocator {
             let priority = s.pool.allocation.as_ref().and_then(|a| a.priority);
             (priority.is_none(), priority, s.pool.name.clone())
         });
+        self.auto_by_namespace.clear();
+        self.auto_open.clear();
+        for (position, state) in auto.iter().enumerate() {
+            match &state.pool.allocation {
+                Some(rules)
+                    if rules.namespace_selectors.is_empty() && !rules.namespaces.is_empty() =>
+                {
+                    for ns in &rules.namespaces {
+                        self.auto_by_namespace
+                            .entry(ns.clone())
+                            .or_default()
+                            .push(position);
+                    }
+                }
+                _ => self.auto_open.push(position),
+            }
+        }
         self.auto_order = auto.into_iter().map(|s| s.pool.name.clone()).collect();
         for assignment in self.assignments.values() {
             if let Some(state) = self.pools.get_mut(&assignment.pool) {
@@ -369,7 +391,13 @@ impl Allocator {
         }
         let mut admitted = false;
         let mut tried = Vec::new();
-        for name in &self.auto_order {
+        let mut positions: Vec<usize> = self
+            .auto_by_namespace
+            .get(request.key.namespace())
+            .map_or_else(Vec::new, Clone::clone);
+        positions.extend_from_slice(&self.auto_open);
+        positions.sort_unstable();
+        for name in positions.into_iter().map(|i| &self.auto_order[i]) {
             let state = &self.pools[name];
             if !self.admits(state, request) {
                 continue;

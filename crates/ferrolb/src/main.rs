@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod plan;
+
 #[derive(Parser)]
 #[command(
     name = "ferrolb",
@@ -32,6 +34,31 @@ enum Command {
         /// A YAML file with one or more documents; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Shows which addresses the controller would assign, offline, from YAML holding pools
+    /// (ferrolb.io or metallb.io), Namespaces and Services.
+    Plan {
+        /// A YAML file with one or more documents; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Handle only Services with this spec.loadBalancerClass.
+        #[arg(long)]
+        lb_class: Option<String>,
+    },
+}
+
+/// Reads a file, or standard input for `-` or no file.
+fn read_input(file: Option<PathBuf>) -> anyhow::Result<String> {
+    match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        }
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
+            Ok(s)
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +89,9 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("ferrolb migrate: {note}");
             }
             print!("{}", migration.yaml);
+        }
+        Command::Plan { file, lb_class } => {
+            print!("{}", plan::plan(&read_input(file)?, lb_class.as_deref())?);
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 /// An `IPAddressPool` under construction.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PoolBuilder {
     pub name: String,
     pub spec: IPAddressPoolSpec,

@@ -1,0 +1,72 @@
+//! The user verbs, run as a user runs them.
+
+use std::process::Command;
+
+fn ferrolb(args: &[&str]) -> (String, String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("run ferrolb");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn migrate_converts_the_example_and_names_what_it_drops() {
+    let (stdout, stderr, ok) = ferrolb(&["migrate", "examples/metallb-config.yaml"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("apiVersion: ferrolb.io/v1beta1"));
+    assert!(!stdout.contains("metallb.io/v1beta"));
+    assert!(stderr.contains("BGPPeer/tor: spec.vrf (\"red\") has no ferrolb equivalent; dropped"));
+}
+
+#[test]
+fn plan_shows_assignments_and_refusals() {
+    let (stdout, stderr, ok) = ferrolb(&["plan", "examples/metallb-config.yaml"]);
+    assert!(ok, "{stderr}");
+    let line = |svc: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(svc))
+            .unwrap_or_else(|| panic!("no line for {svc} in\n{stdout}"))
+            .to_string()
+    };
+    assert!(line("shop/web ").contains("198.51.100.10"));
+    assert!(
+        line("shop/web-udp").contains("198.51.100.10"),
+        "shared address"
+    );
+    assert!(line("default/api").contains("192.0.2.0,2001:db8:1::"));
+    assert!(line("default/pinned").contains("192.0.2.3"));
+    assert!(line("default/wrong").contains("InvalidRequestedIP"));
+}
+
+#[test]
+fn crds_prints_every_kind() {
+    let (stdout, _, ok) = ferrolb(&["crds"]);
+    assert!(ok);
+    for kind in [
+        "IPAddressPool",
+        "L2Advertisement",
+        "BGPAdvertisement",
+        "BGPPeer",
+        "BFDProfile",
+        "Community",
+    ] {
+        assert!(stdout.contains(&format!("kind: {kind}\n")), "{kind}");
+    }
+}
+
+#[test]
+fn unreadable_input_is_an_error_not_a_panic() {
+    let (_, stderr, ok) = ferrolb(&["plan", "does-not-exist.yaml"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("does-not-exist.yaml") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
