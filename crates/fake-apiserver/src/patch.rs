@@ -1,0 +1,371 @@
+//! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), a strategic merge patch
+//! good enough for kubectl, and server-side apply field ownership.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// RFC 7386.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(target_map) = target else {
+        return;
+    };
+    for (k, v) in patch_map {
+        if v.is_null() {
+            target_map.remove(k);
+        } else {
+            merge_patch(target_map.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+/// Merge keys of lists that strategic merge patch merges element-wise, as in the Kubernetes types
+/// our clients patch. Other lists are replaced.
+fn merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "ports" => Some("port"),
+        "conditions" => Some("type"),
+        "containers" | "initContainers" | "volumes" | "env" => Some("name"),
+        "endpoints" => None,
+        _ => None,
+    }
+}
+
+/// Strategic merge patch, enough for `kubectl apply` / `kubectl patch` and kube's
+/// `Patch::Strategic`: maps merge, `null` deletes, known lists merge by key, `$patch: delete`
+/// and `$setElementOrder` directives are honoured, other directives are dropped.
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if patch_map.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut clean = patch.clone();
+        strip_directives(&mut clean);
+        *target = clean;
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(target_map) = target else {
+        return;
+    };
+    let mut orders: Vec<(String, Vec<Value>)> = Vec::new();
+    for (k, v) in patch_map {
+        if let Some(field) = k.strip_prefix("$setElementOrder/") {
+            if let Some(order) = v.as_array() {
+                orders.push((field.to_string(), order.clone()));
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            target_map.remove(k);
+            continue;
+        }
+        match (merge_key(k), target_map.get_mut(k), v) {
+            (Some(key), Some(Value::Array(current)), Value::Array(items)) => {
+                merge_list(current, items, key);
+            }
+            (_, Some(existing), Value::Object(_)) if existing.is_object() => {
+                strategic_merge_patch(existing, v);
+            }
+            _ => {
+                let mut clean = v.clone();
+                strip_directives(&mut clean);
+                target_map.insert(k.clone(), clean);
+            }
+        }
+    }
+    for (field, order) in orders {
+        if let (Some(key), Some(Value::Array(list))) =
+            (merge_key(&field), target_map.get_mut(&field))
+        {
+            let position = |item: &Value| {
+                order
+                    .iter()
+                    .position(|o| o.get(key) == item.get(key))
+                    .unwrap_or(usize::MAX)
+            };
+            list.sort_by_key(position);
+        }
+    }
+}
+
+fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str) {
+    for item in items {
+        let id = item.get(key);
+        let existing = current
+            .iter()
+            .position(|c| id.is_some() && c.get(key) == id);
+        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+        match (existing, delete) {
+            (Some(i), true) => {
+                current.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => strategic_merge_patch(&mut current[i], item),
+            (None, false) => {
+                let mut clean = item.clone();
+                strip_directives(&mut clean);
+                current.push(clean);
+            }
+        }
+    }
+}
+
+fn strip_directives(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.starts_with('$'));
+            m.values_mut().for_each(strip_directives);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_directives),
+        _ => {}
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum JsonPatchError {
+    #[error("the JSON patch is not a list of operations")]
+    NotAList,
+    #[error("operation {0}: {1}")]
+    Op(usize, String),
+}
+
+/// RFC 6902, applied atomically (on error `target` is unchanged).
+pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
+    let ops = patch.as_array().ok_or(JsonPatchError::NotAList)?;
+    let mut doc = target.clone();
+    for (i, op) in ops.iter().enumerate() {
+        let err = |m: &str| JsonPatchError::Op(i, m.to_string());
+        let path = op["path"].as_str().ok_or_else(|| err("missing path"))?;
+        match op["op"].as_str() {
+            Some("add") => add(
+                &mut doc,
+                path,
+                op.get("value")
+                    .cloned()
+                    .ok_or_else(|| err("missing value"))?,
+            )
+            .map_err(|m| err(&m))?,
+            Some("remove") => {
+                remove(&mut doc, path).map_err(|m| err(&m))?;
+            }
+            Some("replace") => {
+                let value = op
+                    .get("value")
+                    .cloned()
+                    .ok_or_else(|| err("missing value"))?;
+                let slot = doc.pointer_mut(path).ok_or_else(|| err("path not found"))?;
+                *slot = value;
+            }
+            Some("move") => {
+                let from = op["from"].as_str().ok_or_else(|| err("missing from"))?;
+                let v = remove(&mut doc, from).map_err(|m| err(&m))?;
+                add(&mut doc, path, v).map_err(|m| err(&m))?;
+            }
+            Some("copy") => {
+                let from = op["from"].as_str().ok_or_else(|| err("missing from"))?;
+                let v = doc
+                    .pointer(from)
+                    .cloned()
+                    .ok_or_else(|| err("from not found"))?;
+                add(&mut doc, path, v).map_err(|m| err(&m))?;
+            }
+            Some("test") => {
+                if doc.pointer(path) != op.get("value") {
+                    return Err(err("test failed"));
+                }
+            }
+            _ => return Err(err("unknown op")),
+        }
+    }
+    *target = doc;
+    Ok(())
+}
+
+fn split_pointer(path: &str) -> Result<(String, String), String> {
+    let idx = path.rfind('/').ok_or("path must start with /")?;
+    let last = path[idx + 1..].replace("~1", "/").replace("~0", "~");
+    Ok((path[..idx].to_string(), last))
+}
+
+fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *doc = value;
+        return Ok(());
+    }
+    let (parent, last) = split_pointer(path)?;
+    match doc.pointer_mut(&parent) {
+        Some(Value::Object(m)) => {
+            m.insert(last, value);
+            Ok(())
+        }
+        Some(Value::Array(a)) => {
+            if last == "-" {
+                a.push(value);
+                return Ok(());
+            }
+            let i: usize = last.parse().map_err(|_| "bad array index")?;
+            if i > a.len() {
+                return Err("array index out of range".into());
+            }
+            a.insert(i, value);
+            Ok(())
+        }
+        _ => Err("parent not found".into()),
+    }
+}
+
+fn remove(doc: &mut Value, path: &str) -> Result<Value, String> {
+    let (parent, last) = split_pointer(path)?;
+    match doc.pointer_mut(&parent) {
+        Some(Value::Object(m)) => m.remove(&last).ok_or_else(|| "path not found".into()),
+        Some(Value::Array(a)) => {
+            let i: usize = last.parse().map_err(|_| "bad array index")?;
+            if i >= a.len() {
+                return Err("array index out of range".into());
+            }
+            Ok(a.remove(i))
+        }
+        _ => Err("parent not found".into()),
+    }
+}
+
+/// Leaf paths (`.spec.holderIdentity`) and values; lists count as one leaf.
+pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
+    fn walk(v: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, child) in m {
+                    walk(child, &format!("{path}.{k}"), out);
+                }
+            }
+            _ => {
+                out.insert(path.to_string(), v.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(v, "", &mut out);
+    // Identity fields are not owned.
+    out.retain(|k, _| {
+        !matches!(
+            k.as_str(),
+            ".apiVersion"
+                | ".kind"
+                | ".metadata.name"
+                | ".metadata.namespace"
+                | ".metadata.resourceVersion"
+        ) && !k.starts_with(".metadata.managedFields")
+    });
+    out
+}
+
+/// Field ownership of one object: leaf path -> field manager.
+pub type Owners = BTreeMap<String, String>;
+
+/// Server-side apply: the conflicts `manager` would cause by applying `applied` to `current`.
+pub fn apply_conflicts(
+    current: &Value,
+    owners: &Owners,
+    manager: &str,
+    applied: &Value,
+) -> Vec<(String, String)> {
+    let current_leaves = leaves(current);
+    leaves(applied)
+        .into_iter()
+        .filter_map(|(path, value)| {
+            let owner = owners.get(&path)?;
+            let differs = current_leaves.get(&path) != Some(&value);
+            (owner != manager && differs).then(|| (owner.clone(), path))
+        })
+        .collect()
+}
+
+/// Records that `manager` wrote the leaves that differ between `before` and `after`; leaves that
+/// disappeared lose their owner.
+pub fn record_ownership(owners: &mut Owners, manager: &str, before: &Value, after: &Value) {
+    let old = leaves(before);
+    let new = leaves(after);
+    owners.retain(|path, _| new.contains_key(path));
+    for (path, value) in &new {
+        if old.get(path) != Some(value) {
+            owners.insert(path.clone(), manager.to_string());
+        }
+    }
+}
+
+/// Records that `manager` applied every leaf of `applied` (apply owns what it states, changed or not).
+pub fn record_apply(owners: &mut Owners, manager: &str, applied: &Value, after: &Value) {
+    let new = leaves(after);
+    owners.retain(|path, _| new.contains_key(path));
+    for path in leaves(applied).into_keys() {
+        if new.contains_key(&path) {
+            owners.insert(path, manager.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn json_patch_is_atomic() {
+        let mut doc = json!({"a": [1, 2]});
+        json_patch(&mut doc, &json!([{"op": "add", "path": "/a/-", "value": 3}, {"op": "replace", "path": "/b", "value": 1}]))
+            .unwrap_err();
+        assert_eq!(doc, json!({"a": [1, 2]}));
+        json_patch(&mut doc, &json!([{"op": "add", "path": "/a/-", "value": 3}, {"op": "test", "path": "/a/0", "value": 1}]))
+            .unwrap();
+        assert_eq!(doc, json!({"a": [1, 2, 3]}));
+    }
+
+    #[test]
+    fn strategic_patch_merges_ports_by_port() {
+        let mut svc = json!({"spec": {"ports": [{"port": 80, "nodePort": 30001}, {"port": 443}]}});
+        strategic_merge_patch(
+            &mut svc,
+            &json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}], "ports": [{"port": 80, "name": "http"}]}}),
+        );
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"port": 443}, {"port": 80, "nodePort": 30001, "name": "http"}])
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_only_with_other_managers_changing_values() {
+        let current = json!({"spec": {"holderIdentity": "a", "renewTime": "t"}});
+        let mut owners = Owners::new();
+        record_apply(&mut owners, "a", &current, &current);
+        let theirs = json!({"spec": {"holderIdentity": "b"}});
+        assert_eq!(
+            apply_conflicts(&current, &owners, "b", &theirs),
+            vec![("a".to_string(), ".spec.holderIdentity".to_string())]
+        );
+        assert!(apply_conflicts(&current, &owners, "a", &theirs).is_empty());
+        let same = json!({"spec": {"holderIdentity": "a"}});
+        assert!(apply_conflicts(&current, &owners, "b", &same).is_empty());
+    }
+}

@@ -1,0 +1,798 @@
+//! HTTP: routing, verbs, watch streams, discovery, and the `/fake/` knobs.
+//!
+//! ```text
+//!  client ──HTTP/1.1──▶ accept loop ──▶ connection task ──▶ handle() ──▶ Store (one lock)
+//!                                                         └─ watch ──▶ watch task ◀─ broadcast ─ Store
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::error::ApiError;
+use crate::faults::{FaultDecision, FaultRng, Faults};
+use crate::resources::ResourceType;
+use crate::selectors::Selector;
+use crate::store::{PatchKind, Store, Target, WatchEvent, Write};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 << 20;
+
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Mutex<(Faults, FaultRng)>,
+    /// Bumped to end every connection (a restart).
+    pub connections: watch::Sender<u64>,
+    /// Bumped to end every watch stream.
+    pub watches: watch::Sender<u64>,
+    /// While set and in the future, new connections are closed at once.
+    pub down_until: Mutex<Option<Instant>>,
+    pub bookmark_interval: Duration,
+    pub requests: AtomicU64,
+    pub open_watches: AtomicU64,
+    pub addr: SocketAddr,
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(code: u16, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(full(serde_json::to_vec(value).unwrap_or_default()))
+        .expect("static response parts are valid")
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json_response(e.code, &e.to_status());
+    if e.code == 429 {
+        r.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// A response body fed by a channel: one chunk per watch event.
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Accepts connections until the listener fails.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        if shared
+            .down_until
+            .lock()
+            .await
+            .is_some_and(|t| Instant::now() < t)
+        {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let mut restarted = shared.connections.subscribe();
+        tokio::spawn(async move {
+            let svc_shared = shared.clone();
+            let svc = service_fn(move |req| {
+                let s = svc_shared.clone();
+                async move { Ok::<_, Infallible>(handle(s, req).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = restarted.changed() => {}
+            }
+        });
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters.
+#[derive(Debug, Default)]
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Query(
+            q.unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (percent_decode(k), percent_decode(v)),
+                    None => (percent_decode(p), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1" | ""))
+    }
+}
+
+/// What a path names.
+enum Route {
+    Version,
+    CoreVersions,
+    Groups,
+    Group(String),
+    Resources {
+        group: String,
+        version: String,
+    },
+    Health,
+    Resource {
+        rt: Arc<ResourceType>,
+        ns: Option<String>,
+        name: Option<String>,
+        sub: Option<String>,
+    },
+}
+
+fn route(store: &Store, path: &str) -> Result<Route, ApiError> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["version"] => return Ok(Route::Version),
+        ["healthz" | "readyz" | "livez", ..] => return Ok(Route::Health),
+        ["api"] => return Ok(Route::CoreVersions),
+        ["apis"] => return Ok(Route::Groups),
+        ["apis", g] => return Ok(Route::Group(g.to_string())),
+        ["api", v] => {
+            return Ok(Route::Resources {
+                group: String::new(),
+                version: v.to_string(),
+            });
+        }
+        ["apis", g, v] => {
+            return Ok(Route::Resources {
+                group: g.to_string(),
+                version: v.to_string(),
+            });
+        }
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route(path)),
+    };
+    let reg = &store.registry;
+    let (ns, plural, name, sub) = match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if reg.is_namespaced_plural(group, version, plural) =>
+        {
+            (Some(ns.to_string()), *plural, tail.first(), tail.get(1))
+        }
+        [plural, tail @ ..] => (None, *plural, tail.first(), tail.get(1)),
+        [] => return Err(ApiError::no_route(path)),
+    };
+    let rt = reg
+        .find(group, version, plural)
+        .ok_or_else(|| ApiError::no_route(path))?;
+    Ok(Route::Resource {
+        rt,
+        ns,
+        name: name.map(|s| s.to_string()),
+        sub: sub.map(|s| s.to_string()),
+    })
+}
+
+fn parse_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    // Protobuf and CBOR are not spoken here; clients fall back to JSON on 415.
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    if content_type.contains("yaml") {
+        serde_yaml::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn field_manager(query: &Query, user_agent: &str) -> String {
+    query
+        .get("fieldManager")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string()
+        })
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_string();
+    if let Some(knob) = path.strip_prefix("/fake/") {
+        return handle_knob(&shared, knob, req).await;
+    }
+    let is_api = path.starts_with("/api/") || path.starts_with("/apis/");
+    if is_api {
+        let (faults, decision) = {
+            let mut f = shared.faults.lock().await;
+            let faults = f.0;
+            let decision = f.1.decide(&faults);
+            (faults, decision)
+        };
+        if faults.delay_ms > 0 {
+            tokio::time::sleep(faults.delay()).await;
+        }
+        match decision {
+            FaultDecision::Error => return error_response(&ApiError::internal("injected fault")),
+            FaultDecision::Throttle => return error_response(&ApiError::too_many_requests()),
+            FaultDecision::Serve => {}
+        }
+    }
+    match handle_api(&shared, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn handle_api(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = Query::parse(req.uri().query());
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let content_type = header("content-type");
+    let accept = header("accept");
+    let user_agent = header("user-agent");
+    let body_bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?
+        .to_bytes();
+    if body_bytes.len() > MAX_BODY {
+        return Err(ApiError::bad_request("request body too large"));
+    }
+    if query.get("dryRun").is_some() {
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the fake API server",
+        ));
+    }
+    let mut store = shared.store.lock().await;
+    let route = route(&store, &path)?;
+    let (rt, ns, name, sub) = match route {
+        Route::Version => return Ok(json_response(200, &version())),
+        Route::Health => {
+            return Ok(Response::builder()
+                .status(200)
+                .body(full("ok"))
+                .expect("static response"));
+        }
+        Route::CoreVersions => {
+            return Ok(json_response(
+                200,
+                &json!({
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}],
+                }),
+            ));
+        }
+        Route::Groups => return Ok(json_response(200, &group_list(&store))),
+        Route::Group(g) => {
+            let list = group_list(&store);
+            let group = list["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == g.as_str())
+                .cloned();
+            return match group {
+                Some(mut g) => {
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    Ok(json_response(200, &g))
+                }
+                None => Err(ApiError::no_route(&path)),
+            };
+        }
+        Route::Resources { group, version } => {
+            let types = store.registry.in_group_version(&group, &version);
+            if types.is_empty() {
+                return Err(ApiError::no_route(&path));
+            }
+            let gv = if group.is_empty() {
+                version.clone()
+            } else {
+                format!("{group}/{version}")
+            };
+            let resources: Vec<Value> = types.iter().flat_map(|t| t.discovery_entries()).collect();
+            return Ok(json_response(
+                200,
+                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+            ));
+        }
+        Route::Resource { rt, ns, name, sub } => (rt, ns, name, sub),
+    };
+    let ns_str = ns.clone().unwrap_or_default();
+    let target = match sub.as_deref() {
+        None => Target::Main,
+        Some("status") if rt.has_status => Target::Status,
+        Some(other) => return Err(ApiError::no_route(&format!("{path} (subresource {other})"))),
+    };
+    let manager = field_manager(&query, &user_agent);
+    let write = Write {
+        target,
+        manager: &manager,
+    };
+    let wants_table = accept.contains("as=Table");
+    let labels = Selector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let fields = Selector::parse(query.get("fieldSelector").unwrap_or(""))?;
+    match (method, name) {
+        (Method::GET, Some(name)) => {
+            let obj = store.get(&rt, &ns_str, &name)?;
+            if wants_table {
+                return Ok(json_response(
+                    200,
+                    &crate::table::render(&rt, &[&obj], store.resource_version()),
+                ));
+            }
+            Ok(json_response(200, &as_version(&obj, &rt)))
+        }
+        (Method::GET, None) if query.flag("watch") => {
+            let filter = WatchFilter {
+                ns,
+                labels,
+                fields,
+                as_table: wants_table,
+            };
+            let started = start_watch(shared, &store, &rt, &query, filter);
+            drop(store);
+            started
+        }
+        (Method::GET, None) => {
+            let limit = query.get("limit").and_then(|l| l.parse().ok());
+            let page = store.list(
+                &rt,
+                ns.as_deref(),
+                &labels,
+                &fields,
+                limit,
+                query.get("continue"),
+            )?;
+            if wants_table {
+                let items: Vec<&Value> = page.items.iter().map(|v| v.as_ref()).collect();
+                return Ok(json_response(
+                    200,
+                    &crate::table::render(&rt, &items, page.resource_version),
+                ));
+            }
+            let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+            if let Some(c) = page.continue_token {
+                meta["continue"] = json!(c);
+                meta["remainingItemCount"] = json!(page.remaining);
+            }
+            let items: Vec<Value> = page.items.iter().map(|o| as_version(o, &rt)).collect();
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": format!("{}List", rt.kind),
+                    "apiVersion": rt.api_version(),
+                    "metadata": meta,
+                    "items": items,
+                }),
+            ))
+        }
+        (Method::POST, None) => {
+            let body = parse_body(&content_type, &body_bytes)?;
+            let created = store.create(&rt, &ns_str, body, &manager)?;
+            Ok(json_response(201, &as_version(&created, &rt)))
+        }
+        (Method::PUT, Some(name)) => {
+            let body = parse_body(&content_type, &body_bytes)?;
+            let updated = store.update(&rt, &ns_str, &name, body, write)?;
+            Ok(json_response(200, &as_version(&updated, &rt)))
+        }
+        (Method::PATCH, Some(name)) => {
+            let kind = if content_type.starts_with("application/merge-patch+json") {
+                PatchKind::Merge
+            } else if content_type.starts_with("application/json-patch+json") {
+                PatchKind::Json
+            } else if content_type.starts_with("application/strategic-merge-patch+json") {
+                if rt.crd.is_some() {
+                    return Err(ApiError::unsupported_media_type(
+                        "strategic merge patch is not supported for custom resources",
+                    ));
+                }
+                PatchKind::Strategic
+            } else if content_type.starts_with("application/apply-patch+yaml") {
+                if query.get("fieldManager").is_none() {
+                    return Err(ApiError::bad_request(
+                        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    ));
+                }
+                PatchKind::Apply {
+                    force: query.flag("force"),
+                }
+            } else {
+                return Err(ApiError::unsupported_media_type(&content_type));
+            };
+            let body = parse_body(&content_type, &body_bytes)?;
+            let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
+            Ok(json_response(200, &as_version(&patched, &rt)))
+        }
+        (Method::DELETE, Some(name)) => {
+            let deleted = store.delete(&rt, &ns_str, &name)?;
+            Ok(json_response(200, &as_version(&deleted, &rt)))
+        }
+        (Method::DELETE, None) => {
+            let page = store.list(&rt, ns.as_deref(), &labels, &fields, None, None)?;
+            let mut deleted = Vec::new();
+            for obj in page.items {
+                let obj_ns = obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let obj_name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let gone = store.delete(&rt, &obj_ns, &obj_name)?;
+                deleted.push(as_version(&gone, &rt));
+            }
+            Ok(json_response(
+                200,
+                &json!({
+                    "kind": format!("{}List", rt.kind),
+                    "apiVersion": rt.api_version(),
+                    "metadata": {"resourceVersion": store.resource_version().to_string()},
+                    "items": deleted,
+                }),
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "{m} is not supported on {path}"
+        ))),
+    }
+}
+
+/// The object as the requested version (custom resources may be served in several).
+fn as_version(obj: &Value, rt: &ResourceType) -> Value {
+    let mut v = obj.clone();
+    v["apiVersion"] = json!(rt.api_version());
+    v
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-fake",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+fn group_list(store: &Store) -> Value {
+    let groups: Vec<Value> = store
+        .registry
+        .groups()
+        .into_iter()
+        .map(|(g, versions)| {
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            json!({"name": g, "versions": vs, "preferredVersion": vs[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn event_line(event_type: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Starts a watch stream; the store lock is held, so no event is missed or repeated.
+/// What a watch wants to see, and how.
+struct WatchFilter {
+    ns: Option<String>,
+    labels: Selector,
+    fields: Selector,
+    as_table: bool,
+}
+
+fn start_watch(
+    shared: &Arc<Shared>,
+    store: &Store,
+    rt: &Arc<ResourceType>,
+    query: &Query,
+    filter: WatchFilter,
+) -> Result<Response<Body>, ApiError> {
+    let WatchFilter {
+        ns,
+        labels,
+        fields,
+        as_table,
+    } = filter;
+    // `kubectl get -w` asks for each object as a one-row Table.
+    let render = {
+        let rt = rt.clone();
+        move |obj: &Value| {
+            if as_table {
+                crate::table::render(
+                    &rt,
+                    &[obj],
+                    obj["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                )
+            } else {
+                as_version(obj, &rt)
+            }
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let matches = {
+        let storage_key = rt.storage_key();
+        let ns = ns.clone();
+        move |e: &WatchEvent| {
+            e.storage_key == storage_key
+                && ns.as_deref().is_none_or(|n| n == e.namespace)
+                && labels.matches_labels(&e.object)
+                && fields.matches_fields(&e.object)
+        }
+    };
+    let rv_param = query.get("resourceVersion").unwrap_or("");
+    let mut initial: Vec<Bytes> = Vec::new();
+    let (start_rv, events) = if rv_param.is_empty() || rv_param == "0" {
+        let (items, rv, rx) = store.watch_now(rt);
+        for obj in items {
+            let pseudo = WatchEvent {
+                rv,
+                storage_key: rt.storage_key(),
+                namespace: obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                event_type: "ADDED",
+                object: obj.clone(),
+            };
+            if matches(&pseudo) {
+                initial.push(event_line("ADDED", &render(&obj)));
+            }
+        }
+        (rv, rx)
+    } else {
+        let rv: u64 = rv_param
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?;
+        match store.watch_from(rv) {
+            Ok((replay, rx)) => {
+                for e in replay.iter().filter(|e| matches(e)) {
+                    initial.push(event_line(e.event_type, &render(&e.object)));
+                }
+                (store.resource_version(), rx)
+            }
+            Err(gone) => {
+                // As the real server: a 200 stream carrying one ERROR event.
+                let line = event_line("ERROR", &gone.to_status());
+                return Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(full(line))
+                    .expect("static response"));
+            }
+        }
+    };
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let interval = shared.bookmark_interval;
+    let mut dropped = shared.watches.subscribe();
+    let mut restarted = shared.connections.subscribe();
+    let shared = shared.clone();
+    let kind = rt.kind.clone();
+    let api_version = rt.api_version();
+    let mut events = events;
+    shared.open_watches.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let _count = WatchCount(shared.clone());
+        for line in initial {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        let mut seen_rv = start_rv;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(e) => {
+                        seen_rv = seen_rv.max(e.rv);
+                        if e.rv > start_rv && matches(&e)
+                            && tx.send(event_line(e.event_type, &render(&e.object))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // A watcher that falls behind is closed; it resumes from its last version.
+                    Err(_) => return,
+                },
+                _ = ticker.tick(), if bookmarks => {
+                    let bookmark = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": seen_rv.to_string()}});
+                    if tx.send(event_line("BOOKMARK", &bookmark)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut deadline => return,
+                _ = dropped.changed() => return,
+                _ = restarted.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(ChannelBody { rx }.boxed())
+        .expect("static response"))
+}
+
+/// Counts open watches for `/fake/stats`.
+struct WatchCount(Arc<Shared>);
+
+impl Drop for WatchCount {
+    fn drop(&mut self) {
+        self.0.open_watches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_knob(shared: &Arc<Shared>, knob: &str, req: Request<Incoming>) -> Response<Body> {
+    let query = Query::parse(req.uri().query());
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    match knob {
+        "drop-watches" => {
+            shared.watches.send_modify(|e| *e += 1);
+            json_response(200, &json!({"dropped": true}))
+        }
+        "faults" => match serde_json::from_slice::<Faults>(&bytes) {
+            Ok(f) => {
+                shared.faults.lock().await.0 = f;
+                json_response(200, &serde_json::to_value(f).unwrap_or_default())
+            }
+            Err(_) if bytes.is_empty() => {
+                let f = shared.faults.lock().await.0;
+                json_response(200, &serde_json::to_value(f).unwrap_or_default())
+            }
+            Err(e) => error_response(&ApiError::bad_request(format!("faults: {e}"))),
+        },
+        "compact" => {
+            shared.store.lock().await.compact();
+            json_response(200, &json!({"compacted": true}))
+        }
+        "restart" => {
+            let downtime = Duration::from_millis(
+                query
+                    .get("downtimeMs")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0),
+            );
+            if query.flag("compact") {
+                shared.store.lock().await.compact();
+            }
+            *shared.down_until.lock().await = Some(Instant::now() + downtime);
+            shared.connections.send_modify(|e| *e += 1);
+            json_response(
+                200,
+                &json!({"restarted": true, "downtimeMs": downtime.as_millis() as u64}),
+            )
+        }
+        "stats" => {
+            let store = shared.store.lock().await;
+            json_response(
+                200,
+                &json!({
+                    "requests": shared.requests.load(Ordering::Relaxed),
+                    "openWatches": shared.open_watches.load(Ordering::Relaxed),
+                    "objects": store.object_count(),
+                    "resourceVersion": store.resource_version(),
+                }),
+            )
+        }
+        _ => error_response(&ApiError::no_route(&format!("/fake/{knob}"))),
+    }
+}

@@ -1,0 +1,707 @@
+//! Objects, resource versions, watch history. All semantics, no HTTP.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::patch::{self, Owners};
+use crate::resources::{Registry, ResourceType};
+use crate::selectors::Selector;
+use crate::service::{self, ServiceAllocations};
+
+/// One change, as sent to watchers.
+#[derive(Debug)]
+pub struct WatchEvent {
+    pub rv: u64,
+    pub storage_key: String,
+    pub namespace: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub event_type: &'static str,
+    pub object: Arc<Value>,
+}
+
+/// Receives every change after the moment it was created.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
+
+#[derive(Debug, Clone)]
+struct StoredObject {
+    value: Arc<Value>,
+    owners: Owners,
+}
+
+/// How a PATCH body is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+    Apply { force: bool },
+}
+
+/// Where a write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Main,
+    Status,
+}
+
+/// Who writes, and to which part of the object.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub target: Target,
+    pub manager: &'a str,
+}
+
+/// One page of a list.
+pub struct ListPage {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: usize,
+}
+
+type Key = (String, String);
+
+pub struct Store {
+    pub registry: Registry,
+    rv: u64,
+    objects: HashMap<String, BTreeMap<Key, StoredObject>>,
+    history: VecDeque<Arc<WatchEvent>>,
+    history_limit: usize,
+    /// Watches may resume from any resource version at or after this one.
+    oldest_rv: u64,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+    services: ServiceAllocations,
+    next_uid: u64,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The resource name for messages: `services`, `ipaddresspools.ferrolb.io`.
+fn qualified(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.plural.clone()
+    } else {
+        format!("{}.{}", rt.plural, rt.group)
+    }
+}
+
+impl Store {
+    pub fn new(history_limit: usize, services: ServiceAllocations) -> Self {
+        let (tx, _) = broadcast::channel(16_384);
+        let mut store = Store {
+            registry: Registry::default(),
+            rv: 1,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit,
+            oldest_rv: 1,
+            tx,
+            services,
+            next_uid: 1,
+        };
+        let ns_type = store
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces is built in");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            store
+                .create(
+                    &ns_type,
+                    "",
+                    json!({"metadata": {"name": ns}}),
+                    "fake-apiserver",
+                )
+                .expect("initial namespaces are valid");
+        }
+        store
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// Forgets all watch history: watches from an older resource version get 410 Gone.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.oldest_rv = self.rv;
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    fn bucket(&self, rt: &ResourceType) -> Option<&BTreeMap<Key, StoredObject>> {
+        self.objects.get(&rt.storage_key())
+    }
+
+    fn stored(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<&StoredObject, ApiError> {
+        self.bucket(rt)
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .ok_or_else(|| ApiError::not_found(&qualified(rt), name))
+    }
+
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+        self.stored(rt, ns, name).map(|s| s.value.clone())
+    }
+
+    /// Lists in (namespace, name) order, from after `continue_token`, at most `limit` items.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        labels: &Selector,
+        fields: &Selector,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
+        let (start_rv, after): (u64, Option<Key>) = match continue_token {
+            None | Some("") => (self.rv, None),
+            Some(token) => {
+                let mut parts = token.splitn(3, '|');
+                let rv = parts.next().and_then(|r| r.parse().ok());
+                let (Some(rv), Some(a), Some(b)) = (rv, parts.next(), parts.next()) else {
+                    return Err(ApiError::bad_request("invalid continue token"));
+                };
+                if rv < self.oldest_rv {
+                    return Err(ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ));
+                }
+                (rv, Some((a.to_string(), b.to_string())))
+            }
+        };
+        let empty = BTreeMap::new();
+        let bucket = self.bucket(rt).unwrap_or(&empty);
+        let range = match &after {
+            Some(k) => bucket.range::<Key, _>((
+                std::ops::Bound::Excluded(k.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => bucket.range::<Key, _>(..),
+        };
+        let matching = range
+            .filter(|((o_ns, _), _)| ns.is_none_or(|n| n == o_ns))
+            .filter(|(_, o)| labels.matches_labels(&o.value) && fields.matches_fields(&o.value));
+        let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut remaining = 0;
+        for (key, o) in matching {
+            if items.len() < limit {
+                items.push(o.value.clone());
+                last = Some(key.clone());
+            } else {
+                remaining += 1;
+            }
+        }
+        let continue_token = match (remaining > 0, last) {
+            (true, Some((a, b))) => Some(format!("{start_rv}|{a}|{b}")),
+            _ => None,
+        };
+        Ok(ListPage {
+            items,
+            resource_version: start_rv,
+            continue_token,
+            remaining,
+        })
+    }
+
+    /// Events after `rv` for replay, plus a receiver for what follows; `410` if `rv` is too old.
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
+        if rv < self.oldest_rv {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                self.oldest_rv
+            )));
+        }
+        let replay = self.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((replay, self.tx.subscribe()))
+    }
+
+    /// Current objects (for a watch without a resource version) plus a receiver for what follows.
+    pub fn watch_now(&self, rt: &ResourceType) -> (Vec<Arc<Value>>, u64, EventReceiver) {
+        let items = self
+            .bucket(rt)
+            .map(|b| b.values().map(|o| o.value.clone()).collect())
+            .unwrap_or_default();
+        (items, self.rv, self.tx.subscribe())
+    }
+
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        key: Key,
+        mut value: Value,
+        owners: Owners,
+        event_type: &'static str,
+    ) -> Arc<Value> {
+        self.rv += 1;
+        value["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let value = Arc::new(value);
+        let storage_key = rt.storage_key();
+        let bucket = self.objects.entry(storage_key.clone()).or_default();
+        if event_type == "DELETED" {
+            bucket.remove(&key);
+        } else {
+            bucket.insert(
+                key.clone(),
+                StoredObject {
+                    value: value.clone(),
+                    owners,
+                },
+            );
+        }
+        let event = Arc::new(WatchEvent {
+            rv: self.rv,
+            storage_key,
+            namespace: key.0,
+            event_type,
+            object: value.clone(),
+        });
+        self.history.push_back(event.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(e) = self.history.pop_front() {
+                self.oldest_rv = e.rv;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(event);
+        value
+    }
+
+    fn check_namespace(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
+        if !rt.namespaced {
+            return Ok(());
+        }
+        if ns.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{} is namespaced: a namespace is required",
+                rt.plural
+            )));
+        }
+        let ns_type = self
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces is built in");
+        self.stored(&ns_type, "", ns)
+            .map(|_| ())
+            .map_err(|_| ApiError::not_found("namespaces", ns))
+    }
+
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut body: Value,
+        manager: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the body is not a JSON object"));
+        }
+        if let Some(kind) = body["kind"].as_str()
+            && kind != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the body's kind {kind:?} does not match the resource {}",
+                rt.kind
+            )));
+        }
+        if !body["metadata"].is_object() {
+            body["metadata"] = json!({});
+        }
+        let body_ns = body["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if rt.namespaced && !body_ns.is_empty() && !ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let ns = if rt.namespaced {
+            if ns.is_empty() {
+                body_ns
+            } else {
+                ns.to_string()
+            }
+        } else {
+            String::new()
+        };
+        self.check_namespace(rt, &ns)?;
+        let name = match body["metadata"]["name"].as_str().filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => match body["metadata"]["generateName"].as_str() {
+                Some(prefix) => format!("{prefix}{:05x}", self.next_uid % 0xFFFFF),
+                None => {
+                    return Err(ApiError::invalid(
+                        &rt.kind,
+                        "",
+                        &[
+                            "metadata.name: Required value: name or generateName is required"
+                                .into(),
+                        ],
+                    ));
+                }
+            },
+        };
+        let key = (ns.clone(), name.clone());
+        if self.bucket(rt).is_some_and(|b| b.contains_key(&key)) {
+            return Err(ApiError::already_exists(&qualified(rt), &name));
+        }
+        {
+            let meta = body["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
+            meta.insert("name".into(), json!(name));
+            if rt.namespaced {
+                meta.insert("namespace".into(), json!(ns));
+            } else {
+                meta.remove("namespace");
+            }
+            meta.insert(
+                "uid".into(),
+                json!(format!("00000000-0000-4000-8000-{:012x}", self.next_uid)),
+            );
+            meta.insert("creationTimestamp".into(), json!(now()));
+            meta.insert("generation".into(), json!(1));
+            meta.remove("deletionTimestamp");
+            meta.remove("resourceVersion");
+            meta.remove("managedFields");
+        }
+        self.next_uid += 1;
+        body["apiVersion"] = json!(rt.api_version());
+        body["kind"] = json!(rt.kind);
+        if let Some(schema) = &rt.schema {
+            crate::resources::prune_and_default(&mut body, schema);
+        }
+        match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "services") => service::prepare_create(&mut body, &mut self.services)?,
+            ("", "namespaces") => body["status"] = json!({"phase": "Active"}),
+            ("apiextensions.k8s.io", "customresourcedefinitions") => {
+                self.register_crd(&mut body)?
+            }
+            _ => {
+                if rt.has_status
+                    && rt.crd.is_some()
+                    && let Some(m) = body.as_object_mut()
+                {
+                    m.remove("status");
+                }
+            }
+        }
+        let mut owners = Owners::new();
+        patch::record_ownership(&mut owners, manager, &Value::Null, &body);
+        Ok(self.commit(rt, key, body, owners, "ADDED"))
+    }
+
+    fn register_crd(&mut self, crd: &mut Value) -> Result<(), ApiError> {
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let types = crate::resources::from_crd(crd)
+            .map_err(|e| ApiError::invalid("CustomResourceDefinition", &name, &[e]))?;
+        self.registry.add_crd(types);
+        let now = now();
+        crd["status"] = json!({
+            "acceptedNames": crd["spec"]["names"].clone(),
+            "storedVersions": crd["spec"]["versions"].as_array().into_iter().flatten().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>(),
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+            ],
+        });
+        Ok(())
+    }
+
+    /// PUT: replaces the object (or its status), with optimistic concurrency on resourceVersion.
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        body: Value,
+        write: Write<'_>,
+    ) -> Result<Arc<Value>, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the body is not a JSON object"));
+        }
+        let ns = if rt.namespaced { ns } else { "" };
+        let current = self.stored(rt, ns, name)?.clone();
+        if let Some(body_name) = body["metadata"]["name"].as_str()
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && current.value["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::conflict(
+                &qualified(rt),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        self.write(rt, ns, name, &current, body, write)
+    }
+
+    /// PATCH; `apply` creates the object when it does not exist.
+    pub fn patch(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        kind: PatchKind,
+        body: Value,
+        write: Write<'_>,
+    ) -> Result<Arc<Value>, ApiError> {
+        let ns = if rt.namespaced { ns } else { "" };
+        let current = match self.stored(rt, ns, name) {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                if let PatchKind::Apply { .. } = kind {
+                    let mut obj = body;
+                    obj["metadata"]["name"] = json!(name);
+                    let created = self.create(rt, ns, obj.clone(), write.manager)?;
+                    let key = (ns.to_string(), name.to_string());
+                    if let Some(stored) = self
+                        .objects
+                        .get_mut(&rt.storage_key())
+                        .and_then(|b| b.get_mut(&key))
+                    {
+                        stored.owners.clear();
+                        patch::record_apply(&mut stored.owners, write.manager, &obj, &created);
+                    }
+                    return Ok(created);
+                }
+                return Err(e);
+            }
+        };
+        let mut next = (*current.value).clone();
+        match kind {
+            PatchKind::Merge => patch::merge_patch(&mut next, &body),
+            PatchKind::Strategic => patch::strategic_merge_patch(&mut next, &body),
+            PatchKind::Json => patch::json_patch(&mut next, &body)
+                .map_err(|e| ApiError::invalid(&rt.kind, name, &[e.to_string()]))?,
+            PatchKind::Apply { force } => {
+                let conflicts =
+                    patch::apply_conflicts(&current.value, &current.owners, write.manager, &body);
+                if !force && !conflicts.is_empty() {
+                    return Err(ApiError::apply_conflict(&conflicts));
+                }
+                patch::merge_patch(&mut next, &body);
+            }
+        }
+        // A patch that names a resourceVersion is conditional on it.
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && current.value["metadata"]["resourceVersion"].as_str() != Some(rv)
+        {
+            return Err(ApiError::conflict(
+                &qualified(rt),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        let result = self.write(rt, ns, name, &current, next, write)?;
+        if let PatchKind::Apply { .. } = kind {
+            let key = (ns.to_string(), name.to_string());
+            if let Some(stored) = self
+                .objects
+                .get_mut(&rt.storage_key())
+                .and_then(|b| b.get_mut(&key))
+            {
+                patch::record_apply(&mut stored.owners, write.manager, &body, &result);
+            }
+        }
+        Ok(result)
+    }
+
+    fn write(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        current: &StoredObject,
+        body: Value,
+        write: Write<'_>,
+    ) -> Result<Arc<Value>, ApiError> {
+        let old = &current.value;
+        let mut next = match write.target {
+            // A status write changes status only.
+            Target::Status => {
+                let mut v = (**old).clone();
+                v["status"] = body["status"].clone();
+                v
+            }
+            Target::Main => {
+                let mut v = body;
+                if rt.has_status {
+                    v["status"] = old["status"].clone();
+                }
+                v
+            }
+        };
+        if next["status"].is_null()
+            && let Some(m) = next.as_object_mut()
+        {
+            m.remove("status");
+        }
+        next["apiVersion"] = json!(rt.api_version());
+        next["kind"] = json!(rt.kind);
+        if let Some(schema) = &rt.schema {
+            crate::resources::prune_and_default(&mut next, schema);
+        }
+        // Metadata the server owns.
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "deletionTimestamp",
+            "generation",
+        ] {
+            if old["metadata"][field].is_null() {
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            } else {
+                next["metadata"][field] = old["metadata"][field].clone();
+            }
+        }
+        if let Some(m) = next["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        if write.target == Target::Main {
+            if rt.group.is_empty() && rt.plural == "services" {
+                service::prepare_update(old, &mut next, &mut self.services)?;
+            }
+            if rt.group == "apiextensions.k8s.io" {
+                self.register_crd(&mut next)?;
+            }
+            let spec_changed = next
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
+                .any(|(k, v)| old.get(k) != Some(v))
+                || old.as_object().into_iter().flatten().any(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status") && next.get(k).is_none()
+                });
+            if spec_changed {
+                let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                next["metadata"]["generation"] = json!(g + 1);
+            }
+        }
+        next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        if next == **old {
+            return Ok(old.clone());
+        }
+        let mut owners = current.owners.clone();
+        patch::record_ownership(&mut owners, write.manager, old, &next);
+        let key = (ns.to_string(), name.to_string());
+        // Removing the last finalizer of an object being deleted deletes it.
+        let finalizers_empty = next["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+        if !next["metadata"]["deletionTimestamp"].is_null() && finalizers_empty {
+            self.release(rt, &next);
+            return Ok(self.commit(rt, key, next, owners, "DELETED"));
+        }
+        Ok(self.commit(rt, key, next, owners, "MODIFIED"))
+    }
+
+    fn release(&mut self, rt: &ResourceType, obj: &Value) {
+        if rt.group.is_empty() && rt.plural == "services" {
+            self.services.release(obj);
+        }
+    }
+
+    /// DELETE: removes the object, or marks it for deletion while it has finalizers.
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        let ns = if rt.namespaced { ns } else { "" };
+        let current = self.stored(rt, ns, name)?.clone();
+        let key = (ns.to_string(), name.to_string());
+        let has_finalizers = current.value["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            if !current.value["metadata"]["deletionTimestamp"].is_null() {
+                return Ok(current.value);
+            }
+            let mut v = (*current.value).clone();
+            v["metadata"]["deletionTimestamp"] = json!(now());
+            return Ok(self.commit(rt, key, v, current.owners, "MODIFIED"));
+        }
+        self.release(rt, &current.value);
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            self.delete_namespace_contents(name);
+        }
+        if rt.group == "apiextensions.k8s.io" {
+            for storage_key in self.registry.remove_crd(name) {
+                self.delete_bucket(&storage_key);
+            }
+        }
+        let v = (*current.value).clone();
+        Ok(self.commit(rt, key, v, Owners::new(), "DELETED"))
+    }
+
+    fn delete_namespace_contents(&mut self, ns: &str) {
+        let types: Vec<Arc<ResourceType>> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|t| t.namespaced)
+            .cloned()
+            .collect();
+        for rt in types {
+            let keys: Vec<Key> = self
+                .bucket(&rt)
+                .map(|b| b.keys().filter(|(n, _)| n == ns).cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                if let Some(obj) = self
+                    .bucket(&rt)
+                    .and_then(|b| b.get(&key))
+                    .map(|o| o.value.clone())
+                {
+                    self.release(&rt, &obj);
+                    self.commit(&rt, key, (*obj).clone(), Owners::new(), "DELETED");
+                }
+            }
+        }
+    }
+
+    fn delete_bucket(&mut self, storage_key: &str) {
+        let Some(bucket) = self.objects.remove(storage_key) else {
+            return;
+        };
+        for (key, obj) in bucket {
+            self.rv += 1;
+            let event = Arc::new(WatchEvent {
+                rv: self.rv,
+                storage_key: storage_key.to_string(),
+                namespace: key.0,
+                event_type: "DELETED",
+                object: obj.value,
+            });
+            self.history.push_back(event.clone());
+            let _ = self.tx.send(event);
+        }
+    }
+}
