@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (real peers, tools). Installed only when missing.
-PACKAGES=(iproute2)
+# kubectl drives fake-apiserver in its tests.
+PACKAGES=(iproute2 kubectl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -15,6 +16,11 @@ if ((${#missing[@]})); then
   echo "==> installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl not found after installing packages" >&2
+  exit 1
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -109,6 +109,10 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     pub fn too_many_requests() -> Self {
         Self::new(
             429,

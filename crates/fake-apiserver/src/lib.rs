@@ -94,6 +94,7 @@ impl FakeApiServer {
             connections: watch::channel(0).0,
             watches: watch::channel(0).0,
             down_until: Mutex::new(None),
+            watch_outage_until: Mutex::new(None),
             bookmark_interval: config.bookmark_interval,
             requests: AtomicU64::new(0),
             open_watches: AtomicU64::new(0),
@@ -127,6 +128,13 @@ impl FakeApiServer {
 
     /// Ends every open watch stream (clients must resume).
     pub fn drop_watches(&self) {
+        self.shared.watches.send_modify(|e| *e += 1);
+    }
+
+    /// Ends every open watch stream and refuses new watches for `outage`, while other requests
+    /// are served: clients fall behind, as when a watch cache is unavailable.
+    pub async fn interrupt_watches(&self, outage: Duration) {
+        *self.shared.watch_outage_until.lock().await = Some(std::time::Instant::now() + outage);
         self.shared.watches.send_modify(|e| *e += 1);
     }
 

@@ -45,6 +45,8 @@ pub struct Shared {
     pub watches: watch::Sender<u64>,
     /// While set and in the future, new connections are closed at once.
     pub down_until: Mutex<Option<Instant>>,
+    /// While set and in the future, new watches are refused with 503 (writes still work).
+    pub watch_outage_until: Mutex<Option<Instant>>,
     pub bookmark_interval: Duration,
     pub requests: AtomicU64,
     pub open_watches: AtomicU64,
@@ -56,11 +58,25 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(code: u16, value: &Value) -> Response<Body> {
+    bytes_response(code, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn bytes_response(code: u16, json: Vec<u8>) -> Response<Body> {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(full(serde_json::to_vec(value).unwrap_or_default()))
+        .body(full(json))
         .expect("static response parts are valid")
+}
+
+/// A list response.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<std::borrow::Cow<'a, Value>>,
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -416,6 +432,16 @@ async fn handle_api(
             Ok(json_response(200, &as_version(&obj, &rt)))
         }
         (Method::GET, None) if query.flag("watch") => {
+            if shared
+                .watch_outage_until
+                .lock()
+                .await
+                .is_some_and(|t| Instant::now() < t)
+            {
+                return Err(ApiError::unavailable(
+                    "watches are unavailable (injected outage)",
+                ));
+            }
             let filter = WatchFilter {
                 ns,
                 labels,
@@ -448,20 +474,23 @@ async fn handle_api(
                 meta["continue"] = json!(c);
                 meta["remainingItemCount"] = json!(page.remaining);
             }
-            let items: Vec<Value> = page.items.iter().map(|o| as_version(o, &rt)).collect();
-            Ok(json_response(
+            let items: Vec<std::borrow::Cow<'_, Value>> =
+                page.items.iter().map(|o| as_version(o, &rt)).collect();
+            // Serialized straight from the stored objects: no copy of a large list.
+            let list = ListBody {
+                kind: format!("{}List", rt.kind),
+                api_version: rt.api_version(),
+                metadata: meta,
+                items,
+            };
+            Ok(bytes_response(
                 200,
-                &json!({
-                    "kind": format!("{}List", rt.kind),
-                    "apiVersion": rt.api_version(),
-                    "metadata": meta,
-                    "items": items,
-                }),
+                serde_json::to_vec(&list).unwrap_or_default(),
             ))
         }
         (Method::POST, None) => {
             let body = parse_body(&content_type, &body_bytes)?;
-            let created = store.create(&rt, &ns_str, body, &manager)?;
+            let created = store.create(&rt, &ns_str, body)?;
             Ok(json_response(201, &as_version(&created, &rt)))
         }
         (Method::PUT, Some(name)) => {
@@ -511,7 +540,7 @@ async fn handle_api(
                     .to_string();
                 let obj_name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
                 let gone = store.delete(&rt, &obj_ns, &obj_name)?;
-                deleted.push(as_version(&gone, &rt));
+                deleted.push(as_version(&gone, &rt).into_owned());
             }
             Ok(json_response(
                 200,
@@ -529,11 +558,17 @@ async fn handle_api(
     }
 }
 
-/// The object as the requested version (custom resources may be served in several).
-fn as_version(obj: &Value, rt: &ResourceType) -> Value {
-    let mut v = obj.clone();
-    v["apiVersion"] = json!(rt.api_version());
-    v
+/// The object as the requested version (custom resources may be served in several); copies
+/// only when the version differs from the stored one.
+fn as_version<'a>(obj: &'a Value, rt: &ResourceType) -> std::borrow::Cow<'a, Value> {
+    let version = rt.api_version();
+    if obj["apiVersion"].as_str() == Some(version.as_str()) {
+        std::borrow::Cow::Borrowed(obj)
+    } else {
+        let mut v = obj.clone();
+        v["apiVersion"] = json!(version);
+        std::borrow::Cow::Owned(v)
+    }
 }
 
 fn version() -> Value {
@@ -566,7 +601,7 @@ fn group_list(store: &Store) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn event_line(event_type: &str, object: &Value) -> Bytes {
+pub(crate) fn event_line(event_type: &str, object: &Value) -> Bytes {
     let mut line =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     line.push(b'\n');
@@ -598,7 +633,7 @@ fn start_watch(
     // `kubectl get -w` asks for each object as a one-row Table.
     let render = {
         let rt = rt.clone();
-        move |obj: &Value| {
+        move |obj: &Value| -> Value {
             if as_table {
                 crate::table::render(
                     &rt,
@@ -609,10 +644,12 @@ fn start_watch(
                         .unwrap_or(0),
                 )
             } else {
-                as_version(obj, &rt)
+                as_version(obj, &rt).into_owned()
             }
         }
     };
+    // The common case (plain JSON, stored version) shares one serialized line among watchers.
+    let plain = !as_table && rt.crd.is_none();
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let matches = {
         let storage_key = rt.storage_key();
@@ -629,16 +666,11 @@ fn start_watch(
     let (start_rv, events) = if rv_param.is_empty() || rv_param == "0" {
         let (items, rv, rx) = store.watch_now(rt);
         for obj in items {
-            let pseudo = WatchEvent {
-                rv,
-                storage_key: rt.storage_key(),
-                namespace: obj["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                event_type: "ADDED",
-                object: obj.clone(),
-            };
+            let namespace = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let pseudo = WatchEvent::new(rv, rt.storage_key(), namespace, "ADDED", obj.clone());
             if matches(&pseudo) {
                 initial.push(event_line("ADDED", &render(&obj)));
             }
@@ -698,7 +730,7 @@ fn start_watch(
                     Ok(e) => {
                         seen_rv = seen_rv.max(e.rv);
                         if e.rv > start_rv && matches(&e)
-                            && tx.send(event_line(e.event_type, &render(&e.object))).await.is_err()
+                            && tx.send(if plain { e.line() } else { event_line(e.event_type, &render(&e.object)) }).await.is_err()
                         {
                             return;
                         }
@@ -746,6 +778,13 @@ async fn handle_knob(shared: &Arc<Shared>, knob: &str, req: Request<Incoming>) -
         .unwrap_or_default();
     match knob {
         "drop-watches" => {
+            let outage = Duration::from_millis(
+                query
+                    .get("outageMs")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(0),
+            );
+            *shared.watch_outage_until.lock().await = Some(Instant::now() + outage);
             shared.watches.send_modify(|e| *e += 1);
             json_response(200, &json!({"dropped": true}))
         }

@@ -21,6 +21,33 @@ pub struct WatchEvent {
     /// `ADDED`, `MODIFIED` or `DELETED`.
     pub event_type: &'static str,
     pub object: Arc<Value>,
+    /// The event as one JSON line, serialized once for every watcher.
+    line: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    pub fn new(
+        rv: u64,
+        storage_key: String,
+        namespace: String,
+        event_type: &'static str,
+        object: Arc<Value>,
+    ) -> Self {
+        WatchEvent {
+            rv,
+            storage_key,
+            namespace,
+            event_type,
+            object,
+            line: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn line(&self) -> bytes::Bytes {
+        self.line
+            .get_or_init(|| crate::server::event_line(self.event_type, &self.object))
+            .clone()
+    }
 }
 
 /// Receives every change after the moment it was created.
@@ -113,12 +140,7 @@ impl Store {
             .expect("namespaces is built in");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             store
-                .create(
-                    &ns_type,
-                    "",
-                    json!({"metadata": {"name": ns}}),
-                    "fake-apiserver",
-                )
+                .create(&ns_type, "", json!({"metadata": {"name": ns}}))
                 .expect("initial namespaces are valid");
         }
         store
@@ -259,13 +281,13 @@ impl Store {
                 },
             );
         }
-        let event = Arc::new(WatchEvent {
-            rv: self.rv,
+        let event = Arc::new(WatchEvent::new(
+            self.rv,
             storage_key,
-            namespace: key.0,
+            key.0,
             event_type,
-            object: value.clone(),
-        });
+            value.clone(),
+        ));
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
@@ -301,7 +323,6 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         mut body: Value,
-        manager: &str,
     ) -> Result<Arc<Value>, ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request("the body is not a JSON object"));
@@ -397,9 +418,9 @@ impl Store {
                 }
             }
         }
-        let mut owners = Owners::new();
-        patch::record_ownership(&mut owners, manager, &Value::Null, &body);
-        Ok(self.commit(rt, key, body, owners, "ADDED"))
+        // Field ownership is tracked from an object's first server-side apply on: only apply
+        // conflicts need it, and it costs more memory than the object.
+        Ok(self.commit(rt, key, body, Owners::new(), "ADDED"))
     }
 
     fn register_crd(&mut self, crd: &mut Value) -> Result<(), ApiError> {
@@ -473,7 +494,7 @@ impl Store {
                 if let PatchKind::Apply { .. } = kind {
                     let mut obj = body;
                     obj["metadata"]["name"] = json!(name);
-                    let created = self.create(rt, ns, obj.clone(), write.manager)?;
+                    let created = self.create(rt, ns, obj.clone())?;
                     let key = (ns.to_string(), name.to_string());
                     if let Some(stored) = self
                         .objects
@@ -608,7 +629,9 @@ impl Store {
             return Ok(old.clone());
         }
         let mut owners = current.owners.clone();
-        patch::record_ownership(&mut owners, write.manager, old, &next);
+        if !owners.is_empty() {
+            patch::record_ownership(&mut owners, write.manager, old, &next);
+        }
         let key = (ns.to_string(), name.to_string());
         // Removing the last finalizer of an object being deleted deletes it.
         let finalizers_empty = next["metadata"]["finalizers"]
@@ -693,13 +716,13 @@ impl Store {
         };
         for (key, obj) in bucket {
             self.rv += 1;
-            let event = Arc::new(WatchEvent {
-                rv: self.rv,
-                storage_key: storage_key.to_string(),
-                namespace: key.0,
-                event_type: "DELETED",
-                object: obj.value,
-            });
+            let event = Arc::new(WatchEvent::new(
+                self.rv,
+                storage_key.to_string(),
+                key.0,
+                "DELETED",
+                obj.value,
+            ));
             self.history.push_back(event.clone());
             let _ = self.tx.send(event);
         }

@@ -1,0 +1,675 @@
+//! The fake API server through the real kube-rs client, over HTTP.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fake_apiserver::{Config, FakeApiServer, Faults};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, reflector};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+async fn start(config: Config) -> (FakeApiServer, Client) {
+    let server = FakeApiServer::start(config).await.expect("server starts");
+    let kube_config = kube::Config::new(server.url().parse().expect("valid url"));
+    let client = Client::try_from(kube_config).expect("client");
+    (server, client)
+}
+
+async fn fast() -> (FakeApiServer, Client) {
+    start(Config {
+        bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await
+}
+
+fn config_map(name: &str, value: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("v".to_string(), value.to_string())])),
+        ..Default::default()
+    }
+}
+
+fn lb_service(name: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_sees_create_update_and_delete() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            reader.state().len() == 1
+        })
+        .await
+    );
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    let sees_2 = || async {
+        reader
+            .state()
+            .first()
+            .is_some_and(|c| c.data.as_ref().unwrap()["v"] == "2")
+    };
+    assert!(eventually(Duration::from_secs(5), sees_2).await);
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            reader.state().is_empty()
+        })
+        .await
+    );
+    task.abort();
+}
+
+fn watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = watcher::Result<Event<K>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    kube::runtime::watcher(api, config)
+}
+
+/// Collects watcher events into a channel so a test can look at them as they come.
+fn spawn_watch(
+    api: Api<ConfigMap>,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<Event<ConfigMap>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(ev) = stream.next().await {
+            if let Ok(ev) = ev
+                && tx.send(ev).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (rx, task)
+}
+
+async fn next_matching(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event<ConfigMap>>,
+    limit: Duration,
+    mut pred: impl FnMut(&Event<ConfigMap>) -> bool,
+) -> Vec<Event<ConfigMap>> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(limit, async {
+        while let Some(ev) = rx.recv().await {
+            let done = pred(&ev);
+            seen.push(ev);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+fn is_apply_of(ev: &Event<ConfigMap>, name: &str) -> bool {
+    matches!(ev, Event::Apply(c) if c.name_any() == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_after_dropped_connection_without_relisting() {
+    let (server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &config_map("before", "1"))
+        .await
+        .unwrap();
+    let (mut rx, task) = spawn_watch(api.clone());
+    let init = next_matching(&mut rx, Duration::from_secs(5), |e| {
+        matches!(e, Event::InitDone)
+    })
+    .await;
+    assert!(
+        init.iter()
+            .any(|e| matches!(e, Event::InitApply(c) if c.name_any() == "before"))
+    );
+
+    server.drop_watches();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.create(&PostParams::default(), &config_map("after", "1"))
+        .await
+        .unwrap();
+    let seen = next_matching(&mut rx, Duration::from_secs(10), |e| {
+        is_apply_of(e, "after")
+    })
+    .await;
+    assert!(
+        seen.iter().any(|e| is_apply_of(e, "after")),
+        "missed the change: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Init)),
+        "relisted instead of resuming"
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_relists_after_410_gone() {
+    let (server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let (mut rx, task) = spawn_watch(api.clone());
+    next_matching(&mut rx, Duration::from_secs(5), |e| {
+        matches!(e, Event::InitDone)
+    })
+    .await;
+
+    // The watch is cut and refused while a change lands and history is compacted: the resumed
+    // watch gets 410 and must list again.
+    server.interrupt_watches(Duration::from_millis(1500)).await;
+    api.create(&PostParams::default(), &config_map("b", "1"))
+        .await
+        .unwrap();
+    server.compact().await;
+    let seen = next_matching(&mut rx, Duration::from_secs(10), |e| {
+        matches!(e, Event::InitDone)
+    })
+    .await;
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::Init)),
+        "no relist: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::InitApply(c) if c.name_any() == "b"))
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_resource_version_gets_409() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let mut first = api.get("a").await.unwrap();
+    let mut second = first.clone();
+    first.data = Some(BTreeMap::from([("v".into(), "first".into())]));
+    api.replace("a", &PostParams::default(), &first)
+        .await
+        .unwrap();
+    second.data = Some(BTreeMap::from([("v".into(), "second".into())]));
+    let err = api
+        .replace("a", &PostParams::default(), &second)
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "Conflict")),
+        other => panic!("expected 409, got {other:?}"),
+    }
+    let dup = api
+        .create(&PostParams::default(), &config_map("a", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_subresource_separates_spec_and_status_writes() {
+    let (_server, client) = fast().await;
+    let api: Api<Service> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // A status write ignores spec.
+    let status = json!({"spec": {"type": "ClusterIP"}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+    let after_status = api
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    assert_eq!(
+        after_status.spec.as_ref().unwrap().type_.as_deref(),
+        Some("LoadBalancer")
+    );
+    assert_eq!(
+        after_status.metadata.generation,
+        Some(1),
+        "status writes keep generation"
+    );
+    let ingress = after_status
+        .status
+        .as_ref()
+        .unwrap()
+        .load_balancer
+        .as_ref()
+        .unwrap()
+        .ingress
+        .clone()
+        .unwrap();
+    assert_eq!(ingress[0].ip.as_deref(), Some("192.0.2.1"));
+
+    // A spec write ignores status and bumps generation.
+    let spec = json!({"spec": {"externalTrafficPolicy": "Local"}, "status": {"loadBalancer": {}}});
+    let after_spec = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(spec))
+        .await
+        .unwrap();
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    let ingress = after_spec
+        .status
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .ingress
+        .unwrap();
+    assert_eq!(
+        ingress[0].ip.as_deref(),
+        Some("192.0.2.1"),
+        "status survived a spec write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_defaulted_and_invalid_ones_rejected() {
+    let (_server, client) = fast().await;
+    let api: Api<Service> = Api::namespaced(client, "default");
+    let svc = api
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    let spec = svc.spec.unwrap();
+    assert!(spec.cluster_ip.unwrap().starts_with("198.18."));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap();
+    assert!((30000..=32767).contains(&node_port));
+
+    let mut bad = lb_service("bad");
+    bad.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 70000;
+    match api.create(&PostParams::default(), &bad).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+            assert!(s.message.contains("spec.ports[0].port"), "{}", s.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_delay_deletion_until_removed() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut cm = config_map("held", "1");
+    cm.metadata.finalizers = Some(vec!["ferrolb.io/test".into()]);
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let marked = api.get("held").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("held").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_detects_conflicts_between_managers() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let doc = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"}, "data": {"v": v}});
+    api.patch(
+        "owned",
+        &PatchParams::apply("alice"),
+        &Patch::Apply(doc("a")),
+    )
+    .await
+    .unwrap();
+    let err = api
+        .patch("owned", &PatchParams::apply("bob"), &Patch::Apply(doc("b")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 409),
+        "bob must conflict"
+    );
+    api.patch(
+        "owned",
+        &PatchParams::apply("alice"),
+        &Patch::Apply(doc("a2")),
+    )
+    .await
+    .unwrap();
+    let forced = api
+        .patch(
+            "owned",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(doc("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["v"], "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_and_selectors() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..7 {
+        let mut cm = config_map(&format!("cm{i}"), "1");
+        cm.metadata.labels = Some(BTreeMap::from([(
+            "parity".into(),
+            (if i % 2 == 0 { "even" } else { "odd" }).into(),
+        )]));
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    let token = first.metadata.continue_.clone().expect("more pages");
+    let rest = api
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 4);
+    assert!(rest.metadata.continue_.is_none());
+    let odd = api
+        .list(&ListParams::default().labels("parity=odd"))
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 3);
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=cm4"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_need_an_existing_namespace_and_namespace_deletion_removes_them() {
+    let (_server, client) = fast().await;
+    let in_missing: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
+    let err = in_missing
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 404));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("shop".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let in_shop: Api<ConfigMap> = Api::namespaced(client, "shop");
+    in_shop
+        .create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    namespaces
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(in_shop.get_opt("a").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_work_once_their_crd_exists() {
+    use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
+    let (_server, client) = fast().await;
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), "default");
+    let pool = IPAddressPool::new(
+        "public",
+        IPAddressPoolSpec {
+            addresses: vec!["192.0.2.0/24".into()],
+            auto_assign: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        pools.create(&PostParams::default(), &pool).await.is_err(),
+        "no CRD yet"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    for crd in ferrolb_api::crds::all() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    // Without autoAssign in the request the server fills the schema default.
+    let raw = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": "raw"}, "spec": {"addresses": ["198.51.100.0/24"], "unknownField": 1}});
+    let created = pools
+        .patch("raw", &PatchParams::apply("test"), &Patch::Apply(raw))
+        .await
+        .unwrap();
+    assert!(created.spec.auto_assign);
+    pools.create(&PostParams::default(), &pool).await.unwrap();
+    let status = json!({"status": {"assignedIPv4": 1, "availableIPv4": 255}});
+    let with_status = pools
+        .patch_status("public", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    assert_eq!(with_status.status.unwrap().assigned_ipv4, 1);
+    assert_eq!(
+        pools
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_reaches_the_same_state_under_injected_faults() {
+    let (server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (reader, writer) = reflector::store();
+    let task = tokio::spawn(
+        reflector(writer, watcher(api.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {}),
+    );
+    reader.wait_until_ready().await.unwrap();
+    server
+        .set_faults(Faults {
+            error_rate: 0.2,
+            throttle_rate: 0.1,
+            delay_ms: 2,
+        })
+        .await;
+    let mut created = 0;
+    let mut failures = 0;
+    for i in 0..60 {
+        // Writes retry until they land, as a controller's would.
+        for _attempt in 0..50 {
+            match api
+                .create(&PostParams::default(), &config_map(&format!("f{i}"), "1"))
+                .await
+            {
+                Ok(_) => {
+                    created += 1;
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    created += 1;
+                    break;
+                }
+                Err(_) => failures += 1,
+            }
+        }
+        if i % 20 == 0 {
+            server.drop_watches();
+        }
+    }
+    assert_eq!(created, 60);
+    assert!(failures > 0, "faults were injected");
+    server.restart(Duration::from_millis(200), false).await;
+    server.set_faults(Faults::default()).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            reader.state().len() == 60
+        })
+        .await,
+        "reflector has {} of 60",
+        reader.state().len()
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_leader_election_with_kube_lease_manager() {
+    use kube_lease_manager::LeaseManagerBuilder;
+    let (_server, client) = fast().await;
+    let manager = |id: &str| {
+        LeaseManagerBuilder::new(client.clone(), "ferrolb-controller")
+            .with_namespace("default")
+            .with_identity(id)
+            .with_duration(3)
+            .with_grace(1)
+            .build()
+    };
+    let a = manager("a").await.unwrap();
+    let b = manager("b").await.unwrap();
+    let (a_state, a_task) = a.watch().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async { *a_state.borrow() }).await,
+        "a becomes leader"
+    );
+    let (b_state, b_task) = b.watch().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        *a_state.borrow() && !*b_state.borrow(),
+        "one leader at a time"
+    );
+
+    // The leader stops renewing (crash): b takes over once the lease expires.
+    a_task.abort();
+    assert!(
+        eventually(Duration::from_secs(15), || async { *b_state.borrow() }).await,
+        "b takes over"
+    );
+    drop(b_state);
+    let _ = tokio::time::timeout(Duration::from_secs(5), b_task).await;
+}
+
+/// One raw HTTP/1.1 request; returns the status line and body.
+async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_knobs_inject_faults_and_report_stats() {
+    let (server, client) = fast().await;
+    let (status, _) = raw(
+        server.addr(),
+        "PUT",
+        "/fake/faults",
+        r#"{"errorRate": 1.0}"#,
+    )
+    .await;
+    assert!(status.contains("200"), "{status}");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let err = api.list(&ListParams::default()).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 500));
+    raw(
+        server.addr(),
+        "PUT",
+        "/fake/faults",
+        r#"{"errorRate": 0.0}"#,
+    )
+    .await;
+    assert!(api.list(&ListParams::default()).await.is_ok());
+    let (_, stats) = raw(server.addr(), "GET", "/fake/stats", "").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(stats["requests"].as_u64().unwrap() >= 4);
+    assert_eq!(stats["objects"], 4, "the four initial namespaces");
+    let (status, _) = raw(server.addr(), "POST", "/fake/restart?downtimeMs=100", "").await;
+    assert!(status.contains("200"));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            api.list(&ListParams::default()).await.is_ok()
+        })
+        .await
+    );
+}

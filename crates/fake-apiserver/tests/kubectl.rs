@@ -1,0 +1,278 @@
+//! The real `kubectl` against the fake API server: CRDs, a pool, a LoadBalancer Service.
+//!
+//! kubectl is installed by the test command; the fake server serves no OpenAPI documents, so
+//! `apply` runs with `--validate=false`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fake_apiserver::{Config, FakeApiServer};
+
+/// A kubeconfig file that is removed when the test ends, however it ends.
+struct Kubeconfig(PathBuf);
+
+impl Drop for Kubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed (the test command installs it)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const POOL_AND_SERVICE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ferrolb-system}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: public, namespace: ferrolb-system}
+spec:
+  addresses: ["192.0.2.0/28", "2001:db8::/124"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 80}, {name: https, port: 443}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path);
+    let run = |args: Vec<&str>, stdin: Option<&str>| {
+        let path = kc.0.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let stdin = stdin.map(str::to_string);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                kubectl(&path, &refs, stdin.as_deref())
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let (ok, out, err) = run(
+        vec!["apply", "--validate=false", "-f", "manifests/crds/"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("ipaddresspools.ferrolb.io created"), "{out}");
+
+    let (ok, out, err) = run(vec!["api-resources", "--api-group=ferrolb.io"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ipaddresspools") && out.contains("ipp"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(
+        vec!["apply", "--validate=false", "-f", "-"],
+        Some(POOL_AND_SERVICE),
+    )
+    .await;
+    assert!(ok, "{err}");
+
+    // Read back, with the printer columns of the CRD.
+    let (ok, out, err) = run(vec!["get", "ipp", "-n", "ferrolb-system"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ADDRESSES") && out.contains("AUTO ASSIGN"),
+        "{out}"
+    );
+    assert!(
+        out.contains("192.0.2.0/28") && out.contains("true"),
+        "{out}"
+    );
+    let (ok, out, _) = run(
+        vec![
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].nodePort}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok);
+    let mut parts = out.split_whitespace();
+    assert_eq!(parts.next(), Some("LoadBalancer"));
+    let node_port: u16 = parts.next().unwrap().parse().unwrap();
+    assert!((30000..=32767).contains(&node_port));
+
+    // Patch both.
+    let (ok, _, err) = run(
+        vec![
+            "patch",
+            "ipp",
+            "public",
+            "-n",
+            "ferrolb-system",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"autoAssign":false}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, out, _) = run(
+        vec![
+            "get",
+            "ipp",
+            "public",
+            "-n",
+            "ferrolb-system",
+            "-o",
+            "jsonpath={.spec.autoAssign}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, "false");
+    let (ok, _, err) = run(vec!["label", "svc", "web", "tier=edge"], None).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        vec![
+            "patch",
+            "svc",
+            "web",
+            "-p",
+            r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (_, out, _) = run(
+        vec![
+            "get",
+            "svc",
+            "-l",
+            "tier=edge",
+            "-o",
+            "jsonpath={.items[0].spec.externalTrafficPolicy}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, "Local");
+
+    // Re-applying is a no-op; the node port stays.
+    let (ok, out, err) = run(
+        vec!["apply", "--validate=false", "-f", "-"],
+        Some(POOL_AND_SERVICE),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("service/web configured") || out.contains("service/web unchanged"),
+        "{out}"
+    );
+    let (_, out, _) = run(
+        vec![
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, node_port.to_string());
+
+    // Delete.
+    let (ok, _, err) = run(vec!["delete", "svc", "web"], None).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(
+        vec!["delete", "ipp", "public", "-n", "ferrolb-system"],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted"));
+    let (ok, _, err) = run(vec!["get", "svc", "web"], None).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_streams_changes() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-w-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path.clone());
+    let watcher = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            Command::new("timeout")
+                .args(["4", "kubectl", "get", "configmaps", "-w", "-o", "name"])
+                .env("KUBECONFIG", &path)
+                .output()
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let created = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            kubectl(
+                &path,
+                &["create", "--validate=false", "-f", "-"],
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch}\n"),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(created.0, "{}", created.2);
+    let out = watcher.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("configmap/seen-by-watch"),
+        "watch printed: {stdout}"
+    );
+    drop(kc);
+}
