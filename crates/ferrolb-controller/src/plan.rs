@@ -1,0 +1,585 @@
+//! The controller's decisions, without I/O: which addresses a Service should show, which
+//! annotation, which Events, and what each pool's status should say.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
+use ferrolb_api::crd::{IPAddressPool, IPAddressPoolStatus};
+use ferrolb_api::model::{IpFamily, Labels, PoolError, PoolName, ServiceKey, validate_pools};
+use ferrolb_ipam::{AllocationError, Allocator, Assignment};
+use k8s_openapi::api::core::v1::Service;
+
+use crate::service_request::{is_ours, service_key, service_request, status_ips};
+
+/// An Event the controller should record on a Service or pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl PlannedEvent {
+    fn normal(reason: &'static str, note: String) -> Self {
+        PlannedEvent {
+            warning: false,
+            reason,
+            note,
+        }
+    }
+
+    fn warning(reason: &'static str, note: String) -> Self {
+        PlannedEvent {
+            warning: true,
+            reason,
+            note,
+        }
+    }
+}
+
+/// What a Service should look like after reconciling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub key: ServiceKey,
+    /// The addresses `status.loadBalancer.ingress` should list (empty: none).
+    pub ingress: Vec<IpAddr>,
+    /// The `ip-allocated-from-pool` annotation (`None`: absent).
+    pub pool_annotation: Option<String>,
+    pub events: Vec<PlannedEvent>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Assigned(Assignment),
+    Failed(AllocationError),
+    /// Bad annotations; the message says which.
+    InvalidRequest(String),
+    /// Not (or no longer) a Service for this controller.
+    NotOurs,
+    Deleted,
+}
+
+/// A write the controller must make to bring a Service to its plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceWrite {
+    /// Merge-patch `status.loadBalancer.ingress` to these addresses.
+    Status(Vec<IpAddr>),
+    /// Merge-patch the pool annotation (`None` removes it).
+    Annotation(Option<String>),
+}
+
+/// The writes that bring `current` to `plan`; none when it already matches.
+pub fn writes_for(current: &Service, plan: &ServicePlan) -> Vec<ServiceWrite> {
+    let mut writes = Vec::new();
+    let shown = status_ips(current);
+    if shown != plan.ingress {
+        writes.push(ServiceWrite::Status(plan.ingress.clone()));
+    }
+    let annotated = current
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(IP_ALLOCATED_FROM_POOL))
+        .cloned();
+    if annotated != plan.pool_annotation {
+        writes.push(ServiceWrite::Annotation(plan.pool_annotation.clone()));
+    }
+    writes
+}
+
+/// The allocator plus what the controller needs to explain its decisions.
+#[derive(Debug, Default)]
+pub struct Planner {
+    allocator: Allocator,
+    invalid_pools: BTreeMap<String, PoolError>,
+    pool_names: Vec<String>,
+    lb_class: Option<String>,
+}
+
+/// What changed when pools were replaced.
+#[derive(Debug, Default)]
+pub struct PoolsUpdate {
+    /// Services whose addresses left their pool; they must be planned again.
+    pub released: Vec<ServiceKey>,
+    /// Pools that became invalid, with why (for an Event).
+    pub newly_invalid: Vec<(String, PoolError)>,
+}
+
+impl Planner {
+    pub fn new(lb_class: Option<String>) -> Self {
+        Planner {
+            lb_class,
+            ..Default::default()
+        }
+    }
+
+    /// Validates and installs pools (oldest first). Only Services whose addresses left their pool
+    /// are released.
+    pub fn set_pools(&mut self, pools: &[IPAddressPool]) -> PoolsUpdate {
+        let mut ordered: Vec<&IPAddressPool> = pools.iter().collect();
+        ordered.sort_by(|a, b| {
+            (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                a.metadata.name.as_deref(),
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    b.metadata.name.as_deref(),
+                ))
+        });
+        let validated = validate_pools(
+            ordered
+                .iter()
+                .map(|p| (p.metadata.name.as_deref().unwrap_or(""), &p.spec)),
+        );
+        let invalid: BTreeMap<String, PoolError> = validated
+            .invalid
+            .iter()
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect();
+        let newly_invalid = invalid
+            .iter()
+            .filter(|(n, e)| self.invalid_pools.get(*n) != Some(e))
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
+        self.invalid_pools = invalid;
+        self.pool_names = ordered
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        let released = self
+            .allocator
+            .set_pools(validated.valid)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        PoolsUpdate {
+            released,
+            newly_invalid,
+        }
+    }
+
+    pub fn assignment(&self, key: &ServiceKey) -> Option<&Assignment> {
+        self.allocator.assignment(key)
+    }
+
+    /// Plans one Service; `service` is `None` once it is deleted.
+    pub fn plan_service(
+        &mut self,
+        key: &ServiceKey,
+        service: Option<&Service>,
+        namespace_labels: &Labels,
+    ) -> ServicePlan {
+        let Some(svc) = service.filter(|s| s.metadata.deletion_timestamp.is_none()) else {
+            self.allocator.release(key);
+            return ServicePlan {
+                key: key.clone(),
+                ingress: Vec::new(),
+                pool_annotation: None,
+                events: Vec::new(),
+                outcome: Outcome::Deleted,
+            };
+        };
+        let was_assigned = self.allocator.assignment(key).cloned();
+        if !is_ours(svc, self.lb_class.as_deref()) {
+            self.allocator.release(key);
+            let ours_before = svc
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(IP_ALLOCATED_FROM_POOL));
+            // Leave Services we never handled alone; clear the ones we did.
+            let (ingress, pool_annotation, events) = if ours_before || was_assigned.is_some() {
+                (
+                    Vec::new(),
+                    None,
+                    vec![PlannedEvent::normal(
+                        "ClearAssignment",
+                        "Service is no longer a LoadBalancer for ferrolb; addresses released"
+                            .into(),
+                    )],
+                )
+            } else {
+                (
+                    status_ips(svc),
+                    svc.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(IP_ALLOCATED_FROM_POOL))
+                        .cloned(),
+                    Vec::new(),
+                )
+            };
+            return ServicePlan {
+                key: key.clone(),
+                ingress,
+                pool_annotation,
+                events,
+                outcome: Outcome::NotOurs,
+            };
+        }
+        let (request, warnings) = match service_request(svc, namespace_labels) {
+            Ok(r) => r,
+            Err(e) => {
+                self.allocator.release(key);
+                return ServicePlan {
+                    key: key.clone(),
+                    ingress: Vec::new(),
+                    pool_annotation: None,
+                    events: vec![PlannedEvent::warning("AllocationFailed", e.to_string())],
+                    outcome: Outcome::InvalidRequest(e.to_string()),
+                };
+            }
+        };
+        let mut events: Vec<PlannedEvent> = warnings
+            .iter()
+            .map(|w| PlannedEvent::warning("AnnotationWarning", w.to_string()))
+            .collect();
+        match self.allocator.allocate(&request, &status_ips(svc)) {
+            Ok(assignment) => {
+                if was_assigned.as_ref() != Some(&assignment) {
+                    let ips: Vec<String> = assignment.ips.iter().map(ToString::to_string).collect();
+                    events.push(PlannedEvent::normal(
+                        "IPAllocated",
+                        format!(
+                            "Assigned IP [{}] from pool {}",
+                            ips.join(", "),
+                            assignment.pool
+                        ),
+                    ));
+                }
+                ServicePlan {
+                    key: key.clone(),
+                    ingress: assignment.ips.clone(),
+                    pool_annotation: Some(assignment.pool.to_string()),
+                    events,
+                    outcome: Outcome::Assigned(assignment),
+                }
+            }
+            Err(e) => {
+                let mut note = e.to_string();
+                if let Some(pool) = &request.pool
+                    && let Some(why) = self.invalid_pools.get(pool.as_str())
+                {
+                    note = format!("{note}: pool {pool} is invalid: {why}");
+                }
+                events.push(PlannedEvent::warning("AllocationFailed", note));
+                ServicePlan {
+                    key: key.clone(),
+                    ingress: Vec::new(),
+                    pool_annotation: None,
+                    events,
+                    outcome: Outcome::Failed(e),
+                }
+            }
+        }
+    }
+
+    /// The status every pool should have now.
+    pub fn pool_statuses(&self) -> Vec<(String, IPAddressPoolStatus)> {
+        let saturate = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        self.pool_names
+            .iter()
+            .map(|name| {
+                let status = match self.allocator.pool_usage(&PoolName::new(name)) {
+                    Some(u) => IPAddressPoolStatus {
+                        assigned_ipv4: saturate(u.assigned(IpFamily::V4)),
+                        assigned_ipv6: saturate(u.assigned(IpFamily::V6)),
+                        available_ipv4: saturate(u.available(IpFamily::V4)),
+                        available_ipv6: saturate(u.available(IpFamily::V6)),
+                        conditions: vec![condition(true, "Valid", "the pool is valid")],
+                    },
+                    None => {
+                        let why = self
+                            .invalid_pools
+                            .get(name)
+                            .map(ToString::to_string)
+                            .unwrap_or_else(|| "not validated".into());
+                        let reason = self
+                            .invalid_pools
+                            .get(name)
+                            .map(PoolError::reason)
+                            .unwrap_or("Unknown");
+                        IPAddressPoolStatus {
+                            conditions: vec![condition(false, reason, &why)],
+                            ..Default::default()
+                        }
+                    }
+                };
+                (name.clone(), status)
+            })
+            .collect()
+    }
+
+    /// Addresses in use and in total per pool and family, for metrics.
+    pub fn pool_usage(&self) -> Vec<(String, IpFamily, u128, u128)> {
+        self.pool_names
+            .iter()
+            .filter_map(|name| {
+                self.allocator
+                    .pool_usage(&PoolName::new(name))
+                    .map(|u| (name, u))
+            })
+            .flat_map(|(name, u)| {
+                [IpFamily::V4, IpFamily::V6]
+                    .into_iter()
+                    .map(move |f| (name.clone(), f, u.assigned(f), u.size(f)))
+            })
+            .collect()
+    }
+
+    /// Keys of every Service holding an assignment.
+    pub fn assigned_services(&self) -> Vec<ServiceKey> {
+        self.allocator
+            .assignments()
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// The `Valid` condition; its time is left for the writer to fill in when it changes.
+fn condition(
+    valid: bool,
+    reason: &str,
+    message: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: "Valid".into(),
+        status: if valid { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ),
+        observed_generation: None,
+    }
+}
+
+/// Whether two pool statuses say the same (ignoring condition times).
+pub fn same_pool_status(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> bool {
+    let strip = |s: &IPAddressPoolStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            );
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// Orders Services for a rebuild: those showing addresses first (they keep them), then by
+/// creation time and key, so the outcome does not depend on cache order.
+pub fn rebuild_order(services: &mut [&Service]) {
+    services.sort_by(|a, b| {
+        let rank = |s: &Service| {
+            (
+                status_ips(s).is_empty(),
+                s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                service_key(s),
+            )
+        };
+        rank(a).cmp(&rank(b))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_api::crd::IPAddressPoolSpec;
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, ServicePort, ServiceSpec, ServiceStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pool(name: &str, addresses: &[&str]) -> IPAddressPool {
+        let mut p = IPAddressPool::new(
+            name,
+            IPAddressPoolSpec {
+                addresses: addresses.iter().map(|s| s.to_string()).collect(),
+                auto_assign: true,
+                ..Default::default()
+            },
+        );
+        p.metadata.namespace = Some("ferrolb-system".into());
+        p
+    }
+
+    fn lb(name: &str) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                ports: Some(vec![ServicePort {
+                    port: 80,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn with_status(mut svc: Service, ips: &[&str], pool: &str) -> Service {
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(
+                    ips.iter()
+                        .map(|ip| LoadBalancerIngress {
+                            ip: Some(ip.to_string()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        });
+        svc.metadata.annotations =
+            Some([(IP_ALLOCATED_FROM_POOL.to_string(), pool.to_string())].into());
+        svc
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("default", name)
+    }
+
+    #[test]
+    fn new_service_gets_status_annotation_and_an_event() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
+        let svc = lb("web");
+        let plan = p.plan_service(&key("web"), Some(&svc), &Labels::new());
+        assert_eq!(plan.ingress, vec!["192.0.2.0".parse::<IpAddr>().unwrap()]);
+        assert_eq!(plan.pool_annotation.as_deref(), Some("public"));
+        assert_eq!(plan.events[0].reason, "IPAllocated");
+        assert_eq!(
+            writes_for(&svc, &plan),
+            vec![
+                ServiceWrite::Status(plan.ingress.clone()),
+                ServiceWrite::Annotation(Some("public".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn service_that_already_shows_its_plan_needs_no_write_and_no_event() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
+        let svc = with_status(lb("web"), &["192.0.2.2"], "public");
+        let plan = p.plan_service(&key("web"), Some(&svc), &Labels::new());
+        assert_eq!(
+            plan.ingress,
+            vec!["192.0.2.2".parse::<IpAddr>().unwrap()],
+            "status kept"
+        );
+        assert!(writes_for(&svc, &plan).is_empty());
+        let again = p.plan_service(&key("web"), Some(&svc), &Labels::new());
+        assert!(again.events.is_empty(), "no event when nothing changed");
+    }
+
+    #[test]
+    fn failure_is_a_warning_with_the_reason_and_clears_status() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/32"])]);
+        p.plan_service(&key("a"), Some(&lb("a")), &Labels::new());
+        let plan = p.plan_service(&key("b"), Some(&lb("b")), &Labels::new());
+        assert!(matches!(plan.outcome, Outcome::Failed(_)));
+        assert!(plan.events[0].warning);
+        assert_eq!(plan.events[0].reason, "AllocationFailed");
+        assert!(plan.events[0].note.contains("no free addresses"));
+        assert!(plan.ingress.is_empty());
+    }
+
+    #[test]
+    fn type_change_away_from_load_balancer_releases_and_clears() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/32"])]);
+        let svc = lb("a");
+        p.plan_service(&key("a"), Some(&svc), &Labels::new());
+        let mut cluster_ip = with_status(svc, &["192.0.2.0"], "public");
+        cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        let plan = p.plan_service(&key("a"), Some(&cluster_ip), &Labels::new());
+        assert_eq!(plan.outcome, Outcome::NotOurs);
+        assert_eq!(plan.events[0].reason, "ClearAssignment");
+        assert_eq!(writes_for(&cluster_ip, &plan).len(), 2);
+        // The address is free again.
+        let other = p.plan_service(&key("b"), Some(&lb("b")), &Labels::new());
+        assert!(matches!(other.outcome, Outcome::Assigned(_)));
+    }
+
+    #[test]
+    fn other_classes_are_left_alone() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
+        let mut svc = lb("a");
+        svc.spec.as_mut().unwrap().load_balancer_class = Some("other.io/lb".into());
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("203.0.113.9".into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        let plan = p.plan_service(&key("a"), Some(&svc), &Labels::new());
+        assert!(writes_for(&svc, &plan).is_empty());
+    }
+
+    #[test]
+    fn bad_annotation_is_an_allocation_failure_event() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
+        let mut svc = lb("a");
+        svc.metadata.annotations = Some(
+            [(
+                "ferrolb.io/loadBalancerIPs".to_string(),
+                "not-an-ip".to_string(),
+            )]
+            .into(),
+        );
+        let plan = p.plan_service(&key("a"), Some(&svc), &Labels::new());
+        assert!(matches!(plan.outcome, Outcome::InvalidRequest(_)));
+        assert!(plan.events[0].note.contains("not-an-ip"));
+    }
+
+    #[test]
+    fn invalid_pool_gets_a_false_condition_and_others_keep_working() {
+        let mut p = Planner::new(None);
+        let update = p.set_pools(&[
+            pool("good", &["192.0.2.0/30"]),
+            pool("bad", &["192.0.2.300/30"]),
+        ]);
+        assert_eq!(update.newly_invalid.len(), 1);
+        let statuses: BTreeMap<String, IPAddressPoolStatus> =
+            p.pool_statuses().into_iter().collect();
+        assert_eq!(statuses["bad"].conditions[0].status, "False");
+        assert_eq!(statuses["bad"].conditions[0].reason, "InvalidAddress");
+        assert_eq!(statuses["good"].conditions[0].status, "True");
+        assert_eq!(statuses["good"].available_ipv4, 4);
+        let plan = p.plan_service(&key("a"), Some(&lb("a")), &Labels::new());
+        assert!(matches!(plan.outcome, Outcome::Assigned(_)));
+        // Reported once, not on every pool update.
+        let again = p.set_pools(&[
+            pool("good", &["192.0.2.0/30"]),
+            pool("bad", &["192.0.2.300/30"]),
+        ]);
+        assert!(again.newly_invalid.is_empty());
+    }
+
+    #[test]
+    fn rebuild_order_puts_services_with_addresses_first() {
+        let a = lb("a");
+        let b = with_status(lb("b"), &["192.0.2.1"], "public");
+        let mut list = vec![&a, &b];
+        rebuild_order(&mut list);
+        assert_eq!(list[0].metadata.name.as_deref(), Some("b"));
+    }
+}
