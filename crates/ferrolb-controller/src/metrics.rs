@@ -11,7 +11,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use prometheus::{Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry,
+    TextEncoder,
+};
 
 /// The controller's metrics.
 pub struct Metrics {
@@ -33,34 +36,58 @@ impl Metrics {
         let registry = Registry::new();
         let family = &["pool", "family"];
         let addresses_total = GaugeVec::new(
-            Opts::new("ferrolb_addresses_total", "Usable addresses per pool and family"),
+            Opts::new(
+                "ferrolb_addresses_total",
+                "Usable addresses per pool and family",
+            ),
             family,
         )
         .expect("valid metric");
         let addresses_in_use = GaugeVec::new(
-            Opts::new("ferrolb_addresses_in_use", "Assigned addresses per pool and family"),
+            Opts::new(
+                "ferrolb_addresses_in_use",
+                "Assigned addresses per pool and family",
+            ),
             family,
         )
         .expect("valid metric");
-        let allocations = Counter::new("ferrolb_allocations_total", "Addresses assigned to Services").expect("valid metric");
+        let allocations = Counter::new(
+            "ferrolb_allocations_total",
+            "Addresses assigned to Services",
+        )
+        .expect("valid metric");
         let allocation_failures = CounterVec::new(
-            Opts::new("ferrolb_allocation_failures_total", "Allocations that failed, by reason"),
+            Opts::new(
+                "ferrolb_allocation_failures_total",
+                "Allocations that failed, by reason",
+            ),
             &["reason"],
         )
         .expect("valid metric");
-        let leader = Gauge::new("ferrolb_controller_leader", "1 while this controller leads").expect("valid metric");
+        let leader = Gauge::new("ferrolb_controller_leader", "1 while this controller leads")
+            .expect("valid metric");
         let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new("ferrolb_reconcile_duration_seconds", "Time to plan and write one batch of Services")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "ferrolb_reconcile_duration_seconds",
+                "Time to plan and write one batch of Services",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         )
         .expect("valid metric");
-        let status_writes = Counter::new("ferrolb_status_writes_total", "Service status writes").expect("valid metric");
+        let status_writes = Counter::new("ferrolb_status_writes_total", "Service status writes")
+            .expect("valid metric");
         let address_changes = Counter::new(
             "ferrolb_address_changes_total",
             "Status writes that changed addresses a Service already showed",
         )
         .expect("valid metric");
-        let write_errors = Counter::new("ferrolb_write_errors_total", "Failed writes to the API (retried)").expect("valid metric");
+        let write_errors = Counter::new(
+            "ferrolb_write_errors_total",
+            "Failed writes to the API (retried)",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(addresses_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(addresses_in_use.clone()),
@@ -102,7 +129,11 @@ impl Default for Metrics {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` (ready once the caches are synced).
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -128,7 +159,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, ready: Arc<AtomicBoo
                     )
                 }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

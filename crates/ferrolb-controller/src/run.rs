@@ -33,7 +33,10 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use crate::plan::{Outcome, PlannedEvent, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status, writes_for};
+use crate::plan::{
+    Outcome, PlannedEvent, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status,
+    writes_for,
+};
 use crate::service_request::service_key;
 
 /// How the controller runs.
@@ -156,9 +159,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ControllerError> {
     let (tx, mut changes) = mpsc::unbounded_channel();
-    let services = spawn_reflector(Api::<Service>::all(client.clone()), watcher::Config::default(), tx.clone(), "services", |s| {
-        Change::Service(service_key(s))
-    });
+    let services = spawn_reflector(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+        "services",
+        |s| Change::Service(service_key(s)),
+    );
     let pools = spawn_reflector(
         Api::<IPAddressPool>::namespaced(client.clone(), &config.namespace),
         watcher::Config::default(),
@@ -166,9 +173,13 @@ pub async fn run(
         "pools",
         |_| Change::Pools,
     );
-    let namespaces = spawn_reflector(Api::<Namespace>::all(client.clone()), watcher::Config::default(), tx.clone(), "namespaces", |_| {
-        Change::Namespaces
-    });
+    let namespaces = spawn_reflector(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+        "namespaces",
+        |_| Change::Namespaces,
+    );
     let lease_cache = spawn_reflector(
         Api::<Lease>::namespaced(client.clone(), &config.namespace),
         watcher::Config::default().fields(&format!("metadata.name={}", config.lease_name)),
@@ -189,8 +200,10 @@ pub async fn run(
         namespaces,
         planner: None,
         dirty: BTreeSet::new(),
+        unassigned: BTreeSet::new(),
         retry: HashMap::new(),
         pools_dirty: true,
+        pools_seen: Vec::new(),
         events,
         last_events: HashMap::new(),
     };
@@ -228,13 +241,21 @@ pub async fn run(
             ctl.mark_all_dirty();
             ctl.pools_dirty = true;
         }
-        let due: Vec<ServiceKey> = ctl.retry.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<ServiceKey> = ctl
+            .retry
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in due {
             ctl.dirty.insert(key);
         }
-        let all_synced = ["services", "pools", "namespaces"].iter().all(|n| synced.contains(n));
+        let all_synced = ["services", "pools", "namespaces"]
+            .iter()
+            .all(|n| synced.contains(n));
         ready.store(all_synced, Ordering::Relaxed);
-        let leading = *leader_rx.borrow() && holds_lease(lease_cache.get(&lease_ref), &config.identity);
+        let leading =
+            *leader_rx.borrow() && holds_lease(lease_cache.get(&lease_ref), &config.identity);
         ctl.metrics.leader.set(if leading { 1.0 } else { 0.0 });
         match (ctl.planner.is_some(), leading && all_synced) {
             (false, true) => {
@@ -259,7 +280,10 @@ pub async fn run(
     Ok(())
 }
 
-async fn start_lease_manager(client: &Client, config: &ControllerConfig) -> Result<watch::Receiver<bool>, ControllerError> {
+async fn start_lease_manager(
+    client: &Client,
+    config: &ControllerConfig,
+) -> Result<watch::Receiver<bool>, ControllerError> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
@@ -295,7 +319,11 @@ fn spawn_event_publisher(client: Client, identity: &str) -> mpsc::Sender<EventJo
             let recorder = recorder.clone();
             async move {
                 let ev = KubeEvent {
-                    type_: if job.event.warning { EventType::Warning } else { EventType::Normal },
+                    type_: if job.event.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
                     reason: job.event.reason.to_string(),
                     note: Some(job.event.note.clone()),
                     action: job.event.reason.to_string(),
@@ -325,9 +353,14 @@ struct Controller {
     /// Present while leading.
     planner: Option<Planner>,
     dirty: BTreeSet<ServiceKey>,
+    /// Services that found no address: planned again whenever one is freed.
+    unassigned: BTreeSet<ServiceKey>,
     /// Services whose writes failed: attempts so far and when to try again.
     retry: HashMap<ServiceKey, (u32, Instant)>,
     pools_dirty: bool,
+    /// (name, uid, generation) of the pools last installed: status writes, ours included, do
+    /// not change it, so they do not trigger a full reconcile.
+    pools_seen: Vec<(String, String, i64)>,
     events: mpsc::Sender<EventJob>,
     /// The last Event per object, so a resync does not repeat it.
     last_events: HashMap<String, (&'static str, String)>,
@@ -364,8 +397,12 @@ impl Controller {
         let pools = Api::<IPAddressPool>::namespaced(self.client.clone(), &self.config.namespace)
             .list(&ListParams::default())
             .await?;
-        let services = Api::<Service>::all(self.client.clone()).list(&ListParams::default()).await?;
-        let namespaces = Api::<Namespace>::all(self.client.clone()).list(&ListParams::default()).await?;
+        let services = Api::<Service>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let namespaces = Api::<Namespace>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
         let ns_labels: BTreeMap<String, Labels> = namespaces
             .items
             .iter()
@@ -381,16 +418,24 @@ impl Controller {
             let key = service_key(svc);
             let labels = ns_labels.get(key.namespace()).cloned().unwrap_or_default();
             let plan = planner.plan_service(&key, Some(svc), &labels);
+            if matches!(plan.outcome, Outcome::Failed(_)) {
+                self.unassigned.insert(key.clone());
+            }
             plans.push((Arc::new(svc.clone()), plan));
             self.dirty.remove(&key);
         }
         self.planner = Some(planner);
         self.pools_dirty = false;
+        self.pools_seen = fingerprint_of(&pools.items);
         self.write_plans(plans, leader).await;
         Ok(())
     }
 
-    fn report_invalid_pools(&self, invalid: &[(String, ferrolb_api::model::PoolError)], pools: &[IPAddressPool]) {
+    fn report_invalid_pools(
+        &self,
+        invalid: &[(String, ferrolb_api::model::PoolError)],
+        pools: &[IPAddressPool],
+    ) {
         for (name, err) in invalid {
             tracing::warn!(pool = %name, error = %err, "invalid IPAddressPool");
             if let Some(pool) = pools.iter().find(|p| p.name_any() == *name) {
@@ -411,8 +456,11 @@ impl Controller {
         let Some(planner) = self.planner.as_mut() else {
             return;
         };
-        if std::mem::take(&mut self.pools_dirty) {
-            let pools: Vec<IPAddressPool> = self.pools.state().iter().map(|p| (**p).clone()).collect();
+        let pools_now = pool_fingerprint(&self.pools);
+        if std::mem::take(&mut self.pools_dirty) && pools_now != self.pools_seen {
+            self.pools_seen = pools_now;
+            let pools: Vec<IPAddressPool> =
+                self.pools.state().iter().map(|p| (**p).clone()).collect();
             let update = planner.set_pools(&pools);
             self.dirty.extend(update.released);
             let invalid = update.newly_invalid;
@@ -422,33 +470,64 @@ impl Controller {
             }
             self.report_invalid_pools(&invalid, &pools);
         }
-        let planner = self.planner.as_mut().expect("leading");
-        // Services showing addresses first, so they keep them.
-        let mut batch: Vec<(ServiceKey, Option<Arc<Service>>)> = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|k| {
-                let obj = self.services.get(&ObjectRef::new(k.name()).within(k.namespace()));
-                (k, obj)
-            })
-            .collect();
-        batch.sort_by_key(|(k, s)| (s.as_ref().is_none_or(|s| crate::service_request::status_ips(s).is_empty()), k.clone()));
-        let mut plans = Vec::new();
-        for (key, svc) in batch {
-            let ns_labels = namespace_labels(&self.namespaces, key.namespace());
-            let plan = planner.plan_service(&key, svc.as_deref(), &ns_labels);
-            self.retry.remove(&key);
-            if let Some(svc) = svc {
-                plans.push((svc, plan));
+        // The last plan per Service wins.
+        let mut plans: BTreeMap<ServiceKey, (Arc<Service>, ServicePlan)> = BTreeMap::new();
+        // A second pass gives Services that found no address a chance at what the first freed.
+        for _pass in 0..2 {
+            let planner = self.planner.as_mut().expect("leading");
+            // Services showing addresses first, so they keep them.
+            let mut batch: Vec<(ServiceKey, Option<Arc<Service>>)> =
+                std::mem::take(&mut self.dirty)
+                    .into_iter()
+                    .map(|k| {
+                        let obj = self
+                            .services
+                            .get(&ObjectRef::new(k.name()).within(k.namespace()));
+                        (k, obj)
+                    })
+                    .collect();
+            batch.sort_by_key(|(k, s)| {
+                (
+                    s.as_ref()
+                        .is_none_or(|s| crate::service_request::status_ips(s).is_empty()),
+                    k.clone(),
+                )
+            });
+            let mut freed = false;
+            for (key, svc) in batch {
+                let ns_labels = namespace_labels(&self.namespaces, key.namespace());
+                let held_before = planner.assignment(&key).is_some();
+                let plan = planner.plan_service(&key, svc.as_deref(), &ns_labels);
+                freed |= held_before && !matches!(plan.outcome, Outcome::Assigned(_));
+                match plan.outcome {
+                    Outcome::Failed(_) => {
+                        self.unassigned.insert(key.clone());
+                    }
+                    _ => {
+                        self.unassigned.remove(&key);
+                    }
+                }
+                self.retry.remove(&key);
+                if let Some(svc) = svc {
+                    plans.insert(key, (svc, plan));
+                }
             }
+            if !freed || self.unassigned.is_empty() {
+                break;
+            }
+            self.dirty.extend(self.unassigned.iter().cloned());
         }
-        self.write_plans(plans, leader).await;
+        self.write_plans(plans.into_values().collect(), leader)
+            .await;
         // Compared with the cache, so only changed statuses are written; a failed write is
         // retried on the next pass.
         if *leader.borrow() {
             self.write_pool_statuses().await;
         }
         self.update_usage_metrics();
-        self.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn update_usage_metrics(&self) {
@@ -458,20 +537,40 @@ impl Controller {
                 IpFamily::V4 => "IPv4",
                 IpFamily::V6 => "IPv6",
             };
-            self.metrics.addresses_in_use.with_label_values(&[&pool, family]).set(used as f64);
-            self.metrics.addresses_total.with_label_values(&[&pool, family]).set(total as f64);
+            self.metrics
+                .addresses_in_use
+                .with_label_values(&[&pool, family])
+                .set(used as f64);
+            self.metrics
+                .addresses_total
+                .with_label_values(&[&pool, family])
+                .set(total as f64);
         }
     }
 
     /// Writes what the plans need, a few Services at a time; failed ones are retried later.
-    async fn write_plans(&mut self, plans: Vec<(Arc<Service>, ServicePlan)>, leader: &watch::Receiver<bool>) {
+    async fn write_plans(
+        &mut self,
+        plans: Vec<(Arc<Service>, ServicePlan)>,
+        leader: &watch::Receiver<bool>,
+    ) {
         let mut jobs = Vec::new();
         for (svc, plan) in plans {
             self.queue_events(&svc, &plan);
             match &plan.outcome {
-                Outcome::Assigned(_) if plan.events.iter().any(|e| e.reason == "IPAllocated") => self.metrics.allocations.inc(),
-                Outcome::Failed(e) => self.metrics.allocation_failures.with_label_values(&[e.reason()]).inc(),
-                Outcome::InvalidRequest(_) => self.metrics.allocation_failures.with_label_values(&["InvalidRequest"]).inc(),
+                Outcome::Assigned(_) if plan.events.iter().any(|e| e.reason == "IPAllocated") => {
+                    self.metrics.allocations.inc()
+                }
+                Outcome::Failed(e) => self
+                    .metrics
+                    .allocation_failures
+                    .with_label_values(&[e.reason()])
+                    .inc(),
+                Outcome::InvalidRequest(_) => self
+                    .metrics
+                    .allocation_failures
+                    .with_label_values(&["InvalidRequest"])
+                    .inc(),
                 _ => {}
             }
             let writes = writes_for(&svc, &plan);
@@ -514,7 +613,8 @@ impl Controller {
         let now = Instant::now();
         for key in failed {
             let attempts = self.retry.get(&key).map_or(0, |(a, _)| *a) + 1;
-            let backoff = Duration::from_millis(50u64 << attempts.min(9)).min(Duration::from_secs(30));
+            let backoff =
+                Duration::from_millis(50u64 << attempts.min(9)).min(Duration::from_secs(30));
             self.retry.insert(key, (attempts, now + backoff));
         }
     }
@@ -539,24 +639,55 @@ impl Controller {
 
     /// Writes pool statuses that differ; returns whether all writes succeeded.
     async fn write_pool_statuses(&self) -> bool {
-        let Some(planner) = &self.planner else { return true };
+        let Some(planner) = &self.planner else {
+            return true;
+        };
         let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.config.namespace);
         let mut ok = true;
         for (name, mut desired) in planner.pool_statuses() {
-            let current = self.pools.get(&ObjectRef::new(&name).within(&self.config.namespace));
-            let current_status = current.as_ref().and_then(|p| p.status.clone()).unwrap_or_default();
+            let current = self
+                .pools
+                .get(&ObjectRef::new(&name).within(&self.config.namespace));
+            let current_status = current
+                .as_ref()
+                .and_then(|p| p.status.clone())
+                .unwrap_or_default();
             if current.is_some() && same_pool_status(&current_status, &desired) {
                 continue;
             }
             stamp_conditions(&mut desired, &current_status);
             let patch = json!({"status": desired});
-            if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 tracing::debug!(pool = %name, error = %e, "pool status write failed");
                 ok = false;
             }
         }
         ok
     }
+}
+
+/// What identifies the pools' specs: a change here means the pools must be installed again.
+fn fingerprint_of(pools: &[IPAddressPool]) -> Vec<(String, String, i64)> {
+    let mut out: Vec<(String, String, i64)> = pools
+        .iter()
+        .map(|p| {
+            (
+                p.name_any(),
+                p.metadata.uid.clone().unwrap_or_default(),
+                p.metadata.generation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pool_fingerprint(pools: &Store<IPAddressPool>) -> Vec<(String, String, i64)> {
+    let items: Vec<IPAddressPool> = pools.state().iter().map(|p| (**p).clone()).collect();
+    fingerprint_of(&items)
 }
 
 fn namespace_labels(namespaces: &Store<Namespace>, ns: &str) -> Labels {
@@ -574,11 +705,20 @@ fn stamp_conditions(desired: &mut IPAddressPoolStatus, current: &IPAddressPoolSt
             .iter()
             .find(|old| old.type_ == c.type_ && old.status == c.status)
             .map(|old| old.last_transition_time.clone())
-            .unwrap_or_else(|| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+            .unwrap_or_else(|| {
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )
+            });
     }
 }
 
-async fn apply_write(api: &Api<Service>, svc: &Service, write: &ServiceWrite, metrics: &Metrics) -> Result<(), kube::Error> {
+async fn apply_write(
+    api: &Api<Service>,
+    svc: &Service,
+    write: &ServiceWrite,
+    metrics: &Metrics,
+) -> Result<(), kube::Error> {
     let name = svc.name_any();
     match write {
         ServiceWrite::Status(ips) => {
@@ -586,10 +726,15 @@ async fn apply_write(api: &Api<Service>, svc: &Service, write: &ServiceWrite, me
             let ingress = if ips.is_empty() {
                 serde_json::Value::Null
             } else {
-                json!(ips.iter().map(|ip: &IpAddr| json!({"ip": ip.to_string(), "ipMode": "VIP"})).collect::<Vec<_>>())
+                json!(
+                    ips.iter()
+                        .map(|ip: &IpAddr| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+                        .collect::<Vec<_>>()
+                )
             };
             let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             metrics.status_writes.inc();
             if !shown.is_empty() && shown != *ips {
                 metrics.address_changes.inc();
@@ -597,7 +742,8 @@ async fn apply_write(api: &Api<Service>, svc: &Service, write: &ServiceWrite, me
         }
         ServiceWrite::Annotation(pool) => {
             let patch = json!({"metadata": {"annotations": {IP_ALLOCATED_FROM_POOL: pool}}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::ops::Not;
 use std::time::{Duration, Instant};
 
 use fake_apiserver::Faults;
@@ -20,12 +21,20 @@ fn ip(s: &str) -> IpAddr {
 }
 
 async fn service_ips(api: &Api<Service>, name: &str) -> Vec<IpAddr> {
-    api.get_opt(name).await.ok().flatten().map(|s| ingress_ips(&s)).unwrap_or_default()
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| ingress_ips(&s))
+        .unwrap_or_default()
 }
 
 async fn wait_for_ips(api: &Api<Service>, name: &str, want: &[&str]) -> bool {
     let want: Vec<IpAddr> = want.iter().map(|s| ip(s)).collect();
-    eventually(Duration::from_secs(15), || async { service_ips(api, name).await == want }).await
+    eventually(Duration::from_secs(15), || async {
+        service_ips(api, name).await == want
+    })
+    .await
 }
 
 async fn events_for(client: &kube::Client, name: &str) -> Vec<(String, String)> {
@@ -46,14 +55,23 @@ async fn assigns_addresses_writes_annotation_events_pool_status_and_metrics() {
     create_pool(&client, "public", &["192.0.2.0/30"]).await;
     let ctl = start_controller(&server.url(), test_config("a"));
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &lb_service("web")).await.unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "web", &["192.0.2.0"]).await);
     let svc = services.get("web").await.unwrap();
-    assert_eq!(svc.metadata.annotations.unwrap()[IP_ALLOCATED_FROM_POOL], "public");
+    assert_eq!(
+        svc.metadata.annotations.unwrap()[IP_ALLOCATED_FROM_POOL],
+        "public"
+    );
 
     assert!(
         eventually(Duration::from_secs(10), || async {
-            events_for(&client, "web").await.iter().any(|(r, n)| r == "IPAllocated" && n.contains("192.0.2.0"))
+            events_for(&client, "web")
+                .await
+                .iter()
+                .any(|(r, n)| r == "IPAllocated" && n.contains("192.0.2.0"))
         })
         .await,
         "IPAllocated event"
@@ -61,7 +79,12 @@ async fn assigns_addresses_writes_annotation_events_pool_status_and_metrics() {
     let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            pools.get("public").await.unwrap().status.is_some_and(|s| s.assigned_ipv4 == 1 && s.available_ipv4 == 3)
+            pools
+                .get("public")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|s| s.assigned_ipv4 == 1 && s.available_ipv4 == 3)
         })
         .await,
         "pool status counts"
@@ -70,7 +93,10 @@ async fn assigns_addresses_writes_annotation_events_pool_status_and_metrics() {
     assert_eq!(status.conditions[0].type_, "Valid");
     assert_eq!(status.conditions[0].status, "True");
     let text = ctl.metrics.render();
-    assert!(text.contains("ferrolb_addresses_in_use{family=\"IPv4\",pool=\"public\"} 1"), "{text}");
+    assert!(
+        text.contains("ferrolb_addresses_in_use{family=\"IPv4\",pool=\"public\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("ferrolb_controller_leader 1"));
     assert!(ctl.metrics.allocations.get() >= 1.0);
 }
@@ -81,20 +107,28 @@ async fn exhausted_pool_is_an_allocation_failure_event_until_an_address_frees() 
     create_pool(&client, "tiny", &["192.0.2.7/32"]).await;
     let _ctl = start_controller(&server.url(), test_config("a"));
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &lb_service("first")).await.unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("first"))
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "first", &["192.0.2.7"]).await);
-    services.create(&PostParams::default(), &lb_service("second")).await.unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("second"))
+        .await
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
-            events_for(&client, "second")
-                .await
-                .iter()
-                .any(|(r, n)| r == "AllocationFailed" && n.contains("no free addresses in pool tiny"))
+            events_for(&client, "second").await.iter().any(|(r, n)| {
+                r == "AllocationFailed" && n.contains("no free addresses in pool tiny")
+            })
         })
         .await
     );
     // Deleting the first Service releases its address; the second gets it.
-    services.delete("first", &DeleteParams::default()).await.unwrap();
+    services
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "second", &["192.0.2.7"]).await);
 }
 
@@ -106,30 +140,52 @@ async fn pool_shrink_and_delete_move_only_invalidated_services() {
     let _ctl = start_controller(&server.url(), test_config("a"));
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     for i in 0..6 {
-        services.create(&PostParams::default(), &lb_service(&format!("s{i}"))).await.unwrap();
+        services
+            .create(&PostParams::default(), &lb_service(&format!("s{i}")))
+            .await
+            .unwrap();
     }
-    assert!(eventually(Duration::from_secs(15), || async { addresses(&client, "default").await.values().all(|v| v.len() == 1) }).await);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            addresses(&client, "default")
+                .await
+                .values()
+                .all(|v| v.len() == 1)
+        })
+        .await
+    );
     let before = addresses(&client, "default").await;
     assert_unique(&before);
 
     // Shrink pool a to its first two addresses: only Services on .2 and .3 move.
     let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
     pools
-        .patch("a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/31"]}})))
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/31"]}})),
+        )
         .await
         .unwrap();
     let moved_ok = eventually(Duration::from_secs(15), || async {
         let now = addresses(&client, "default").await;
-        now.values().all(|ips| ips.iter().all(|ip| *ip != ip_of("192.0.2.2") && *ip != ip_of("192.0.2.3")))
-            && now.values().filter(|v| !v.is_empty()).count() >= 4
+        now.values().all(|ips| {
+            ips.iter()
+                .all(|ip| *ip != ip_of("192.0.2.2") && *ip != ip_of("192.0.2.3"))
+        }) && now.values().filter(|v| !v.is_empty()).count() >= 4
     })
     .await;
     assert!(moved_ok, "{:?}", addresses(&client, "default").await);
     let after = addresses(&client, "default").await;
     for (name, ips) in &before {
-        let kept = ips.iter().all(|ip| *ip != ip_of("192.0.2.2") && *ip != ip_of("192.0.2.3"));
+        let kept = ips
+            .iter()
+            .all(|ip| *ip != ip_of("192.0.2.2") && *ip != ip_of("192.0.2.3"));
         if kept {
-            assert_eq!(&after[name], ips, "{name} moved although its address stayed valid");
+            assert_eq!(
+                &after[name], ips,
+                "{name} moved although its address stayed valid"
+            );
         }
     }
     assert_unique(&after);
@@ -138,13 +194,20 @@ async fn pool_shrink_and_delete_move_only_invalidated_services() {
     pools.delete("b", &DeleteParams::default()).await.unwrap();
     assert!(
         eventually(Duration::from_secs(15), || async {
-            addresses(&client, "default").await.values().flatten().all(|ip| ip.to_string().starts_with("192.0.2."))
+            addresses(&client, "default")
+                .await
+                .values()
+                .flatten()
+                .all(|ip| ip.to_string().starts_with("192.0.2."))
         })
         .await
     );
     let last = addresses(&client, "default").await;
     for (name, ips) in &after {
-        if ips.first().is_some_and(|ip| ip.to_string().starts_with("192.0.2.")) {
+        if ips
+            .first()
+            .is_some_and(|ip| ip.to_string().starts_with("192.0.2."))
+        {
             assert_eq!(&last[name], ips);
         }
     }
@@ -160,12 +223,21 @@ async fn type_change_and_annotation_change_are_followed() {
     create_pool(&client, "a", &["192.0.2.0/30"]).await;
     let _ctl = start_controller(&server.url(), test_config("a"));
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &lb_service("web")).await.unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "web", &["192.0.2.0"]).await);
 
     // Asking for a specific address moves the Service there.
     services
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.3"}}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"ferrolb.io/loadBalancerIPs": "192.0.2.3"}}}),
+            ),
+        )
         .await
         .unwrap();
     assert!(wait_for_ips(&services, "web", &["192.0.2.3"]).await);
@@ -179,14 +251,30 @@ async fn type_change_and_annotation_change_are_followed() {
     assert!(
         eventually(Duration::from_secs(10), || async {
             let svc = services.get("web").await.unwrap();
-            svc.metadata.annotations.unwrap_or_default().get(IP_ALLOCATED_FROM_POOL).is_none()
+            svc.metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key(IP_ALLOCATED_FROM_POOL)
+                .not()
         })
         .await
     );
     let mut other = lb_service("other");
-    other.metadata.annotations = Some([("ferrolb.io/loadBalancerIPs".to_string(), "192.0.2.3".to_string())].into());
-    services.create(&PostParams::default(), &other).await.unwrap();
-    assert!(wait_for_ips(&services, "other", &["192.0.2.3"]).await, "released address reused");
+    other.metadata.annotations = Some(
+        [(
+            "ferrolb.io/loadBalancerIPs".to_string(),
+            "192.0.2.3".to_string(),
+        )]
+        .into(),
+    );
+    services
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap();
+    assert!(
+        wait_for_ips(&services, "other", &["192.0.2.3"]).await,
+        "released address reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,8 +287,14 @@ async fn load_balancer_class_filters_services() {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let mut ours = lb_service("ours");
     ours.spec.as_mut().unwrap().load_balancer_class = Some("ferrolb.io/lb".into());
-    services.create(&PostParams::default(), &ours).await.unwrap();
-    services.create(&PostParams::default(), &lb_service("classless")).await.unwrap();
+    services
+        .create(&PostParams::default(), &ours)
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("classless"))
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "ours", &["192.0.2.0"]).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(service_ips(&services, "classless").await.is_empty());
@@ -215,20 +309,35 @@ async fn invalid_pool_gets_a_condition_and_an_event_while_others_work() {
     let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            pools.get("overlapping").await.unwrap().status.is_some_and(|s| {
-                s.conditions.first().is_some_and(|c| c.status == "False" && c.reason == "OverlapsPool" && c.message.contains("good"))
-            })
+            pools
+                .get("overlapping")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|s| {
+                    s.conditions.first().is_some_and(|c| {
+                        c.status == "False"
+                            && c.reason == "OverlapsPool"
+                            && c.message.contains("good")
+                    })
+                })
         })
         .await
     );
     assert!(
         eventually(Duration::from_secs(10), || async {
-            events_for(&client, "overlapping").await.iter().any(|(r, _)| r == "InvalidConfiguration")
+            events_for(&client, "overlapping")
+                .await
+                .iter()
+                .any(|(r, _)| r == "InvalidConfiguration")
         })
         .await
     );
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &lb_service("web")).await.unwrap();
+    services
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
     assert!(wait_for_ips(&services, "web", &["192.0.2.0"]).await);
 }
 
@@ -239,13 +348,21 @@ async fn ha_leader_killed_while_creating_1000_services() {
     let mut a = start_controller(&server.url(), test_config("a"));
     assert!(eventually(Duration::from_secs(10), || async { a.is_leader() }).await);
     let b = start_controller(&server.url(), test_config("b"));
-    assert!(eventually(Duration::from_secs(10), || async { b.ready.load(std::sync::atomic::Ordering::Relaxed) }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            b.ready.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .await
+    );
 
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let mut seen_before_kill: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     let mut killed_at = None;
     for i in 0..1000 {
-        services.create(&PostParams::default(), &lb_service(&format!("s{i:04}"))).await.unwrap();
+        services
+            .create(&PostParams::default(), &lb_service(&format!("s{i:04}")))
+            .await
+            .unwrap();
         if i == 500 {
             seen_before_kill = addresses(&client, "default").await;
             a.kill();
@@ -253,18 +370,33 @@ async fn ha_leader_killed_while_creating_1000_services() {
         }
     }
     let killed_at = killed_at.unwrap();
-    assert!(eventually(Duration::from_secs(20), || async { b.is_leader() }).await, "b takes over");
+    assert!(
+        eventually(Duration::from_secs(20), || async { b.is_leader() }).await,
+        "b takes over"
+    );
     let takeover = killed_at.elapsed();
     assert!(
-        eventually(Duration::from_secs(60), || async { addresses(&client, "default").await.values().all(|v| v.len() == 1) }).await,
+        eventually(Duration::from_secs(60), || async {
+            addresses(&client, "default")
+                .await
+                .values()
+                .all(|v| v.len() == 1)
+        })
+        .await,
         "every Service gets an address"
     );
     let after = addresses(&client, "default").await;
     assert_eq!(after.len(), 1000);
     assert_unique(&after);
-    let assigned_before = seen_before_kill.iter().filter(|(_, v)| !v.is_empty()).count();
+    let assigned_before = seen_before_kill
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .count();
     for (name, ips) in seen_before_kill.iter().filter(|(_, v)| !v.is_empty()) {
-        assert_eq!(&after[name], ips, "{name} changed address across the failover");
+        assert_eq!(
+            &after[name], ips,
+            "{name} changed address across the failover"
+        );
     }
     assert_eq!(b.metrics.address_changes.get(), 0.0);
     eprintln!(
@@ -282,10 +414,24 @@ async fn standby_keeps_its_cache_and_writes_nothing() {
     let standby = start_controller(&server.url(), test_config("b"));
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     for i in 0..5 {
-        services.create(&PostParams::default(), &lb_service(&format!("s{i}"))).await.unwrap();
+        services
+            .create(&PostParams::default(), &lb_service(&format!("s{i}")))
+            .await
+            .unwrap();
     }
-    assert!(eventually(Duration::from_secs(10), || async { addresses(&client, "default").await.values().all(|v| v.len() == 1) }).await);
-    assert!(standby.ready.load(std::sync::atomic::Ordering::Relaxed), "standby caches synced");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            addresses(&client, "default")
+                .await
+                .values()
+                .all(|v| v.len() == 1)
+        })
+        .await
+    );
+    assert!(
+        standby.ready.load(std::sync::atomic::Ordering::Relaxed),
+        "standby caches synced"
+    );
     assert!(!standby.is_leader());
     assert_eq!(standby.metrics.status_writes.get(), 0.0);
     assert!(leader.metrics.status_writes.get() >= 5.0);
@@ -297,11 +443,20 @@ async fn restart_with_1000_assigned_services_writes_no_address_change() {
     create_pool(&client, "big", &["198.18.0.0/20"]).await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     for i in 0..1000 {
-        services.create(&PostParams::default(), &lb_service(&format!("s{i:04}"))).await.unwrap();
+        services
+            .create(&PostParams::default(), &lb_service(&format!("s{i:04}")))
+            .await
+            .unwrap();
     }
     let mut first = start_controller(&server.url(), test_config("a"));
     assert!(
-        eventually(Duration::from_secs(60), || async { addresses(&client, "default").await.values().all(|v| v.len() == 1) }).await
+        eventually(Duration::from_secs(60), || async {
+            addresses(&client, "default")
+                .await
+                .values()
+                .all(|v| v.len() == 1)
+        })
+        .await
     );
     let before = addresses(&client, "default").await;
     // Let the pool status and annotations settle, then stop.
@@ -313,7 +468,11 @@ async fn restart_with_1000_assigned_services_writes_no_address_change() {
     let second = start_controller(&server.url(), test_config("a2"));
     assert!(eventually(Duration::from_secs(20), || async { second.is_leader() }).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(second.metrics.status_writes.get(), 0.0, "no status write at all");
+    assert_eq!(
+        second.metrics.status_writes.get(),
+        0.0,
+        "no status write at all"
+    );
     assert_eq!(second.metrics.address_changes.get(), 0.0);
     assert_eq!(addresses(&client, "default").await, before);
     let rv_after = server.stats().await.resource_version;
@@ -323,10 +482,20 @@ async fn restart_with_1000_assigned_services_writes_no_address_change() {
         .unwrap()
         .items
         .into_iter()
-        .filter(|s| s.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) > rv_before)
+        .filter(|s| {
+            s.metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                > rv_before
+        })
         .map(|s| s.metadata.name.unwrap_or_default())
         .collect();
-    assert!(services_written.is_empty(), "Services written after restart: {services_written:?} (rv {rv_before}->{rv_after})");
+    assert!(
+        services_written.is_empty(),
+        "Services written after restart: {services_written:?} (rv {rv_before}->{rv_after})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,8 +506,16 @@ async fn same_end_state_with_dropped_watches_and_failing_requests() {
     config.resync = Duration::from_secs(3);
     let _ctl = start_controller(&server.url(), config);
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    services.create(&PostParams::default(), &lb_service("warmup")).await.unwrap();
-    assert!(eventually(Duration::from_secs(10), || async { !service_ips(&services, "warmup").await.is_empty() }).await);
+    services
+        .create(&PostParams::default(), &lb_service("warmup"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !service_ips(&services, "warmup").await.is_empty()
+        })
+        .await
+    );
     server
         .set_faults(Faults {
             error_rate: 0.1,
@@ -349,7 +526,10 @@ async fn same_end_state_with_dropped_watches_and_failing_requests() {
     for i in 0..100 {
         // The test's own writes retry through the same faults.
         for _ in 0..50 {
-            match services.create(&PostParams::default(), &lb_service(&format!("s{i:03}"))).await {
+            match services
+                .create(&PostParams::default(), &lb_service(&format!("s{i:03}")))
+                .await
+            {
                 Ok(_) => break,
                 Err(kube::Error::Api(s)) if s.code == 409 => break,
                 Err(_) => continue,
@@ -360,12 +540,145 @@ async fn same_end_state_with_dropped_watches_and_failing_requests() {
         }
     }
     let converged = eventually(Duration::from_secs(60), || async {
-        let Ok(list) = services.list(&ListParams::default()).await else { return false };
+        let Ok(list) = services.list(&ListParams::default()).await else {
+            return false;
+        };
         list.items.len() == 101 && list.items.iter().all(|s| ingress_ips(s).len() == 1)
     })
     .await;
     server.set_faults(Faults::default()).await;
-    assert!(converged, "not converged: {:?}", addresses(&client, "default").await);
+    assert!(
+        converged,
+        "not converged: {:?}",
+        addresses(&client, "default").await
+    );
     let map = addresses(&client, "default").await;
     assert_unique(&map);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_labels_steer_pools_and_deprecated_fields_warn() {
+    use ferrolb_api::crd::{IPAddressPoolSpec, ServiceAllocation};
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let (server, client) = cluster().await;
+    create_pool(&client, "general", &["198.51.100.0/30"]).await;
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
+    let edge = IPAddressPool::new(
+        "edge",
+        IPAddressPoolSpec {
+            addresses: vec!["192.0.2.0/30".into()],
+            auto_assign: true,
+            service_allocation: Some(ServiceAllocation {
+                priority: Some(1),
+                namespace_selectors: vec![LabelSelector {
+                    match_labels: Some([("tier".to_string(), "edge".to_string())].into()),
+                    match_expressions: None,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    pools.create(&PostParams::default(), &edge).await.unwrap();
+    let _ctl = start_controller(&server.url(), test_config("a"));
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(&PostParams::default(), &lb_service("before"))
+        .await
+        .unwrap();
+    assert!(wait_for_ips(&services, "before", &["198.51.100.0"]).await);
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "edge"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    services
+        .create(&PostParams::default(), &lb_service("after"))
+        .await
+        .unwrap();
+    assert!(
+        wait_for_ips(&services, "after", &["192.0.2.0"]).await,
+        "edge pool for labelled namespace"
+    );
+    assert_eq!(
+        service_ips(&services, "before").await,
+        vec![ip("198.51.100.0")],
+        "existing Service keeps its address"
+    );
+
+    let mut legacy = lb_service("legacy");
+    legacy.spec.as_mut().unwrap().load_balancer_ip = Some("192.0.2.3".into());
+    services
+        .create(&PostParams::default(), &legacy)
+        .await
+        .unwrap();
+    assert!(wait_for_ips(&services, "legacy", &["192.0.2.3"]).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            events_for(&client, "legacy")
+                .await
+                .iter()
+                .any(|(r, n)| r == "AnnotationWarning" && n.contains("deprecated"))
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness_are_served() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let metrics = Arc::new(ferrolb_controller::Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(ferrolb_controller::metrics::serve(
+        addr,
+        metrics.clone(),
+        ready.clone(),
+    ));
+    let get = |path: &'static str| async move {
+        for _ in 0..50 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                s.write_all(
+                    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).await.unwrap();
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("metrics server did not start");
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+    ready.store(true, Ordering::Relaxed);
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    metrics
+        .allocation_failures
+        .with_label_values(&["PoolExhausted"])
+        .inc();
+    let body = get("/metrics").await;
+    assert!(
+        body.contains("ferrolb_allocation_failures_total{reason=\"PoolExhausted\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("ferrolb_reconcile_duration_seconds_bucket"));
+    server.abort();
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod controller_cmd;
 mod plan;
 
 #[derive(Parser)]
@@ -34,6 +35,9 @@ enum Command {
         /// A YAML file with one or more documents; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Runs the controller: assigns pool addresses to LoadBalancer Services (one leader among
+    /// replicas, elected with a Lease).
+    Controller(controller_cmd::ControllerArgs),
     /// Shows which addresses the controller would assign, offline, from YAML holding pools
     /// (ferrolb.io or metallb.io), Namespaces and Services.
     Plan {
@@ -90,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             }
             print!("{}", migration.yaml);
         }
+        Command::Controller(args) => controller_cmd::run(args)?,
         Command::Plan { file, lb_class } => {
             print!("{}", plan::plan(&read_input(file)?, lb_class.as_deref())?);
         }

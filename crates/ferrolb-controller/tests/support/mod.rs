@@ -12,8 +12,8 @@ use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_controller::{ControllerConfig, Metrics};
 use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 
 pub const NS: &str = "ferrolb-system";
 
@@ -35,7 +35,9 @@ pub async fn cluster_with(config: Config) -> (FakeApiServer, Client) {
     let client = client_for(&server.url());
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in ferrolb_api::crds::all() {
-        crds.create(&PostParams::default(), &crd).await.expect("crd");
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("crd");
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
@@ -64,7 +66,10 @@ pub async fn create_pool(client: &Client, name: &str, addresses: &[&str]) {
             ..Default::default()
         },
     );
-    pools.create(&PostParams::default(), &pool).await.expect("pool");
+    pools
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
 }
 
 pub fn lb_service(name: &str) -> Service {
@@ -161,7 +166,10 @@ pub fn start_controller(url: &str, config: ControllerConfig) -> RunningControlle
         let ready = ready.clone();
         runtime.spawn(async move {
             let client = client_for(&url);
-            if let Err(e) = ferrolb_controller::run(client, config, metrics, ready, std::future::pending()).await {
+            if let Err(e) =
+                ferrolb_controller::run(client, config, metrics, ready, std::future::pending())
+                    .await
+            {
                 eprintln!("controller stopped: {e}");
             }
         });

@@ -1,0 +1,110 @@
+//! `ferrolb controller`: flags, logging, and the controller's process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ferrolb_controller::{ControllerConfig, Metrics};
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    /// Kubeconfig to use; without it, KUBECONFIG, ~/.kube/config, then the in-cluster account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace holding the pools and the leader Lease.
+    #[arg(long, default_value = "ferrolb-system", env = "FERROLB_NAMESPACE")]
+    namespace: String,
+    /// Handle only Services with this spec.loadBalancerClass (default: only class-less ones).
+    #[arg(long)]
+    lb_class: Option<String>,
+    /// This replica's identity in the Lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    #[arg(long, default_value = "ferrolb-controller")]
+    lease_name: String,
+    /// Seconds a leader's lease lasts without renewal: the failover time after a crash.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds before expiry at which the leader renews.
+    #[arg(long, default_value_t = 5)]
+    lease_grace: u64,
+    /// Seconds between full reconciles of every Service.
+    #[arg(long, default_value_t = 300)]
+    resync: u64,
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:7473")]
+    health_addr: SocketAddr,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let client = client(args.kubeconfig.as_ref()).await?;
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "ferrolb-controller".into())
+        });
+        let config = ControllerConfig {
+            namespace: args.namespace.clone(),
+            lb_class: args.lb_class.clone(),
+            identity,
+            lease_name: args.lease_name.clone(),
+            lease_duration_secs: args.lease_duration,
+            lease_grace_secs: args.lease_grace,
+            resync: Duration::from_secs(args.resync),
+            ..ControllerConfig::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let metrics_server = ferrolb_controller::metrics::serve(args.metrics_addr, metrics.clone(), ready.clone());
+        let health_server = ferrolb_controller::metrics::serve(args.health_addr, metrics.clone(), ready.clone());
+        tracing::info!(identity = %config.identity, namespace = %config.namespace, "starting controller");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        tokio::select! {
+            r = ferrolb_controller::run(client, config, metrics, ready, shutdown) => r.context("controller")?,
+            r = metrics_server => r.context("metrics server")?,
+            r = health_server => r.context("health server")?,
+        }
+        Ok(())
+    })
+}
