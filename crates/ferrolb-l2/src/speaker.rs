@@ -1,0 +1,451 @@
+//! The L2 speaker: one responder per usable interface, announcements on acquire, and interface
+//! tracking from rtnetlink notifications.
+//!
+//! ```text
+//!  handle ── own / release ──▶ speaker task ── Snapshot (watch) ──▶ responder per interface
+//!  rtnetlink ── link/addr change ──▶ speaker task          └──────▶ announcer per address
+//!  responder: AF_PACKET (ARP req / NS, BPF-filtered) ──▶ answer() ──▶ reply frame
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::frames::{self, solicited_node};
+use crate::interfaces::{CountersSnapshot, Interface, Owned, Snapshot, answer};
+use crate::sys::{self, PacketKind};
+
+/// How the speaker announces.
+#[derive(Debug, Clone)]
+pub struct L2Config {
+    /// Only these interfaces; `None`: every usable one.
+    pub allow: Option<BTreeSet<String>>,
+    /// When to send gratuitous ARP / unsolicited NA after acquiring an address, from the moment
+    /// of acquiring.
+    pub schedule: Vec<Duration>,
+}
+
+/// The default announcement schedule: at once (clients follow in one frame's time), again at
+/// 50 ms (a single lost frame costs 50 ms, not an ARP timeout), then at 250 ms, 1 s and 3 s
+/// for switches and hosts that were busy or whose links were still settling.
+pub fn default_schedule() -> Vec<Duration> {
+    [0, 50, 250, 1000, 3000]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect()
+}
+
+impl Default for L2Config {
+    fn default() -> Self {
+        L2Config {
+            allow: None,
+            schedule: default_schedule(),
+        }
+    }
+}
+
+/// Frames the responders saw that were not for them, or not valid.
+#[derive(Debug, Default)]
+pub struct SpeakerCounters {
+    pub frames: AtomicU64,
+    pub malformed: AtomicU64,
+    pub not_owned: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+enum Command {
+    Own(IpAddr, Option<BTreeSet<String>>, oneshot::Sender<()>),
+    Release(IpAddr, oneshot::Sender<()>),
+}
+
+/// A handle to a running speaker.
+#[derive(Clone)]
+pub struct L2Speaker {
+    tx: mpsc::UnboundedSender<Command>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub counters: Arc<SpeakerCounters>,
+}
+
+impl L2Speaker {
+    /// Starts the speaker on the current runtime; its sockets live in the network namespace of
+    /// the thread running that runtime.
+    pub fn start(config: L2Config) -> io::Result<(L2Speaker, JoinHandle<()>)> {
+        let interfaces = sys::interfaces()?;
+        let notify = sys::async_fd(sys::netlink_socket(sys::NOTIFY_GROUPS, true)?)?;
+        let snapshot = Arc::new(Snapshot {
+            interfaces,
+            owned: HashMap::new(),
+            allow: config.allow.clone(),
+        });
+        let (snap_tx, snap_rx) = watch::channel(snapshot);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(SpeakerCounters::default());
+        let mut state = Running {
+            config,
+            snapshot: snap_tx,
+            responders: HashMap::new(),
+            announcers: HashMap::new(),
+            counters: counters.clone(),
+        };
+        // Listening before `start` returns: no request is missed at startup.
+        state.reconcile_responders();
+        let task = tokio::spawn(run(state, rx, notify));
+        Ok((
+            L2Speaker {
+                tx,
+                snapshot: snap_rx,
+                counters,
+            },
+            task,
+        ))
+    }
+
+    /// Owns `ip` (on `interfaces` only, if given): announces it now and on the schedule, and
+    /// answers requests for it.
+    pub async fn own(&self, ip: IpAddr, interfaces: Option<BTreeSet<String>>) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Own(ip, interfaces, done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Stops answering for `ip` at once.
+    pub async fn release(&self, ip: IpAddr) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Release(ip, done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn address_counters(&self, ip: IpAddr) -> Option<CountersSnapshot> {
+        self.snapshot
+            .borrow()
+            .owned
+            .get(&ip)
+            .map(|o| o.counters.snapshot())
+    }
+
+    /// Names of the interfaces `ip` is announced on now.
+    pub fn announcing_on(&self, ip: IpAddr) -> Vec<String> {
+        self.snapshot
+            .borrow()
+            .eligible(ip)
+            .iter()
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    pub fn interfaces(&self) -> Vec<Interface> {
+        self.snapshot.borrow().interfaces.clone()
+    }
+}
+
+/// A running responder and the multicast memberships of its interface.
+struct Responder {
+    task: JoinHandle<()>,
+    iface: Interface,
+    mcast: OwnedFd,
+    joined: BTreeSet<Ipv6Addr>,
+}
+
+struct Running {
+    config: L2Config,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    responders: HashMap<u32, Responder>,
+    announcers: HashMap<IpAddr, JoinHandle<()>>,
+    counters: Arc<SpeakerCounters>,
+}
+
+async fn run(
+    mut state: Running,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    notify: AsyncFd<OwnedFd>,
+) {
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Own(ip, interfaces, done)) => {
+                    state.snapshot.send_modify(|s| {
+                        let mut next = (**s).clone();
+                        let counters = next.owned.get(&ip).map(|o| o.counters.clone()).unwrap_or_default();
+                        next.owned.insert(ip, Owned { interfaces, counters });
+                        *s = Arc::new(next);
+                    });
+                    // Joined before announcing, so the solicitations the announcement prompts
+                    // reach us.
+                    state.sync_groups();
+                    state.announce(ip);
+                    let _ = done.send(());
+                }
+                Some(Command::Release(ip, done)) => {
+                    if let Some(a) = state.announcers.remove(&ip) {
+                        a.abort();
+                    }
+                    state.snapshot.send_modify(|s| {
+                        let mut next = (**s).clone();
+                        next.owned.remove(&ip);
+                        *s = Arc::new(next);
+                    });
+                    state.sync_groups();
+                    let _ = done.send(());
+                }
+            },
+            ready = notify.readable() => {
+                let Ok(mut guard) = ready else { break };
+                sys::drain(notify.as_raw_fd());
+                guard.clear_ready();
+                state.rescan();
+            }
+        }
+    }
+    for (_, r) in state.responders.drain() {
+        r.task.abort();
+    }
+    for (_, task) in state.announcers.drain() {
+        task.abort();
+    }
+}
+
+impl Running {
+    /// Re-reads interfaces after a netlink notification; announces owned addresses on
+    /// interfaces where they became eligible.
+    fn rescan(&mut self) {
+        let interfaces = match sys::interfaces() {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading interfaces failed");
+                return;
+            }
+        };
+        let before = self.snapshot.borrow().clone();
+        if before.interfaces == interfaces {
+            return;
+        }
+        let next = Arc::new(Snapshot {
+            interfaces,
+            owned: before.owned.clone(),
+            allow: before.allow.clone(),
+        });
+        self.snapshot.send_replace(next.clone());
+        self.reconcile_responders();
+        for ip in next.owned.keys() {
+            let old: Vec<u32> = before.eligible(*ip).iter().map(|i| i.index).collect();
+            let new: Vec<u32> = next.eligible(*ip).iter().map(|i| i.index).collect();
+            if new.iter().any(|i| !old.contains(i)) {
+                self.announce(*ip);
+            }
+        }
+    }
+
+    /// One responder per usable interface, restarted when the interface changes. Sockets are
+    /// opened here, in the speaker's own task, so they are listening when this returns.
+    fn reconcile_responders(&mut self) {
+        let snap = self.snapshot.borrow().clone();
+        let usable: HashMap<u32, &Interface> = snap
+            .interfaces
+            .iter()
+            .filter(|i| i.usable() && snap.allow.as_ref().is_none_or(|a| a.contains(&i.name)))
+            .map(|i| (i.index, i))
+            .collect();
+        self.responders.retain(|index, r| {
+            let keep = usable
+                .get(index)
+                .is_some_and(|now| now.mac == r.iface.mac && now.name == r.iface.name);
+            if !keep {
+                r.task.abort();
+            }
+            keep
+        });
+        for (index, iface) in usable {
+            if self.responders.contains_key(&index) {
+                continue;
+            }
+            let open = |kind| sys::packet_socket(index, kind).and_then(sys::async_fd);
+            let (arp, ns, mcast) = match (
+                open(PacketKind::ArpRequests),
+                open(PacketKind::NeighborSolicitations),
+                sys::multicast_socket(),
+            ) {
+                (Ok(a), Ok(n), Ok(m)) => (a, n, m),
+                (a, n, m) => {
+                    let e = a.err().or(n.err()).or(m.err());
+                    tracing::warn!(iface = %iface.name, error = ?e, "cannot open sockets on interface");
+                    continue;
+                }
+            };
+            let task = tokio::spawn(respond(
+                index,
+                arp,
+                ns,
+                self.snapshot.subscribe(),
+                self.counters.clone(),
+            ));
+            self.responders.insert(
+                index,
+                Responder {
+                    task,
+                    iface: iface.clone(),
+                    mcast,
+                    joined: BTreeSet::new(),
+                },
+            );
+        }
+        self.sync_groups();
+    }
+
+    /// Joins the solicited-node groups of the IPv6 addresses owned on each interface.
+    fn sync_groups(&mut self) {
+        let snap = self.snapshot.borrow().clone();
+        for (index, r) in &mut self.responders {
+            join_groups(&r.mcast, *index, &snap, &mut r.joined);
+        }
+    }
+
+    fn announce(&mut self, ip: IpAddr) {
+        if let Some(old) = self.announcers.remove(&ip) {
+            old.abort();
+        }
+        let task = tokio::spawn(announce(
+            ip,
+            self.snapshot.subscribe(),
+            self.config.schedule.clone(),
+            self.counters.clone(),
+        ));
+        self.announcers.insert(ip, task);
+    }
+}
+
+/// Sends gratuitous ARP or unsolicited NA on the schedule, while the address is owned.
+async fn announce(
+    ip: IpAddr,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    schedule: Vec<Duration>,
+    counters: Arc<SpeakerCounters>,
+) {
+    let start = tokio::time::Instant::now();
+    for at in schedule {
+        tokio::time::sleep_until(start + at).await;
+        let snap = snapshot.borrow().clone();
+        let Some(owned) = snap.owned.get(&ip) else {
+            return;
+        };
+        for iface in snap.eligible(ip) {
+            let frames: Vec<Vec<u8>> = match ip {
+                IpAddr::V4(v4) => frames::gratuitous_arp(iface.mac, v4).into(),
+                IpAddr::V6(v6) => vec![frames::unsolicited_advert(iface.mac, v6)],
+            };
+            let sent = sys::packet_socket(iface.index, PacketKind::Nothing).and_then(|sock| {
+                for f in &frames {
+                    sys::send_frame(sock.as_raw_fd(), f)?;
+                }
+                Ok(())
+            });
+            match sent {
+                Ok(()) => {
+                    owned
+                        .counters
+                        .gratuitous_sent
+                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%ip, iface = %iface.name, error = %e, "announcement not sent");
+                }
+            }
+        }
+    }
+}
+
+/// Answers ARP requests and Neighbor Solicitations on one interface.
+async fn respond(
+    index: u32,
+    arp: AsyncFd<OwnedFd>,
+    ns: AsyncFd<OwnedFd>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    counters: Arc<SpeakerCounters>,
+) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            ready = arp.readable() => {
+                let Ok(mut guard) = ready else { return };
+                serve_frames(arp.get_ref().as_raw_fd(), index, &snapshot, &counters, &mut buf);
+                guard.clear_ready();
+            }
+            ready = ns.readable() => {
+                let Ok(mut guard) = ready else { return };
+                serve_frames(ns.get_ref().as_raw_fd(), index, &snapshot, &counters, &mut buf);
+                guard.clear_ready();
+            }
+        }
+    }
+}
+
+/// Joins the solicited-node groups of the IPv6 addresses owned on this interface, leaves others.
+fn join_groups(mcast: &OwnedFd, index: u32, snapshot: &Snapshot, joined: &mut BTreeSet<Ipv6Addr>) {
+    let want: BTreeSet<Ipv6Addr> = snapshot
+        .ipv6_owned_on(index)
+        .into_iter()
+        .map(solicited_node)
+        .collect();
+    for group in want.difference(&joined.clone()) {
+        match sys::set_membership(mcast.as_raw_fd(), *group, index, true) {
+            Ok(()) => {
+                joined.insert(*group);
+            }
+            Err(e) => tracing::warn!(%group, index, error = %e, "cannot join solicited-node group"),
+        }
+    }
+    for group in joined.clone().difference(&want) {
+        let _ = sys::set_membership(mcast.as_raw_fd(), *group, index, false);
+        joined.remove(group);
+    }
+}
+
+/// Reads every queued frame (at most 1,024 per wake-up) and answers those for owned addresses.
+fn serve_frames(
+    fd: i32,
+    index: u32,
+    snapshot: &watch::Receiver<Arc<Snapshot>>,
+    counters: &SpeakerCounters,
+    buf: &mut [u8],
+) {
+    for _ in 0..1024 {
+        let n = match sys::recv_frame(fd, buf) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        counters.frames.fetch_add(1, Ordering::Relaxed);
+        let solicitation = match frames::parse(&buf[..n]) {
+            Ok(s) => s,
+            Err(_) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let snap = snapshot.borrow().clone();
+        match answer(&snap, index, &solicitation) {
+            Some(reply) => {
+                if sys::send_frame(fd, &reply).is_ok() {
+                    if let Some(o) = snap.owned.get(&solicitation.target()) {
+                        o.counters.replies_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                counters.not_owned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! ferrolb-l2 against the Linux kernel's neighbour table, in network namespaces on a bridge.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_l2::L2Config;
+use support::*;
+
+/// Accepts one TCP connection on `addr` inside namespace `short` within 5 s.
+fn tcp_server(lab: &Lab, short: &str, addr: SocketAddr) -> std::thread::JoinHandle<bool> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let path = format!("/var/run/netns/{}", lab.ns(short));
+    let handle = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
+            0
+        );
+        let listener = TcpListener::bind(addr).expect("bind VIP");
+        listener.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if listener.accept().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    handle
+}
+
+/// The counters once the first announcement round is surely counted (the speaker runs on
+/// another thread).
+fn settled_counters(speaker: &ferrolb_l2::L2Speaker, ip: &str) -> ferrolb_l2::CountersSnapshot {
+    std::thread::sleep(Duration::from_millis(30));
+    speaker.address_counters(addr(ip)).unwrap()
+}
+
+fn connect_from_client(lab: &Lab, addr: SocketAddr) -> bool {
+    lab.in_ns("cl", move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_client_resolves_the_owned_address_and_connects() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    assert_eq!(a.speaker.announcing_on(addr(VIP4)), ["eth0"]);
+    let server = tcp_server(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
+    assert!(
+        connect_from_client(&lab, format!("{VIP4}:8080").parse().unwrap()),
+        "TCP connect"
+    );
+    assert!(server.join().unwrap());
+    assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
+    let counters = settled_counters(&a.speaker, VIP4);
+    assert!(counters.gratuitous_sent >= 2, "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_client_resolves_the_owned_address_and_connects() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    a.speaker.own(addr(VIP6), None).await;
+    let target: SocketAddr = format!("[{VIP6}]:8080").parse().unwrap();
+    let server = tcp_server(&lab, "a", target);
+    assert!(connect_from_client(&lab, target), "TCP connect over IPv6");
+    assert!(server.join().unwrap());
+    assert_eq!(lab.client_neighbour(VIP6).as_deref(), Some(MAC_A));
+    let counters = settled_counters(&a.speaker, VIP6);
+    assert!(
+        counters.requests_seen >= 1 && counters.replies_sent >= 1,
+        "answered a solicitation: {counters:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_address_is_not_answered() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    a.speaker.release(addr(VIP4)).await;
+    let target: SocketAddr = format!("{VIP4}:8080").parse().unwrap();
+    let connected = lab.in_ns("cl", move || {
+        TcpStream::connect_timeout(&target, Duration::from_millis(1500)).is_ok()
+    });
+    assert!(!connected);
+    assert_eq!(lab.client_neighbour(VIP4), None);
+    assert!(
+        a.speaker.counters.not_owned.load(Ordering::Relaxed) >= 1,
+        "requests seen and not answered"
+    );
+}
+
+/// Counts UDP datagrams to `addr` inside namespace `short` until `stop`.
+fn udp_counter(
+    lab: &Lab,
+    short: &str,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<()>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let path = format!("/var/run/netns/{}", lab.ns(short));
+    let c = count.clone();
+    let handle = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
+            0
+        );
+        let sock = UdpSocket::bind(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 64];
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if sock.recv(&mut buf).is_ok() {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    (count, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_switches_the_existing_entry_by_gratuitous_arp_and_udp_follows() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    let b = lab.speaker("b", L2Config::default());
+    let target: SocketAddr = format!("{VIP4}:9000").parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (on_a, ta) = udp_counter(&lab, "a", target, stop.clone());
+    let (on_b, tb) = udp_counter(&lab, "b", target, stop.clone());
+    a.speaker.own(addr(VIP4), None).await;
+
+    // A steady stream of probes from the client: 2 ms apart, at most 1,500 (3 s).
+    let sender = {
+        let path = format!("/var/run/netns/{}", lab.ns("cl"));
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns(2) on a namespace file opened here.
+            assert_eq!(
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
+                0
+            );
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..1500 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let _ = sock.send_to(b"probe", target);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    assert!(
+        lab.wait_client_neighbour(VIP4, MAC_A, Duration::from_secs(3)),
+        "client resolved a"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(on_a.load(Ordering::Relaxed) > 0, "probes reach a");
+
+    a.speaker.release(addr(VIP4)).await;
+    b.speaker.own(addr(VIP4), None).await;
+    assert!(
+        lab.wait_client_neighbour(VIP4, MAC_B, Duration::from_secs(2)),
+        "entry switched to b"
+    );
+    // b never saw a request for the address: the switch came from its announcement alone.
+    assert_eq!(
+        b.speaker
+            .address_counters(addr(VIP4))
+            .unwrap()
+            .requests_seen,
+        0
+    );
+    let at_switch = on_b.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        on_b.load(Ordering::Relaxed) > at_switch,
+        "the probe stream reaches b"
+    );
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    ta.join().unwrap();
+    tb.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_switches_the_ipv6_entry_by_unsolicited_advertisement() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    let b = lab.speaker("b", L2Config::default());
+    a.speaker.own(addr(VIP6), None).await;
+    let target: SocketAddr = format!("[{VIP6}]:8080").parse().unwrap();
+    let server = tcp_server(&lab, "a", target);
+    assert!(connect_from_client(&lab, target));
+    assert!(server.join().unwrap());
+    assert_eq!(lab.client_neighbour(VIP6).as_deref(), Some(MAC_A));
+    a.speaker.release(addr(VIP6)).await;
+    b.speaker.own(addr(VIP6), None).await;
+    assert!(
+        lab.wait_client_neighbour(VIP6, MAC_B, Duration::from_secs(2)),
+        "entry switched to b"
+    );
+    assert_eq!(
+        b.speaker
+            .address_counters(addr(VIP6))
+            .unwrap()
+            .requests_seen,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interface_added_after_start_is_followed() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    let vip = "198.51.100.100";
+    a.speaker.own(addr(vip), None).await;
+    // A new interface on another subnet appears, and the client gets an address there.
+    lab.attach("a", "eth1", "02:00:00:00:01:0a");
+    ip(&[
+        "-n",
+        &lab.ns("a"),
+        "addr",
+        "add",
+        "198.51.100.11/24",
+        "dev",
+        "eth1",
+    ]);
+    ip(&[
+        "-n",
+        &lab.ns("cl"),
+        "addr",
+        "add",
+        "198.51.100.10/24",
+        "dev",
+        "eth0",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while a.speaker.announcing_on(addr(vip)) != ["eth1"] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        a.speaker.announcing_on(addr(vip)),
+        ["eth1"],
+        "announced where its subnet is"
+    );
+    let target: SocketAddr = format!("{vip}:8080").parse().unwrap();
+    ip(&[
+        "-n",
+        &lab.ns("a"),
+        "addr",
+        "add",
+        &format!("{vip}/32"),
+        "dev",
+        "lo",
+    ]);
+    let server = tcp_server(&lab, "a", target);
+    assert!(connect_from_client(&lab, target));
+    assert!(server.join().unwrap());
+    assert_eq!(
+        lab.client_neighbour(vip).as_deref(),
+        Some("02:00:00:00:01:0a"),
+        "answered by eth1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_removal_and_interface_down_up_are_followed() {
+    let lab = Lab::new();
+    lab.attach("a", "eth1", "02:00:00:00:01:0a");
+    ip(&[
+        "-n",
+        &lab.ns("a"),
+        "addr",
+        "add",
+        "198.51.100.11/24",
+        "dev",
+        "eth1",
+    ]);
+    let a = lab.speaker("a", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    assert_eq!(a.speaker.announcing_on(addr(VIP4)), ["eth0"]);
+
+    let wait_for = |want: Vec<&'static str>| {
+        let speaker = a.speaker.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while speaker.announcing_on(addr(VIP4)) != want && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            speaker.announcing_on(addr(VIP4))
+        }
+    };
+    // Without the subnet on eth0, every usable interface announces.
+    ip(&[
+        "-n",
+        &lab.ns("a"),
+        "addr",
+        "del",
+        "192.0.2.11/24",
+        "dev",
+        "eth0",
+    ]);
+    assert_eq!(wait_for(vec!["eth0", "eth1"]).await, ["eth0", "eth1"]);
+    ip(&[
+        "-n",
+        &lab.ns("a"),
+        "addr",
+        "add",
+        "192.0.2.11/24",
+        "dev",
+        "eth0",
+    ]);
+    assert_eq!(wait_for(vec!["eth0"]).await, ["eth0"]);
+
+    // Down: no longer usable, so the fallback picks eth1; up again: back on eth0, answering.
+    ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "down"]);
+    assert_eq!(wait_for(vec!["eth1"]).await, ["eth1"]);
+    ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "up"]);
+    assert_eq!(wait_for(vec!["eth0"]).await, ["eth0"]);
+    let server = tcp_server(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
+    assert!(connect_from_client(
+        &lab,
+        format!("{VIP4}:8080").parse().unwrap()
+    ));
+    assert!(server.join().unwrap());
+    assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
+}
