@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (real peers, tools). Installed only when missing.
-# kubectl drives fake-apiserver in its tests.
+# kubectl drives fake-apiserver in its tests; iproute2 builds the network-namespace labs.
 PACKAGES=(iproute2 kubectl)
 
 missing=()
@@ -27,9 +27,6 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain (1.89 or newer, with rustfmt and clippy) via rustup" >&2
   exit 1
 fi
-
-# Property tests run this many cases each unless the caller asks for more.
-export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -235,7 +235,7 @@ fn check_invariants(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn allocator_invariants_hold_over_random_edits((initial, services, steps) in scenario()) {
