@@ -15,6 +15,7 @@ mod server;
 mod service;
 mod store;
 mod table;
+pub mod testing;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

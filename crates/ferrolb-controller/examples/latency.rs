@@ -14,36 +14,16 @@ use fake_apiserver::{Config, FakeApiServer};
 use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_controller::{ControllerConfig, Metrics};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 
 const SERVICES: usize = 10_000;
 
-fn client(url: &str) -> kube::Client {
-    kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
-}
-
-fn service(ns: &str, i: usize) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(format!("s{i:05}")),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            allocate_load_balancer_node_ports: Some(false),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{client_for as client, lb_service};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -99,7 +79,7 @@ async fn run_once(url: &str, ns: &'static str, rate: Option<u32>) -> (Vec<Durati
                     let api = api.clone();
                     let created = created.clone();
                     async move {
-                        let svc = service(ns, i);
+                        let svc = lb_service(&format!("s{i:05}"));
                         api.create(&PostParams::default(), &svc)
                             .await
                             .expect("create");
@@ -121,7 +101,7 @@ async fn run_once(url: &str, ns: &'static str, rate: Option<u32>) -> (Vec<Durati
                 let api = api.clone();
                 let created = created.clone();
                 tasks.push(tokio::spawn(async move {
-                    let svc = service(ns, i);
+                    let svc = lb_service(&format!("s{i:05}"));
                     api.create(&PostParams::default(), &svc)
                         .await
                         .expect("create");

@@ -138,22 +138,8 @@ async fn pool_shrink_and_delete_move_only_invalidated_services() {
     create_pool(&client, "a", &["192.0.2.0/30"]).await;
     create_pool(&client, "b", &["198.51.100.0/30"]).await;
     let _ctl = start_controller(&server.url(), test_config("a"));
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    for i in 0..6 {
-        services
-            .create(&PostParams::default(), &lb_service(&format!("s{i}")))
-            .await
-            .unwrap();
-    }
-    assert!(
-        eventually(Duration::from_secs(15), || async {
-            addresses(&client, "default")
-                .await
-                .values()
-                .all(|v| v.len() == 1)
-        })
-        .await
-    );
+    create_services(&client, "s", 6).await;
+    assert!(all_assigned(&client, Duration::from_secs(15)).await);
     let before = addresses(&client, "default").await;
     assert_unique(&before);
 
@@ -376,13 +362,7 @@ async fn ha_leader_killed_while_creating_1000_services() {
     );
     let takeover = killed_at.elapsed();
     assert!(
-        eventually(Duration::from_secs(60), || async {
-            addresses(&client, "default")
-                .await
-                .values()
-                .all(|v| v.len() == 1)
-        })
-        .await,
+        all_assigned(&client, Duration::from_secs(60)).await,
         "every Service gets an address"
     );
     let after = addresses(&client, "default").await;
@@ -412,22 +392,8 @@ async fn standby_keeps_its_cache_and_writes_nothing() {
     let leader = start_controller(&server.url(), test_config("a"));
     assert!(eventually(Duration::from_secs(10), || async { leader.is_leader() }).await);
     let standby = start_controller(&server.url(), test_config("b"));
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    for i in 0..5 {
-        services
-            .create(&PostParams::default(), &lb_service(&format!("s{i}")))
-            .await
-            .unwrap();
-    }
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            addresses(&client, "default")
-                .await
-                .values()
-                .all(|v| v.len() == 1)
-        })
-        .await
-    );
+    create_services(&client, "s", 5).await;
+    assert!(all_assigned(&client, Duration::from_secs(10)).await);
     assert!(
         standby.ready.load(std::sync::atomic::Ordering::Relaxed),
         "standby caches synced"
@@ -442,22 +408,9 @@ async fn restart_with_1000_assigned_services_writes_no_address_change() {
     let (server, client) = cluster().await;
     create_pool(&client, "big", &["198.18.0.0/20"]).await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    for i in 0..1000 {
-        services
-            .create(&PostParams::default(), &lb_service(&format!("s{i:04}")))
-            .await
-            .unwrap();
-    }
+    create_services(&client, "s", 1000).await;
     let mut first = start_controller(&server.url(), test_config("a"));
-    assert!(
-        eventually(Duration::from_secs(60), || async {
-            addresses(&client, "default")
-                .await
-                .values()
-                .all(|v| v.len() == 1)
-        })
-        .await
-    );
+    assert!(all_assigned(&client, Duration::from_secs(60)).await);
     let before = addresses(&client, "default").await;
     // Let the pool status and annotations settle, then stop.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -22,15 +22,8 @@ fn watch_neighbours(
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> mpsc::Receiver<(IpAddr, [u8; 6], Instant)> {
     let (tx, rx) = mpsc::channel();
-    let path = format!("/var/run/netns/{}", lab.ns("cl"));
     let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+    lab.spawn_in_ns("cl", move || {
         const RTMGRP_NEIGH: u32 = 4;
         let sock = ferrolb_l2::sys::netlink_socket(RTMGRP_NEIGH, false).unwrap();
         let tv = libc::timeval {

@@ -13,14 +13,7 @@ use support::*;
 /// Accepts one TCP connection on `addr` inside namespace `short` within 5 s.
 fn tcp_server(lab: &Lab, short: &str, addr: SocketAddr) -> std::thread::JoinHandle<bool> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let path = format!("/var/run/netns/{}", lab.ns(short));
-    let handle = std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
-            0
-        );
+    let handle = lab.spawn_in_ns(short, move || {
         let listener = TcpListener::bind(addr).expect("bind VIP");
         listener.set_nonblocking(true).unwrap();
         ready_tx.send(()).unwrap();
@@ -50,18 +43,20 @@ fn connect_from_client(lab: &Lab, addr: SocketAddr) -> bool {
     })
 }
 
+/// The client connects to `target` served in namespace `short`.
+fn assert_client_connects(lab: &Lab, short: &str, target: SocketAddr) {
+    let server = tcp_server(lab, short, target);
+    assert!(connect_from_client(lab, target), "TCP connect to {target}");
+    assert!(server.join().unwrap(), "accepted on {short}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv4_client_resolves_the_owned_address_and_connects() {
     let lab = Lab::new();
     let a = lab.speaker("a", L2Config::default());
     a.speaker.own(addr(VIP4), None).await;
     assert_eq!(a.speaker.announcing_on(addr(VIP4)), ["eth0"]);
-    let server = tcp_server(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
-    assert!(
-        connect_from_client(&lab, format!("{VIP4}:8080").parse().unwrap()),
-        "TCP connect"
-    );
-    assert!(server.join().unwrap());
+    assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
     assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
     let counters = settled_counters(&a.speaker, VIP4);
     assert!(counters.gratuitous_sent >= 2, "{counters:?}");
@@ -73,9 +68,7 @@ async fn ipv6_client_resolves_the_owned_address_and_connects() {
     let a = lab.speaker("a", L2Config::default());
     a.speaker.own(addr(VIP6), None).await;
     let target: SocketAddr = format!("[{VIP6}]:8080").parse().unwrap();
-    let server = tcp_server(&lab, "a", target);
-    assert!(connect_from_client(&lab, target), "TCP connect over IPv6");
-    assert!(server.join().unwrap());
+    assert_client_connects(&lab, "a", target);
     assert_eq!(lab.client_neighbour(VIP6).as_deref(), Some(MAC_A));
     let counters = settled_counters(&a.speaker, VIP6);
     assert!(
@@ -102,6 +95,21 @@ async fn released_address_is_not_answered() {
     );
 }
 
+/// Moves `vip` from a to b and checks the client switched to b from b's announcement alone:
+/// b never saw a request for the address.
+async fn move_from_a_to_b(lab: &Lab, a: &SpeakerGuard, b: &SpeakerGuard, vip: &str) {
+    a.speaker.release(addr(vip)).await;
+    b.speaker.own(addr(vip), None).await;
+    assert!(
+        lab.wait_client_neighbour(vip, MAC_B, Duration::from_secs(2)),
+        "entry switched to b"
+    );
+    assert_eq!(
+        b.speaker.address_counters(addr(vip)).unwrap().requests_seen,
+        0
+    );
+}
+
 /// Counts UDP datagrams to `addr` inside namespace `short` until `stop`.
 fn udp_counter(
     lab: &Lab,
@@ -111,15 +119,8 @@ fn udp_counter(
 ) -> (Arc<AtomicU64>, std::thread::JoinHandle<()>) {
     let count = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let path = format!("/var/run/netns/{}", lab.ns(short));
     let c = count.clone();
-    let handle = std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
-            0
-        );
+    let handle = lab.spawn_in_ns(short, move || {
         let sock = UdpSocket::bind(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
@@ -149,15 +150,8 @@ async fn move_switches_the_existing_entry_by_gratuitous_arp_and_udp_follows() {
 
     // A steady stream of probes from the client: 2 ms apart, at most 1,500 (3 s).
     let sender = {
-        let path = format!("/var/run/netns/{}", lab.ns("cl"));
         let stop = stop.clone();
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap();
-            // SAFETY: setns(2) on a namespace file opened here.
-            assert_eq!(
-                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
-                0
-            );
+        lab.spawn_in_ns("cl", move || {
             let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
             for _ in 0..1500 {
                 if stop.load(Ordering::Relaxed) {
@@ -175,20 +169,7 @@ async fn move_switches_the_existing_entry_by_gratuitous_arp_and_udp_follows() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(on_a.load(Ordering::Relaxed) > 0, "probes reach a");
 
-    a.speaker.release(addr(VIP4)).await;
-    b.speaker.own(addr(VIP4), None).await;
-    assert!(
-        lab.wait_client_neighbour(VIP4, MAC_B, Duration::from_secs(2)),
-        "entry switched to b"
-    );
-    // b never saw a request for the address: the switch came from its announcement alone.
-    assert_eq!(
-        b.speaker
-            .address_counters(addr(VIP4))
-            .unwrap()
-            .requests_seen,
-        0
-    );
+    move_from_a_to_b(&lab, &a, &b, VIP4).await;
     let at_switch = on_b.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -208,23 +189,9 @@ async fn move_switches_the_ipv6_entry_by_unsolicited_advertisement() {
     let b = lab.speaker("b", L2Config::default());
     a.speaker.own(addr(VIP6), None).await;
     let target: SocketAddr = format!("[{VIP6}]:8080").parse().unwrap();
-    let server = tcp_server(&lab, "a", target);
-    assert!(connect_from_client(&lab, target));
-    assert!(server.join().unwrap());
+    assert_client_connects(&lab, "a", target);
     assert_eq!(lab.client_neighbour(VIP6).as_deref(), Some(MAC_A));
-    a.speaker.release(addr(VIP6)).await;
-    b.speaker.own(addr(VIP6), None).await;
-    assert!(
-        lab.wait_client_neighbour(VIP6, MAC_B, Duration::from_secs(2)),
-        "entry switched to b"
-    );
-    assert_eq!(
-        b.speaker
-            .address_counters(addr(VIP6))
-            .unwrap()
-            .requests_seen,
-        0
-    );
+    move_from_a_to_b(&lab, &a, &b, VIP6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,9 +239,7 @@ async fn interface_added_after_start_is_followed() {
         "dev",
         "lo",
     ]);
-    let server = tcp_server(&lab, "a", target);
-    assert!(connect_from_client(&lab, target));
-    assert!(server.join().unwrap());
+    assert_client_connects(&lab, "a", target);
     assert_eq!(
         lab.client_neighbour(vip).as_deref(),
         Some("02:00:00:00:01:0a"),
@@ -336,11 +301,6 @@ async fn address_removal_and_interface_down_up_are_followed() {
     assert_eq!(wait_for(vec!["eth1"]).await, ["eth1"]);
     ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "up"]);
     assert_eq!(wait_for(vec!["eth0"]).await, ["eth0"]);
-    let server = tcp_server(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
-    assert!(connect_from_client(
-        &lab,
-        format!("{VIP4}:8080").parse().unwrap()
-    ));
-    assert!(server.join().unwrap());
+    assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
     assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+pub use fake_apiserver::testing::eventually;
 use fake_apiserver::{Config, FakeApiServer};
 use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_controller::{ControllerConfig, Metrics};
@@ -117,22 +118,6 @@ pub fn assert_unique(map: &BTreeMap<String, Vec<IpAddr>>) {
     }
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// A controller on a runtime of its own, so killing it stops every task it started (reflectors,
 /// lease renewal), as killing a process would.
 pub struct RunningController {
@@ -198,4 +183,28 @@ impl Drop for RunningController {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Creates LoadBalancer Services `{prefix}{i}` for i in 0..n in namespace `default`.
+pub async fn create_services(client: &Client, prefix: &str, n: usize) {
+    let api: Api<Service> = Api::namespaced(client.clone(), "default");
+    for i in 0..n {
+        api.create(
+            &PostParams::default(),
+            &lb_service(&format!("{prefix}{i:04}")),
+        )
+        .await
+        .expect("create Service");
+    }
+}
+
+/// Waits until every Service in `default` shows one address.
+pub async fn all_assigned(client: &Client, limit: Duration) -> bool {
+    eventually(limit, || async {
+        addresses(client, "default")
+            .await
+            .values()
+            .all(|v| v.len() == 1)
+    })
+    .await
 }

@@ -165,19 +165,26 @@ impl Lab {
         false
     }
 
-    /// Runs `f` on a thread inside namespace `short`; sockets it opens belong to that namespace.
-    pub fn in_ns<T: Send + 'static>(
+    /// Starts `f` on a thread inside namespace `short`; sockets it opens belong to that namespace.
+    pub fn spawn_in_ns<T: Send + 'static>(
         &self,
         short: &str,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> T {
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/var/run/netns/{}", self.ns(short));
         std::thread::spawn(move || {
             enter(&path);
             f()
         })
-        .join()
-        .expect("namespace thread")
+    }
+
+    /// Runs `f` on a thread inside namespace `short` and returns its result.
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        short: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        self.spawn_in_ns(short, f).join().expect("namespace thread")
     }
 
     /// Starts a speaker inside namespace `short`; it stops when the returned guard drops.
