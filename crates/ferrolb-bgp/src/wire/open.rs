@@ -118,7 +118,7 @@ impl Capability {
             CAP_MULTIPROTOCOL => return Err(bad()),
             CAP_ROUTE_REFRESH => Capability::RouteRefresh,
             CAP_GRACEFUL_RESTART => {
-                if v.len() < 2 || (v.len() - 2) % 4 != 0 {
+                if v.len() < 2 || !(v.len() - 2).is_multiple_of(4) {
                     return Err(bad());
                 }
                 let ft = u16::from_be_bytes([v[0], v[1]]);

@@ -443,8 +443,8 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
             ATTR_ORIGIN => value.len() == 1 && value[0] <= 2,
             ATTR_AS_PATH => valid_as_path(value, as_size),
             ATTR_NEXT_HOP | ATTR_MED | ATTR_LOCAL_PREF => value.len() == 4,
-            ATTR_COMMUNITIES => value.len() % 4 == 0,
-            ATTR_LARGE_COMMUNITY => value.len() % 12 == 0,
+            ATTR_COMMUNITIES => value.len().is_multiple_of(4),
+            ATTR_LARGE_COMMUNITY => value.len().is_multiple_of(12),
             ATTR_AS4_PATH => valid_as_path(value, 4),
             // Attribute-discard errors (RFC 7606 7.6, 7.7): ignored.
             ATTR_ATOMIC_AGGREGATE | ATTR_AGGREGATOR => true,

@@ -1,0 +1,19 @@
+//! `cargo fuzz run decode` (from crates/ferrolb-bgp): framing, decoding and UPDATE validation
+//! of arbitrary bytes must never panic.
+#![no_main]
+
+use ferrolb_bgp::wire::{Message, decode, frame_len, validate_update};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut rest = data;
+    // Bounded: each step consumes at least a header.
+    while let Ok(Some(len)) = frame_len(rest) {
+        let Some(frame) = rest.get(..len) else { break };
+        if let Ok(Message::Update(body)) = decode(frame) {
+            let _ = validate_update(&body, true);
+            let _ = validate_update(&body, false);
+        }
+        rest = &rest[len..];
+    }
+});

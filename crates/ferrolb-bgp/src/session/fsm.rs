@@ -1,0 +1,729 @@
+//! The BGP session state machine (RFC 4271 8), sans I/O: inputs in, outputs out.
+//!
+//! The driver owns the TCP connection and the timers; it feeds [`Input`]s to [`Session::handle`]
+//! and carries out the [`Output`]s it gets back. One `Session` is one connection attempt's life:
+//! after it goes down it waits in `Idle` and asks for a connect-retry timer, with backoff.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::wire::{
+    Afi, Capability, GracefulRestart, Message, Notification, Open, RouteRefresh, Safi,
+    UpdateVerdict, codes, validate_update,
+};
+
+/// RFC 4271 8.2.2 states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Idle: refuses connections; waits for start or for the connect-retry timer.
+    Idle,
+    /// Connect: waiting for our outgoing TCP connection.
+    Connect,
+    /// Active: waiting for the peer to connect (passive peers) or for a retry.
+    Active,
+    /// OpenSent: our OPEN is sent; waiting for the peer's.
+    OpenSent,
+    /// OpenConfirm: OPENs exchanged; waiting for KEEPALIVE.
+    OpenConfirm,
+    /// Established: UPDATEs flow.
+    Established,
+}
+
+/// The timers a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+}
+
+/// What happens to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// ManualStart / AutomaticStart.
+    Start,
+    /// ManualStop, with an RFC 9003 message for the peer.
+    Stop(Option<String>),
+    /// TcpConnectionConfirmed / Tcp_CR_Acked: a connection is up (ours or the peer's).
+    Connected,
+    /// TcpConnectionFails before it was up.
+    ConnectFailed,
+    /// The connection closed.
+    Closed,
+    Message(Message),
+    /// Bytes that did not decode: the NOTIFICATION to send.
+    Malformed(Notification),
+    TimerExpired(Timer),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to the peer.
+    Connect,
+    Send(Message),
+    /// Close the TCP connection.
+    Disconnect,
+    StartTimer(Timer, Duration),
+    StopTimer(Timer),
+    /// The session reached Established with these parameters.
+    Up(Negotiated),
+    /// The session left Established (or never got there), and why.
+    Down(DownReason),
+    /// The peer asked for our routes again (RFC 2918).
+    RefreshRequested(RouteRefresh),
+    /// The peer finished its initial UPDATEs for a family.
+    EndOfRib(Afi),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// We stopped it.
+    Stopped,
+    HoldTimerExpired,
+    ConnectionClosed,
+    /// We sent this NOTIFICATION.
+    Sent(Notification),
+    /// The peer sent this NOTIFICATION.
+    Received(Notification),
+}
+
+/// Session parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Proposed hold time: 0, or 3 s and more.
+    pub hold_time: Duration,
+    /// Keepalive interval when the negotiated hold time allows it (at most a third of it).
+    pub keepalive: Duration,
+    /// First connect-retry interval; doubled after each failure up to `connect_retry_max`.
+    pub connect_retry: Duration,
+    pub connect_retry_max: Duration,
+    /// Wait for the peer to connect instead of connecting.
+    pub passive: bool,
+    pub families: Vec<(Afi, Safi)>,
+    /// Graceful restart restart time; `None` disables the capability.
+    pub graceful_restart: Option<u16>,
+    /// Set after a restart of ours: the R bit, so the peer keeps our routes until End-of-RIB.
+    pub restarting: bool,
+}
+
+/// What both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub hold_time: Duration,
+    pub keepalive: Duration,
+    pub four_octet: bool,
+    pub families: Vec<(Afi, Safi)>,
+    pub route_refresh: bool,
+    pub peer_graceful_restart: Option<GracefulRestart>,
+    pub peer_router_id: Ipv4Addr,
+}
+
+/// Hold time used while waiting for the peer's OPEN (RFC 4271 8.2.2: "large value", 4 minutes).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    negotiated: Option<Negotiated>,
+    failures: u32,
+    /// Stopped by an operator: no automatic restart.
+    stopped: bool,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            config,
+            state: State::Idle,
+            negotiated: None,
+            failures: 0,
+            stopped: true,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The OPEN we send.
+    pub fn open_message(&self) -> Open {
+        let mut capabilities: Vec<Capability> = self
+            .config
+            .families
+            .iter()
+            .map(|(a, s)| Capability::Multiprotocol(*a, *s))
+            .collect();
+        capabilities.push(Capability::RouteRefresh);
+        if let Some(restart_time) = self.config.graceful_restart {
+            capabilities.push(Capability::GracefulRestart(GracefulRestart {
+                restarting: self.config.restarting,
+                restart_time: restart_time.min(0x0fff),
+                // We keep no forwarding state of the peer's: F bits clear.
+                families: self
+                    .config
+                    .families
+                    .iter()
+                    .map(|(a, s)| (*a, *s, false))
+                    .collect(),
+            }));
+        }
+        capabilities.push(Capability::FourOctetAs(self.config.local_as));
+        Open {
+            version: 4,
+            my_as: self.config.local_as,
+            hold_time: self.config.hold_time.as_secs().min(u64::from(u16::MAX)) as u16,
+            router_id: self.config.router_id,
+            capabilities,
+        }
+    }
+
+    fn retry_interval(&self) -> Duration {
+        let factor = 1u32 << self.failures.min(10);
+        (self.config.connect_retry * factor).min(self.config.connect_retry_max)
+    }
+
+    /// Leaves for Idle, closing the connection; the connect-retry timer restarts it unless stopped.
+    fn go_idle(&mut self, out: &mut Vec<Output>, reason: DownReason, notify: Option<Notification>) {
+        if let Some(n) = notify {
+            out.push(Output::Send(Message::Notification(n)));
+        }
+        let was_connected = matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        );
+        if was_connected || self.state == State::Connect {
+            out.push(Output::Disconnect);
+        }
+        out.push(Output::StopTimer(Timer::Hold));
+        out.push(Output::StopTimer(Timer::Keepalive));
+        out.push(Output::StopTimer(Timer::ConnectRetry));
+        if self.state == State::Established || was_connected {
+            out.push(Output::Down(reason));
+        }
+        self.state = State::Idle;
+        self.negotiated = None;
+        if !self.stopped {
+            self.failures = self.failures.saturating_add(1);
+            out.push(Output::StartTimer(
+                Timer::ConnectRetry,
+                self.retry_interval(),
+            ));
+        }
+    }
+
+    fn fsm_error(&self) -> Notification {
+        let sub = match self.state {
+            State::OpenSent => codes::UNEXPECTED_IN_OPEN_SENT,
+            State::OpenConfirm => codes::UNEXPECTED_IN_OPEN_CONFIRM,
+            State::Established => codes::UNEXPECTED_IN_ESTABLISHED,
+            _ => 0,
+        };
+        Notification::new(codes::FSM, sub, Vec::new())
+    }
+
+    /// Checks the peer's OPEN (RFC 4271 6.2) and works out the session parameters.
+    fn accept_open(&self, open: &Open) -> Result<Negotiated, Notification> {
+        if open.my_as != self.config.peer_as {
+            return Err(Notification::new(
+                codes::OPEN_MESSAGE,
+                codes::BAD_PEER_AS,
+                Vec::new(),
+            ));
+        }
+        if open.hold_time == 1 || open.hold_time == 2 {
+            return Err(Notification::new(
+                codes::OPEN_MESSAGE,
+                codes::UNACCEPTABLE_HOLD_TIME,
+                Vec::new(),
+            ));
+        }
+        let ibgp = self.config.local_as == self.config.peer_as;
+        if open.router_id.is_unspecified() || (ibgp && open.router_id == self.config.router_id) {
+            return Err(Notification::new(
+                codes::OPEN_MESSAGE,
+                codes::BAD_BGP_IDENTIFIER,
+                Vec::new(),
+            ));
+        }
+        let hold = Duration::from_secs(u64::from(open.hold_time)).min(self.config.hold_time);
+        let keepalive = if hold.is_zero() {
+            Duration::ZERO
+        } else {
+            self.config.keepalive.min(hold / 3)
+        };
+        let theirs = open.families();
+        let families: Vec<(Afi, Safi)> = self
+            .config
+            .families
+            .iter()
+            .copied()
+            .filter(|f| theirs.contains(f))
+            .collect();
+        Ok(Negotiated {
+            hold_time: hold,
+            keepalive,
+            four_octet: open.four_octet_as(),
+            families,
+            route_refresh: open.has(&Capability::RouteRefresh),
+            peer_graceful_restart: open.graceful_restart().cloned(),
+            peer_router_id: open.router_id,
+        })
+    }
+
+    fn restart_hold(&self, out: &mut Vec<Output>) {
+        if let Some(n) = &self.negotiated
+            && !n.hold_time.is_zero()
+        {
+            out.push(Output::StartTimer(Timer::Hold, n.hold_time));
+        }
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match (self.state, input) {
+            (_, Input::Stop(message)) => {
+                self.stopped = true;
+                let notify = matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                )
+                .then(|| Notification::shutdown(message.as_deref().unwrap_or("")));
+                let reason = DownReason::Stopped;
+                self.go_idle(&mut out, reason, notify);
+            }
+            (State::Idle, Input::Start)
+            | (State::Idle, Input::TimerExpired(Timer::ConnectRetry)) => {
+                self.stopped = false;
+                if self.config.passive {
+                    self.state = State::Active;
+                } else {
+                    self.state = State::Connect;
+                    out.push(Output::Connect);
+                    out.push(Output::StartTimer(
+                        Timer::ConnectRetry,
+                        self.retry_interval(),
+                    ));
+                }
+            }
+            (State::Idle, _) | (_, Input::Start) => {}
+            (State::Connect | State::Active, Input::Connected) => {
+                out.push(Output::StopTimer(Timer::ConnectRetry));
+                out.push(Output::Send(Message::Open(self.open_message())));
+                out.push(Output::StartTimer(Timer::Hold, OPEN_HOLD));
+                self.state = State::OpenSent;
+            }
+            (State::Connect, Input::ConnectFailed) | (State::Connect, Input::Closed) => {
+                // Connect fails: wait in Active for the retry timer (or the peer).
+                self.failures = self.failures.saturating_add(1);
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.retry_interval(),
+                ));
+                self.state = State::Active;
+            }
+            (State::Connect, Input::TimerExpired(Timer::ConnectRetry))
+            | (State::Active, Input::TimerExpired(Timer::ConnectRetry)) => {
+                if self.config.passive {
+                    return out;
+                }
+                out.push(Output::Disconnect);
+                out.push(Output::Connect);
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.retry_interval(),
+                ));
+                self.state = State::Connect;
+            }
+            (State::Connect | State::Active, _) => {}
+            (_, Input::TimerExpired(Timer::Hold)) => {
+                let n = Notification::new(codes::HOLD_TIMER_EXPIRED, 0, Vec::new());
+                self.go_idle(&mut out, DownReason::HoldTimerExpired, Some(n));
+            }
+            (_, Input::Closed) | (_, Input::ConnectFailed) => {
+                self.go_idle(&mut out, DownReason::ConnectionClosed, None);
+            }
+            (_, Input::Malformed(n)) => {
+                self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n));
+            }
+            (_, Input::Message(Message::Notification(n))) => {
+                self.go_idle(&mut out, DownReason::Received(n), None);
+            }
+            (State::OpenSent, Input::Message(Message::Open(open))) => match self.accept_open(&open)
+            {
+                Ok(negotiated) => {
+                    out.push(Output::Send(Message::Keepalive));
+                    self.negotiated = Some(negotiated.clone());
+                    if negotiated.hold_time.is_zero() {
+                        out.push(Output::StopTimer(Timer::Hold));
+                    } else {
+                        out.push(Output::StartTimer(Timer::Hold, negotiated.hold_time));
+                        out.push(Output::StartTimer(Timer::Keepalive, negotiated.keepalive));
+                    }
+                    self.state = State::OpenConfirm;
+                }
+                Err(n) => self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n)),
+            },
+            (State::OpenConfirm, Input::Message(Message::Keepalive)) => {
+                self.restart_hold(&mut out);
+                self.state = State::Established;
+                self.failures = 0;
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::Up(n.clone()));
+                }
+            }
+            (State::OpenConfirm | State::Established, Input::TimerExpired(Timer::Keepalive)) => {
+                out.push(Output::Send(Message::Keepalive));
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::StartTimer(Timer::Keepalive, n.keepalive));
+                }
+            }
+            (State::Established, Input::Message(Message::Keepalive)) => self.restart_hold(&mut out),
+            (State::Established, Input::Message(Message::Update(body))) => {
+                self.restart_hold(&mut out);
+                let four = self.negotiated.as_ref().is_some_and(|n| n.four_octet);
+                match validate_update(&body, four) {
+                    UpdateVerdict::Valid {
+                        end_of_rib: Some(afi),
+                        ..
+                    } => out.push(Output::EndOfRib(afi)),
+                    UpdateVerdict::Valid { .. } | UpdateVerdict::TreatAsWithdraw(_) => {}
+                    UpdateVerdict::Reset(n) => {
+                        self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n))
+                    }
+                }
+            }
+            (State::Established, Input::Message(Message::RouteRefresh(rr))) => {
+                self.restart_hold(&mut out);
+                out.push(Output::RefreshRequested(rr));
+            }
+            (_, Input::TimerExpired(_)) => {}
+            (_, Input::Connected) => {
+                // A second connection while one is open: the driver resolves collisions.
+            }
+            (_, Input::Message(_)) => {
+                let n = self.fsm_error();
+                self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n));
+            }
+        }
+        out
+    }
+}
+
+/// RFC 4271 6.8: of two connections between the same speakers, the one opened by the side with
+/// the higher BGP identifier survives. Returns whether our outgoing connection survives.
+pub fn keep_outgoing_on_collision(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
+    u32::from(local_id) > u32::from(remote_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::UpdateBuilder;
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            local_as: 64512,
+            peer_as: 64513,
+            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            hold_time: Duration::from_secs(90),
+            keepalive: Duration::from_secs(30),
+            connect_retry: Duration::from_secs(1),
+            connect_retry_max: Duration::from_secs(30),
+            passive: false,
+            families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
+            graceful_restart: Some(120),
+            restarting: false,
+        }
+    }
+
+    fn peer_open(hold: u16) -> Open {
+        Open {
+            version: 4,
+            my_as: 64513,
+            hold_time: hold,
+            router_id: Ipv4Addr::new(192, 0, 2, 2),
+            capabilities: vec![
+                Capability::Multiprotocol(Afi::Ipv4, Safi::Unicast),
+                Capability::RouteRefresh,
+                Capability::FourOctetAs(64513),
+            ],
+        }
+    }
+
+    fn established() -> Session {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        s.handle(Input::Message(Message::Open(peer_open(30))));
+        s.handle(Input::Message(Message::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        s
+    }
+
+    fn sent_notification(out: &[Output]) -> Option<&Notification> {
+        out.iter().find_map(|o| match o {
+            Output::Send(Message::Notification(n)) => Some(n),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn start_connects_and_arms_connect_retry() {
+        let mut s = Session::new(config());
+        let out = s.handle(Input::Start);
+        assert_eq!(s.state(), State::Connect);
+        assert_eq!(
+            out,
+            vec![
+                Output::Connect,
+                Output::StartTimer(Timer::ConnectRetry, Duration::from_secs(1))
+            ]
+        );
+    }
+
+    #[test]
+    fn passive_start_waits_in_active_without_connecting() {
+        let mut s = Session::new(SessionConfig {
+            passive: true,
+            ..config()
+        });
+        assert!(s.handle(Input::Start).is_empty());
+        assert_eq!(s.state(), State::Active);
+        assert!(
+            s.handle(Input::TimerExpired(Timer::ConnectRetry))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn connected_sends_open_and_transitions_to_open_sent() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        let out = s.handle(Input::Connected);
+        assert_eq!(s.state(), State::OpenSent);
+        assert!(out.contains(&Output::Send(Message::Open(s.open_message()))));
+        assert!(out.contains(&Output::StartTimer(Timer::Hold, OPEN_HOLD)));
+    }
+
+    #[test]
+    fn our_open_carries_families_refresh_restart_and_four_octet_as() {
+        let open = Session::new(config()).open_message();
+        assert!(open.has(&Capability::Multiprotocol(Afi::Ipv6, Safi::Unicast)));
+        assert!(open.has(&Capability::RouteRefresh));
+        assert!(open.has(&Capability::FourOctetAs(64512)));
+        assert_eq!(open.graceful_restart().unwrap().restart_time, 120);
+    }
+
+    #[test]
+    fn valid_open_sends_keepalive_and_negotiates_the_smaller_hold_time() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let out = s.handle(Input::Message(Message::Open(peer_open(30))));
+        assert_eq!(s.state(), State::OpenConfirm);
+        assert!(out.contains(&Output::Send(Message::Keepalive)));
+        let n = s.negotiated().unwrap();
+        assert_eq!(
+            (n.hold_time, n.keepalive),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert_eq!(
+            n.families,
+            vec![(Afi::Ipv4, Safi::Unicast)],
+            "only what both announced"
+        );
+        assert!(n.four_octet && n.route_refresh);
+    }
+
+    #[test]
+    fn keepalive_in_open_confirm_brings_the_session_up() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        s.handle(Input::Message(Message::Open(peer_open(30))));
+        let out = s.handle(Input::Message(Message::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        assert!(out.iter().any(|o| matches!(o, Output::Up(_))));
+    }
+
+    #[test]
+    fn open_from_the_wrong_as_is_refused_with_bad_peer_as() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let mut open = peer_open(90);
+        open.my_as = 65000;
+        let out = s.handle(Input::Message(Message::Open(open)));
+        assert_eq!(sent_notification(&out).unwrap().subcode, codes::BAD_PEER_AS);
+        assert_eq!(s.state(), State::Idle);
+        assert!(out.contains(&Output::Disconnect));
+    }
+
+    #[test]
+    fn hold_time_of_one_or_two_seconds_is_unacceptable() {
+        for hold in [1, 2] {
+            let mut s = Session::new(config());
+            s.handle(Input::Start);
+            s.handle(Input::Connected);
+            let out = s.handle(Input::Message(Message::Open(peer_open(hold))));
+            assert_eq!(
+                sent_notification(&out).unwrap().subcode,
+                codes::UNACCEPTABLE_HOLD_TIME
+            );
+        }
+    }
+
+    #[test]
+    fn zero_hold_time_means_no_keepalives_and_no_hold_timer() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let out = s.handle(Input::Message(Message::Open(peer_open(0))));
+        assert!(out.contains(&Output::StopTimer(Timer::Hold)));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::StartTimer(Timer::Keepalive, _)))
+        );
+    }
+
+    #[test]
+    fn hold_timer_expiry_sends_notification_and_goes_down() {
+        let mut s = established();
+        let out = s.handle(Input::TimerExpired(Timer::Hold));
+        assert_eq!(
+            sent_notification(&out).unwrap().code,
+            codes::HOLD_TIMER_EXPIRED
+        );
+        assert!(out.contains(&Output::Down(DownReason::HoldTimerExpired)));
+        assert_eq!(s.state(), State::Idle);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::StartTimer(Timer::ConnectRetry, _))),
+            "retries"
+        );
+    }
+
+    #[test]
+    fn keepalive_timer_sends_keepalive_and_rearms() {
+        let mut s = established();
+        let out = s.handle(Input::TimerExpired(Timer::Keepalive));
+        assert_eq!(
+            out,
+            vec![
+                Output::Send(Message::Keepalive),
+                Output::StartTimer(Timer::Keepalive, Duration::from_secs(10))
+            ]
+        );
+    }
+
+    #[test]
+    fn received_messages_restart_the_hold_timer() {
+        let mut s = established();
+        let out = s.handle(Input::Message(Message::Keepalive));
+        assert_eq!(
+            out,
+            vec![Output::StartTimer(Timer::Hold, Duration::from_secs(30))]
+        );
+    }
+
+    #[test]
+    fn route_refresh_is_reported_to_the_driver() {
+        let mut s = established();
+        let out = s.handle(Input::Message(Message::RouteRefresh(RouteRefresh {
+            afi: 1,
+            safi: 1,
+        })));
+        assert!(out.contains(&Output::RefreshRequested(RouteRefresh { afi: 1, safi: 1 })));
+    }
+
+    #[test]
+    fn end_of_rib_from_the_peer_is_reported() {
+        let mut s = established();
+        let out = s.handle(Input::Message(Message::Update(UpdateBuilder::end_of_rib(
+            Afi::Ipv4,
+        ))));
+        assert!(out.contains(&Output::EndOfRib(Afi::Ipv4)));
+    }
+
+    #[test]
+    fn malformed_update_resets_the_session() {
+        let mut s = established();
+        let out = s.handle(Input::Message(Message::Update(vec![0, 0, 0, 1, 0x40])));
+        assert_eq!(sent_notification(&out).unwrap().code, codes::UPDATE_MESSAGE);
+        assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn update_before_established_is_an_fsm_error() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let out = s.handle(Input::Message(Message::Update(vec![0, 0, 0, 0])));
+        let n = sent_notification(&out).unwrap();
+        assert_eq!(
+            (n.code, n.subcode),
+            (codes::FSM, codes::UNEXPECTED_IN_OPEN_SENT)
+        );
+    }
+
+    #[test]
+    fn stop_sends_a_shutdown_message_and_does_not_retry() {
+        let mut s = established();
+        let out = s.handle(Input::Stop(Some("maintenance".into())));
+        assert_eq!(
+            sent_notification(&out)
+                .unwrap()
+                .shutdown_message()
+                .as_deref(),
+            Some("maintenance")
+        );
+        assert!(out.contains(&Output::Down(DownReason::Stopped)));
+        assert!(!out.iter().any(|o| matches!(o, Output::StartTimer(..))));
+    }
+
+    #[test]
+    fn peer_notification_takes_the_session_down() {
+        let mut s = established();
+        let n = Notification::shutdown("bye");
+        let out = s.handle(Input::Message(Message::Notification(n.clone())));
+        assert!(out.contains(&Output::Down(DownReason::Received(n))));
+    }
+
+    #[test]
+    fn connect_failures_back_off_up_to_the_cap() {
+        let mut s = Session::new(config());
+        s.handle(Input::Start);
+        let mut intervals = Vec::new();
+        for _ in 0..8 {
+            let out = s.handle(Input::ConnectFailed);
+            intervals.extend(out.iter().filter_map(|o| match o {
+                Output::StartTimer(Timer::ConnectRetry, d) => Some(d.as_secs()),
+                _ => None,
+            }));
+            s.handle(Input::TimerExpired(Timer::ConnectRetry));
+        }
+        assert_eq!(intervals, vec![2, 4, 8, 16, 30, 30, 30, 30]);
+    }
+
+    #[test]
+    fn connection_collision_keeps_the_higher_identifier() {
+        assert!(keep_outgoing_on_collision(
+            Ipv4Addr::new(192, 0, 2, 9),
+            Ipv4Addr::new(192, 0, 2, 1)
+        ));
+        assert!(!keep_outgoing_on_collision(
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 9)
+        ));
+    }
+}
