@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (real peers, tools). Installed only when missing.
-# kubectl drives fake-apiserver in its tests; iproute2 builds the network-namespace labs.
-PACKAGES=(iproute2 kubectl)
+# kubectl drives fake-apiserver in its tests; iproute2 builds the network-namespace labs;
+# frr is a real BGP peer for ferrolb-bgp.
+PACKAGES=(iproute2 kubectl frr)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,492 @@
+//! The tokio side of a BGP peer: TCP, timers, and the routes it advertises.
+//!
+//! ```text
+//!  PeerHandle ── advertise / withdraw / stop ──▶ peer task ──▶ Session (fsm) ──▶ outputs
+//!  TCP reader ── bytes ─ frame_len / decode ──▶ peer task      │
+//!  timers (one deadline each) ─────────────────▶ peer task      └─▶ TCP writes, state watch
+//! ```
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::session::{DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer};
+use crate::wire::{
+    Afi, Message, Prefix, RouteAttributes, UpdateBuilder, decode, encode, frame_len,
+};
+
+/// How a peer is reached.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub address: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub session: SessionConfig,
+    /// Next hop for IPv4 routes when the advertisement names none (our address).
+    pub next_hop_v4: Option<std::net::Ipv4Addr>,
+    pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    pub connect_timeout: Duration,
+}
+
+/// What ferrolb attaches to an advertised prefix; the AS path and next hop are per session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PathSpec {
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<(u32, u32, u32)>,
+    /// Sent to iBGP peers only.
+    pub local_pref: Option<u32>,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub updates_out: AtomicU64,
+    pub prefixes_advertised: AtomicU64,
+    pub sessions_established: AtomicU64,
+    pub notifications_out: AtomicU64,
+    pub notifications_in: AtomicU64,
+}
+
+/// Where a session stands, for subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub state: State,
+    pub last_down: Option<DownReason>,
+}
+
+enum Command {
+    Advertise(Vec<Prefix>, PathSpec),
+    Withdraw(Vec<Prefix>),
+    Stop(Option<String>),
+}
+
+/// A handle to one peer's task.
+#[derive(Clone)]
+pub struct PeerHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    pub status: watch::Receiver<PeerStatus>,
+    pub counters: Arc<PeerCounters>,
+}
+
+impl PeerHandle {
+    pub fn advertise(&self, prefixes: Vec<Prefix>, spec: PathSpec) {
+        let _ = self.tx.send(Command::Advertise(prefixes, spec));
+    }
+
+    pub fn withdraw(&self, prefixes: Vec<Prefix>) {
+        let _ = self.tx.send(Command::Withdraw(prefixes));
+    }
+
+    /// Stops the session with an RFC 9003 shutdown message.
+    pub fn stop(&self, message: Option<String>) {
+        let _ = self.tx.send(Command::Stop(message));
+    }
+
+    /// Waits until the session is in `state` or `limit` passes.
+    pub async fn wait_for(&mut self, state: State, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.status.wait_for(|s| s.state == state))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Starts a peer task on the current runtime.
+pub fn spawn_peer(config: PeerConfig) -> (PeerHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (status_tx, status_rx) = watch::channel(PeerStatus {
+        state: State::Idle,
+        last_down: None,
+    });
+    let counters = Arc::new(PeerCounters::default());
+    let task = tokio::spawn(run_peer(config, rx, status_tx, counters.clone()));
+    (
+        PeerHandle {
+            tx,
+            status: status_rx,
+            counters,
+        },
+        task,
+    )
+}
+
+/// Events from the connection.
+enum Io {
+    Connected(TcpStream),
+    ConnectFailed,
+    Bytes(Vec<u8>),
+    Closed,
+}
+
+struct Peer {
+    config: PeerConfig,
+    session: Session,
+    writer: Option<OwnedWriteHalf>,
+    reader_task: Option<tokio::task::JoinHandle<()>>,
+    io_tx: mpsc::UnboundedSender<(u64, Io)>,
+    /// Connection generation: events of an older connection are ignored.
+    generation: u64,
+    deadlines: BTreeMap<TimerKey, Instant>,
+    /// The Adj-RIB-Out: what we advertise, by prefix.
+    routes: BTreeMap<Prefix, PathSpec>,
+    negotiated: Option<Negotiated>,
+    status: watch::Sender<PeerStatus>,
+    counters: Arc<PeerCounters>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+}
+
+fn key(t: Timer) -> TimerKey {
+    match t {
+        Timer::ConnectRetry => TimerKey::ConnectRetry,
+        Timer::Hold => TimerKey::Hold,
+        Timer::Keepalive => TimerKey::Keepalive,
+    }
+}
+
+fn timer(k: TimerKey) -> Timer {
+    match k {
+        TimerKey::ConnectRetry => Timer::ConnectRetry,
+        TimerKey::Hold => Timer::Hold,
+        TimerKey::Keepalive => Timer::Keepalive,
+    }
+}
+
+async fn run_peer(
+    config: PeerConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    status: watch::Sender<PeerStatus>,
+    counters: Arc<PeerCounters>,
+) {
+    let (io_tx, mut io_rx) = mpsc::unbounded_channel();
+    let mut peer = Peer {
+        session: Session::new(config.session.clone()),
+        config,
+        writer: None,
+        reader_task: None,
+        io_tx,
+        generation: 0,
+        deadlines: BTreeMap::new(),
+        routes: BTreeMap::new(),
+        negotiated: None,
+        status,
+        counters,
+    };
+    peer.input(Input::Start).await;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let next = peer
+            .deadlines
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(k, at)| (*k, *at));
+        let sleep = tokio::time::sleep_until(
+            next.map_or_else(|| Instant::now() + Duration::from_secs(3600), |(_, at)| at),
+        );
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => {
+                    peer.input(Input::Stop(None)).await;
+                    return;
+                }
+                Some(Command::Advertise(prefixes, spec)) => peer.advertise(prefixes, spec).await,
+                Some(Command::Withdraw(prefixes)) => peer.withdraw(prefixes).await,
+                Some(Command::Stop(message)) => {
+                    peer.input(Input::Stop(message)).await;
+                }
+            },
+            event = io_rx.recv() => {
+                let Some((generation, event)) = event else { return };
+                if generation != peer.generation {
+                    continue;
+                }
+                match event {
+                    Io::Connected(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        let (r, w) = stream.into_split();
+                        peer.writer = Some(w);
+                        buf.clear();
+                        peer.reader_task = Some(tokio::spawn(read_loop(r, peer.io_tx.clone(), generation)));
+                        peer.input(Input::Connected).await;
+                    }
+                    Io::ConnectFailed => peer.input(Input::ConnectFailed).await,
+                    Io::Closed => peer.input(Input::Closed).await,
+                    Io::Bytes(bytes) => {
+                        buf.extend_from_slice(&bytes);
+                        // Every message in the buffer, bounded by its size.
+                        loop {
+                            match frame_len(&buf) {
+                                Ok(None) => break,
+                                Ok(Some(len)) if buf.len() < len => break,
+                                Ok(Some(len)) => {
+                                    let frame: Vec<u8> = buf.drain(..len).collect();
+                                    peer.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                                    let input = match decode(&frame) {
+                                        Ok(m) => {
+                                            if matches!(m, Message::Notification(_)) {
+                                                peer.counters.notifications_in.fetch_add(1, Ordering::Relaxed);
+                                            }
+                                            Input::Message(m)
+                                        }
+                                        Err(n) => Input::Malformed(n),
+                                    };
+                                    peer.input(input).await;
+                                    if peer.writer.is_none() {
+                                        buf.clear();
+                                        break;
+                                    }
+                                }
+                                Err(n) => {
+                                    buf.clear();
+                                    peer.input(Input::Malformed(n)).await;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ = sleep, if next.is_some() => {
+                if let Some((k, _)) = next {
+                    peer.deadlines.remove(&k);
+                    peer.input(Input::TimerExpired(timer(k))).await;
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop(mut r: OwnedReadHalf, tx: mpsc::UnboundedSender<(u64, Io)>, generation: u64) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send((generation, Io::Closed));
+                return;
+            }
+            Ok(n) => {
+                if tx.send((generation, Io::Bytes(buf[..n].to_vec()))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn connect(
+    address: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(SocketAddr::new(src, 0))?;
+    }
+    tokio::time::timeout(timeout, socket.connect(address))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+impl Peer {
+    /// Feeds the state machine and carries out what it asks.
+    async fn input(&mut self, input: Input) {
+        let outputs = self.session.handle(input);
+        for output in outputs {
+            self.apply(output).await;
+        }
+        let state = self.session.state();
+        self.status.send_if_modified(|s| {
+            let changed = s.state != state;
+            s.state = state;
+            changed
+        });
+    }
+
+    async fn apply(&mut self, output: Output) {
+        match output {
+            Output::Connect => {
+                self.generation += 1;
+                let generation = self.generation;
+                let tx = self.io_tx.clone();
+                let (address, source, timeout) = (
+                    self.config.address,
+                    self.config.source,
+                    self.config.connect_timeout,
+                );
+                tokio::spawn(async move {
+                    let event = match connect(address, source, timeout).await {
+                        Ok(s) => Io::Connected(s),
+                        Err(_) => Io::ConnectFailed,
+                    };
+                    let _ = tx.send((generation, event));
+                });
+            }
+            Output::Send(message) => {
+                if matches!(message, Message::Notification(_)) {
+                    self.counters
+                        .notifications_out
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.send(&encode(&message)).await;
+            }
+            Output::Disconnect => {
+                self.generation += 1;
+                if let Some(mut w) = self.writer.take() {
+                    let _ = w.shutdown().await;
+                }
+                if let Some(r) = self.reader_task.take() {
+                    r.abort();
+                }
+            }
+            Output::StartTimer(t, d) => {
+                self.deadlines.insert(key(t), Instant::now() + d);
+            }
+            Output::StopTimer(t) => {
+                self.deadlines.remove(&key(t));
+            }
+            Output::Up(negotiated) => {
+                self.counters
+                    .sessions_established
+                    .fetch_add(1, Ordering::Relaxed);
+                self.negotiated = Some(negotiated.clone());
+                self.send_all_routes().await;
+                for (afi, _) in &negotiated.families {
+                    self.send_update(UpdateBuilder::end_of_rib(*afi)).await;
+                }
+            }
+            Output::Down(reason) => {
+                self.negotiated = None;
+                self.status.send_modify(|s| s.last_down = Some(reason));
+            }
+            Output::RefreshRequested(_) => self.send_all_routes().await,
+            Output::EndOfRib(_) => {}
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if w.write_all(bytes).await.is_ok() {
+            self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn send_update(&mut self, body: Vec<u8>) {
+        self.counters.updates_out.fetch_add(1, Ordering::Relaxed);
+        self.send(&encode(&Message::Update(body))).await;
+    }
+
+    fn attributes(&self, spec: &PathSpec, afi: Afi) -> Option<RouteAttributes> {
+        let negotiated = self.negotiated.as_ref()?;
+        let ibgp = self.config.session.local_as == self.config.session.peer_as;
+        let next_hop = match afi {
+            Afi::Ipv6 => IpAddr::V6(self.config.next_hop_v6?),
+            _ => IpAddr::V4(self.config.next_hop_v4?),
+        };
+        negotiated
+            .families
+            .iter()
+            .any(|(a, _)| *a == afi)
+            .then(|| RouteAttributes {
+                next_hop,
+                as_path: if ibgp {
+                    Vec::new()
+                } else {
+                    vec![self.config.session.local_as]
+                },
+                local_pref: if ibgp {
+                    Some(spec.local_pref.unwrap_or(100))
+                } else {
+                    None
+                },
+                communities: spec.communities.clone(),
+                large_communities: spec.large_communities.clone(),
+            })
+    }
+
+    /// Sends `prefixes` grouped by attributes and family, packed into few UPDATEs.
+    async fn send_routes(&mut self, prefixes: &[(Prefix, PathSpec)]) {
+        let Some(negotiated) = &self.negotiated else {
+            return;
+        };
+        let builder = UpdateBuilder {
+            four_octet: negotiated.four_octet,
+        };
+        let mut groups: BTreeMap<(PathSpec, Afi), Vec<Prefix>> = BTreeMap::new();
+        for (p, spec) in prefixes {
+            groups.entry((spec.clone(), p.afi())).or_default().push(*p);
+        }
+        for ((spec, afi), list) in groups {
+            let Some(attrs) = self.attributes(&spec, afi) else {
+                continue;
+            };
+            for body in builder.announce(&attrs, &list) {
+                self.send_update(body).await;
+            }
+            self.counters
+                .prefixes_advertised
+                .fetch_add(list.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    async fn send_all_routes(&mut self) {
+        let all: Vec<(Prefix, PathSpec)> =
+            self.routes.iter().map(|(p, s)| (*p, s.clone())).collect();
+        self.send_routes(&all).await;
+    }
+
+    async fn advertise(&mut self, prefixes: Vec<Prefix>, spec: PathSpec) {
+        let changed: Vec<(Prefix, PathSpec)> = prefixes
+            .into_iter()
+            .filter(|p| self.routes.get(p) != Some(&spec))
+            .map(|p| (p, spec.clone()))
+            .collect();
+        for (p, s) in &changed {
+            self.routes.insert(*p, s.clone());
+        }
+        if self.session.state() == State::Established {
+            self.send_routes(&changed).await;
+        }
+    }
+
+    async fn withdraw(&mut self, prefixes: Vec<Prefix>) {
+        let gone: Vec<Prefix> = prefixes
+            .into_iter()
+            .filter(|p| self.routes.remove(p).is_some())
+            .collect();
+        if self.session.state() != State::Established || gone.is_empty() {
+            return;
+        }
+        let Some(negotiated) = &self.negotiated else {
+            return;
+        };
+        let builder = UpdateBuilder {
+            four_octet: negotiated.four_octet,
+        };
+        for afi in [Afi::Ipv4, Afi::Ipv6] {
+            let list: Vec<Prefix> = gone.iter().copied().filter(|p| p.afi() == afi).collect();
+            for body in builder.withdraw(&list) {
+                self.send_update(body).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! ferrolb-bgp against FRR's bgpd in a network namespace.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_bgp::driver::{PathSpec, PeerConfig, PeerHandle, spawn_peer};
+use ferrolb_bgp::session::{SessionConfig, State};
+use ferrolb_bgp::wire::{Afi, Prefix, Safi};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair: `sp` (ferrolb, 192.0.2.1, 2001:db8:1::1) and `rt`
+/// (the router, 192.0.2.2, 2001:db8:1::2). Removed on drop, with the router process.
+struct Lab {
+    sp: String,
+    rt: String,
+    dir: PathBuf,
+    router: Option<Child>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("flb-{}-{n}-", std::process::id());
+        let lab = Lab {
+            sp: format!("{prefix}sp"),
+            rt: format!("{prefix}rt"),
+            dir: std::env::temp_dir().join(format!("{prefix}frr")),
+            router: None,
+        };
+        std::fs::create_dir_all(&lab.dir).unwrap();
+        ip(&["netns", "add", &lab.sp]);
+        ip(&["netns", "add", &lab.rt]);
+        ip(&[
+            "-n", &lab.sp, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            &lab.rt,
+        ]);
+        for (ns, last) in [(&lab.sp, "1"), (&lab.rt, "2")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("192.0.2.{last}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("2001:db8:1::{last}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        lab
+    }
+
+    /// Starts FRR's bgpd in the router namespace with `config`.
+    fn start_frr(&mut self, config: &str) {
+        let conf = self.dir.join("bgpd.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.rt,
+                "/usr/lib/frr/bgpd",
+                "-S",
+                "-Z",
+                "-n",
+                "-P",
+                "0",
+            ])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(self.dir.join("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .arg("--log")
+            .arg(format!("file:{}", self.dir.join("bgpd.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bgpd starts");
+        self.router = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.dir.join("bgpd.vty").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn vtysh(&self, command: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", "bgpd", "-c", command])
+            .output()
+            .expect("vtysh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn route_json(&self, afi: &str, prefix: &str) -> serde_json::Value {
+        serde_json::from_str(&self.vtysh(&format!("show bgp {afi} unicast {prefix} json")))
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.router.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.sp]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.rt]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn frr_config(peer_as: u32) -> String {
+    format!(
+        "frr defaults traditional\nhostname rt\n!\nrouter bgp {peer_as}\n bgp router-id 192.0.2.2\n no bgp ebgp-requires-policy\n neighbor 192.0.2.1 remote-as 64512\n neighbor 192.0.2.1 passive\n address-family ipv6 unicast\n  neighbor 192.0.2.1 activate\n exit-address-family\n!\n"
+    )
+}
+
+fn peer_config(peer_as: u32) -> PeerConfig {
+    PeerConfig {
+        address: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 179),
+        source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+        session: SessionConfig {
+            local_as: 64512,
+            peer_as,
+            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            hold_time: Duration::from_secs(9),
+            keepalive: Duration::from_secs(3),
+            connect_retry: Duration::from_millis(500),
+            connect_retry_max: Duration::from_secs(5),
+            passive: false,
+            families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
+            graceful_restart: None,
+            restarting: false,
+        },
+        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        next_hop_v6: Some("2001:db8:1::1".parse().unwrap()),
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Runs a peer on a runtime inside the speaker namespace; returns its handle and a stopper.
+fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let path = format!("/var/run/netns/{}", lab.sp);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (handle, task) = spawn_peer(config);
+            handle_tx.send(handle).unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            task.abort();
+        });
+    });
+    (handle_rx.recv().unwrap(), stop_tx)
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(64513));
+    let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "session up: {}",
+        lab.vtysh("show bgp summary")
+    );
+
+    let spec = PathSpec {
+        communities: vec![(65000 << 16) | 100],
+        large_communities: vec![(64512, 1, 2)],
+        local_pref: None,
+    };
+    peer.advertise(
+        vec![
+            Prefix::host("203.0.113.10".parse().unwrap()),
+            Prefix::host("2001:db8:5::10".parse().unwrap()),
+        ],
+        spec,
+    );
+    let v4 = |lab: &Lab| lab.route_json("ipv4", "203.0.113.10/32");
+    assert!(
+        wait_until(Duration::from_secs(10), || v4(&lab)["paths"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())),
+        "route in FRR"
+    );
+    let route = v4(&lab);
+    let path = &route["paths"][0];
+    assert_eq!(path["nexthops"][0]["ip"], "192.0.2.1");
+    assert_eq!(path["community"]["string"], "65000:100");
+    assert_eq!(path["largeCommunity"]["string"], "64512:1:2");
+    assert_eq!(path["aspath"]["string"], "64512");
+    let v6 = lab.route_json("ipv6", "2001:db8:5::10/128");
+    assert!(
+        v6["paths"][0]["nexthops"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|h| h["ip"] == "2001:db8:1::1")),
+        "{v6}"
+    );
+
+    peer.withdraw(vec![Prefix::host("203.0.113.10".parse().unwrap())]);
+    assert!(
+        wait_until(Duration::from_secs(10), || v4(&lab)["paths"].is_null()),
+        "withdrawn: {}",
+        v4(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ibgp_routes_carry_local_pref_and_route_refresh_is_answered() {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(64512));
+    let (mut peer, _stop) = start_peer(&lab, peer_config(64512));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "session up: {}",
+        lab.vtysh("show bgp summary")
+    );
+    peer.advertise(
+        vec![Prefix::host("203.0.113.20".parse().unwrap())],
+        PathSpec {
+            local_pref: Some(200),
+            ..PathSpec::default()
+        },
+    );
+    let route = |lab: &Lab| lab.route_json("ipv4", "203.0.113.20/32");
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || route(&lab)["paths"][0]["locPrf"] == 200
+        ),
+        "{}",
+        route(&lab)
+    );
+    assert_eq!(route(&lab)["paths"][0]["peer"]["type"], "internal");
+
+    let before = peer.counters.updates_out.load(Ordering::Relaxed);
+    lab.vtysh("clear bgp ipv4 unicast 192.0.2.1 soft in");
+    assert!(
+        wait_until(Duration::from_secs(10), || peer
+            .counters
+            .updates_out
+            .load(Ordering::Relaxed)
+            > before),
+        "routes sent again after ROUTE-REFRESH"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_peer_is_dropped_when_the_hold_time_expires() {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(64513).replace(
+        " neighbor 192.0.2.1 passive\n",
+        " neighbor 192.0.2.1 passive\n neighbor 192.0.2.1 timers 1 3\n",
+    ));
+    let mut config = peer_config(64513);
+    config.session.hold_time = Duration::from_secs(3);
+    config.session.keepalive = Duration::from_secs(1);
+    let (mut peer, _stop) = start_peer(&lab, config);
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await
+    );
+    let pid = lab.router.as_ref().unwrap().id();
+    // The child is `ip netns exec`, which execs bgpd: same pid.
+    let frozen = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(frozen.success());
+    let started = Instant::now();
+    let dropped = peer
+        .status
+        .wait_for(|s| s.last_down == Some(ferrolb_bgp::session::DownReason::HoldTimerExpired))
+        .await
+        .is_ok();
+    let took = started.elapsed();
+    let _ = Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status();
+    assert!(dropped);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "dropped after {took:?} (hold 3 s)"
+    );
+}
