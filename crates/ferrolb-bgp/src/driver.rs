@@ -34,6 +34,12 @@ pub struct PeerConfig {
     pub next_hop_v4: Option<std::net::Ipv4Addr>,
     pub next_hop_v6: Option<std::net::Ipv6Addr>,
     pub connect_timeout: Duration,
+    /// TCP MD5 signature key (RFC 2385).
+    pub md5_key: Option<String>,
+    /// IP TTL of our packets: 1 for directly connected eBGP, up to 255 with multihop.
+    pub ttl: Option<u8>,
+    /// GTSM (RFC 5082): send with TTL 255 and accept only TTL 254 and up.
+    pub gtsm: bool,
 }
 
 /// What ferrolb attaches to an advertised prefix; the AS path and next hop are per session.
@@ -287,20 +293,26 @@ async fn read_loop(mut r: OwnedReadHalf, tx: mpsc::UnboundedSender<(u64, Io)>, g
     }
 }
 
-async fn connect(
-    address: SocketAddr,
-    source: Option<IpAddr>,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
+async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
+    let address = config.address;
     let socket = if address.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
-    if let Some(src) = source {
+    if let Some(key) = &config.md5_key {
+        crate::tcp::set_md5(&socket, address.ip(), key.as_bytes())?;
+    }
+    if config.gtsm {
+        crate::tcp::set_ttl(&socket, address.is_ipv4(), 255)?;
+        crate::tcp::set_min_ttl(&socket, address.is_ipv4(), 254)?;
+    } else if let Some(ttl) = config.ttl {
+        crate::tcp::set_ttl(&socket, address.is_ipv4(), ttl)?;
+    }
+    if let Some(src) = config.source {
         socket.bind(SocketAddr::new(src, 0))?;
     }
-    tokio::time::timeout(timeout, socket.connect(address))
+    tokio::time::timeout(config.connect_timeout, socket.connect(address))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
 }
@@ -326,13 +338,9 @@ impl Peer {
                 self.generation += 1;
                 let generation = self.generation;
                 let tx = self.io_tx.clone();
-                let (address, source, timeout) = (
-                    self.config.address,
-                    self.config.source,
-                    self.config.connect_timeout,
-                );
+                let config = self.config.clone();
                 tokio::spawn(async move {
-                    let event = match connect(address, source, timeout).await {
+                    let event = match connect(&config).await {
                         Ok(s) => Io::Connected(s),
                         Err(_) => Io::ConnectFailed,
                     };

@@ -9,4 +9,5 @@
 
 pub mod driver;
 pub mod session;
+pub mod tcp;
 pub mod wire;

@@ -164,6 +164,9 @@ fn peer_config(peer_as: u32) -> PeerConfig {
         next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
         next_hop_v6: Some("2001:db8:1::1".parse().unwrap()),
         connect_timeout: Duration::from_secs(2),
+        md5_key: None,
+        ttl: None,
+        gtsm: false,
     }
 }
 
@@ -334,5 +337,119 @@ async fn frozen_peer_is_dropped_when_the_hold_time_expires() {
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(6),
         "dropped after {took:?} (hold 3 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_with_the_right_key_works_and_a_wrong_key_keeps_the_session_down() {
+    let mut lab = Lab::new();
+    let config = frr_config(64513).replace(
+        " neighbor 192.0.2.1 passive\n",
+        " neighbor 192.0.2.1 passive\n neighbor 192.0.2.1 password s3cret-key\n",
+    );
+    lab.start_frr(&config);
+    let mut wrong = peer_config(64513);
+    wrong.md5_key = Some("not-the-key".into());
+    let (mut bad, stop_bad) = start_peer(&lab, wrong);
+    assert!(
+        !bad.wait_for(State::Established, Duration::from_secs(4))
+            .await,
+        "wrong key must not come up"
+    );
+    let _ = stop_bad.send(());
+    let mut right = peer_config(64513);
+    right.md5_key = Some("s3cret-key".into());
+    let (mut good, _stop) = start_peer(&lab, right);
+    let up = good
+        .wait_for(State::Established, Duration::from_secs(20))
+        .await;
+    assert!(
+        up,
+        "{}\n{}",
+        lab.vtysh("show bgp neighbors 192.0.2.1"),
+        std::fs::read_to_string(lab.dir.join("bgpd.log")).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_session_carries_ipv4_and_ipv6_routes() {
+    let mut lab = Lab::new();
+    let config = "frr defaults traditional\nhostname rt\n!\nrouter bgp 64513\n bgp router-id 192.0.2.2\n no bgp ebgp-requires-policy\n neighbor 2001:db8:1::1 remote-as 64512\n neighbor 2001:db8:1::1 passive\n address-family ipv4 unicast\n  neighbor 2001:db8:1::1 activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor 2001:db8:1::1 activate\n exit-address-family\n!\n";
+    lab.start_frr(config);
+    let mut cfg = peer_config(64513);
+    cfg.address = "[2001:db8:1::2]:179".parse().unwrap();
+    cfg.source = Some("2001:db8:1::1".parse().unwrap());
+    let (mut peer, _stop) = start_peer(&lab, cfg);
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{}",
+        lab.vtysh("show bgp summary")
+    );
+    peer.advertise(
+        vec![
+            Prefix::host("203.0.113.30".parse().unwrap()),
+            Prefix::host("2001:db8:5::30".parse().unwrap()),
+        ],
+        PathSpec::default(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || lab
+        .route_json("ipv6", "2001:db8:5::30/128")["paths"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())));
+    assert!(wait_until(Duration::from_secs(10), || lab
+        .route_json("ipv4", "203.0.113.30/32")["paths"][0]["nexthops"]
+        [0]["ip"]
+        == "192.0.2.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_keeps_routes_in_frr_until_end_of_rib() {
+    let mut lab = Lab::new();
+    let config = frr_config(64513).replace(
+        " no bgp ebgp-requires-policy\n",
+        " no bgp ebgp-requires-policy\n bgp graceful-restart\n",
+    );
+    lab.start_frr(&config);
+    let mut cfg = peer_config(64513);
+    cfg.session.graceful_restart = Some(60);
+    let prefix = Prefix::host("203.0.113.40".parse().unwrap());
+    let (mut first, stop_first) = start_peer(&lab, cfg.clone());
+    assert!(
+        first
+            .wait_for(State::Established, Duration::from_secs(20))
+            .await
+    );
+    first.advertise(vec![prefix], PathSpec::default());
+    let route = |lab: &Lab| lab.route_json("ipv4", "203.0.113.40/32");
+    assert!(wait_until(Duration::from_secs(10), || route(&lab)["paths"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())));
+
+    // Our side dies without a NOTIFICATION: FRR keeps the route, marked stale.
+    let _ = stop_first.send(());
+    assert!(
+        wait_until(Duration::from_secs(10), || route(&lab)["paths"][0]["stale"]
+            == true),
+        "stale: {}",
+        route(&lab)
+    );
+
+    // Restarted with the R bit; the route stays through the reconnect and is fresh after End-of-RIB.
+    cfg.session.restarting = true;
+    let (mut second, _stop) = start_peer(&lab, cfg);
+    second.advertise(vec![prefix], PathSpec::default());
+    assert!(
+        second
+            .wait_for(State::Established, Duration::from_secs(20))
+            .await
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let r = route(&lab);
+            r["paths"].as_array().is_some_and(|p| !p.is_empty()) && r["paths"][0]["stale"].is_null()
+        }),
+        "fresh after End-of-RIB: {}",
+        route(&lab)
     );
 }
