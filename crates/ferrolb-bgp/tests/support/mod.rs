@@ -1,0 +1,234 @@
+//! A lab for interop tests: the speaker's namespace and a router's, joined by a veth pair,
+//! with FRR, BIRD or GoBGP as the router. Everything is removed on drop.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_bgp::driver::{PeerConfig, PeerHandle, spawn_peer};
+use ferrolb_bgp::session::SessionConfig;
+use ferrolb_bgp::wire::{Afi, Safi};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by a veth pair: `sp` (ferrolb, 192.0.2.1, 2001:db8:1::1) and `rt`
+/// (the router, 192.0.2.2, 2001:db8:1::2). Removed on drop, with the router process.
+pub struct Lab {
+    pub sp: String,
+    pub rt: String,
+    pub dir: PathBuf,
+    pub router: Option<Child>,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("flb-{}-{n}-", std::process::id());
+        let lab = Lab {
+            sp: format!("{prefix}sp"),
+            rt: format!("{prefix}rt"),
+            dir: std::env::temp_dir().join(format!("{prefix}frr")),
+            router: None,
+        };
+        std::fs::create_dir_all(&lab.dir).unwrap();
+        ip(&["netns", "add", &lab.sp]);
+        ip(&["netns", "add", &lab.rt]);
+        ip(&[
+            "-n", &lab.sp, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            &lab.rt,
+        ]);
+        for (ns, last) in [(&lab.sp, "1"), (&lab.rt, "2")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("192.0.2.{last}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("2001:db8:1::{last}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+        }
+        lab
+    }
+
+    /// Starts FRR's bgpd in the router namespace with `config`.
+    pub fn start_frr(&mut self, config: &str) {
+        let conf = self.dir.join("bgpd.conf");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.rt,
+                "/usr/lib/frr/bgpd",
+                "-S",
+                "-Z",
+                "-n",
+                "-P",
+                "0",
+            ])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(self.dir.join("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .arg("--log")
+            .arg(format!("file:{}", self.dir.join("bgpd.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bgpd starts");
+        self.router = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.dir.join("bgpd.vty").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn vtysh(&self, command: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", "bgpd", "-c", command])
+            .output()
+            .expect("vtysh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn route_json(&self, afi: &str, prefix: &str) -> serde_json::Value {
+        serde_json::from_str(&self.vtysh(&format!("show bgp {afi} unicast {prefix} json")))
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.router.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.sp]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.rt]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn frr_config(peer_as: u32) -> String {
+    format!(
+        "frr defaults traditional\nhostname rt\n!\nrouter bgp {peer_as}\n bgp router-id 192.0.2.2\n no bgp ebgp-requires-policy\n neighbor 192.0.2.1 remote-as 64512\n neighbor 192.0.2.1 passive\n address-family ipv6 unicast\n  neighbor 192.0.2.1 activate\n exit-address-family\n!\n"
+    )
+}
+
+pub fn peer_config(peer_as: u32) -> PeerConfig {
+    PeerConfig {
+        address: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 179),
+        source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+        session: SessionConfig {
+            local_as: 64512,
+            peer_as,
+            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            hold_time: Duration::from_secs(9),
+            keepalive: Duration::from_secs(3),
+            connect_retry: Duration::from_millis(500),
+            connect_retry_max: Duration::from_secs(5),
+            passive: false,
+            families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
+            graceful_restart: None,
+            restarting: false,
+        },
+        next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        next_hop_v6: Some("2001:db8:1::1".parse().unwrap()),
+        connect_timeout: Duration::from_secs(2),
+        md5_key: None,
+        ttl: None,
+        gtsm: false,
+    }
+}
+
+/// Runs a peer on a runtime inside the speaker namespace; returns its handle and a stopper.
+pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let path = format!("/var/run/netns/{}", lab.sp);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (handle, task) = spawn_peer(config);
+            handle_tx.send(handle).unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            task.abort();
+        });
+    });
+    (handle_rx.recv().unwrap(), stop_tx)
+}
+
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+impl Lab {
+    /// Starts a router process in the router namespace: `args` after `ip netns exec NS`.
+    pub fn start_router(&mut self, args: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.rt])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("router starts");
+        self.router = Some(child);
+    }
+
+    /// Runs a command in the router namespace; returns stdout.
+    pub fn in_router(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.rt])
+            .args(args)
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
