@@ -143,7 +143,8 @@ struct Peer {
     generation: u64,
     deadlines: BTreeMap<TimerKey, Instant>,
     /// The Adj-RIB-Out: what we advertise, by prefix.
-    routes: BTreeMap<Prefix, PathSpec>,
+    /// Shared specs: one allocation per distinct set of attributes, not per prefix.
+    routes: BTreeMap<Prefix, Arc<PathSpec>>,
     negotiated: Option<Negotiated>,
     status: watch::Sender<PeerStatus>,
     counters: Arc<PeerCounters>,
@@ -432,14 +433,14 @@ impl Peer {
     }
 
     /// Sends `prefixes` grouped by attributes and family, packed into few UPDATEs.
-    async fn send_routes(&mut self, prefixes: &[(Prefix, PathSpec)]) {
+    async fn send_routes(&mut self, prefixes: &[(Prefix, Arc<PathSpec>)]) {
         let Some(negotiated) = &self.negotiated else {
             return;
         };
         let builder = UpdateBuilder {
             four_octet: negotiated.four_octet,
         };
-        let mut groups: BTreeMap<(PathSpec, Afi), Vec<Prefix>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Arc<PathSpec>, Afi), Vec<Prefix>> = BTreeMap::new();
         for (p, spec) in prefixes {
             groups.entry((spec.clone(), p.afi())).or_default().push(*p);
         }
@@ -457,15 +458,16 @@ impl Peer {
     }
 
     async fn send_all_routes(&mut self) {
-        let all: Vec<(Prefix, PathSpec)> =
+        let all: Vec<(Prefix, Arc<PathSpec>)> =
             self.routes.iter().map(|(p, s)| (*p, s.clone())).collect();
         self.send_routes(&all).await;
     }
 
     async fn advertise(&mut self, prefixes: Vec<Prefix>, spec: PathSpec) {
-        let changed: Vec<(Prefix, PathSpec)> = prefixes
+        let spec = Arc::new(spec);
+        let changed: Vec<(Prefix, Arc<PathSpec>)> = prefixes
             .into_iter()
-            .filter(|p| self.routes.get(p) != Some(&spec))
+            .filter(|p| self.routes.get(p).is_none_or(|s| **s != *spec))
             .map(|p| (p, spec.clone()))
             .collect();
         for (p, s) in &changed {
