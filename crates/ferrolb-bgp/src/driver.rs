@@ -74,6 +74,8 @@ enum Command {
     Advertise(Vec<Prefix>, PathSpec),
     Withdraw(Vec<Prefix>),
     Stop(Option<String>),
+    /// A connection the peer opened to our listener.
+    Incoming(TcpStream),
 }
 
 /// A handle to one peer's task.
@@ -96,6 +98,11 @@ impl PeerHandle {
     /// Stops the session with an RFC 9003 shutdown message.
     pub fn stop(&self, message: Option<String>) {
         let _ = self.tx.send(Command::Stop(message));
+    }
+
+    /// Hands over a connection the peer opened.
+    pub fn incoming(&self, stream: TcpStream) {
+        let _ = self.tx.send(Command::Incoming(stream));
     }
 
     /// Waits until the session is in `state` or `limit` passes.
@@ -215,6 +222,20 @@ async fn run_peer(
                 Some(Command::Stop(message)) => {
                     peer.input(Input::Stop(message)).await;
                 }
+                Some(Command::Incoming(stream)) => {
+                    if peer.accepts_incoming() {
+                        // Replaces any connect attempt still under way.
+                        peer.generation += 1;
+                        let generation = peer.generation;
+                        let _ = peer.io_tx.send((generation, Io::Connected(stream)));
+                    } else {
+                        // A session is already past OpenSent on the other connection (RFC 4271
+                        // 6.8 keeps the one that got further); refuse with a Cease.
+                        let n = crate::wire::Notification::new(crate::wire::codes::CEASE, crate::wire::codes::CONNECTION_COLLISION, Vec::new());
+                        let mut stream = stream;
+                        let _ = stream.write_all(&encode(&Message::Notification(n))).await;
+                    }
+                }
             },
             event = io_rx.recv() => {
                 let Some((generation, event)) = event else { return };
@@ -319,6 +340,15 @@ async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
 }
 
 impl Peer {
+    /// Whether a connection from the peer may be taken: only while no connection of ours has
+    /// reached OpenSent.
+    fn accepts_incoming(&self) -> bool {
+        matches!(
+            self.session.state(),
+            State::Idle | State::Connect | State::Active
+        ) && self.session.state() != State::Idle
+    }
+
     /// Feeds the state machine and carries out what it asks.
     async fn input(&mut self, input: Input) {
         let outputs = self.session.handle(input);
@@ -496,6 +526,70 @@ impl Peer {
             let list: Vec<Prefix> = gone.iter().copied().filter(|p| p.afi() == afi).collect();
             for body in builder.withdraw(&list) {
                 self.send_update(body).await;
+            }
+        }
+    }
+}
+
+/// Accepts BGP connections and hands each to the peer it comes from; connections from unknown
+/// addresses are closed at once.
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    peers: std::sync::Mutex<std::collections::HashMap<IpAddr, PeerHandle>>,
+}
+
+impl Listener {
+    pub async fn bind(address: SocketAddr) -> io::Result<Arc<Listener>> {
+        Ok(Arc::new(Listener {
+            listener: tokio::net::TcpListener::bind(address).await?,
+            peers: std::sync::Mutex::default(),
+        }))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Routes connections from `peer`'s address to it; sets its MD5 key on the listening socket.
+    pub fn add_peer(&self, config: &PeerConfig, handle: PeerHandle) -> io::Result<()> {
+        if let Some(key) = &config.md5_key {
+            crate::tcp::set_md5(&self.listener, config.address.ip(), key.as_bytes())?;
+        }
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(config.address.ip(), handle);
+        Ok(())
+    }
+
+    pub fn remove_peer(&self, address: IpAddr) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address);
+    }
+
+    /// Accepts until the listener fails.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let Ok((stream, from)) = self.listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            // Mapped IPv4 addresses arrive on dual-stack sockets.
+            let ip = match from.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            };
+            let handle = self
+                .peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&ip)
+                .cloned();
+            match handle {
+                Some(h) => h.incoming(stream),
+                None => drop(stream),
             }
         }
     }

@@ -196,3 +196,106 @@ async fn gobgp_learns_routes_with_next_hop_and_communities() {
     assert!(wait_until(Duration::from_secs(10), || !rib(&lab, "ipv4")
         .contains("203.0.113.10/32")));
 }
+
+fn over_ipv6(mut cfg: ferrolb_bgp::driver::PeerConfig) -> ferrolb_bgp::driver::PeerConfig {
+    cfg.address = "[2001:db8:1::2]:179".parse().unwrap();
+    cfg.source = Some("2001:db8:1::1".parse().unwrap());
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_session_over_ipv6_carries_both_families() {
+    let mut lab = Lab::new();
+    let conf = lab.dir.join("bird.conf");
+    std::fs::write(
+        &conf,
+        "router id 192.0.2.2;\nprotocol device {}\nprotocol bgp ferrolb {\n  local 2001:db8:1::2 as 64513;\n  neighbor 2001:db8:1::1 as 64512;\n  passive on;\n  ipv4 { import all; export none; extended next hop off; };\n  ipv6 { import all; export none; };\n}\n",
+    )
+    .unwrap();
+    let sock = lab.dir.join("bird.ctl");
+    lab.start_router(&[
+        "bird",
+        "-f",
+        "-c",
+        conf.to_str().unwrap(),
+        "-s",
+        sock.to_str().unwrap(),
+        "-P",
+        lab.dir.join("bird.pid").to_str().unwrap(),
+    ]);
+    let (mut peer, _stop) = start_peer(&lab, over_ipv6(peer_config(64513)));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{}",
+        lab.in_router(&[
+            "birdc",
+            "-s",
+            sock.to_str().unwrap(),
+            "show",
+            "protocols",
+            "all",
+            "ferrolb"
+        ])
+    );
+    peer.advertise(routes(), spec());
+    let show = |prefix: &str| {
+        lab.in_router(&[
+            "birdc",
+            "-s",
+            sock.to_str().unwrap(),
+            "show",
+            "route",
+            prefix,
+            "all",
+        ])
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || show("2001:db8:5::10/128")
+            .contains("BGP.next_hop: 2001:db8:1::1")),
+        "{}",
+        show("2001:db8:5::10/128")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gobgp_ibgp_session_over_ipv6_gets_local_pref() {
+    let mut lab = Lab::new();
+    let conf = lab.dir.join("gobgpd.toml");
+    std::fs::write(
+        &conf,
+        gobgp_config(64512).replace("192.0.2.1", "2001:db8:1::1"),
+    )
+    .unwrap();
+    lab.start_router(&["gobgpd", "-f", conf.to_str().unwrap(), "--disable-stdlog"]);
+    let (mut peer, _stop) = start_peer(&lab, over_ipv6(peer_config(64512)));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(30))
+            .await,
+        "{}",
+        lab.in_router(&["gobgp", "neighbor"])
+    );
+    peer.advertise(
+        vec![routes()[1]],
+        PathSpec {
+            local_pref: Some(300),
+            ..PathSpec::default()
+        },
+    );
+    let rib = || lab.in_router(&["gobgp", "global", "rib", "-a", "ipv6", "-j"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || rib()
+            .contains("2001:db8:5::10/128")),
+        "{}",
+        rib()
+    );
+    let v6: serde_json::Value = serde_json::from_str(&rib()).unwrap();
+    let attrs = v6["2001:db8:5::10/128"][0]["attrs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        attrs.iter().any(|a| a["type"] == 5 && a["value"] == 300),
+        "{attrs:?}"
+    );
+}

@@ -257,3 +257,54 @@ async fn graceful_restart_keeps_routes_in_frr_until_end_of_rib() {
         route(&lab)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_peer_accepts_frrs_connection() {
+    let mut lab = Lab::new();
+    // FRR connects; ferrolb only listens.
+    lab.start_frr(&frr_config(64513).replace(
+        " neighbor 192.0.2.1 passive\n",
+        " neighbor 192.0.2.1 timers connect 1\n",
+    ));
+    let mut cfg = peer_config(64513);
+    cfg.md5_key = None;
+    let (mut peer, _stop) = start_passive_peer(&lab, cfg);
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{}",
+        lab.vtysh("show bgp summary")
+    );
+    peer.advertise(
+        vec![Prefix::host("203.0.113.50".parse().unwrap())],
+        PathSpec::default(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || lab
+        .route_json("ipv4", "203.0.113.50/32")["paths"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_connecting_settle_on_one_session() {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(64513).replace(
+        " neighbor 192.0.2.1 passive\n",
+        " neighbor 192.0.2.1 timers connect 1\n",
+    ));
+    let (mut peer, _stop) = start_listening_peer(&lab, peer_config(64513));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(30))
+            .await,
+        "{}",
+        lab.vtysh("show bgp summary")
+    );
+    let established = peer.counters.sessions_established.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(peer.status.borrow().state, State::Established, "stays up");
+    assert_eq!(
+        peer.counters.sessions_established.load(Ordering::Relaxed),
+        established,
+        "no flap"
+    );
+}

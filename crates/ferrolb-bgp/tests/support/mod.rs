@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_bgp::driver::{PeerConfig, PeerHandle, spawn_peer};
+use ferrolb_bgp::driver::{Listener, PeerConfig, PeerHandle, spawn_peer};
 use ferrolb_bgp::session::SessionConfig;
 use ferrolb_bgp::wire::{Afi, Safi};
 
@@ -231,4 +231,49 @@ impl Lab {
             .expect("runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Runs a passive peer and a listener on `config.source`:179 inside the speaker namespace.
+pub fn start_passive_peer(
+    lab: &Lab,
+    mut config: PeerConfig,
+) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+    config.session.passive = true;
+    start_listening_peer(lab, config)
+}
+
+/// Runs a peer (active or passive, as configured) with a listener on `config.source`:179.
+pub fn start_listening_peer(
+    lab: &Lab,
+    config: PeerConfig,
+) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let path = format!("/var/run/netns/{}", lab.sp);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let bind = SocketAddr::new(config.source.expect("a source address to listen on"), 179);
+            let listener = Listener::bind(bind).await.expect("listen");
+            let (handle, task) = spawn_peer(config.clone());
+            listener
+                .add_peer(&config, handle.clone())
+                .expect("add peer");
+            let accept = tokio::spawn(listener.run());
+            handle_tx.send(handle).unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            accept.abort();
+            task.abort();
+        });
+    });
+    (handle_rx.recv().unwrap(), stop_tx)
 }
