@@ -24,6 +24,9 @@ use crate::wire::{
     Afi, Message, Prefix, RouteAttributes, UpdateBuilder, decode, encode, frame_len,
 };
 
+/// RFC 8326 GRACEFUL_SHUTDOWN community, 65535:0.
+pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
+
 /// How a peer is reached.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -76,6 +79,7 @@ enum Command {
     Stop(Option<String>),
     /// A connection the peer opened to our listener.
     Incoming(TcpStream),
+    GracefulShutdown,
 }
 
 /// A handle to one peer's task.
@@ -98,6 +102,12 @@ impl PeerHandle {
     /// Stops the session with an RFC 9003 shutdown message.
     pub fn stop(&self, message: Option<String>) {
         let _ = self.tx.send(Command::Stop(message));
+    }
+
+    /// RFC 8326: re-advertises every route with the GRACEFUL_SHUTDOWN community, so the peer
+    /// moves traffic away before the session is stopped.
+    pub fn graceful_shutdown(&self) {
+        let _ = self.tx.send(Command::GracefulShutdown);
     }
 
     /// Hands over a connection the peer opened.
@@ -222,6 +232,7 @@ async fn run_peer(
                 Some(Command::Stop(message)) => {
                     peer.input(Input::Stop(message)).await;
                 }
+                Some(Command::GracefulShutdown) => peer.graceful_shutdown().await,
                 Some(Command::Incoming(stream)) => {
                     if peer.accepts_incoming() {
                         // Replaces any connect attempt still under way.
@@ -505,6 +516,20 @@ impl Peer {
         }
         if self.session.state() == State::Established {
             self.send_routes(&changed).await;
+        }
+    }
+
+    async fn graceful_shutdown(&mut self) {
+        let mut by_spec: BTreeMap<Arc<PathSpec>, Vec<Prefix>> = BTreeMap::new();
+        for (p, spec) in &self.routes {
+            by_spec.entry(spec.clone()).or_default().push(*p);
+        }
+        for (spec, prefixes) in by_spec {
+            let mut marked = (*spec).clone();
+            if !marked.communities.contains(&GRACEFUL_SHUTDOWN) {
+                marked.communities.push(GRACEFUL_SHUTDOWN);
+            }
+            self.advertise(prefixes, marked).await;
         }
     }
 

@@ -308,3 +308,61 @@ async fn both_sides_connecting_settle_on_one_session() {
         "no flap"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_marks_routes_with_the_community() {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(64513));
+    let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await
+    );
+    peer.advertise(
+        vec![Prefix::host("203.0.113.60".parse().unwrap())],
+        PathSpec::default(),
+    );
+    let route = |lab: &Lab| lab.route_json("ipv4", "203.0.113.60/32");
+    assert!(wait_until(Duration::from_secs(10), || route(&lab)["paths"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())));
+    peer.graceful_shutdown();
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || route(&lab)["paths"][0]["community"]["string"] == "graceful-shutdown"
+        ),
+        "{}",
+        route(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtsm_refuses_a_peer_that_does_not_send_ttl_255() {
+    let mut cfg = peer_config(64513);
+    cfg.gtsm = true;
+    // FRR without ttl-security sends eBGP with TTL 1: our minimum of 254 drops it.
+    let mut plain = Lab::new();
+    plain.start_frr(&frr_config(64513));
+    let (mut refused, _stop1) = start_peer(&plain, cfg.clone());
+    assert!(
+        !refused
+            .wait_for(State::Established, Duration::from_secs(4))
+            .await,
+        "TTL 1 must be refused"
+    );
+    // With ttl-security FRR sends TTL 255: the session comes up.
+    let mut secured = Lab::new();
+    secured.start_frr(&frr_config(64513).replace(
+        " neighbor 192.0.2.1 passive\n",
+        " neighbor 192.0.2.1 passive\n neighbor 192.0.2.1 ttl-security hops 1\n",
+    ));
+    let (mut accepted, _stop2) = start_peer(&secured, cfg);
+    assert!(
+        accepted
+            .wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{}",
+        secured.vtysh("show bgp summary")
+    );
+}
