@@ -36,21 +36,8 @@ fn bird_config(neighbors: &[&str]) -> String {
     c
 }
 
-fn start_bird(lab: &mut Lab, neighbors: &[&str]) -> String {
-    let conf = lab.dir.join("bird.conf");
-    std::fs::write(&conf, bird_config(neighbors)).unwrap();
-    let sock = lab.dir.join("bird.ctl").to_string_lossy().into_owned();
-    let pid = lab.dir.join("bird.pid").to_string_lossy().into_owned();
-    lab.start_router(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap(),
-        "-s",
-        &sock,
-        "-P",
-        &pid,
-    ]);
+fn start_bird_for(lab: &mut Lab, neighbors: &[&str]) -> String {
+    let sock = start_bird(lab, &bird_config(neighbors));
     std::thread::sleep(Duration::from_millis(500));
     sock
 }
@@ -153,7 +140,7 @@ async fn main() {
 
     // ferrolb -> BIRD
     let mut lab = Lab::new();
-    let sock = start_bird(&mut lab, &["192.0.2.1"]);
+    let sock = start_bird_for(&mut lab, &["192.0.2.1"]);
     let (rss_before, _) = rss_kib();
     let started = Instant::now();
     let (mut peer, stop) = start_peer(&lab, peer_config(64513));
@@ -177,7 +164,7 @@ async fn main() {
 
     // GoBGP -> BIRD, the same routes
     let mut lab = Lab::new();
-    let sock = start_bird(&mut lab, &["192.0.2.1"]);
+    let sock = start_bird_for(&mut lab, &["192.0.2.1"]);
     let conf = lab.dir.join("gobgpd.toml");
     std::fs::write(
         &conf,
@@ -268,7 +255,7 @@ async fn main() {
             "eth0",
         ]);
     }
-    let sock = start_bird(&mut lab, &["192.0.2.1", "192.0.2.3", "192.0.2.4"]);
+    let sock = start_bird_for(&mut lab, &["192.0.2.1", "192.0.2.3", "192.0.2.4"]);
     let mut stops = Vec::new();
     let mut peers = Vec::new();
     for src in ["192.0.2.1", "192.0.2.3", "192.0.2.4"] {

@@ -72,15 +72,14 @@ pub fn set_md5(socket: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()
     })
 }
 
-/// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets.
-pub fn set_ttl(socket: &impl AsRawFd, ipv4: bool, ttl: u8) -> io::Result<()> {
-    let value = libc::c_int::from(ttl);
-    let (level, opt) = if ipv4 {
-        (libc::IPPROTO_IP, libc::IP_TTL)
-    } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
-    };
-    // SAFETY: `value` is a c_int, as both options expect.
+/// Sets an integer socket option.
+fn set_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a c_int, as the option expects.
     check(unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
@@ -92,24 +91,25 @@ pub fn set_ttl(socket: &impl AsRawFd, ipv4: bool, ttl: u8) -> io::Result<()> {
     })
 }
 
-/// GTSM (RFC 5082): accept only packets that arrive with TTL 255, i.e. from a direct neighbour.
+/// Sets the TTL (IPv4) or hop limit (IPv6) of outgoing packets.
+pub fn set_ttl(socket: &impl AsRawFd, ipv4: bool, ttl: u8) -> io::Result<()> {
+    let (level, opt) = if ipv4 {
+        (libc::IPPROTO_IP, libc::IP_TTL)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+    };
+    set_int(socket, level, opt, libc::c_int::from(ttl))
+}
+
+/// GTSM (RFC 5082): accept only packets that arrive with at least this TTL (254: a direct
+/// neighbour sending 255).
 pub fn set_min_ttl(socket: &impl AsRawFd, ipv4: bool, min: u8) -> io::Result<()> {
-    let value = libc::c_int::from(min);
     let (level, opt) = if ipv4 {
         (libc::IPPROTO_IP, libc::IP_MINTTL)
     } else {
         (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
     };
-    // SAFETY: `value` is a c_int, as both options expect.
-    check(unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            opt,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
+    set_int(socket, level, opt, libc::c_int::from(min))
 }
 
 #[cfg(test)]

@@ -33,29 +33,9 @@ fn bird_config(peer_as: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bird_learns_routes_with_next_hop_and_communities_and_forgets_them_on_withdraw() {
     let mut lab = Lab::new();
-    let conf = lab.dir.join("bird.conf");
-    std::fs::write(&conf, bird_config(64513)).unwrap();
-    let sock = lab.dir.join("bird.ctl");
-    lab.start_router(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap(),
-        "-s",
-        sock.to_str().unwrap(),
-        "-P",
-        lab.dir.join("bird.pid").to_str().unwrap(),
-    ]);
+    let sock = start_bird(&mut lab, &bird_config(64513));
     let show = |lab: &Lab, prefix: &str| {
-        lab.in_router(&[
-            "birdc",
-            "-s",
-            sock.to_str().unwrap(),
-            "show",
-            "route",
-            prefix,
-            "all",
-        ])
+        lab.in_router(&["birdc", "-s", sock.as_str(), "show", "route", prefix, "all"])
     };
     let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
     assert!(
@@ -65,7 +45,7 @@ async fn bird_learns_routes_with_next_hop_and_communities_and_forgets_them_on_wi
         lab.in_router(&[
             "birdc",
             "-s",
-            sock.to_str().unwrap(),
+            sock.as_str(),
             "show",
             "protocols",
             "all",
@@ -100,19 +80,7 @@ async fn bird_learns_routes_with_next_hop_and_communities_and_forgets_them_on_wi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bird_ibgp_gets_local_pref() {
     let mut lab = Lab::new();
-    let conf = lab.dir.join("bird.conf");
-    std::fs::write(&conf, bird_config(64512)).unwrap();
-    let sock = lab.dir.join("bird.ctl");
-    lab.start_router(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap(),
-        "-s",
-        sock.to_str().unwrap(),
-        "-P",
-        lab.dir.join("bird.pid").to_str().unwrap(),
-    ]);
+    let sock = start_bird(&mut lab, &bird_config(64512));
     let (mut peer, _stop) = start_peer(&lab, peer_config(64512));
     assert!(
         peer.wait_for(State::Established, Duration::from_secs(20))
@@ -129,7 +97,7 @@ async fn bird_ibgp_gets_local_pref() {
         lab.in_router(&[
             "birdc",
             "-s",
-            sock.to_str().unwrap(),
+            sock.as_str(),
             "show",
             "route",
             "203.0.113.10/32",
@@ -206,23 +174,10 @@ fn over_ipv6(mut cfg: ferrolb_bgp::driver::PeerConfig) -> ferrolb_bgp::driver::P
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bird_session_over_ipv6_carries_both_families() {
     let mut lab = Lab::new();
-    let conf = lab.dir.join("bird.conf");
-    std::fs::write(
-        &conf,
+    let sock = start_bird(
+        &mut lab,
         "router id 192.0.2.2;\nprotocol device {}\nprotocol bgp ferrolb {\n  local 2001:db8:1::2 as 64513;\n  neighbor 2001:db8:1::1 as 64512;\n  passive on;\n  ipv4 { import all; export none; extended next hop off; };\n  ipv6 { import all; export none; };\n}\n",
-    )
-    .unwrap();
-    let sock = lab.dir.join("bird.ctl");
-    lab.start_router(&[
-        "bird",
-        "-f",
-        "-c",
-        conf.to_str().unwrap(),
-        "-s",
-        sock.to_str().unwrap(),
-        "-P",
-        lab.dir.join("bird.pid").to_str().unwrap(),
-    ]);
+    );
     let (mut peer, _stop) = start_peer(&lab, over_ipv6(peer_config(64513)));
     assert!(
         peer.wait_for(State::Established, Duration::from_secs(20))
@@ -231,7 +186,7 @@ async fn bird_session_over_ipv6_carries_both_families() {
         lab.in_router(&[
             "birdc",
             "-s",
-            sock.to_str().unwrap(),
+            sock.as_str(),
             "show",
             "protocols",
             "all",
@@ -240,15 +195,7 @@ async fn bird_session_over_ipv6_carries_both_families() {
     );
     peer.advertise(routes(), spec());
     let show = |prefix: &str| {
-        lab.in_router(&[
-            "birdc",
-            "-s",
-            sock.to_str().unwrap(),
-            "show",
-            "route",
-            prefix,
-            "all",
-        ])
+        lab.in_router(&["birdc", "-s", sock.as_str(), "show", "route", prefix, "all"])
     };
     assert!(
         wait_until(Duration::from_secs(10), || show("2001:db8:5::10/128")

@@ -172,8 +172,13 @@ pub fn peer_config(peer_as: u32) -> PeerConfig {
     }
 }
 
-/// Runs a peer on a runtime inside the speaker namespace; returns its handle and a stopper.
-pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+/// Runs `body` on a runtime of its own inside the speaker namespace; it gets a sender for the
+/// peer handle and returns the tasks to abort when the returned stopper fires (or is dropped).
+fn in_speaker_ns<F, Fut>(lab: &Lab, body: F) -> (PeerHandle, std::sync::mpsc::Sender<()>)
+where
+    F: FnOnce(std::sync::mpsc::Sender<PeerHandle>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<tokio::task::JoinHandle<()>>>,
+{
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let path = format!("/var/run/netns/{}", lab.sp);
@@ -189,13 +194,23 @@ pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc
             .build()
             .unwrap();
         rt.block_on(async move {
-            let (handle, task) = spawn_peer(config);
-            handle_tx.send(handle).unwrap();
+            let tasks = body(handle_tx).await;
             let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-            task.abort();
+            for t in tasks {
+                t.abort();
+            }
         });
     });
     (handle_rx.recv().unwrap(), stop_tx)
+}
+
+/// Runs a peer on a runtime inside the speaker namespace; returns its handle and a stopper.
+pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
+    in_speaker_ns(lab, move |handle_tx| async move {
+        let (handle, task) = spawn_peer(config);
+        handle_tx.send(handle).unwrap();
+        vec![task]
+    })
 }
 
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -247,33 +262,34 @@ pub fn start_listening_peer(
     lab: &Lab,
     config: PeerConfig,
 ) -> (PeerHandle, std::sync::mpsc::Sender<()>) {
-    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let path = format!("/var/run/netns/{}", lab.sp);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let bind = SocketAddr::new(config.source.expect("a source address to listen on"), 179);
-            let listener = Listener::bind(bind).await.expect("listen");
-            let (handle, task) = spawn_peer(config.clone());
-            listener
-                .add_peer(&config, handle.clone())
-                .expect("add peer");
-            let accept = tokio::spawn(listener.run());
-            handle_tx.send(handle).unwrap();
-            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-            accept.abort();
-            task.abort();
-        });
-    });
-    (handle_rx.recv().unwrap(), stop_tx)
+    in_speaker_ns(lab, move |handle_tx| async move {
+        let bind = SocketAddr::new(config.source.expect("a source address to listen on"), 179);
+        let listener = Listener::bind(bind).await.expect("listen");
+        let (handle, task) = spawn_peer(config.clone());
+        listener
+            .add_peer(&config, handle.clone())
+            .expect("add peer");
+        let accept = tokio::spawn(listener.run());
+        handle_tx.send(handle).unwrap();
+        vec![accept, task]
+    })
+}
+
+/// Starts BIRD 2 in the router namespace with `config`; returns its control socket path.
+pub fn start_bird(lab: &mut Lab, config: &str) -> String {
+    let conf = lab.dir.join("bird.conf");
+    std::fs::write(&conf, config).unwrap();
+    let sock = lab.dir.join("bird.ctl").to_string_lossy().into_owned();
+    let pid = lab.dir.join("bird.pid").to_string_lossy().into_owned();
+    lab.start_router(&[
+        "bird",
+        "-f",
+        "-c",
+        conf.to_str().unwrap(),
+        "-s",
+        &sock,
+        "-P",
+        &pid,
+    ]);
+    sock
 }
