@@ -395,7 +395,10 @@ async fn standby_keeps_its_cache_and_writes_nothing() {
     create_services(&client, "s", 5).await;
     assert!(all_assigned(&client, Duration::from_secs(10)).await);
     assert!(
-        standby.ready.load(std::sync::atomic::Ordering::Relaxed),
+        eventually(Duration::from_secs(10), || async {
+            standby.ready.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .await,
         "standby caches synced"
     );
     assert!(!standby.is_leader());
@@ -412,8 +415,25 @@ async fn restart_with_1000_assigned_services_writes_no_address_change() {
     let mut first = start_controller(&server.url(), test_config("a"));
     assert!(all_assigned(&client, Duration::from_secs(60)).await);
     let before = addresses(&client, "default").await;
-    // Let the pool status and annotations settle, then stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every Service annotated too (written after the status), then stop.
+    let services_api: Api<Service> = Api::namespaced(client.clone(), "default");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            services_api
+                .list(&ListParams::default())
+                .await
+                .is_ok_and(|l| {
+                    l.items.iter().all(|s| {
+                        s.metadata
+                            .annotations
+                            .as_ref()
+                            .is_some_and(|a| a.contains_key(IP_ALLOCATED_FROM_POOL))
+                    })
+                })
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
     first.kill();
     let rv_before = server.stats().await.resource_version;
 
