@@ -11,17 +11,27 @@ use ferrolb_bgp::session::State;
 use ferrolb_bgp::wire::Prefix;
 use support::*;
 
+/// FRR as AS `peer_as` (passive) and an established session to it from AS 64512.
+async fn frr_session(
+    peer_as: u32,
+) -> (
+    Lab,
+    ferrolb_bgp::driver::PeerHandle,
+    std::sync::mpsc::Sender<()>,
+) {
+    let mut lab = Lab::new();
+    lab.start_frr(&frr_config(peer_as));
+    let (mut peer, stop) = start_peer(&lab, peer_config(peer_as));
+    let up = peer
+        .wait_for(State::Established, Duration::from_secs(20))
+        .await;
+    assert!(up, "session up: {}", lab.vtysh("show bgp summary"));
+    (lab, peer, stop)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
-    let mut lab = Lab::new();
-    lab.start_frr(&frr_config(64513));
-    let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "session up: {}",
-        lab.vtysh("show bgp summary")
-    );
+    let (lab, peer, _stop) = frr_session(64513).await;
 
     let spec = PathSpec {
         communities: vec![(65000 << 16) | 100],
@@ -66,15 +76,7 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ibgp_routes_carry_local_pref_and_route_refresh_is_answered() {
-    let mut lab = Lab::new();
-    lab.start_frr(&frr_config(64512));
-    let (mut peer, _stop) = start_peer(&lab, peer_config(64512));
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "session up: {}",
-        lab.vtysh("show bgp summary")
-    );
+    let (lab, peer, _stop) = frr_session(64512).await;
     peer.advertise(
         vec![Prefix::host("203.0.113.20".parse().unwrap())],
         PathSpec {
@@ -311,13 +313,7 @@ async fn both_sides_connecting_settle_on_one_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_marks_routes_with_the_community() {
-    let mut lab = Lab::new();
-    lab.start_frr(&frr_config(64513));
-    let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await
-    );
+    let (lab, peer, _stop) = frr_session(64513).await;
     peer.advertise(
         vec![Prefix::host("203.0.113.60".parse().unwrap())],
         PathSpec::default(),
