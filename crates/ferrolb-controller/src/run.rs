@@ -670,9 +670,11 @@ impl Controller {
 }
 
 /// What identifies the pools' specs: a change here means the pools must be installed again.
-fn fingerprint_of(pools: &[IPAddressPool]) -> Vec<(String, String, i64)> {
+fn fingerprint_of<'a>(
+    pools: impl IntoIterator<Item = &'a IPAddressPool>,
+) -> Vec<(String, String, i64)> {
     let mut out: Vec<(String, String, i64)> = pools
-        .iter()
+        .into_iter()
         .map(|p| {
             (
                 p.name_any(),
@@ -686,8 +688,8 @@ fn fingerprint_of(pools: &[IPAddressPool]) -> Vec<(String, String, i64)> {
 }
 
 fn pool_fingerprint(pools: &Store<IPAddressPool>) -> Vec<(String, String, i64)> {
-    let items: Vec<IPAddressPool> = pools.state().iter().map(|p| (**p).clone()).collect();
-    fingerprint_of(&items)
+    let state = pools.state();
+    fingerprint_of(state.iter().map(|p| p.as_ref()))
 }
 
 fn namespace_labels(namespaces: &Store<Namespace>, ns: &str) -> Labels {
