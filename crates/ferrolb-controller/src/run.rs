@@ -189,7 +189,22 @@ pub async fn run(
     );
     drop(tx);
 
-    let leader_rx = start_lease_manager(&client, &config).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // The API may be unreachable or failing at start: retry with backoff until it answers.
+    let mut backoff = Duration::from_millis(500);
+    let leader_rx = loop {
+        match start_lease_manager(&client, &config).await {
+            Ok(rx) => break rx,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "leader election not started");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut shutdown => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
     let events = spawn_event_publisher(client.clone(), &config.identity);
     let mut ctl = Controller {
         client: client.clone(),
@@ -211,7 +226,6 @@ pub async fn run(
     let mut synced: BTreeSet<&'static str> = BTreeSet::new();
     let mut leader_rx = leader_rx;
     let mut next_resync = Instant::now() + config.resync;
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let wake_at = ctl
             .retry

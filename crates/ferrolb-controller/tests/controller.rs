@@ -655,3 +655,27 @@ async fn metrics_health_and_readiness_are_served() {
     assert!(body.contains("ferrolb_reconcile_duration_seconds_bucket"));
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_started_while_the_api_fails_recovers_when_it_answers() {
+    let (server, client) = cluster().await;
+    create_pool(&client, "a", &["192.0.2.0/30"]).await;
+    server
+        .set_faults(Faults {
+            error_rate: 1.0,
+            throttle_rate: 0.0,
+            delay_ms: 0,
+        })
+        .await;
+    let ctl = start_controller(&server.url(), test_config("a"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!ctl.is_leader(), "no leader while every request fails");
+    server.set_faults(Faults::default()).await;
+    assert!(eventually(Duration::from_secs(20), || async { ctl.is_leader() }).await);
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    assert!(wait_for_ips(&services, "web", &["192.0.2.0"]).await);
+}
