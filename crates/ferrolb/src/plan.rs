@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use ferrolb_api::crd::IPAddressPool;
-use ferrolb_api::model::{IpFamily, Labels, validate_pools};
-use ferrolb_controller::service_request::{is_ours, service_key, service_request, status_ips};
-use ferrolb_ipam::Allocator;
+use ferrolb_api::model::Labels;
+use ferrolb_controller::plan::{Outcome, Planner, rebuild_order};
+use ferrolb_controller::service_request::{is_ours, service_key};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use serde::Deserialize;
 
@@ -34,52 +34,39 @@ pub fn plan(input: &str, lb_class: Option<&str>) -> anyhow::Result<String> {
             _ => {}
         }
     }
+    // The controller's own planner, in the order it rebuilds: the same decisions, offline.
+    let mut planner = Planner::new(lb_class.map(str::to_string));
+    planner.set_pools(&pools);
+    let mut ordered: Vec<&Service> = services.iter().filter(|s| is_ours(s, lb_class)).collect();
+    rebuild_order(&mut ordered);
     let mut out = String::new();
-    let validated = validate_pools(
-        pools
-            .iter()
-            .map(|p| (p.metadata.name.as_deref().unwrap_or(""), &p.spec)),
-    );
-    for (name, err) in &validated.invalid {
-        writeln!(out, "pool {name}: invalid: {err}")?;
-    }
-    let mut allocator = Allocator::new();
-    allocator.set_pools(validated.valid.clone());
-    // As the controller does on start: Services with addresses in their status first.
-    let mut ours: Vec<&Service> = services.iter().filter(|s| is_ours(s, lb_class)).collect();
-    ours.sort_by_key(|s| (status_ips(s).is_empty(), service_key(s)));
     writeln!(out, "{:<32} {:<16} ADDRESSES", "SERVICE", "POOL")?;
-    for svc in ours {
+    for svc in ordered {
         let key = service_key(svc);
         let ns_labels = namespaces.get(key.namespace()).cloned().unwrap_or_default();
-        let line = match service_request(svc, &ns_labels) {
-            Err(e) => format!("{:<32} {:<16} error: {e}", key.to_string(), "-"),
-            Ok((req, _)) => match allocator.allocate(&req, &status_ips(svc)) {
-                Ok(a) => {
-                    let ips: Vec<String> = a.ips.iter().map(ToString::to_string).collect();
-                    format!(
-                        "{:<32} {:<16} {}",
-                        key.to_string(),
-                        a.pool.to_string(),
-                        ips.join(",")
-                    )
-                }
-                Err(e) => format!("{:<32} {:<16} {}: {e}", key.to_string(), "-", e.reason()),
-            },
+        let plan = planner.plan_service(&key, Some(svc), &ns_labels);
+        let (pool, what) = match &plan.outcome {
+            Outcome::Assigned(a) => {
+                let ips: Vec<String> = a.ips.iter().map(ToString::to_string).collect();
+                (a.pool.to_string(), ips.join(","))
+            }
+            Outcome::Failed(e) => ("-".to_string(), format!("{}: {e}", e.reason())),
+            Outcome::InvalidRequest(e) => ("-".to_string(), format!("error: {e}")),
+            Outcome::NotOurs | Outcome::Deleted => continue,
         };
-        writeln!(out, "{line}")?;
+        writeln!(out, "{:<32} {:<16} {what}", key.to_string(), pool)?;
     }
-    for pool in &validated.valid {
-        if let Some(u) = allocator.pool_usage(&pool.name) {
-            writeln!(
+    for (name, status) in planner.pool_statuses() {
+        match status.conditions.first().filter(|c| c.status == "False") {
+            Some(c) => writeln!(out, "pool {name}: invalid: {}", c.message)?,
+            None => writeln!(
                 out,
-                "pool {}: IPv4 {} assigned / {} available; IPv6 {} assigned / {} available",
-                pool.name,
-                u.assigned(IpFamily::V4),
-                u.available(IpFamily::V4),
-                u.assigned(IpFamily::V6),
-                u.available(IpFamily::V6)
-            )?;
+                "pool {name}: IPv4 {} assigned / {} available; IPv6 {} assigned / {} available",
+                status.assigned_ipv4,
+                status.available_ipv4,
+                status.assigned_ipv6,
+                status.available_ipv6
+            )?,
         }
     }
     Ok(out)
