@@ -236,18 +236,30 @@ impl Allocator {
                 return None;
             }
         }
-        let pool = self.pool_for_addresses(request, ips).ok()?;
-        let state = &self.pools[&pool];
-        // A kept dual-stack Service must still have its families; a PreferDualStack one may keep
-        // a single address even if its pool has since gained the other family.
+        self.check_addresses(request, ips).ok()
+    }
+
+    /// Whether the Service may hold exactly `ips` (kept ones, or the ones it requests): one pool
+    /// it may use, the families it wants, and shareable with their current holders.
+    fn check_addresses(
+        &self,
+        request: &ServiceRequest,
+        ips: &[IpAddr],
+    ) -> Result<PoolName, AllocationError> {
+        let pool = self.pool_for_addresses(request, ips)?;
+        // A PreferDualStack Service may hold a single address even if its pool has since gained
+        // the other family; a RequireDualStack one needs both.
         let families: Vec<IpFamily> = ips.iter().map(|ip| IpFamily::of(*ip)).collect();
         let fits = request
-            .families_from(|f| families.contains(&f) && state.has_family(f))
+            .families_from(|f| families.contains(&f))
             .is_some_and(|f| f.len() == ips.len());
-        let shareable = ips
-            .iter()
-            .all(|ip| self.check_shareable(*ip, request).is_ok());
-        (fits && shareable).then_some(pool)
+        if !fits {
+            return Err(families_mismatch(request, ips));
+        }
+        for ip in ips {
+            self.check_shareable(*ip, request)?;
+        }
+        Ok(pool)
     }
 
     /// The one pool holding all of `ips`, checked against the request's pool rules.
@@ -350,21 +362,7 @@ impl Allocator {
     /// Picks new addresses for a Service that holds none.
     fn choose(&self, request: &ServiceRequest) -> Result<(PoolName, Vec<IpAddr>), AllocationError> {
         if !request.requested_ips.is_empty() {
-            let pool = self.pool_for_addresses(request, &request.requested_ips)?;
-            let families: Vec<IpFamily> = request
-                .requested_ips
-                .iter()
-                .map(|ip| IpFamily::of(*ip))
-                .collect();
-            let fits = request
-                .families_from(|f| families.contains(&f))
-                .is_some_and(|f| f.len() == families.len());
-            if !fits {
-                return Err(families_mismatch(request, &request.requested_ips));
-            }
-            for ip in &request.requested_ips {
-                self.check_shareable(*ip, request)?;
-            }
+            let pool = self.check_addresses(request, &request.requested_ips)?;
             let mut ips = request.requested_ips.clone();
             let primary = request.wanted_families()[0];
             ips.sort_by_key(|ip| IpFamily::of(*ip) != primary);
