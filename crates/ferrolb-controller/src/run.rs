@@ -217,7 +217,6 @@ pub async fn run(
         dirty: BTreeSet::new(),
         unassigned: BTreeSet::new(),
         retry: HashMap::new(),
-        pools_dirty: true,
         pools_seen: Vec::new(),
         events,
         last_events: HashMap::new(),
@@ -253,7 +252,6 @@ pub async fn run(
         if now >= next_resync {
             next_resync = now + config.resync;
             ctl.mark_all_dirty();
-            ctl.pools_dirty = true;
         }
         let due: Vec<ServiceKey> = ctl
             .retry
@@ -371,7 +369,6 @@ struct Controller {
     unassigned: BTreeSet<ServiceKey>,
     /// Services whose writes failed: attempts so far and when to try again.
     retry: HashMap<ServiceKey, (u32, Instant)>,
-    pools_dirty: bool,
     /// (name, uid, generation) of the pools last installed: status writes, ours included, do
     /// not change it, so they do not trigger a full reconcile.
     pools_seen: Vec<(String, String, i64)>,
@@ -386,13 +383,13 @@ impl Controller {
             Change::Service(key) => {
                 self.dirty.insert(key);
             }
-            Change::Pools => self.pools_dirty = true,
+            // Compared with the installed pools on the next pass.
+            Change::Pools => {}
             Change::Namespaces => self.mark_all_dirty(),
             Change::Lease => {}
             Change::Synced(name) => {
                 synced.insert(name);
                 self.mark_all_dirty();
-                self.pools_dirty = true;
             }
         }
     }
@@ -439,7 +436,6 @@ impl Controller {
             self.dirty.remove(&key);
         }
         self.planner = Some(planner);
-        self.pools_dirty = false;
         self.pools_seen = fingerprint_of(&pools.items);
         self.write_plans(plans, leader).await;
         Ok(())
@@ -471,7 +467,7 @@ impl Controller {
             return;
         };
         let pools_now = pool_fingerprint(&self.pools);
-        if std::mem::take(&mut self.pools_dirty) && pools_now != self.pools_seen {
+        if pools_now != self.pools_seen {
             self.pools_seen = pools_now;
             let pools: Vec<IPAddressPool> =
                 self.pools.state().iter().map(|p| (**p).clone()).collect();
