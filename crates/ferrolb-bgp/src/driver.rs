@@ -19,7 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::session::{DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer};
+use crate::session::{DownReason, Input, Output, Session, SessionConfig, State, Timer};
 use crate::wire::{
     Afi, Message, Prefix, RouteAttributes, UpdateBuilder, decode, encode, frame_len,
 };
@@ -162,7 +162,6 @@ struct Peer {
     /// The Adj-RIB-Out: what we advertise, by prefix.
     /// Shared specs: one allocation per distinct set of attributes, not per prefix.
     routes: BTreeMap<Prefix, Arc<PathSpec>>,
-    negotiated: Option<Negotiated>,
     status: watch::Sender<PeerStatus>,
     counters: Arc<PeerCounters>,
 }
@@ -206,7 +205,6 @@ async fn run_peer(
         generation: 0,
         deadlines: BTreeMap::new(),
         routes: BTreeMap::new(),
-        negotiated: None,
         status,
         counters,
     };
@@ -416,14 +414,12 @@ impl Peer {
                 self.counters
                     .sessions_established
                     .fetch_add(1, Ordering::Relaxed);
-                self.negotiated = Some(negotiated.clone());
                 self.send_all_routes().await;
                 for (afi, _) in &negotiated.families {
                     self.send_update(UpdateBuilder::end_of_rib(*afi)).await;
                 }
             }
             Output::Down(reason) => {
-                self.negotiated = None;
                 self.status.send_modify(|s| s.last_down = Some(reason));
             }
             Output::RefreshRequested(_) => self.send_all_routes().await,
@@ -446,7 +442,7 @@ impl Peer {
     }
 
     fn attributes(&self, spec: &PathSpec, afi: Afi) -> Option<RouteAttributes> {
-        let negotiated = self.negotiated.as_ref()?;
+        let negotiated = self.session.established()?;
         let ibgp = self.config.session.local_as == self.config.session.peer_as;
         let next_hop = match afi {
             Afi::Ipv6 => IpAddr::V6(self.config.next_hop_v6?),
@@ -475,7 +471,7 @@ impl Peer {
 
     /// Sends `prefixes` grouped by attributes and family, packed into few UPDATEs.
     async fn send_routes(&mut self, prefixes: &[(Prefix, Arc<PathSpec>)]) {
-        let Some(negotiated) = &self.negotiated else {
+        let Some(negotiated) = self.session.established() else {
             return;
         };
         let builder = UpdateBuilder {
@@ -514,9 +510,8 @@ impl Peer {
         for (p, s) in &changed {
             self.routes.insert(*p, s.clone());
         }
-        if self.session.state() == State::Established {
-            self.send_routes(&changed).await;
-        }
+        // Sent now if Established; otherwise with every route when the session comes up.
+        self.send_routes(&changed).await;
     }
 
     async fn graceful_shutdown(&mut self) {
@@ -538,10 +533,8 @@ impl Peer {
             .into_iter()
             .filter(|p| self.routes.remove(p).is_some())
             .collect();
-        if self.session.state() != State::Established || gone.is_empty() {
-            return;
-        }
-        let Some(negotiated) = &self.negotiated else {
+        // Only an established session has been told about routes.
+        let Some(negotiated) = self.session.established().filter(|_| !gone.is_empty()) else {
             return;
         };
         let builder = UpdateBuilder {

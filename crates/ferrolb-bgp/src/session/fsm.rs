@@ -150,8 +150,16 @@ impl Session {
         self.state
     }
 
+    /// What both sides agreed on, from OpenConfirm until the session goes down.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// The agreed parameters while Established: when UPDATEs may be sent.
+    pub fn established(&self) -> Option<&Negotiated> {
+        self.negotiated
+            .as_ref()
+            .filter(|_| self.state == State::Established)
     }
 
     /// The OPEN we send.
@@ -206,7 +214,7 @@ impl Session {
         out.push(Output::StopTimer(Timer::Hold));
         out.push(Output::StopTimer(Timer::Keepalive));
         out.push(Output::StopTimer(Timer::ConnectRetry));
-        if self.state == State::Established || was_connected {
+        if was_connected {
             out.push(Output::Down(reason));
         }
         self.state = State::Idle;
