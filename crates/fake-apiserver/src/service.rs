@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 
 /// Cluster IP ranges and the NodePort range, and what is taken from them.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServiceAllocations {
     v4_base: u32,
     v4_size: u32,
@@ -89,6 +89,12 @@ impl ServiceAllocations {
         None
     }
 
+    /// Marks what a Service holds as taken again (undoing a release).
+    fn reserve(&mut self, svc: &Value) {
+        self.used_ips.extend(cluster_ips(svc));
+        self.used_ports.extend(node_ports(svc));
+    }
+
     /// Releases what a deleted Service held.
     pub fn release(&mut self, svc: &Value) {
         for ip in cluster_ips(svc) {
@@ -96,6 +102,68 @@ impl ServiceAllocations {
         }
         for p in node_ports(svc) {
             self.used_ports.remove(&p);
+        }
+    }
+}
+
+/// What one Service write took, so a failed write gives it back instead of copying the whole
+/// allocation state up front.
+struct Claim<'a> {
+    alloc: &'a mut ServiceAllocations,
+    ips: Vec<IpAddr>,
+    ports: Vec<u16>,
+}
+
+impl<'a> Claim<'a> {
+    fn new(alloc: &'a mut ServiceAllocations) -> Self {
+        Claim {
+            alloc,
+            ips: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.alloc.contains(ip)
+    }
+
+    /// Takes `ip`; false if it was taken already.
+    fn ip(&mut self, ip: IpAddr) -> bool {
+        let fresh = self.alloc.used_ips.insert(ip);
+        if fresh {
+            self.ips.push(ip);
+        }
+        fresh
+    }
+
+    fn new_ip(&mut self, family: &str) -> Option<IpAddr> {
+        let ip = self.alloc.allocate_ip(family)?;
+        self.ips.push(ip);
+        Some(ip)
+    }
+
+    /// Takes port `p`; false if it was taken already.
+    fn port(&mut self, p: u16) -> bool {
+        let fresh = self.alloc.used_ports.insert(p);
+        if fresh {
+            self.ports.push(p);
+        }
+        fresh
+    }
+
+    fn new_port(&mut self) -> Option<u16> {
+        let p = self.alloc.allocate_port()?;
+        self.ports.push(p);
+        Some(p)
+    }
+
+    /// Gives back everything taken.
+    fn undo(self) {
+        for ip in self.ips {
+            self.alloc.used_ips.remove(&ip);
+        }
+        for p in self.ports {
+            self.alloc.used_ports.remove(&p);
         }
     }
 }
@@ -272,9 +340,11 @@ pub fn prepare_create(svc: &mut Value, alloc: &mut ServiceAllocations) -> Result
     }
     default_spec(&mut svc["spec"]);
     validate(&name, &svc["spec"], alloc.node_ports)?;
-    let mut trial = alloc.clone();
-    allocate(&name, &mut svc["spec"], None, &mut trial)?;
-    *alloc = trial;
+    let mut claim = Claim::new(alloc);
+    if let Err(e) = allocate(&name, &mut svc["spec"], None, &mut claim) {
+        claim.undo();
+        return Err(e);
+    }
     if !svc["status"].is_object() {
         svc["status"] = json!({"loadBalancer": {}});
     }
@@ -322,10 +392,13 @@ pub fn prepare_update(
         ));
     }
     validate(&name, &svc["spec"], alloc.node_ports)?;
-    let mut trial = alloc.clone();
-    trial.release(old);
-    allocate(&name, &mut svc["spec"], Some(old_spec), &mut trial)?;
-    *alloc = trial;
+    alloc.release(old);
+    let mut claim = Claim::new(alloc);
+    if let Err(e) = allocate(&name, &mut svc["spec"], Some(old_spec), &mut claim) {
+        claim.undo();
+        alloc.reserve(old);
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -333,7 +406,7 @@ fn allocate(
     name: &str,
     spec: &mut Value,
     old: Option<&Value>,
-    alloc: &mut ServiceAllocations,
+    alloc: &mut Claim<'_>,
 ) -> Result<(), ApiError> {
     let invalid = |m: String| ApiError::invalid("Service", name, &[m]);
     let policy = spec["ipFamilyPolicy"]
@@ -364,7 +437,7 @@ fn allocate(
         spec["clusterIPs"] = json!(["None"]);
     } else if old.is_some() && !spec["clusterIPs"].is_null() {
         for ip in cluster_ips(&json!({"spec": spec.clone()})) {
-            alloc.used_ips.insert(ip);
+            alloc.ip(ip);
         }
     } else {
         let mut ips = Vec::new();
@@ -384,14 +457,14 @@ fn allocate(
                             "spec.clusterIPs[0]: Invalid value: {text:?}: provided IP is not in the valid range"
                         )));
                     }
-                    if !alloc.used_ips.insert(ip) {
+                    if !alloc.ip(ip) {
                         return Err(invalid(format!(
                             "spec.clusterIPs[0]: Invalid value: {text:?}: provided IP is already allocated"
                         )));
                     }
                     ip
                 }
-                None => alloc.allocate_ip(family).ok_or_else(|| {
+                None => alloc.new_ip(family).ok_or_else(|| {
                     invalid(format!(
                         "spec.clusterIPs[{i}]: Internal error: range is full"
                     ))
@@ -423,14 +496,14 @@ fn allocate(
                 .and_then(|n| u16::try_from(n).ok());
             let port = match requested.or(kept) {
                 Some(n) => {
-                    if !alloc.used_ports.insert(n) {
+                    if !alloc.port(n) {
                         return Err(invalid(format!(
                             "spec.ports[{i}].nodePort: Invalid value: {n}: provided port is already allocated"
                         )));
                     }
                     n
                 }
-                None => alloc.allocate_port().ok_or_else(|| {
+                None => alloc.new_port().ok_or_else(|| {
                     invalid(format!(
                         "spec.ports[{i}].nodePort: Internal error: range is full"
                     ))
@@ -446,13 +519,13 @@ fn allocate(
             .or_else(|| old.and_then(|o| o["healthCheckNodePort"].as_u64()))
             .and_then(|n| u16::try_from(n).ok());
         let port = match kept {
-            Some(n) if alloc.used_ports.insert(n) => n,
+            Some(n) if alloc.port(n) => n,
             Some(n) => {
                 return Err(invalid(format!(
                     "spec.healthCheckNodePort: Invalid value: {n}: provided port is already allocated"
                 )));
             }
-            None => alloc.allocate_port().ok_or_else(|| {
+            None => alloc.new_port().ok_or_else(|| {
                 invalid("spec.healthCheckNodePort: Internal error: range is full".into())
             })?,
         };

@@ -120,6 +120,27 @@ fn qualified(rt: &ResourceType) -> String {
     }
 }
 
+/// Optimistic concurrency: a write naming a resourceVersion applies only to that version.
+fn check_version(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    body: &Value,
+) -> Result<(), ApiError> {
+    match body["metadata"]["resourceVersion"].as_str() {
+        Some(rv)
+            if !rv.is_empty() && current["metadata"]["resourceVersion"].as_str() != Some(rv) =>
+        {
+            Err(ApiError::conflict(
+                &qualified(rt),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     pub fn new(history_limit: usize, services: ServiceAllocations) -> Self {
         let (tx, _) = broadcast::channel(16_384);
@@ -464,16 +485,7 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
-            && !rv.is_empty()
-            && current.value["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::conflict(
-                &qualified(rt),
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_version(rt, name, &current.value, &body)?;
         self.write(rt, ns, name, &current, body, write)
     }
 
@@ -525,15 +537,7 @@ impl Store {
             }
         }
         // A patch that names a resourceVersion is conditional on it.
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
-            && current.value["metadata"]["resourceVersion"].as_str() != Some(rv)
-        {
-            return Err(ApiError::conflict(
-                &qualified(rt),
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ));
-        }
+        check_version(rt, name, &current.value, &body)?;
         let result = self.write(rt, ns, name, &current, next, write)?;
         if let PatchKind::Apply { .. } = kind {
             let key = (ns.to_string(), name.to_string());
