@@ -60,10 +60,19 @@ async fn assigns_addresses_writes_annotation_events_pool_status_and_metrics() {
         .await
         .unwrap();
     assert!(wait_for_ips(&services, "web", &["192.0.2.0"]).await);
-    let svc = services.get("web").await.unwrap();
-    assert_eq!(
-        svc.metadata.annotations.unwrap()[IP_ALLOCATED_FROM_POOL],
-        "public"
+    // The annotation is written right after the status.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            services
+                .get("web")
+                .await
+                .ok()
+                .and_then(|s| s.metadata.annotations)
+                .is_some_and(|a| {
+                    a.get(IP_ALLOCATED_FROM_POOL).map(String::as_str) == Some("public")
+                })
+        })
+        .await
     );
 
     assert!(
