@@ -22,20 +22,19 @@ use ferrolb_api::crd::{IPAddressPool, IPAddressPoolStatus};
 use ferrolb_api::model::{IpFamily, Labels, ServiceKey};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, reflector};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
+
 use crate::plan::{
-    Outcome, PlannedEvent, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status,
-    writes_for,
+    Outcome, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status, writes_for,
 };
 use crate::service_request::service_key;
 
@@ -99,38 +98,10 @@ enum Change {
     Synced(&'static str),
 }
 
-/// Forwards a reflector's events as changes.
-fn spawn_reflector<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    tx: mpsc::UnboundedSender<Change>,
-    name: &'static str,
-    to_change: fn(&K) -> Change,
-) -> Store<K>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector(writer, watcher::watcher(api, config)).default_backoff();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            let change = match ev {
-                Ok(Event::Apply(o) | Event::InitApply(o) | Event::Delete(o)) => to_change(&o),
-                Ok(Event::InitDone) => Change::Synced(name),
-                Ok(Event::Init) => continue,
-                Err(e) => {
-                    tracing::warn!(watch = name, error = %e, "watch failed; retrying");
-                    continue;
-                }
-            };
-            if tx.send(change).is_err() {
-                return;
-            }
-        }
-    });
-    reader
+impl ClusterChange for Change {
+    fn synced(watch: &'static str) -> Self {
+        Change::Synced(watch)
+    }
 }
 
 /// Whether this replica holds the Lease, from the Lease object itself: a leader whose renewals
@@ -159,28 +130,28 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ControllerError> {
     let (tx, mut changes) = mpsc::unbounded_channel();
-    let services = spawn_reflector(
+    let services = follow(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         tx.clone(),
         "services",
         |s| Change::Service(service_key(s)),
     );
-    let pools = spawn_reflector(
+    let pools = follow(
         Api::<IPAddressPool>::namespaced(client.clone(), &config.namespace),
         watcher::Config::default(),
         tx.clone(),
         "pools",
         |_| Change::Pools,
     );
-    let namespaces = spawn_reflector(
+    let namespaces = follow(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
         tx.clone(),
         "namespaces",
         |_| Change::Namespaces,
     );
-    let lease_cache = spawn_reflector(
+    let lease_cache = follow(
         Api::<Lease>::namespaced(client.clone(), &config.namespace),
         watcher::Config::default().fields(&format!("metadata.name={}", config.lease_name)),
         tx.clone(),
@@ -205,7 +176,7 @@ pub async fn run(
             }
         }
     };
-    let events = spawn_event_publisher(client.clone(), &config.identity);
+    let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
     let mut ctl = Controller {
         client: client.clone(),
         config: config.clone(),
@@ -309,52 +280,6 @@ async fn start_lease_manager(
     Ok(rx)
 }
 
-/// An Event to publish on an object.
-struct EventJob {
-    reference: ObjectReference,
-    event: PlannedEvent,
-}
-
-/// Publishes Events off the reconcile path; they are best effort.
-fn spawn_event_publisher(client: Client, identity: &str) -> mpsc::Sender<EventJob> {
-    let (tx, rx) = mpsc::channel::<EventJob>(10_000);
-    let recorder = Recorder::new(
-        client,
-        Reporter {
-            controller: "ferrolb-controller".into(),
-            instance: Some(identity.to_string()),
-        },
-    );
-    tokio::spawn(async move {
-        let rx = receiver_stream(rx);
-        rx.for_each_concurrent(8, |job| {
-            let recorder = recorder.clone();
-            async move {
-                let ev = KubeEvent {
-                    type_: if job.event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: job.event.reason.to_string(),
-                    note: Some(job.event.note.clone()),
-                    action: job.event.reason.to_string(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &job.reference).await {
-                    tracing::debug!(error = %e, "event not published");
-                }
-            }
-        })
-        .await;
-    });
-    tx
-}
-
-fn receiver_stream<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 struct Controller {
     client: Client,
     config: ControllerConfig,
@@ -372,7 +297,7 @@ struct Controller {
     /// (name, uid, generation) of the pools last installed: status writes, ours included, do
     /// not change it, so they do not trigger a full reconcile.
     pools_seen: Vec<(String, String, i64)>,
-    events: mpsc::Sender<EventJob>,
+    events: EventPublisher,
     /// The last Event per object, so a resync does not repeat it.
     last_events: HashMap<String, (&'static str, String)>,
 }
@@ -449,14 +374,14 @@ impl Controller {
         for (name, err) in invalid {
             tracing::warn!(pool = %name, error = %err, "invalid IPAddressPool");
             if let Some(pool) = pools.iter().find(|p| p.name_any() == *name) {
-                let _ = self.events.try_send(EventJob {
-                    reference: pool.object_ref(&()),
-                    event: PlannedEvent {
+                self.events.publish(
+                    pool.object_ref(&()),
+                    PublishedEvent {
                         warning: true,
-                        reason: "InvalidConfiguration",
+                        reason: "InvalidConfiguration".into(),
                         note: err.to_string(),
                     },
-                });
+                );
             }
         }
     }
@@ -637,10 +562,14 @@ impl Controller {
                 continue;
             }
             self.last_events.insert(uid.clone(), last);
-            let _ = self.events.try_send(EventJob {
-                reference: svc.object_ref(&()),
-                event: ev.clone(),
-            });
+            self.events.publish(
+                svc.object_ref(&()),
+                PublishedEvent {
+                    warning: ev.warning,
+                    reason: ev.reason.into(),
+                    note: ev.note.clone(),
+                },
+            );
         }
         if matches!(plan.outcome, Outcome::Deleted) {
             self.last_events.remove(&uid);

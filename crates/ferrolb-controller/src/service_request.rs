@@ -4,37 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrolb_api::annotations::{AnnotationError, AnnotationWarning, parse_service_annotations};
-use ferrolb_api::model::{IpFamily, Labels, ServiceKey};
+use ferrolb_api::model::{IpFamily, Labels};
 use ferrolb_ipam::{Backend, FamilyPolicy, Port, Protocol, ServiceRequest, Sharing};
 use k8s_openapi::api::core::v1::Service;
 
-/// Whether ferrolb handles a Service at all.
-pub fn is_ours(service: &Service, lb_class: Option<&str>) -> bool {
-    let Some(spec) = &service.spec else {
-        return false;
-    };
-    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
-}
-
-pub fn service_key(service: &Service) -> ServiceKey {
-    ServiceKey::new(
-        service.metadata.namespace.as_deref().unwrap_or("default"),
-        service.metadata.name.as_deref().unwrap_or(""),
-    )
-}
-
-/// The addresses in `status.loadBalancer.ingress` (hostnames are ignored).
-pub fn status_ips(service: &Service) -> Vec<std::net::IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.parse().ok()))
-        .collect()
-}
+pub use ferrolb_cluster::service::{is_ours, service_key, status_ips};
 
 /// Builds the allocator's request; `namespace_labels` are the labels of the Service's namespace.
 pub fn service_request(

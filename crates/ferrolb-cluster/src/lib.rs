@@ -1,0 +1,10 @@
+//! How ferrolb follows the cluster. The controller and the speaker both watch through here:
+//! reflectors that keep a cache and report what changed, an Event publisher off the hot path,
+//! and the few facts about a Service both sides read the same way.
+
+pub mod events;
+pub mod follow;
+pub mod service;
+
+pub use events::{EventPublisher, PublishedEvent};
+pub use follow::{ClusterChange, follow};

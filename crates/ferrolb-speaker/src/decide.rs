@@ -1,0 +1,422 @@
+//! What a node announces: a pure function of the cluster's state, the live speakers and the
+//! node's name. Every speaker evaluates it on the same inputs and reaches the same answer, so
+//! exactly one node owns each L2 address without any coordination through the API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::model::{
+    BgpAdvertisementSettings, Community, IpRange, Labels, PeerConfig, Selector, ServiceKey,
+    any_matches, ip_to_u128, u128_to_ip,
+};
+
+use crate::hrw;
+
+/// Label that keeps a node out of every announcement (as kube-proxy and MetalLB read it).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// A Kubernetes Node as the decision sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeState {
+    pub labels: Labels,
+    /// Condition NetworkUnavailable is True.
+    pub network_unavailable: bool,
+    /// Condition Ready is False or Unknown.
+    pub not_ready: bool,
+    /// `spec.unschedulable`: a cordoned node drains its announcements.
+    pub cordoned: bool,
+}
+
+impl NodeState {
+    /// Whether the node may announce at all, speaker liveness aside.
+    pub fn usable(&self) -> bool {
+        !self.network_unavailable
+            && !self.not_ready
+            && !self.cordoned
+            && !self.labels.contains_key(EXCLUDE_LABEL)
+    }
+}
+
+/// `spec.externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+/// A Service that holds ferrolb addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    pub key: ServiceKey,
+    pub ips: Vec<IpAddr>,
+    pub labels: Labels,
+    pub policy: TrafficPolicy,
+    /// Nodes with a ready (or serving and not terminating) endpoint of the Service.
+    pub endpoint_nodes: BTreeSet<String>,
+    /// Whether any endpoint is ready, on a known node or not.
+    pub any_ready_endpoint: bool,
+}
+
+/// A pool, for finding an address's pool and matching pool selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolState {
+    pub name: String,
+    pub labels: Labels,
+    pub ranges: Vec<IpRange>,
+}
+
+/// Which pools an advertisement covers: named ones and those its selectors match; neither
+/// given means every pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolChoice {
+    pub names: BTreeSet<String>,
+    pub selectors: Vec<Selector>,
+}
+
+impl PoolChoice {
+    pub fn covers(&self, pool: &PoolState) -> bool {
+        if self.names.is_empty() && self.selectors.is_empty() {
+            return true;
+        }
+        self.names.contains(&pool.name) || self.selectors.iter().any(|s| s.matches(&pool.labels))
+    }
+}
+
+/// A validated L2Advertisement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L2Advertisement {
+    pub name: String,
+    pub pools: PoolChoice,
+    pub node_selectors: Vec<Selector>,
+    pub service_selectors: Vec<Selector>,
+    /// Empty: every usable interface.
+    pub interfaces: BTreeSet<String>,
+}
+
+/// A validated BGPAdvertisement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgpAdvertisement {
+    pub name: String,
+    pub pools: PoolChoice,
+    pub settings: BgpAdvertisementSettings,
+    /// Empty: every peer.
+    pub peers: BTreeSet<String>,
+}
+
+/// A validated BGPPeer, by its object name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub name: String,
+    pub config: PeerConfig,
+}
+
+/// Everything the decision reads from the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    pub nodes: BTreeMap<String, NodeState>,
+    pub services: Vec<ServiceState>,
+    pub pools: Vec<PoolState>,
+    pub l2: Vec<L2Advertisement>,
+    pub bgp: Vec<BgpAdvertisement>,
+    pub peers: Vec<Peer>,
+}
+
+/// A prefix sent to a peer: the address or its aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub network: IpAddr,
+    pub length: u8,
+}
+
+impl Route {
+    /// The aggregate of `ip` at `length` (clamped to the address's size).
+    pub fn aggregate(ip: IpAddr, length: u8) -> Route {
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let length = length.min(bits);
+        let value = ip_to_u128(ip);
+        let host_bits = u32::from(bits - length);
+        let masked = if host_bits >= 128 {
+            0
+        } else {
+            (value >> host_bits) << host_bits
+        };
+        Route {
+            network: u128_to_ip(ferrolb_api::model::IpFamily::of(ip), masked),
+            length,
+        }
+    }
+}
+
+/// Path attributes ferrolb attaches to a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteAttributes {
+    pub communities: BTreeSet<Community>,
+    /// iBGP peers only.
+    pub local_pref: Option<u32>,
+}
+
+/// Why an assigned address is announced by no node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unannounced {
+    /// No L2Advertisement or BGPAdvertisement selects it (pool, Service or node selectors).
+    NoAdvertisement,
+    /// Advertisements select it, but no live, usable node may announce it (endpoints,
+    /// node selectors, exclusions).
+    NoEligibleNode,
+    /// The address lies in no pool.
+    NoPool,
+}
+
+impl Unannounced {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unannounced::NoAdvertisement => "NoAdvertisement",
+            Unannounced::NoEligibleNode => "NoEligibleNode",
+            Unannounced::NoPool => "AddressNotInPool",
+        }
+    }
+
+    pub fn sentence(&self, ip: IpAddr) -> String {
+        match self {
+            Unannounced::NoAdvertisement => format!(
+                "{ip} is not announced: no L2Advertisement or BGPAdvertisement selects its pool, this Service or any node"
+            ),
+            Unannounced::NoEligibleNode => format!(
+                "{ip} is not announced: no live node that the advertisements select has a ready endpoint (or all are excluded, cordoned or unavailable)"
+            ),
+            Unannounced::NoPool => format!("{ip} is not announced: it lies in no IPAddressPool"),
+        }
+    }
+}
+
+/// How one Service is announced from this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceAnnouncement {
+    /// Addresses this node owns in L2 mode.
+    pub l2: BTreeSet<IpAddr>,
+    /// Peers this node advertises the Service's addresses to.
+    pub bgp_peers: BTreeSet<String>,
+}
+
+/// What one node does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePlan {
+    /// L2 addresses this node owns, with the interfaces to answer on (empty: all usable).
+    pub l2: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Per peer name, the routes to advertise and their attributes.
+    pub bgp: BTreeMap<String, BTreeMap<Route, RouteAttributes>>,
+    pub services: BTreeMap<ServiceKey, ServiceAnnouncement>,
+    /// Every assigned address, with its L2 owner when it has one.
+    pub l2_owners: BTreeMap<IpAddr, String>,
+    /// Addresses nobody announces, with the Services that hold them; the same on every node.
+    pub unannounced: BTreeMap<IpAddr, (Vec<ServiceKey>, Unannounced)>,
+}
+
+/// Nodes that may announce at all: live speakers on usable nodes.
+fn usable_nodes<'a>(cluster: &'a ClusterState, live: &BTreeSet<String>) -> Vec<&'a str> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|(name, node)| node.usable() && live.contains(*name))
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The nodes a Service may be announced from, given the nodes an advertisement selects.
+fn with_endpoints<'a>(service: &ServiceState, nodes: &[&'a str]) -> Vec<&'a str> {
+    match service.policy {
+        TrafficPolicy::Cluster if service.any_ready_endpoint => nodes.to_vec(),
+        // MetalLB's rule: a Cluster Service with no ready endpoint is withdrawn.
+        TrafficPolicy::Cluster => Vec::new(),
+        TrafficPolicy::Local => nodes
+            .iter()
+            .copied()
+            .filter(|n| service.endpoint_nodes.contains(*n))
+            .collect(),
+    }
+}
+
+fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
+    pools
+        .iter()
+        .find(|p| p.ranges.iter().any(|r| r.contains(ip)))
+}
+
+/// Decides what `node` announces, given the speakers known to be alive.
+pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> NodePlan {
+    let usable = usable_nodes(cluster, live);
+    let labels_of = |n: &str| cluster.nodes.get(n).map(|s| &s.labels);
+    // Each advertisement's usable nodes, computed once rather than per Service.
+    let l2_nodes: Vec<Vec<&str>> = cluster
+        .l2
+        .iter()
+        .map(|adv| {
+            usable
+                .iter()
+                .copied()
+                .filter(|n| labels_of(n).is_some_and(|l| any_matches(&adv.node_selectors, l)))
+                .collect()
+        })
+        .collect();
+    let bgp_nodes: Vec<Vec<&str>> = cluster
+        .bgp
+        .iter()
+        .map(|adv| {
+            usable
+                .iter()
+                .copied()
+                .filter(|n| {
+                    labels_of(n).is_some_and(|l| any_matches(&adv.settings.node_selectors, l))
+                })
+                .collect()
+        })
+        .collect();
+    let empty = Labels::new();
+    let my_labels = labels_of(node).unwrap_or(&empty);
+    // Peers this node has a session with: by each peer's node selectors.
+    let my_peers: Vec<&Peer> = cluster
+        .peers
+        .iter()
+        .filter(|p| any_matches(&p.config.node_selectors, my_labels))
+        .collect();
+
+    // Services by address, so Services sharing one are decided together.
+    let mut by_ip: BTreeMap<IpAddr, Vec<&ServiceState>> = BTreeMap::new();
+    for svc in &cluster.services {
+        for ip in &svc.ips {
+            by_ip.entry(*ip).or_default().push(svc);
+        }
+    }
+
+    let mut plan = NodePlan::default();
+    for (ip, services) in by_ip {
+        let keys = || services.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+        let Some(pool) = pool_of(&cluster.pools, ip) else {
+            plan.unannounced.insert(ip, (keys(), Unannounced::NoPool));
+            continue;
+        };
+        let mut selected = false;
+        let mut announced = false;
+
+        // L2: the candidates every sharing Service accepts; one owner among them.
+        let mut l2_candidates: Option<BTreeSet<&str>> = None;
+        let mut l2_advs_of_service: Vec<Vec<usize>> = Vec::new();
+        for svc in &services {
+            let advs: Vec<usize> = cluster
+                .l2
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| {
+                    a.pools.covers(pool) && any_matches(&a.service_selectors, &svc.labels)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let mut nodes = BTreeSet::new();
+            for i in &advs {
+                nodes.extend(with_endpoints(svc, &l2_nodes[*i]));
+            }
+            l2_candidates = Some(match l2_candidates {
+                None => nodes,
+                Some(prev) => prev.intersection(&nodes).copied().collect(),
+            });
+            l2_advs_of_service.push(advs);
+        }
+        let any_l2 = l2_advs_of_service.iter().any(|a| !a.is_empty());
+        selected |= any_l2;
+        if any_l2 && let Some(owner) = hrw::owner(ip, l2_candidates.unwrap_or_default()) {
+            announced = true;
+            plan.l2_owners.insert(ip, owner.to_string());
+            if owner == node {
+                // Interfaces from the advertisements that select this node; one with none
+                // named means all of them.
+                let mut interfaces = BTreeSet::new();
+                let mut all = false;
+                for i in l2_advs_of_service.iter().flatten() {
+                    let adv = &cluster.l2[*i];
+                    if l2_nodes[*i].contains(&node) {
+                        all |= adv.interfaces.is_empty();
+                        interfaces.extend(adv.interfaces.iter().cloned());
+                    }
+                }
+                if all {
+                    interfaces.clear();
+                }
+                plan.l2.insert(ip, interfaces);
+                for svc in &services {
+                    plan.services
+                        .entry(svc.key.clone())
+                        .or_default()
+                        .l2
+                        .insert(ip);
+                }
+            }
+        }
+
+        // BGP: every node the advertisement and the endpoints allow, to each selected peer.
+        for svc in &services {
+            for (i, adv) in cluster.bgp.iter().enumerate() {
+                if !adv.pools.covers(pool)
+                    || !any_matches(&adv.settings.service_selectors, &svc.labels)
+                {
+                    continue;
+                }
+                selected = true;
+                let nodes = with_endpoints(svc, &bgp_nodes[i]);
+                if nodes.is_empty() {
+                    continue;
+                }
+                announced = true;
+                if !nodes.contains(&node) {
+                    continue;
+                }
+                let length = if ip.is_ipv4() {
+                    adv.settings.aggregation_length_v4
+                } else {
+                    adv.settings.aggregation_length_v6
+                };
+                let route = Route::aggregate(ip, length);
+                for peer in &my_peers {
+                    if !adv.peers.is_empty() && !adv.peers.contains(&peer.name) {
+                        continue;
+                    }
+                    // A session carries the families its transport and capabilities allow;
+                    // both are offered, so every address goes to every selected peer.
+                    let attrs = plan
+                        .bgp
+                        .entry(peer.name.clone())
+                        .or_default()
+                        .entry(route)
+                        .or_default();
+                    // Advertisements that overlap merge: communities add up, the highest
+                    // LOCAL_PREF wins.
+                    attrs
+                        .communities
+                        .extend(adv.settings.communities.iter().copied());
+                    if peer.config.is_ibgp() {
+                        attrs.local_pref = attrs.local_pref.max(adv.settings.local_pref);
+                    }
+                    plan.services
+                        .entry(svc.key.clone())
+                        .or_default()
+                        .bgp_peers
+                        .insert(peer.name.clone());
+                }
+            }
+        }
+        if !selected {
+            plan.unannounced
+                .insert(ip, (keys(), Unannounced::NoAdvertisement));
+        } else if !announced {
+            plan.unannounced
+                .insert(ip, (keys(), Unannounced::NoEligibleNode));
+        }
+    }
+    plan
+}
+
+/// Which live node reports cluster-wide findings about `ip` (an unannounced address), so
+/// that one Event is written rather than one per node.
+pub fn reporter_for<'a>(ip: IpAddr, live: &'a BTreeSet<String>) -> Option<&'a str> {
+    hrw::owner(ip, live.iter().map(String::as_str))
+}
