@@ -88,6 +88,7 @@ fn canonical_selector(selector: Option<&BTreeMap<String, String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolb_api::model::ServiceKey;
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
