@@ -28,7 +28,7 @@ use crate::wire::{
 pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
 
 /// How a peer is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub address: SocketAddr,
     pub source: Option<IpAddr>,

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod follow;
+pub mod http;
 pub mod service;
 
 pub use events::{EventPublisher, PublishedEvent};

@@ -1,20 +1,10 @@
 //! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use prometheus::{
-    Counter, CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
 
 /// The controller's metrics.
 pub struct Metrics {
@@ -116,9 +106,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        ferrolb_cluster::http::render(&self.registry)
     }
 }
 
@@ -134,34 +122,5 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let metrics = metrics.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                let ready = ready.clone();
-                async move {
-                    let (code, body) = match req.uri().path() {
-                        "/metrics" => (200, metrics.render()),
-                        "/healthz" | "/livez" => (200, "ok".to_string()),
-                        "/readyz" if ready.load(Ordering::Relaxed) => (200, "ok".to_string()),
-                        "/readyz" => (503, "caches not synced".to_string()),
-                        _ => (404, "not found".to_string()),
-                    };
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(code)
-                            .body(Full::new(Bytes::from(body)))
-                            .expect("static response"),
-                    )
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    ferrolb_cluster::http::serve(addr, metrics.registry.clone(), ready, "caches not synced").await
 }

@@ -204,6 +204,8 @@ pub struct ServiceAnnouncement {
 pub struct NodePlan {
     /// L2 addresses this node owns, with the interfaces to answer on (empty: all usable).
     pub l2: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Peers this node keeps a session with (by their node selectors), routes or not.
+    pub peers: BTreeSet<String>,
     /// Per peer name, the routes to advertise and their attributes.
     pub bgp: BTreeMap<String, BTreeMap<Route, RouteAttributes>>,
     pub services: BTreeMap<ServiceKey, ServiceAnnouncement>,
@@ -289,7 +291,10 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
         }
     }
 
-    let mut plan = NodePlan::default();
+    let mut plan = NodePlan {
+        peers: my_peers.iter().map(|p| p.name.clone()).collect(),
+        ..NodePlan::default()
+    };
     for (ip, services) in by_ip {
         let keys = || services.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
         let Some(pool) = pool_of(&cluster.pools, ip) else {

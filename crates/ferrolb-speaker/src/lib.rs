@@ -6,7 +6,13 @@
 //! applies a plan to the L2 responder and the BGP sessions; `run` follows the cluster and ties
 //! them together; `metrics` serves Prometheus metrics and health.
 
+pub mod announce;
 pub mod cluster;
 pub mod decide;
 pub mod hrw;
 pub mod membership;
+pub mod metrics;
+pub mod run;
+
+pub use metrics::Metrics;
+pub use run::{SpeakerConfig, SpeakerError, run};

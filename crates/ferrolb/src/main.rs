@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod controller_cmd;
 mod plan;
+mod speaker_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,8 @@ enum Command {
     /// Runs the controller: assigns pool addresses to LoadBalancer Services (one leader among
     /// replicas, elected with a Lease).
     Controller(controller_cmd::ControllerArgs),
+    /// Runs the speaker on a node: announces the addresses this node should, in L2 and BGP mode.
+    Speaker(speaker_cmd::SpeakerArgs),
     /// Shows which addresses the controller would assign, offline, from YAML holding pools
     /// (ferrolb.io or metallb.io), Namespaces and Services.
     Plan {
@@ -95,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", migration.yaml);
         }
         Command::Controller(args) => controller_cmd::run(args)?,
+        Command::Speaker(args) => speaker_cmd::run(args)?,
         Command::Plan { file, lb_class } => {
             print!("{}", plan::plan(&read_input(file)?, lb_class.as_deref())?);
         }

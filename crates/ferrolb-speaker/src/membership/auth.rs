@@ -25,6 +25,12 @@ pub struct GossipKey {
 }
 
 impl GossipKey {
+    /// A key whose id is derived from the secret, so every speaker names it alike.
+    pub fn derived(secret: &[u8]) -> GossipKey {
+        let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+        GossipKey::new(digest.as_ref()[0], secret)
+    }
+
     pub fn new(id: u8, secret: &[u8]) -> GossipKey {
         GossipKey {
             id,
@@ -49,11 +55,19 @@ pub struct KeyRing {
 impl KeyRing {
     /// One key, signing and accepted.
     pub fn single(secret: &[u8]) -> KeyRing {
-        let key = GossipKey::new(0, secret);
+        let key = GossipKey::derived(secret);
         KeyRing {
             signing: key.clone(),
             accepted: vec![key],
         }
+    }
+
+    /// Signs with `current`; accepts it and `previous` (a rotation in progress).
+    pub fn rotating(current: &[u8], previous: Option<&[u8]>) -> KeyRing {
+        let signing = GossipKey::derived(current);
+        let mut accepted = vec![signing.clone()];
+        accepted.extend(previous.map(GossipKey::derived));
+        KeyRing { signing, accepted }
     }
 }
 
@@ -119,13 +133,14 @@ pub fn open<'a>(keys: &KeyRing, frame: &'a [u8]) -> Result<Opened<'a>, AuthError
     if seq_at + 8 > body_end {
         return Err(AuthError::Malformed);
     }
-    let key = keys
-        .accepted
-        .iter()
-        .find(|k| k.id == key_id)
-        .ok_or(AuthError::UnknownKey(key_id))?;
-    hmac::verify(&key.key, &frame[..body_end], &frame[body_end..])
-        .map_err(|_| AuthError::BadSignature)?;
+    // Ids come from the keys themselves, so two keys may share one: try each.
+    let mut candidates = keys.accepted.iter().filter(|k| k.id == key_id).peekable();
+    if candidates.peek().is_none() {
+        return Err(AuthError::UnknownKey(key_id));
+    }
+    if !candidates.any(|k| hmac::verify(&k.key, &frame[..body_end], &frame[body_end..]).is_ok()) {
+        return Err(AuthError::BadSignature);
+    }
     let sender = std::str::from_utf8(&frame[6..seq_at]).map_err(|_| AuthError::Malformed)?;
     let seq = u64::from_be_bytes(frame[seq_at..seq_at + 8].try_into().expect("8 bytes"));
     Ok(Opened {

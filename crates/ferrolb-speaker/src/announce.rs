@@ -1,0 +1,341 @@
+//! Applies a node's plan: owns and releases L2 addresses, keeps one BGP session per selected
+//! peer and sends it the difference between what it has and what the plan says.
+//!
+//! ```text
+//!  NodePlan ──▶ Announcer ── own / release ─────────────▶ ferrolb-l2 (AF_PACKET responders)
+//!                  │     └── spawn / stop, advertise / withdraw ─▶ ferrolb-bgp peer tasks
+//!                  └── handovers: releases held back until the next owner has announced
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use ferrolb_api::model::Community;
+use ferrolb_bgp::driver::{PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer};
+use ferrolb_bgp::session::{SessionConfig, State};
+use ferrolb_bgp::wire::{Afi, Prefix, Safi};
+use ferrolb_l2::L2Speaker;
+use tokio::time::Instant;
+
+use crate::cluster::Passwords;
+use crate::decide::{NodePlan, Peer, Route, RouteAttributes};
+
+/// What the announcer needs to know about its own node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub name: String,
+    /// The node's addresses, for next hops and the default router ID.
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    /// How long a node that loses an address which another node now owns keeps answering, so
+    /// the next owner's announcement lands before this node goes quiet (make before break).
+    pub handover: Duration,
+    /// Graceful restart time offered to peers with `enableGracefulRestart`.
+    pub graceful_restart_secs: u16,
+}
+
+/// A running session and what it was started with.
+struct Session {
+    started_with: BgpPeerConfig,
+    handle: PeerHandle,
+    task: tokio::task::JoinHandle<()>,
+    routes: BTreeMap<Route, RouteAttributes>,
+}
+
+/// State of the node's announcements.
+pub struct Announcer {
+    node: NodeIdentity,
+    l2: Option<L2Speaker>,
+    owned: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Addresses another node owns now, released when the time comes.
+    handing_over: BTreeMap<IpAddr, Instant>,
+    sessions: BTreeMap<String, Session>,
+}
+
+/// What the announcer did, for logs and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub owned: Vec<IpAddr>,
+    pub released: Vec<IpAddr>,
+    pub handing_over: Vec<IpAddr>,
+    pub sessions_started: Vec<String>,
+    pub sessions_stopped: Vec<String>,
+}
+
+fn to_prefix(route: Route) -> Option<Prefix> {
+    Prefix::new(route.network, route.length)
+}
+
+fn path_spec(attrs: &RouteAttributes) -> PathSpec {
+    let mut spec = PathSpec {
+        local_pref: attrs.local_pref,
+        ..PathSpec::default()
+    };
+    for c in &attrs.communities {
+        match *c {
+            Community::Standard(v) => spec.communities.push(v),
+            Community::Large {
+                global,
+                local1,
+                local2,
+            } => spec.large_communities.push((global, local1, local2)),
+        }
+    }
+    spec
+}
+
+impl Announcer {
+    pub fn new(node: NodeIdentity, l2: Option<L2Speaker>) -> Announcer {
+        Announcer {
+            node,
+            l2,
+            owned: BTreeMap::new(),
+            handing_over: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// The BGP session settings for a peer, from its validated spec.
+    pub fn session_config(&self, peer: &Peer, password: Option<&String>) -> BgpPeerConfig {
+        let c = &peer.config;
+        let source_v4 = match c.source_address {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => self.node.ipv4,
+        };
+        let source_v6 = match c.source_address {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => self.node.ipv6,
+        };
+        BgpPeerConfig {
+            address: SocketAddr::new(c.address, c.port),
+            source: c.source_address,
+            session: SessionConfig {
+                local_as: c.my_asn,
+                peer_as: c.peer_asn,
+                router_id: c
+                    .router_id
+                    .or(self.node.ipv4)
+                    .unwrap_or(Ipv4Addr::new(192, 0, 2, 255)),
+                hold_time: c.hold_time,
+                keepalive: c.keepalive_time,
+                connect_retry: Duration::from_millis(500).min(c.connect_time),
+                connect_retry_max: c.connect_time,
+                passive: false,
+                families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
+                graceful_restart: c
+                    .graceful_restart
+                    .then_some(self.node.graceful_restart_secs),
+                restarting: false,
+            },
+            next_hop_v4: source_v4,
+            next_hop_v6: source_v6,
+            connect_timeout: c.connect_time,
+            md5_key: password.cloned(),
+            // Multihop eBGP may cross routers; a direct session keeps the kernel's default.
+            ttl: c.ebgp_multihop.then_some(255),
+            gtsm: false,
+        }
+    }
+
+    /// Brings the announcements to `plan`.
+    pub async fn apply(
+        &mut self,
+        plan: &NodePlan,
+        peers: &[Peer],
+        passwords: &Passwords,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        let now = Instant::now();
+        // L2: own what the plan gives us; what another node owns now is handed over.
+        if let Some(l2) = &self.l2 {
+            for (ip, interfaces) in &plan.l2 {
+                self.handing_over.remove(ip);
+                if self.owned.get(ip) != Some(interfaces) {
+                    let only = (!interfaces.is_empty()).then(|| interfaces.clone());
+                    l2.own(*ip, only).await;
+                    self.owned.insert(*ip, interfaces.clone());
+                    applied.owned.push(*ip);
+                }
+            }
+            let lost: Vec<IpAddr> = self
+                .owned
+                .keys()
+                .filter(|ip| !plan.l2.contains_key(ip))
+                .copied()
+                .collect();
+            for ip in lost {
+                let other_owner = plan
+                    .l2_owners
+                    .get(&ip)
+                    .is_some_and(|o| *o != self.node.name);
+                if other_owner && !self.node.handover.is_zero() {
+                    if !self.handing_over.contains_key(&ip) {
+                        self.handing_over.insert(ip, now + self.node.handover);
+                        applied.handing_over.push(ip);
+                    }
+                } else {
+                    // Unassigned or unowned: never keep answering for it.
+                    l2.release(ip).await;
+                    self.owned.remove(&ip);
+                    self.handing_over.remove(&ip);
+                    applied.released.push(ip);
+                }
+            }
+            applied.released.extend(self.release_due(now).await);
+        }
+
+        // BGP: sessions for the peers that select this node.
+        let wanted: BTreeMap<&str, &Peer> = peers
+            .iter()
+            .filter(|p| plan.peers.contains(&p.name))
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        let gone: Vec<String> = self
+            .sessions
+            .keys()
+            .filter(|n| !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.stop_session(&name, "peer no longer selected");
+            applied.sessions_stopped.push(name);
+        }
+        for (name, peer) in wanted {
+            let config = self.session_config(peer, passwords.get(name));
+            if self
+                .sessions
+                .get(name)
+                .is_some_and(|s| s.started_with != config)
+            {
+                self.stop_session(name, "peer configuration changed");
+                applied.sessions_stopped.push(name.to_string());
+            }
+            if !self.sessions.contains_key(name) {
+                let (handle, task) = spawn_peer(config.clone());
+                self.sessions.insert(
+                    name.to_string(),
+                    Session {
+                        started_with: config,
+                        handle,
+                        task,
+                        routes: BTreeMap::new(),
+                    },
+                );
+                applied.sessions_started.push(name.to_string());
+            }
+            let empty = BTreeMap::new();
+            let desired = plan.bgp.get(name).unwrap_or(&empty);
+            let session = self.sessions.get_mut(name).expect("just ensured");
+            sync_routes(session, desired);
+        }
+        applied
+    }
+
+    /// Releases handed-over addresses whose time has come; returns them.
+    pub async fn release_due(&mut self, now: Instant) -> Vec<IpAddr> {
+        let due: Vec<IpAddr> = self
+            .handing_over
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in &due {
+            if let Some(l2) = &self.l2 {
+                l2.release(*ip).await;
+            }
+            self.owned.remove(ip);
+            self.handing_over.remove(ip);
+        }
+        due
+    }
+
+    /// When the next held-back release is due.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.handing_over.values().min().copied()
+    }
+
+    fn stop_session(&mut self, name: &str, why: &str) {
+        if let Some(s) = self.sessions.remove(name) {
+            s.handle.stop(Some(why.to_string()));
+            // The task ends on its own after sending the NOTIFICATION; abort a stuck one later.
+            let task = s.task;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                task.abort();
+            });
+        }
+    }
+
+    /// Starts a drain: every route goes out again with GRACEFUL_SHUTDOWN (RFC 8326) so peers
+    /// move traffic away while this node still forwards.
+    pub fn graceful_shutdown(&self) {
+        for s in self.sessions.values() {
+            s.handle.graceful_shutdown();
+        }
+    }
+
+    /// Ends a drain: stops every session and answers for no address any more.
+    pub async fn shutdown(&mut self) {
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            self.stop_session(&name, "speaker stopping");
+        }
+        if let Some(l2) = &self.l2 {
+            for ip in std::mem::take(&mut self.owned).into_keys() {
+                l2.release(ip).await;
+            }
+        }
+        self.handing_over.clear();
+    }
+
+    /// Addresses this node answers for now (owned or being handed over).
+    pub fn answering(&self) -> BTreeSet<IpAddr> {
+        self.owned.keys().copied().collect()
+    }
+
+    /// Per peer: session state and routes advertised.
+    pub fn sessions(&self) -> Vec<(String, State, usize, &PeerHandle)> {
+        self.sessions
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    s.handle.status.borrow().state,
+                    s.routes.len(),
+                    &s.handle,
+                )
+            })
+            .collect()
+    }
+
+    pub fn l2(&self) -> Option<&L2Speaker> {
+        self.l2.as_ref()
+    }
+}
+
+/// Sends a session the difference between the routes it has and `desired`.
+fn sync_routes(session: &mut Session, desired: &BTreeMap<Route, RouteAttributes>) {
+    let withdraw: Vec<Prefix> = session
+        .routes
+        .keys()
+        .filter(|r| !desired.contains_key(r))
+        .filter_map(|r| to_prefix(*r))
+        .collect();
+    if !withdraw.is_empty() {
+        session.handle.withdraw(withdraw);
+    }
+    // Changed or new routes, grouped by attributes: one advertise per attribute set.
+    let mut by_attrs: BTreeMap<&RouteAttributes, Vec<Prefix>> = BTreeMap::new();
+    for (route, attrs) in desired {
+        if session.routes.get(route) != Some(attrs)
+            && let Some(p) = to_prefix(*route)
+        {
+            by_attrs.entry(attrs).or_default().push(p);
+        }
+    }
+    for (attrs, prefixes) in by_attrs {
+        session.handle.advertise(prefixes, path_spec(attrs));
+    }
+    session.routes = desired.clone();
+}

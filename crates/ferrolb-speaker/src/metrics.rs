@@ -1,0 +1,110 @@
+//! The speaker's Prometheus metrics; served with `ferrolb_cluster::http::serve`.
+
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Addresses this node announces, by mode (`layer2`, `bgp`).
+    pub announced: IntGaugeVec,
+    /// L2 counters per address: requests seen, replies sent, announcements sent.
+    pub l2_requests: IntGaugeVec,
+    pub l2_replies: IntGaugeVec,
+    pub l2_announcements: IntGaugeVec,
+    pub bgp_session_up: IntGaugeVec,
+    pub bgp_prefixes: IntGaugeVec,
+    pub gossip_members: Gauge,
+    /// Gossip frames refused (bad key, replayed, stale) and members seen going down.
+    pub gossip_failures: GaugeVec,
+    pub decision_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let announced = int_gauge(
+            "ferrolb_speaker_announced_addresses",
+            "Addresses this node announces, by mode.",
+            &["mode"],
+        );
+        let l2_requests = int_gauge(
+            "ferrolb_l2_requests_received",
+            "ARP requests and Neighbor Solicitations seen for an owned address.",
+            &["ip"],
+        );
+        let l2_replies = int_gauge(
+            "ferrolb_l2_responses_sent",
+            "ARP replies and Neighbor Advertisements sent for an owned address.",
+            &["ip"],
+        );
+        let l2_announcements = int_gauge(
+            "ferrolb_l2_gratuitous_sent",
+            "Gratuitous ARP and unsolicited NA sent for an owned address.",
+            &["ip"],
+        );
+        let bgp_session_up = int_gauge(
+            "ferrolb_bgp_session_up",
+            "1 while the session with the peer is Established.",
+            &["peer"],
+        );
+        let bgp_prefixes = int_gauge(
+            "ferrolb_bgp_announced_prefixes",
+            "Prefixes advertised to the peer.",
+            &["peer"],
+        );
+        let gossip_members = Gauge::new(
+            "ferrolb_gossip_members",
+            "Live speakers known through gossip, this one included.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(gossip_members.clone()))
+            .expect("unique metric");
+        let gossip_failures = GaugeVec::new(
+            Opts::new(
+                "ferrolb_gossip_failures",
+                "Gossip frames refused and members declared down, since start.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(gossip_failures.clone()))
+            .expect("unique metric");
+        let decision_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ferrolb_speaker_decision_seconds",
+                "Time to decide and apply what this node announces.",
+            )
+            .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(decision_duration.clone()))
+            .expect("unique metric");
+        Metrics {
+            registry,
+            announced,
+            l2_requests,
+            l2_replies,
+            l2_announcements,
+            bgp_session_up,
+            bgp_prefixes,
+            gossip_members,
+            gossip_failures,
+            decision_duration,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,653 @@
+//! The speaker's I/O: follows the cluster, learns who is alive, decides, applies, reports.
+//!
+//! ```text
+//!  Services, EndpointSlices, Nodes ─┐
+//!  pools, advertisements, peers, ───┼─ followers ─ changes ─▶ loop ─ cluster_state ─ decide ─▶ Announcer ─▶ L2 / BGP
+//!  communities, Secrets ────────────┘                          ▲                         └──▶ Events, metrics
+//!  gossip (foca over UDP) ── live speakers ────────────────────┘
+//! ```
+//!
+//! On SIGTERM the speaker leaves the gossip first, so the others take its addresses over at
+//! once, keeps answering and re-advertises its routes with GRACEFUL_SHUTDOWN while they do,
+//! and only then goes quiet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ferrolb_api::crd::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
+use ferrolb_bgp::session::State;
+use ferrolb_cluster::service::service_key;
+use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::announce::{Announcer, NodeIdentity};
+use crate::cluster::{Objects, Problem, cluster_state};
+use crate::decide::{NodePlan, decide, reporter_for};
+use crate::membership::auth::KeyRing;
+use crate::membership::{Membership, MembershipConfig};
+use crate::metrics::Metrics;
+
+/// How the speaker runs.
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    /// This node's name (the Node object's).
+    pub node: String,
+    /// Where the ferrolb resources and Secrets live.
+    pub namespace: String,
+    pub lb_class: Option<String>,
+    pub gossip_port: u16,
+    /// Address others reach this speaker's gossip at; default: the Node's first InternalIP.
+    pub gossip_address: Option<IpAddr>,
+    /// Secret with the gossip key (`secretkey`) and, during a rotation, the old one
+    /// (`previouskey`).
+    pub gossip_secret: String,
+    /// Overrides of the gossip timing (`None`: the LAN defaults).
+    pub probe_period: Option<Duration>,
+    pub suspect_to_down: Option<Duration>,
+    /// How long a node keeps answering for an address another node now owns.
+    pub handover: Duration,
+    /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
+    pub drain_delay: Duration,
+    /// Run the L2 responder (needs CAP_NET_RAW); off: BGP only.
+    pub l2: bool,
+}
+
+impl SpeakerConfig {
+    pub fn new(node: &str) -> Self {
+        SpeakerConfig {
+            node: node.to_string(),
+            namespace: "ferrolb-system".into(),
+            lb_class: None,
+            gossip_port: 7946,
+            gossip_address: None,
+            gossip_secret: "ferrolb-memberlist".into(),
+            probe_period: None,
+            suspect_to_down: None,
+            handover: Duration::from_millis(500),
+            drain_delay: Duration::from_secs(5),
+            l2: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("gossip socket: {0}")]
+    Gossip(std::io::Error),
+    #[error("L2 responder: {0}")]
+    L2(std::io::Error),
+    #[error("stopped before the cluster was read")]
+    Stopped,
+}
+
+#[derive(Debug)]
+enum Change {
+    Objects,
+    Secrets,
+    Nodes,
+    Synced(&'static str),
+}
+
+impl ClusterChange for Change {
+    fn synced(watch: &'static str) -> Self {
+        Change::Synced(watch)
+    }
+}
+
+const WATCHES: [&str; 10] = [
+    "services",
+    "endpointslices",
+    "nodes",
+    "pools",
+    "l2advertisements",
+    "bgpadvertisements",
+    "bgppeers",
+    "bfdprofiles",
+    "communities",
+    "secrets",
+];
+
+struct Caches {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    pools: Store<IPAddressPool>,
+    l2: Store<L2Advertisement>,
+    bgp: Store<BGPAdvertisement>,
+    peers: Store<BGPPeer>,
+    communities: Store<Community>,
+    secrets: Store<Secret>,
+}
+
+fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>) -> Caches {
+    let all = watcher::Config::default;
+    let caches = Caches {
+        services: follow(
+            Api::all(client.clone()),
+            all(),
+            tx.clone(),
+            "services",
+            |_| Change::Objects,
+        ),
+        slices: follow(
+            Api::all(client.clone()),
+            all(),
+            tx.clone(),
+            "endpointslices",
+            |_| Change::Objects,
+        ),
+        nodes: follow(Api::all(client.clone()), all(), tx.clone(), "nodes", |_| {
+            Change::Nodes
+        }),
+        pools: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "pools",
+            |_| Change::Objects,
+        ),
+        l2: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "l2advertisements",
+            |_| Change::Objects,
+        ),
+        bgp: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "bgpadvertisements",
+            |_| Change::Objects,
+        ),
+        peers: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "bgppeers",
+            |_| Change::Objects,
+        ),
+        communities: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "communities",
+            |_| Change::Objects,
+        ),
+        secrets: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx.clone(),
+            "secrets",
+            |_| Change::Secrets,
+        ),
+    };
+    // BFD profiles are followed so the cache is warm for BFD; nothing reads them yet.
+    let _bfd: Store<BFDProfile> = follow(
+        Api::namespaced(client.clone(), ns),
+        all(),
+        tx,
+        "bfdprofiles",
+        |_| Change::Objects,
+    );
+    caches
+}
+
+/// The gossip keys from the Secret, if it holds one.
+fn gossip_keys(secrets: &Store<Secret>, ns: &str, name: &str) -> Option<KeyRing> {
+    let secret = secrets.get(&ObjectRef::new(name).within(ns))?;
+    let value = |key: &str| -> Option<Vec<u8>> {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|s| s.clone().into_bytes())
+            })
+            .filter(|v| !v.is_empty())
+    };
+    let current = value("secretkey")?;
+    let previous = value("previouskey");
+    Some(KeyRing::rotating(&current, previous.as_deref()))
+}
+
+/// A node's InternalIP addresses (ExternalIP when it has none).
+fn node_addresses(node: &Node) -> Vec<IpAddr> {
+    let addresses = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let of = |kind: &str| -> Vec<IpAddr> {
+        addresses
+            .iter()
+            .filter(|a| a.type_ == kind)
+            .filter_map(|a| a.address.parse().ok())
+            .collect()
+    };
+    let internal = of("InternalIP");
+    if internal.is_empty() {
+        of("ExternalIP")
+    } else {
+        internal
+    }
+}
+
+/// Runs the speaker until `shutdown` resolves, then drains.
+pub async fn run(
+    client: Client,
+    config: SpeakerConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SpeakerError> {
+    let (tx, mut changes) = mpsc::unbounded_channel();
+    let caches = start_followers(&client, &config.namespace, tx);
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    // The node's addresses and the gossip key are needed before anything can start.
+    let mut synced: BTreeSet<&'static str> = BTreeSet::new();
+    let (keys, me) = loop {
+        let me = caches.nodes.get(&ObjectRef::new(&config.node));
+        let keys = gossip_keys(&caches.secrets, &config.namespace, &config.gossip_secret);
+        if synced.contains("nodes") && synced.contains("secrets") {
+            match (&keys, &me) {
+                (Some(k), Some(n)) => break (k.clone(), n.clone()),
+                (None, _) => {
+                    tracing::warn!(secret = %config.gossip_secret, namespace = %config.namespace, "waiting for the gossip Secret (key secretkey)")
+                }
+                (_, None) => {
+                    tracing::warn!(node = %config.node, "waiting for this node's Node object")
+                }
+            }
+        }
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(Change::Synced(name)) => { synced.insert(name); }
+                Some(_) => {}
+                None => return Err(SpeakerError::Stopped),
+            },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    };
+    let addresses = node_addresses(&me);
+    let ipv4 = addresses.iter().find_map(|a| match a {
+        IpAddr::V4(v) => Some(*v),
+        _ => None,
+    });
+    let ipv6 = addresses.iter().find_map(|a| match a {
+        IpAddr::V6(v) => Some(*v),
+        _ => None,
+    });
+    let gossip_ip = config
+        .gossip_address
+        .or_else(|| addresses.first().copied())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let bind = SocketAddr::new(
+        if gossip_ip.is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        },
+        config.gossip_port,
+    );
+    let mut gossip = MembershipConfig::lan(
+        &config.node,
+        bind,
+        SocketAddr::new(gossip_ip, config.gossip_port),
+        keys,
+    );
+    if let Some(p) = config.probe_period {
+        gossip.probe_period = p;
+    }
+    if let Some(s) = config.suspect_to_down {
+        gossip.suspect_to_down = s;
+    }
+    let (membership, _gossip_task) = Membership::start(gossip)
+        .await
+        .map_err(SpeakerError::Gossip)?;
+    let l2 = if config.l2 {
+        let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config::default())
+            .map_err(SpeakerError::L2)?;
+        Some(speaker)
+    } else {
+        None
+    };
+    let announcer = Announcer::new(
+        NodeIdentity {
+            name: config.node.clone(),
+            ipv4,
+            ipv6,
+            handover: config.handover,
+            graceful_restart_secs: 120,
+        },
+        l2,
+    );
+    let events = EventPublisher::spawn(client.clone(), "ferrolb-speaker", &config.node);
+    let mut speaker = Speaker {
+        config: config.clone(),
+        caches,
+        membership,
+        announcer,
+        events,
+        metrics,
+        last_plan: NodePlan::default(),
+        reported: HashMap::new(),
+        draining_bgp: false,
+        drain_since: None,
+    };
+    tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
+
+    let mut live = speaker.membership.live.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dirty = true;
+    loop {
+        let all_synced = WATCHES.iter().all(|w| synced.contains(w));
+        ready.store(all_synced, Ordering::Relaxed);
+        if dirty && all_synced {
+            speaker.reconcile().await;
+            dirty = false;
+        }
+        let release_at = speaker
+            .announcer
+            .next_release()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            change = changes.recv() => {
+                let Some(change) = change else { break };
+                speaker.note(change, &mut synced);
+                while let Ok(change) = changes.try_recv() {
+                    speaker.note(change, &mut synced);
+                }
+                dirty = true;
+            }
+            _ = live.changed() => dirty = true,
+            _ = tokio::time::sleep_until(release_at) => {
+                speaker.announcer.release_due(Instant::now()).await;
+            }
+            _ = tick.tick() => {
+                speaker.refresh_metrics();
+                // A drain for a cordoned or excluded node ends with the withdrawal.
+                if speaker.drain_since.is_some_and(|t| t.elapsed() >= config.drain_delay) {
+                    dirty = true;
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    speaker.drain().await;
+    Ok(())
+}
+
+struct Speaker {
+    config: SpeakerConfig,
+    caches: Caches,
+    membership: Membership,
+    announcer: Announcer,
+    events: EventPublisher,
+    metrics: Arc<Metrics>,
+    last_plan: NodePlan,
+    /// The last Event per object and topic, so nothing is reported twice.
+    reported: HashMap<(String, &'static str), String>,
+    /// Routes are held with GRACEFUL_SHUTDOWN while this node drains (cordoned or excluded).
+    draining_bgp: bool,
+    drain_since: Option<Instant>,
+}
+
+impl Speaker {
+    fn note(&mut self, change: Change, synced: &mut BTreeSet<&'static str>) {
+        match change {
+            Change::Synced(name) => {
+                synced.insert(name);
+            }
+            Change::Secrets => {
+                if let Some(keys) = gossip_keys(
+                    &self.caches.secrets,
+                    &self.config.namespace,
+                    &self.config.gossip_secret,
+                ) {
+                    self.membership.set_keys(keys);
+                }
+            }
+            Change::Nodes | Change::Objects => {}
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        let started = std::time::Instant::now();
+        let nodes = self.caches.nodes.state();
+        let seeds: Vec<SocketAddr> = nodes
+            .iter()
+            .filter(|n| n.name_any() != self.config.node)
+            .filter_map(|n| node_addresses(n).first().copied())
+            .map(|ip| SocketAddr::new(ip, self.config.gossip_port))
+            .collect();
+        self.membership.set_seeds(seeds);
+        let services = self.caches.services.state();
+        let slices = self.caches.slices.state();
+        let pools = self.caches.pools.state();
+        let l2 = self.caches.l2.state();
+        let bgp = self.caches.bgp.state();
+        let peers = self.caches.peers.state();
+        let communities = self.caches.communities.state();
+        let secrets = self.caches.secrets.state();
+        let objects = Objects {
+            nodes: &nodes,
+            services: &services,
+            slices: &slices,
+            pools: &pools,
+            l2: &l2,
+            bgp: &bgp,
+            peers: &peers,
+            communities: &communities,
+            secrets: &secrets,
+            lb_class: self.config.lb_class.as_deref(),
+        };
+        let (state, passwords, problems) = cluster_state(&objects);
+        let live = self.membership.live.borrow().clone();
+        let plan = decide(&state, &live, &self.config.node);
+
+        // This node became unusable while alive (cordoned, excluded): drain BGP gracefully.
+        let me_usable = state
+            .nodes
+            .get(&self.config.node)
+            .is_none_or(|n| n.usable());
+        if !me_usable && !self.last_plan.bgp.is_empty() && self.drain_since.is_none() {
+            tracing::info!("node drained: routes re-advertised with GRACEFUL_SHUTDOWN");
+            self.announcer.graceful_shutdown();
+            self.drain_since = Some(Instant::now());
+            self.draining_bgp = true;
+        }
+        if me_usable {
+            self.drain_since = None;
+            self.draining_bgp = false;
+        } else if self
+            .drain_since
+            .is_some_and(|t| t.elapsed() >= self.config.drain_delay)
+        {
+            self.draining_bgp = false;
+        }
+        let mut effective = plan.clone();
+        if self.draining_bgp {
+            effective.bgp = self.last_plan.bgp.clone();
+            effective.peers = self.last_plan.peers.clone();
+        }
+        let applied = self
+            .announcer
+            .apply(&effective, &state.peers, &passwords)
+            .await;
+        if applied != Default::default() {
+            tracing::info!(?applied, "announcements changed");
+        }
+        self.report(&plan, &services, &live, &problems);
+        self.last_plan = effective;
+        self.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.refresh_metrics();
+    }
+
+    /// Events: where each Service is announced from, addresses nobody announces, bad objects.
+    fn report(
+        &mut self,
+        plan: &NodePlan,
+        services: &[Arc<Service>],
+        live: &BTreeSet<String>,
+        problems: &[Problem],
+    ) {
+        let by_key: BTreeMap<_, _> = services.iter().map(|s| (service_key(s), s)).collect();
+        for (key, ann) in &plan.services {
+            let Some(svc) = by_key.get(key) else { continue };
+            let mut how = Vec::new();
+            if !ann.l2.is_empty() {
+                how.push("layer2".to_string());
+            }
+            if !ann.bgp_peers.is_empty() {
+                how.push(format!(
+                    "bgp to {}",
+                    ann.bgp_peers.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let note = format!(
+                "announcing from node \"{}\" with {}",
+                self.config.node,
+                how.join(" and ")
+            );
+            self.publish_once(svc.object_ref(&()), "nodeAssigned", false, note);
+        }
+        for (ip, (keys, why)) in &plan.unannounced {
+            if reporter_for(*ip, live) != Some(self.config.node.as_str()) {
+                continue;
+            }
+            for key in keys {
+                if let Some(svc) = by_key.get(key) {
+                    self.publish_once(svc.object_ref(&()), "NotAnnounced", true, why.sentence(*ip));
+                }
+            }
+        }
+        for p in problems {
+            let reference = ObjectReference {
+                api_version: Some("ferrolb.io/v1beta1".into()),
+                kind: Some(p.kind.into()),
+                namespace: Some(p.namespace.clone()),
+                name: Some(p.name.clone()),
+                ..ObjectReference::default()
+            };
+            // One speaker reports a bad object, not every node.
+            if reporter_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), live)
+                == Some(self.config.node.as_str())
+            {
+                self.publish_once(reference, p.reason, true, p.message.clone());
+            }
+            tracing::warn!(kind = p.kind, name = %p.name, reason = p.reason, "{}", p.message);
+        }
+    }
+
+    fn publish_once(
+        &mut self,
+        reference: ObjectReference,
+        reason: &'static str,
+        warning: bool,
+        note: String,
+    ) {
+        let id = format!(
+            "{}/{}/{}",
+            reference.kind.as_deref().unwrap_or_default(),
+            reference.namespace.as_deref().unwrap_or_default(),
+            reference.name.as_deref().unwrap_or_default()
+        );
+        let topic = (id, reason);
+        if self.reported.get(&topic) == Some(&note) {
+            return;
+        }
+        self.reported.insert(topic, note.clone());
+        self.events.publish(
+            reference,
+            PublishedEvent {
+                warning,
+                reason: reason.to_string(),
+                note,
+            },
+        );
+    }
+
+    fn refresh_metrics(&self) {
+        let m = &self.metrics;
+        m.announced
+            .with_label_values(&["layer2"])
+            .set(self.announcer.answering().len() as i64);
+        let bgp_routes: BTreeSet<_> = self.last_plan.bgp.values().flat_map(|r| r.keys()).collect();
+        m.announced
+            .with_label_values(&["bgp"])
+            .set(bgp_routes.len() as i64);
+        if let Some(l2) = self.announcer.l2() {
+            for ip in self.announcer.answering() {
+                if let Some(c) = l2.address_counters(ip) {
+                    let label = ip.to_string();
+                    m.l2_requests
+                        .with_label_values(&[&label])
+                        .set(c.requests_seen as i64);
+                    m.l2_replies
+                        .with_label_values(&[&label])
+                        .set(c.replies_sent as i64);
+                    m.l2_announcements
+                        .with_label_values(&[&label])
+                        .set(c.gratuitous_sent as i64);
+                }
+            }
+        }
+        for (peer, state, routes, _) in self.announcer.sessions() {
+            m.bgp_session_up
+                .with_label_values(&[&peer])
+                .set(i64::from(state == State::Established));
+            m.bgp_prefixes
+                .with_label_values(&[&peer])
+                .set(routes as i64);
+        }
+        m.gossip_members
+            .set(self.membership.live.borrow().len() as f64);
+        let c = &self.membership.counters;
+        m.gossip_failures
+            .with_label_values(&["refused"])
+            .set(c.refused.load(Ordering::Relaxed) as f64);
+        m.gossip_failures
+            .with_label_values(&["members_down"])
+            .set(c.members_down.load(Ordering::Relaxed) as f64);
+    }
+
+    /// SIGTERM: the others take over while this node still answers and forwards.
+    async fn drain(&mut self) {
+        tracing::info!("draining: leaving the gossip, GRACEFUL_SHUTDOWN to peers");
+        self.membership.leave().await;
+        self.announcer.graceful_shutdown();
+        let hold = if self.announcer.sessions().is_empty() {
+            self.config.handover
+        } else {
+            self.config.handover.max(self.config.drain_delay)
+        };
+        tokio::time::sleep(hold).await;
+        self.announcer.shutdown().await;
+        // Let the NOTIFICATIONs go out.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tracing::info!("drained");
+    }
+}

@@ -1,0 +1,103 @@
+//! `ferrolb speaker`: flags and the speaker's process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ferrolb_speaker::{Metrics, SpeakerConfig};
+
+use crate::controller_cmd::{client, init_logging};
+
+#[derive(Args, Debug)]
+pub struct SpeakerArgs {
+    /// Kubeconfig to use; without it, KUBECONFIG, ~/.kube/config, then the in-cluster account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name, as in its Node object.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Namespace holding the ferrolb resources, the gossip Secret and peer Secrets.
+    #[arg(long, default_value = "ferrolb-system", env = "FERROLB_NAMESPACE")]
+    namespace: String,
+    /// Handle only Services with this spec.loadBalancerClass (default: only class-less ones).
+    #[arg(long)]
+    lb_class: Option<String>,
+    /// UDP port of the speakers' gossip.
+    #[arg(long, default_value_t = 7946)]
+    gossip_port: u16,
+    /// Address other speakers reach this one at (default: the Node's first InternalIP).
+    #[arg(long)]
+    gossip_address: Option<IpAddr>,
+    /// Secret holding the gossip key (`secretkey`, and `previouskey` during a rotation).
+    #[arg(long, default_value = "ferrolb-memberlist")]
+    gossip_secret: String,
+    /// Gossip probe period in milliseconds (default 100).
+    #[arg(long)]
+    probe_period_ms: Option<u64>,
+    /// Milliseconds a suspected speaker has to answer before it is declared down (default 60).
+    #[arg(long)]
+    suspect_to_down_ms: Option<u64>,
+    /// Milliseconds a node keeps answering for an address another node has taken over.
+    #[arg(long, default_value_t = 500)]
+    handover_ms: u64,
+    /// Seconds routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
+    #[arg(long, default_value_t = 5)]
+    drain_delay: u64,
+    /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
+    #[arg(long)]
+    no_l2: bool,
+    /// Serves /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let client = client(args.kubeconfig.as_ref()).await?;
+        let config = SpeakerConfig {
+            namespace: args.namespace.clone(),
+            lb_class: args.lb_class.clone(),
+            gossip_port: args.gossip_port,
+            gossip_address: args.gossip_address,
+            gossip_secret: args.gossip_secret.clone(),
+            probe_period: args.probe_period_ms.map(Duration::from_millis),
+            suspect_to_down: args.suspect_to_down_ms.map(Duration::from_millis),
+            handover: Duration::from_millis(args.handover_ms),
+            drain_delay: Duration::from_secs(args.drain_delay),
+            l2: !args.no_l2,
+            ..SpeakerConfig::new(&args.node_name)
+        };
+        let metrics = Arc::new(Metrics::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let server = ferrolb_cluster::http::serve(
+            args.metrics_addr,
+            metrics.registry.clone(),
+            ready.clone(),
+            "caches not synced or gossip not started",
+        );
+        tracing::info!(node = %args.node_name, "starting speaker");
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+        };
+        tokio::select! {
+            r = ferrolb_speaker::run(client, config, metrics, ready, shutdown) => r.context("speaker")?,
+            r = server => r.context("metrics server")?,
+        }
+        Ok(())
+    })
+}
