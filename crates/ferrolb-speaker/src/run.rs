@@ -251,6 +251,16 @@ fn node_addresses(node: &Node) -> Vec<IpAddr> {
     }
 }
 
+/// The gossip addresses of the other nodes.
+fn seeds_from(nodes: &[Arc<Node>], config: &SpeakerConfig) -> Vec<SocketAddr> {
+    nodes
+        .iter()
+        .filter(|n| n.name_any() != config.node)
+        .filter_map(|n| node_addresses(n).first().copied())
+        .map(|ip| SocketAddr::new(ip, config.gossip_port))
+        .collect()
+}
+
 /// Runs the speaker until `shutdown` resolves, then drains.
 pub async fn run(
     client: Client,
@@ -322,6 +332,7 @@ pub async fn run(
     if let Some(s) = config.suspect_to_down {
         gossip.suspect_to_down = s;
     }
+    gossip.seeds = seeds_from(&caches.nodes.state(), &config);
     let (membership, _gossip_task) = Membership::start(gossip)
         .await
         .map_err(SpeakerError::Gossip)?;
@@ -362,8 +373,9 @@ pub async fn run(
     let mut dirty = true;
     loop {
         let all_synced = WATCHES.iter().all(|w| synced.contains(w));
-        ready.store(all_synced, Ordering::Relaxed);
-        if dirty && all_synced {
+        let settled = speaker.membership.settled.load(Ordering::Relaxed);
+        ready.store(all_synced && settled, Ordering::Relaxed);
+        if dirty && all_synced && settled {
             speaker.reconcile().await;
             dirty = false;
         }
@@ -435,13 +447,7 @@ impl Speaker {
     async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
         let nodes = self.caches.nodes.state();
-        let seeds: Vec<SocketAddr> = nodes
-            .iter()
-            .filter(|n| n.name_any() != self.config.node)
-            .filter_map(|n| node_addresses(n).first().copied())
-            .map(|ip| SocketAddr::new(ip, self.config.gossip_port))
-            .collect();
-        self.membership.set_seeds(seeds);
+        self.membership.set_seeds(seeds_from(&nodes, &self.config));
         let services = self.caches.services.state();
         let slices = self.caches.slices.state();
         let pools = self.caches.pools.state();

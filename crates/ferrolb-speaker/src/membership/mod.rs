@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PeriodicParams, PostcardCodec, Timer};
@@ -39,8 +39,10 @@ pub struct Member {
     pub generation: u64,
 }
 
+// The gossip address identifies a member: an announce to a seed, whose name is not known
+// yet, must reach whoever listens there.
 impl foca::Identity for Member {
-    type Addr = String;
+    type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
         Some(Member {
@@ -49,8 +51,8 @@ impl foca::Identity for Member {
         })
     }
 
-    fn addr(&self) -> String {
-        self.node.clone()
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
@@ -77,6 +79,10 @@ pub struct MembershipConfig {
     pub gossip_every: Duration,
     /// Frames older or newer than this, by the receiver's clock, are refused.
     pub max_clock_skew: Duration,
+    /// Where other speakers may be found at start.
+    pub seeds: Vec<SocketAddr>,
+    /// How long to wait for an answer from a seed before deciding this speaker is alone.
+    pub join_timeout: Duration,
 }
 
 impl MembershipConfig {
@@ -94,6 +100,8 @@ impl MembershipConfig {
             suspect_to_down: Duration::from_millis(60),
             gossip_every: Duration::from_millis(30),
             max_clock_skew: Duration::from_secs(30),
+            seeds: Vec::new(),
+            join_timeout: Duration::from_secs(2),
         }
     }
 
@@ -146,6 +154,9 @@ pub struct Membership {
     tx: mpsc::UnboundedSender<Command>,
     /// Names of the nodes whose speakers are alive, this one included.
     pub live: watch::Receiver<BTreeSet<String>>,
+    /// Set once this speaker has joined the others (or found it has none to join): until
+    /// then it knows too little to decide anything, since it would see itself alone.
+    pub settled: Arc<AtomicBool>,
     pub counters: Arc<MembershipCounters>,
 }
 
@@ -167,7 +178,11 @@ impl Membership {
         let (tx, rx) = mpsc::unbounded_channel();
         let (live_tx, live_rx) = watch::channel(BTreeSet::from([config.node.clone()]));
         let counters = Arc::new(MembershipCounters::default());
+        let settled = Arc::new(AtomicBool::new(false));
+        let seeds = config.seeds.clone();
         let task = Gossip {
+            settled: settled.clone(),
+            join_deadline: Instant::now() + config.join_timeout,
             config,
             socket,
             foca,
@@ -178,13 +193,14 @@ impl Membership {
             clock: SequenceClock::default(),
             live: live_tx,
             counters: counters.clone(),
-            seeds: Vec::new(),
+            seeds,
         };
         let handle = tokio::spawn(task.run(rx));
         Ok((
             Membership {
                 tx,
                 live: live_rx,
+                settled,
                 counters,
             },
             handle,
@@ -232,6 +248,8 @@ struct Gossip {
     live: watch::Sender<BTreeSet<String>>,
     counters: Arc<MembershipCounters>,
     seeds: Vec<SocketAddr>,
+    settled: Arc<AtomicBool>,
+    join_deadline: Instant,
 }
 
 /// foca's timers carry no ordering; the heap orders by time and sequence only.
@@ -284,6 +302,7 @@ impl Gossip {
                     }
                 }
                 _ = seed_tick.tick() => self.announce_to_seeds(),
+                _ = tokio::time::sleep_until(self.join_deadline), if !self.settled.load(Ordering::Relaxed) => {}
                 command = commands.recv() => match command {
                     Some(Command::Seeds(seeds)) => {
                         self.seeds = seeds;
@@ -403,7 +422,13 @@ impl Gossip {
             .filter(|n| !n.is_empty())
             .chain([self.config.node.clone()])
             .collect();
-        if *self.live.borrow() != live {
+        let settle = !self.settled.load(Ordering::Relaxed)
+            && (live.len() > 1 || self.seeds.is_empty() || Instant::now() >= self.join_deadline);
+        if settle {
+            self.settled.store(true, Ordering::Relaxed);
+            tracing::info!(members = live.len(), "gossip settled");
+        }
+        if settle || *self.live.borrow() != live {
             let skew = self.config.max_clock_skew.as_nanos() as u64;
             self.replay.forget_older_than(now_ns().saturating_sub(skew));
             self.live.send_replace(live);

@@ -1,0 +1,520 @@
+//! `ferrolb speaker` on three nodes in network namespaces, driven by fake-apiserver and the
+//! real controller, announcing to a client on the bridge (L2) and to FRR (BGP).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use fake_apiserver::{Config, FakeApiServer};
+use ferrolb_controller::{ControllerConfig, Metrics};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use support::*;
+
+const NS: &str = "ferrolb-system";
+const L2_IP: &str = "192.0.2.200";
+const BGP_IP: &str = "198.51.100.0";
+
+struct Cluster {
+    _server: FakeApiServer,
+    client: Client,
+    kubeconfig: std::path::PathBuf,
+}
+
+fn client_for(url: &str) -> Client {
+    Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client")
+}
+
+/// Creates any object from JSON through its API (kind and apiVersion say which).
+async fn create(client: &Client, body: Value) {
+    let api_version = body["apiVersion"].as_str().unwrap().to_string();
+    let kind = body["kind"].as_str().unwrap().to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let plural = match kind.as_str() {
+        "EndpointSlice" => "endpointslices".to_string(),
+        "IPAddressPool" => "ipaddresspools".to_string(),
+        k => format!("{}s", k.to_lowercase()),
+    };
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        plural,
+    };
+    let obj: DynamicObject = serde_json::from_value(body.clone()).expect("object");
+    let api: Api<DynamicObject> = match body["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+}
+
+async fn start_cluster(lab: &Lab) -> Cluster {
+    let server = FakeApiServer::start(Config {
+        listen: format!("{ROUTER_IP}:0").parse().unwrap(),
+        bookmark_interval: Duration::from_millis(500),
+        ..Config::default()
+    })
+    .await
+    .expect("server");
+    let client = client_for(&server.url());
+    let kubeconfig = lab.dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in ferrolb_api::crds::all() {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("crd");
+    }
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    )
+    .await;
+    for n in NODES {
+        create(
+            &client,
+            json!({"apiVersion": "v1", "kind": "Node",
+                   "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
+                   "status": {"addresses": [{"type": "InternalIP", "address": node_ip(n)}],
+                              "conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
+        .await;
+    }
+    create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "ferrolb-memberlist", "namespace": NS},
+               "stringData": {"secretkey": "lab-gossip-key"}}),
+    )
+    .await;
+    for (name, addresses) in [
+        ("l2", "192.0.2.200-192.0.2.207"),
+        ("bgp", "198.51.100.0/28"),
+    ] {
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+                   "metadata": {"name": name, "namespace": NS},
+                   "spec": {"addresses": [addresses], "autoAssign": false}}),
+        )
+        .await;
+    }
+    create(
+        &client,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "L2Advertisement",
+               "metadata": {"name": "l2", "namespace": NS},
+               "spec": {"ipAddressPools": ["l2"]}}),
+    )
+    .await;
+    create(
+        &client,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",
+               "metadata": {"name": "bgp", "namespace": NS},
+               "spec": {"ipAddressPools": ["bgp"], "communities": ["65000:100"]}}),
+    )
+    .await;
+    create(
+        &client,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+               "metadata": {"name": "rt", "namespace": NS},
+               "spec": {"myASN": NODE_AS, "peerASN": FRR_AS, "peerAddress": ROUTER_IP,
+                        "holdTime": "9s", "connectTime": "2s"}}),
+    )
+    .await;
+    // The controller assigns addresses, as in a cluster.
+    let controller = ControllerConfig {
+        namespace: NS.into(),
+        identity: "controller-0".into(),
+        lease_duration_secs: 3,
+        lease_grace_secs: 1,
+        ..ControllerConfig::default()
+    };
+    let controller_client = client.clone();
+    tokio::spawn(async move {
+        let _ = ferrolb_controller::run(
+            controller_client,
+            controller,
+            Arc::new(Metrics::new()),
+            Arc::new(AtomicBool::new(false)),
+            std::future::pending(),
+        )
+        .await;
+    });
+    Cluster {
+        _server: server,
+        client,
+        kubeconfig,
+    }
+}
+
+async fn create_service(client: &Client, name: &str, pool: &str, ip: &str, local: bool) {
+    create(
+        client,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": "default",
+                            "annotations": {"ferrolb.io/address-pool": pool,
+                                            "ferrolb.io/loadBalancerIPs": ip}},
+               "spec": {"type": "LoadBalancer",
+                        "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
+                        "ports": [{"port": 80, "protocol": "TCP"}]}}),
+    )
+    .await;
+}
+
+/// Puts the Service's ready endpoints on `nodes` (one EndpointSlice, replaced).
+async fn set_endpoints(client: &Client, service: &str, nodes: &[&str]) {
+    let endpoints: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({"addresses": [format!("10.244.{}.{}", i + 1, i + 10)],
+                   "conditions": {"ready": true}, "nodeName": n})
+        })
+        .collect();
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-eps"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "endpoints": endpoints,
+        "ports": [{"port": 8080, "protocol": "TCP"}]});
+    let api: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), "default");
+    let _ = api
+        .delete(&format!("{service}-eps"), &DeleteParams::default())
+        .await;
+    create(client, slice).await;
+}
+
+fn expected_owner(ip: &str, nodes: &[&str]) -> String {
+    ferrolb_speaker::hrw::owner(addr(ip), nodes.iter().copied())
+        .unwrap()
+        .to_string()
+}
+
+fn start_all(lab: &mut Lab, cluster: &Cluster) {
+    for n in NODES {
+        lab.start_speaker(n, &cluster.kubeconfig);
+    }
+}
+
+/// Waits up to 10 s for an Event with `reason` whose message holds every one of `words`;
+/// returns the messages with that reason seen last.
+async fn wait_for_event(client: &Client, reason: &str, words: &[&str]) -> (bool, Vec<String>) {
+    let api: Api<Event> = Api::all(client.clone());
+    let mut messages = Vec::new();
+    for _ in 0..100 {
+        messages = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some(reason))
+                    .map(|e| e.note.unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if messages.iter().any(|m| words.iter().all(|w| m.contains(w))) {
+            return (true, messages);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (false, messages)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn speakers_follow_services_endpoints_and_nodes() {
+    let mut lab = Lab::new();
+    runtime().block_on(async {
+        let cluster = start_cluster(&lab).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+
+        // L2, externalTrafficPolicy Cluster: exactly the owner every speaker computes answers.
+        create_service(&client, "web", "l2", L2_IP, false).await;
+        set_endpoints(&client, "web", &["n2"]).await;
+        let owner = expected_owner(L2_IP, &NODES);
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.client_resolves(L2_IP)
+                == Some(node_mac(&owner))),
+            "client should resolve {L2_IP} to {owner}'s MAC; got {:?}\n{}",
+            lab.client_neighbour(L2_IP),
+            lab.speaker_log(&owner)
+        );
+        let quoted = format!("\"{owner}\"");
+        let (found, assigned) = wait_for_event(&client, "nodeAssigned", &[&quoted, "layer2"]).await;
+        assert!(found, "nodeAssigned event naming {owner}: {assigned:?}");
+
+        // BGP, externalTrafficPolicy Local: only nodes with a ready endpoint advertise.
+        create_service(&client, "api", "bgp", BGP_IP, true).await;
+        set_endpoints(&client, "api", &["n1", "n3"]).await;
+        let prefix = format!("{BGP_IP}/32");
+        let hops = |nodes: &[&str]| {
+            nodes
+                .iter()
+                .map(|n| node_ip(n))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.frr_next_hops(&prefix)
+                == hops(&["n1", "n3"])),
+            "FRR should hold {prefix} via n1 and n3: {:?}\n{}",
+            lab.frr_next_hops(&prefix),
+            lab.vtysh("show bgp summary")
+        );
+        let route = lab.vtysh(&format!("show bgp ipv4 unicast {prefix} json"));
+        assert!(route.contains("65000:100"), "community carried: {route}");
+
+        // Endpoints move: the routes follow.
+        set_endpoints(&client, "api", &["n2"]).await;
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.frr_next_hops(&prefix)
+                == hops(&["n2"])),
+            "after the endpoints moved: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+
+        // A node labelled excluded drains: GRACEFUL_SHUTDOWN first, then the withdrawal.
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .patch(
+                "n2",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {
+                    "node.kubernetes.io/exclude-from-external-load-balancers": "true"}}})),
+            )
+            .await
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .frr_paths(&prefix)
+                .get(&node_ip("n2"))
+                == Some(&true)),
+            "n2's path should carry graceful-shutdown while it drains: {:?}",
+            lab.frr_paths(&prefix)
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .frr_next_hops(&prefix)
+                .is_empty()),
+            "n2's route withdrawn after the drain: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+        // The excluded node is no L2 candidate either.
+        let owner_without_n2 = expected_owner(L2_IP, &["n1", "n3"]);
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.client_resolves(L2_IP)
+                == Some(node_mac(&owner_without_n2))),
+            "{L2_IP} should be answered by {owner_without_n2} with n2 excluded: {:?}",
+            lab.client_neighbour(L2_IP)
+        );
+
+        // An advertisement's node selector narrows the BGP nodes.
+        nodes
+            .patch(
+                "n2",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {
+                    "node.kubernetes.io/exclude-from-external-load-balancers": null}}})),
+            )
+            .await
+            .unwrap();
+        set_endpoints(&client, "api", &["n1", "n2", "n3"]).await;
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.frr_next_hops(&prefix)
+                == hops(&NODES)),
+            "all three nodes: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+        let advs: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            NS,
+            &ApiResource {
+                group: "ferrolb.io".into(),
+                version: "v1beta1".into(),
+                api_version: "ferrolb.io/v1beta1".into(),
+                kind: "BGPAdvertisement".into(),
+                plural: "bgpadvertisements".into(),
+            },
+        );
+        advs.patch(
+            "bgp",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nodeSelectors": [
+                {"matchLabels": {"kubernetes.io/hostname": "n3"}}]}})),
+        )
+        .await
+        .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.frr_next_hops(&prefix)
+                == hops(&["n3"])),
+            "only n3 selected: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+
+        // A bad peer (its Secret is missing) gets an Event; the good one keeps its routes.
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+                   "metadata": {"name": "broken", "namespace": NS},
+                   "spec": {"myASN": NODE_AS, "peerASN": 64999, "peerAddress": "192.0.2.99",
+                            "passwordSecret": {"name": "no-such-secret"}}}),
+        )
+        .await;
+        let (found, messages) =
+            wait_for_event(&client, "PasswordSecretUnusable", &["no-such-secret"]).await;
+        assert!(found, "Event for the bad peer: {messages:?}");
+        assert_eq!(
+            lab.frr_next_hops(&prefix),
+            hops(&["n3"]),
+            "good peer unaffected"
+        );
+
+        // Service deleted: nothing answers for its address any more.
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        services
+            .delete("web", &DeleteParams::default())
+            .await
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .client_resolves(L2_IP)
+                .is_none()),
+            "{L2_IP} still answered after the Service was deleted: {:?}",
+            lab.client_neighbour(L2_IP)
+        );
+        services
+            .delete("api", &DeleteParams::default())
+            .await
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .frr_next_hops(&prefix)
+                .is_empty()),
+            "route withdrawn after the Service was deleted"
+        );
+    });
+}
+
+#[test]
+fn a_killed_speaker_loses_its_addresses_and_routes() {
+    let mut lab = Lab::new();
+    runtime().block_on(async {
+        let cluster = start_cluster(&lab).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        create_service(&client, "web", "l2", L2_IP, false).await;
+        set_endpoints(&client, "web", &["n1", "n2", "n3"]).await;
+        create_service(&client, "api", "bgp", BGP_IP, false).await;
+        set_endpoints(&client, "api", &["n1", "n2", "n3"]).await;
+        let owner = expected_owner(L2_IP, &NODES);
+        let prefix = format!("{BGP_IP}/32");
+        assert!(wait_until(Duration::from_secs(20), || lab
+            .client_resolves(L2_IP)
+            == Some(node_mac(&owner))));
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.frr_next_hops(&prefix).len()
+                == 3),
+            "three paths at FRR: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+
+        lab.kill_speaker(&owner);
+        let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+        let next = expected_owner(L2_IP, &rest);
+        // The next owner's gratuitous ARP moves the client's existing entry: no new resolution.
+        assert!(
+            wait_until(Duration::from_secs(5), || lab.client_neighbour(L2_IP)
+                == Some(node_mac(&next))),
+            "after killing {owner}, {next} should own {L2_IP}: {:?}\n{}",
+            lab.client_neighbour(L2_IP),
+            lab.speaker_log(&next)
+        );
+        assert!(
+            wait_until(Duration::from_secs(12), || !lab
+                .frr_next_hops(&prefix)
+                .contains(&node_ip(&owner))),
+            "FRR drops the killed node's route: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+        assert_eq!(lab.frr_next_hops(&prefix).len(), 2);
+    });
+}
+
+#[test]
+fn a_terminated_speaker_hands_over_before_it_goes_quiet() {
+    let mut lab = Lab::new();
+    runtime().block_on(async {
+        let cluster = start_cluster(&lab).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        create_service(&client, "web", "l2", L2_IP, false).await;
+        set_endpoints(&client, "web", &["n1", "n2", "n3"]).await;
+        create_service(&client, "api", "bgp", BGP_IP, false).await;
+        set_endpoints(&client, "api", &["n1", "n2", "n3"]).await;
+        let owner = expected_owner(L2_IP, &NODES);
+        let prefix = format!("{BGP_IP}/32");
+        assert!(wait_until(Duration::from_secs(20), || lab
+            .client_resolves(L2_IP)
+            == Some(node_mac(&owner))));
+        assert!(wait_until(Duration::from_secs(20), || lab
+            .frr_next_hops(&prefix)
+            .len()
+            == 3));
+
+        let mut leaving = lab.terminate_speaker(&owner).expect("running");
+        let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+        let next = expected_owner(L2_IP, &rest);
+        // Handed over while the old speaker still runs.
+        assert!(
+            wait_until(Duration::from_secs(3), || lab.client_neighbour(L2_IP)
+                == Some(node_mac(&next))),
+            "{next} should announce {L2_IP} during {owner}'s drain: {:?}",
+            lab.client_neighbour(L2_IP)
+        );
+        assert!(
+            leaving.try_wait().unwrap().is_none(),
+            "{owner} already exited before the handover was seen"
+        );
+        assert!(
+            wait_until(Duration::from_secs(3), || lab
+                .frr_paths(&prefix)
+                .get(&node_ip(&owner))
+                == Some(&true)),
+            "FRR should see GRACEFUL_SHUTDOWN from {owner}: {:?}",
+            lab.frr_paths(&prefix)
+        );
+        let status = leaving.wait().unwrap();
+        assert!(
+            status.success(),
+            "clean exit: {status:?}\n{}",
+            lab.speaker_log(&owner)
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || !lab
+                .frr_next_hops(&prefix)
+                .contains(&node_ip(&owner))),
+            "route withdrawn after the drain"
+        );
+        // A fresh resolution goes to the new owner only.
+        assert_eq!(lab.client_resolves(L2_IP), Some(node_mac(&next)));
+    });
+}

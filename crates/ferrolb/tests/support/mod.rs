@@ -1,0 +1,307 @@
+//! A cluster's network in namespaces: three nodes, a client and a router (FRR) on one bridge;
+//! fake-apiserver and a controller in the router's namespace; a `ferrolb speaker` process per
+//! node. Everything is removed on drop, also when a test fails.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
+pub const ROUTER_IP: &str = "192.0.2.1";
+pub const CLIENT_IP: &str = "192.0.2.100";
+pub const FRR_AS: u32 = 64500;
+pub const NODE_AS: u32 = 64512;
+
+pub fn node_ip(node: &str) -> String {
+    format!("192.0.2.1{}", &node[1..])
+}
+
+pub fn node_mac(node: &str) -> String {
+    format!("02:00:00:00:00:1{}", &node[1..])
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) {
+    run("ip", args);
+}
+
+/// Moves the calling thread into a namespace: sockets it (and threads it starts) open are there.
+pub fn enter(ns: &str) {
+    let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+    // SAFETY: setns(2) on a namespace file this thread just opened.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    pub dir: PathBuf,
+    frr: Option<Child>,
+    pub speakers: BTreeMap<String, Child>,
+}
+
+impl Lab {
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}{short}", self.prefix)
+    }
+
+    /// Builds the namespaces and the bridge, starts FRR, and moves the calling thread into the
+    /// router's namespace (where the API server will listen).
+    pub fn new() -> Lab {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("flbs-{}-{n}-", std::process::id());
+        let dir = std::env::temp_dir().join(format!("{prefix}lab"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            prefix,
+            namespaces: Vec::new(),
+            dir,
+            frr: None,
+            speakers: BTreeMap::new(),
+        };
+        let sw = lab.ns("sw");
+        ip(&["netns", "add", &sw]);
+        lab.namespaces.push(sw.clone());
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        let hosts: Vec<(String, String, String)> = NODES
+            .iter()
+            .map(|n| (n.to_string(), node_ip(n), node_mac(n)))
+            .chain([
+                ("rt".into(), ROUTER_IP.into(), "02:00:00:00:00:01".into()),
+                ("cl".into(), CLIENT_IP.into(), "02:00:00:00:00:64".into()),
+            ])
+            .collect();
+        for (short, addr, mac) in &hosts {
+            let ns = lab.ns(short);
+            ip(&["netns", "add", &ns]);
+            lab.namespaces.push(ns.clone());
+            let port = format!("p{short}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ]);
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "address", mac]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
+        }
+        lab.start_frr();
+        enter(&lab.ns("rt"));
+        lab
+    }
+
+    fn start_frr(&mut self) {
+        let mut conf = format!(
+            "frr defaults traditional\nhostname rt\n!\nrouter bgp {FRR_AS}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n"
+        );
+        for n in NODES {
+            let addr = node_ip(n);
+            conf.push_str(&format!(
+                " neighbor {addr} remote-as {NODE_AS}\n neighbor {addr} passive\n neighbor {addr} timers connect 1\n"
+            ));
+        }
+        conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n");
+        let path = self.dir.join("bgpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("rt"),
+                "/usr/lib/frr/bgpd",
+                "-S",
+                "-Z",
+                "-n",
+                "-P",
+                "0",
+            ])
+            .arg("-f")
+            .arg(&path)
+            .arg("-i")
+            .arg(self.dir.join("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .arg("--log")
+            .arg(format!("file:{}", self.dir.join("bgpd.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bgpd starts");
+        self.frr = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.dir.join("bgpd.vty").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn vtysh(&self, command: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", "bgpd", "-c", command])
+            .output()
+            .expect("vtysh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// FRR's paths for a prefix: (next hop, whether it carries GRACEFUL_SHUTDOWN).
+    pub fn frr_paths(&self, prefix: &str) -> BTreeMap<String, bool> {
+        let json: serde_json::Value =
+            serde_json::from_str(&self.vtysh(&format!("show bgp ipv4 unicast {prefix} json")))
+                .unwrap_or(serde_json::Value::Null);
+        let mut out = BTreeMap::new();
+        for path in json["paths"].as_array().into_iter().flatten() {
+            let hop = path["nexthops"][0]["ip"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let gshut = path["community"]["string"]
+                .as_str()
+                .is_some_and(|s| s.contains("graceful-shutdown"));
+            out.insert(hop, gshut);
+        }
+        out
+    }
+
+    /// The next hops FRR holds for `prefix`.
+    pub fn frr_next_hops(&self, prefix: &str) -> BTreeSet<String> {
+        self.frr_paths(prefix).into_keys().collect()
+    }
+
+    /// Starts `ferrolb speaker` for `node` in its namespace.
+    pub fn start_speaker(&mut self, node: &str, kubeconfig: &std::path::Path) {
+        let log = std::fs::File::create(self.dir.join(format!("speaker-{node}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(node),
+                env!("CARGO_BIN_EXE_ferrolb"),
+                "speaker",
+            ])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--node-name", node, "--metrics-addr", "0.0.0.0:7472"])
+            .args(["--drain-delay", "2", "--handover-ms", "300"])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("speaker starts");
+        self.speakers.insert(node.to_string(), child);
+    }
+
+    /// SIGKILL: no goodbye.
+    pub fn kill_speaker(&mut self, node: &str) {
+        if let Some(mut c) = self.speakers.remove(node) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM: the speaker drains; returns the process to wait on.
+    pub fn terminate_speaker(&mut self, node: &str) -> Option<Child> {
+        let c = self.speakers.remove(node)?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        Some(c)
+    }
+
+    pub fn speaker_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("speaker-{node}.log"))).unwrap_or_default()
+    }
+
+    /// Runs a command in a namespace.
+    pub fn exec(&self, short: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(short)])
+            .args(args)
+            .output()
+            .expect("command runs")
+    }
+
+    /// The MAC the client resolves `addr` to now: its neighbour entry after a fresh ARP.
+    pub fn client_resolves(&self, addr: &str) -> Option<String> {
+        let cl = self.ns("cl");
+        let _ = Command::new("ip")
+            .args(["-n", &cl, "neigh", "flush", "to", addr])
+            .output();
+        let _ = self.exec("cl", &["ping", "-c", "1", "-W", "0.3", addr]);
+        self.client_neighbour(addr)
+    }
+
+    /// The client's neighbour entry for `addr`, without asking again.
+    pub fn client_neighbour(&self, addr: &str) -> Option<String> {
+        let out = run("ip", &["-n", &self.ns("cl"), "neigh", "show", "to", addr]);
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "lladdr" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let nodes: Vec<String> = self.speakers.keys().cloned().collect();
+        for n in nodes {
+            self.kill_speaker(&n);
+        }
+        if let Some(mut c) = self.frr.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn addr(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
