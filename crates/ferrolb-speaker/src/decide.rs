@@ -225,18 +225,24 @@ fn usable_nodes<'a>(cluster: &'a ClusterState, live: &BTreeSet<String>) -> Vec<&
         .collect()
 }
 
-/// The nodes a Service may be announced from, given the nodes an advertisement selects.
-fn with_endpoints<'a>(service: &ServiceState, nodes: &[&'a str]) -> Vec<&'a str> {
+/// Whether `node` may announce the Service by its endpoints.
+fn endpoints_allow(service: &ServiceState, node: &str) -> bool {
     match service.policy {
-        TrafficPolicy::Cluster if service.any_ready_endpoint => nodes.to_vec(),
         // MetalLB's rule: a Cluster Service with no ready endpoint is withdrawn.
-        TrafficPolicy::Cluster => Vec::new(),
-        TrafficPolicy::Local => nodes
-            .iter()
-            .copied()
-            .filter(|n| service.endpoint_nodes.contains(*n))
-            .collect(),
+        TrafficPolicy::Cluster => service.any_ready_endpoint,
+        TrafficPolicy::Local => service.endpoint_nodes.contains(node),
     }
+}
+
+/// The nodes an address may be announced from, given the nodes an advertisement selects:
+/// those every Service sharing the address allows, so no Service is sent where it has no
+/// endpoint.
+fn with_endpoints<'a>(services: &[&ServiceState], nodes: &[&'a str]) -> Vec<&'a str> {
+    nodes
+        .iter()
+        .copied()
+        .filter(|n| services.iter().all(|s| endpoints_allow(s, n)))
+        .collect()
 }
 
 fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
@@ -296,7 +302,11 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
         ..NodePlan::default()
     };
     for (ip, services) in by_ip {
-        let keys = || services.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+        let keys = || {
+            let mut keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
+            keys.sort();
+            keys
+        };
         let Some(pool) = pool_of(&cluster.pools, ip) else {
             plan.unannounced.insert(ip, (keys(), Unannounced::NoPool));
             continue;
@@ -319,7 +329,7 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
                 .collect();
             let mut nodes = BTreeSet::new();
             for i in &advs {
-                nodes.extend(with_endpoints(svc, &l2_nodes[*i]));
+                nodes.extend(with_endpoints(&services, &l2_nodes[*i]));
             }
             l2_candidates = Some(match l2_candidates {
                 None => nodes,
@@ -367,7 +377,7 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
                     continue;
                 }
                 selected = true;
-                let nodes = with_endpoints(svc, &bgp_nodes[i]);
+                let nodes = with_endpoints(&services, &bgp_nodes[i]);
                 if nodes.is_empty() {
                     continue;
                 }
