@@ -59,6 +59,11 @@ async fn create(client: &Client, body: Value) {
 }
 
 async fn start_cluster(lab: &Lab) -> Cluster {
+    start_cluster_with(lab, json!({})).await
+}
+
+/// A cluster whose BGPPeer `rt` has `extra` merged into its spec.
+async fn start_cluster_with(lab: &Lab, extra: Value) -> Cluster {
     let server = FakeApiServer::start(Config {
         listen: format!("{ROUTER_IP}:0").parse().unwrap(),
         bookmark_interval: Duration::from_millis(500),
@@ -124,14 +129,14 @@ async fn start_cluster(lab: &Lab) -> Cluster {
                "spec": {"ipAddressPools": ["bgp"], "communities": ["65000:100"]}}),
     )
     .await;
-    create(
-        &client,
-        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
-               "metadata": {"name": "rt", "namespace": NS},
-               "spec": {"myASN": NODE_AS, "peerASN": FRR_AS, "peerAddress": ROUTER_IP,
-                        "holdTime": "9s", "connectTime": "2s"}}),
-    )
-    .await;
+    let mut peer = json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+           "metadata": {"name": "rt", "namespace": NS},
+           "spec": {"myASN": NODE_AS, "peerASN": FRR_AS, "peerAddress": ROUTER_IP,
+                    "holdTime": "9s", "connectTime": "2s"}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        peer["spec"][k] = v.clone();
+    }
+    create(&client, peer).await;
     // The controller assigns addresses, as in a cluster.
     let controller = ControllerConfig {
         namespace: NS.into(),
@@ -516,5 +521,85 @@ fn a_terminated_speaker_hands_over_before_it_goes_quiet() {
         );
         // A fresh resolution goes to the new owner only.
         assert_eq!(lab.client_resolves(L2_IP), Some(node_mac(&next)));
+    });
+}
+
+#[test]
+fn a_peer_follows_its_password_secret_and_metrics_show_it() {
+    let mut lab = Lab::with_frr_password(Some("first"));
+    runtime().block_on(async {
+        let cluster =
+            start_cluster_with(&lab, json!({"passwordSecret": {"name": "rt-password"}})).await;
+        let client = cluster.client.clone();
+        create(
+            &client,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+                   "metadata": {"name": "rt-password", "namespace": NS},
+                   "stringData": {"password": "first"}}),
+        )
+        .await;
+        start_all(&mut lab, &cluster);
+        let all: std::collections::BTreeSet<String> = NODES.iter().map(|n| node_ip(n)).collect();
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.frr_established() == all),
+            "sessions up with the Secret's key: {:?}",
+            lab.frr_established()
+        );
+        // Metrics are refreshed every second.
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                let m = http_get("n1", "/metrics");
+                m.contains("ferrolb_bgp_session_up{peer=\"rt\"} 1")
+                    && m.contains("ferrolb_gossip_members 3")
+            }),
+            "{}",
+            http_get("n1", "/metrics")
+        );
+        assert!(http_get("n1", "/readyz").starts_with("HTTP/1.1 200"));
+
+        // The Secret changes: the sessions start again with the new key, which FRR refuses
+        // until it is told the same.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), NS);
+        secrets
+            .patch(
+                "rt-password",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"password": "second"}})),
+            )
+            .await
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.frr_established().is_empty()),
+            "sessions with the old key should be gone: {:?}",
+            lab.frr_established()
+        );
+        lab.set_frr_password("second");
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.frr_established() == all),
+            "sessions up with the new key: {:?}",
+            lab.frr_established()
+        );
+
+        // A gossip frame signed with another key is refused and changes nothing.
+        let intruder = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let frame = ferrolb_speaker::membership::auth::seal(
+            &ferrolb_speaker::membership::auth::KeyRing::single(b"guessed").signing,
+            "n2",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+            b"\x00\x01",
+        );
+        intruder
+            .send_to(&frame, format!("{}:7946", node_ip("n1")))
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || http_get("n1", "/metrics")
+                .contains("ferrolb_gossip_failures{kind=\"refused\"} 1")),
+            "refused frame counted: {}",
+            http_get("n1", "/metrics")
+        );
+        assert!(http_get("n1", "/metrics").contains("ferrolb_gossip_members 3"));
     });
 }

@@ -66,6 +66,11 @@ impl Lab {
     /// Builds the namespaces and the bridge, starts FRR, and moves the calling thread into the
     /// router's namespace (where the API server will listen).
     pub fn new() -> Lab {
+        Lab::with_frr_password(None)
+    }
+
+    /// As `new`, with FRR requiring TCP MD5 with `password` from every node.
+    pub fn with_frr_password(password: Option<&str>) -> Lab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("flbs-{}-{n}-", std::process::id());
         let dir = std::env::temp_dir().join(format!("{prefix}lab"));
@@ -113,12 +118,12 @@ impl Lab {
                 "eth0",
             ]);
         }
-        lab.start_frr();
+        lab.start_frr(password);
         enter(&lab.ns("rt"));
         lab
     }
 
-    fn start_frr(&mut self) {
+    fn start_frr(&mut self, password: Option<&str>) {
         let mut conf = format!(
             "frr defaults traditional\nhostname rt\n!\nrouter bgp {FRR_AS}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n"
         );
@@ -127,6 +132,9 @@ impl Lab {
             conf.push_str(&format!(
                 " neighbor {addr} remote-as {NODE_AS}\n neighbor {addr} passive\n neighbor {addr} timers connect 1\n"
             ));
+            if let Some(p) = password {
+                conf.push_str(&format!(" neighbor {addr} password {p}\n"));
+            }
         }
         conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n");
         let path = self.dir.join("bgpd.conf");
@@ -189,6 +197,46 @@ impl Lab {
             out.insert(hop, gshut);
         }
         out
+    }
+
+    /// Changes the TCP MD5 password FRR expects from every node.
+    pub fn set_frr_password(&self, password: &str) {
+        for n in NODES {
+            let out = Command::new("vtysh")
+                .arg("--vty_socket")
+                .arg(&self.dir)
+                .args([
+                    "-d",
+                    "bgpd",
+                    "-c",
+                    "configure terminal",
+                    "-c",
+                    &format!("router bgp {FRR_AS}"),
+                ])
+                .args([
+                    "-c",
+                    &format!("neighbor {} password {password}", node_ip(n)),
+                ])
+                .output()
+                .expect("vtysh runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Nodes whose session FRR has Established.
+    pub fn frr_established(&self) -> BTreeSet<String> {
+        let json: serde_json::Value =
+            serde_json::from_str(&self.vtysh("show bgp neighbors json")).unwrap_or_default();
+        json.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v["bgpState"] == "Established")
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// The next hops FRR holds for `prefix`.
@@ -286,6 +334,27 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// GETs `path` from a speaker's metrics endpoint (over the bridge).
+pub fn http_get(node: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &format!("{}:7472", node_ip(node)).parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .expect("metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: speaker\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
 }
 
 /// Polls `f` every 20 ms until it holds or `limit` passes.
