@@ -413,3 +413,122 @@ pub struct CommunityAlias {
     /// `65000:100` or `large:64512:1:2`.
     pub value: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reports written by the speakers (MetalLB's ServiceL2Status, ServiceBGPStatus, BGPSessionState)
+
+/// Labels on every report, so a speaker finds its own and `kubectl` can filter.
+pub const NODE_LABEL: &str = "ferrolb.io/node";
+pub const SERVICE_NAME_LABEL: &str = "ferrolb.io/service-name";
+pub const SERVICE_NAMESPACE_LABEL: &str = "ferrolb.io/service-namespace";
+pub const PEER_LABEL: &str = "ferrolb.io/peer";
+
+/// A report has nothing to ask for: its spec is empty.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "ServiceL2Status",
+    plural = "servicel2statuses",
+    namespaced,
+    status = "ServiceL2StatusStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    category = "ferrolb",
+    doc = "Written by the speaker of the node that answers ARP/NDP for a Service's addresses.",
+    printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
+    printcolumn(name = "Service", type_ = "string", json_path = ".status.serviceName"),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".status.serviceNamespace"
+    )
+)]
+pub struct ServiceL2StatusSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceL2StatusStatus {
+    pub node: String,
+    pub service_name: String,
+    pub service_namespace: String,
+    /// The addresses announced.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Interfaces announced on; empty: every usable interface.
+    #[serde(default)]
+    pub interfaces: Vec<InterfaceName>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct InterfaceName {
+    pub name: String,
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "ServiceBGPStatus",
+    plural = "servicebgpstatuses",
+    namespaced,
+    status = "ServiceBGPStatusStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    category = "ferrolb",
+    doc = "Written by each node's speaker that advertises a Service's addresses over BGP.",
+    printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
+    printcolumn(name = "Service", type_ = "string", json_path = ".status.serviceName"),
+    printcolumn(
+        name = "Namespace",
+        type_ = "string",
+        json_path = ".status.serviceNamespace"
+    ),
+    printcolumn(name = "Peers", type_ = "string", json_path = ".status.peers")
+)]
+pub struct ServiceBGPStatusSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBGPStatusStatus {
+    pub node: String,
+    pub service_name: String,
+    pub service_namespace: String,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// BGPPeer names the addresses are advertised to.
+    #[serde(default)]
+    pub peers: Vec<String>,
+}
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferrolb.io",
+    version = "v1beta1",
+    kind = "BGPSessionState",
+    plural = "bgpsessionstates",
+    namespaced,
+    status = "BGPSessionStateStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    category = "ferrolb",
+    doc = "The state of one node's BGP session with one BGPPeer, written by that node's speaker.",
+    printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
+    printcolumn(name = "Peer", type_ = "string", json_path = ".status.peer"),
+    printcolumn(name = "BGP", type_ = "string", json_path = ".status.bgpStatus"),
+    printcolumn(name = "Prefixes", type_ = "integer", json_path = ".status.prefixes")
+)]
+pub struct BGPSessionStateSpec {}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPSessionStateStatus {
+    pub node: String,
+    /// The BGPPeer's name.
+    pub peer: String,
+    pub peer_address: String,
+    /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
+    pub bgp_status: String,
+    /// Prefixes advertised.
+    pub prefixes: u32,
+}

@@ -4,7 +4,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 use crate::crd::{
-    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+    BFDProfile, BGPAdvertisement, BGPPeer, BGPSessionState, Community, IPAddressPool,
+    L2Advertisement, ServiceBGPStatus, ServiceL2Status,
 };
 
 /// Every CRD, keyed by its plural name (the file name under `manifests/crds/`).
@@ -16,6 +17,9 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         BGPPeer::crd(),
         BFDProfile::crd(),
         Community::crd(),
+        ServiceL2Status::crd(),
+        ServiceBGPStatus::crd(),
+        BGPSessionState::crd(),
     ]
 }
 

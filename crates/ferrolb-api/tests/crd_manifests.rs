@@ -39,9 +39,12 @@ fn checked_in_crds_match_the_rust_types() {
             "bfdprofiles.yaml",
             "bgpadvertisements.yaml",
             "bgppeers.yaml",
+            "bgpsessionstates.yaml",
             "communities.yaml",
             "ipaddresspools.yaml",
-            "l2advertisements.yaml"
+            "l2advertisements.yaml",
+            "servicebgpstatuses.yaml",
+            "servicel2statuses.yaml"
         ],
         "manifests/crds holds exactly the generated CRDs"
     );

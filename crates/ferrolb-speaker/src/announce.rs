@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use ferrolb_api::model::Community;
 use ferrolb_bgp::driver::{PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer};
-use ferrolb_bgp::session::{SessionConfig, State};
+use ferrolb_bgp::session::SessionConfig;
 use ferrolb_bgp::wire::{Afi, Prefix, Safi};
 use ferrolb_l2::L2Speaker;
 use tokio::time::Instant;
 
 use crate::cluster::Passwords;
 use crate::decide::{NodePlan, Peer, Route, RouteAttributes};
+use crate::reports::SessionView;
 
 /// What the announcer needs to know about its own node.
 #[derive(Debug, Clone)]
@@ -294,17 +295,15 @@ impl Announcer {
         self.owned.keys().copied().collect()
     }
 
-    /// Per peer: session state and routes advertised.
-    pub fn sessions(&self) -> Vec<(String, State, usize, &PeerHandle)> {
+    /// Per peer: where it is, its session state and the routes advertised to it.
+    pub fn sessions(&self) -> Vec<SessionView> {
         self.sessions
             .iter()
-            .map(|(n, s)| {
-                (
-                    n.clone(),
-                    s.handle.status.borrow().state,
-                    s.routes.len(),
-                    &s.handle,
-                )
+            .map(|(n, s)| SessionView {
+                peer: n.clone(),
+                peer_address: s.started_with.address.ip(),
+                state: s.handle.status.borrow().state,
+                prefixes: s.routes.len(),
             })
             .collect()
     }

@@ -12,6 +12,7 @@ pub mod decide;
 pub mod hrw;
 pub mod membership;
 pub mod metrics;
+pub mod reports;
 pub mod run;
 
 pub use metrics::Metrics;

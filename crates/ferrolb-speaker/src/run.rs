@@ -38,6 +38,7 @@ use crate::decide::{NodePlan, decide, reporter_for};
 use crate::membership::auth::KeyRing;
 use crate::membership::{Membership, MembershipConfig};
 use crate::metrics::Metrics;
+use crate::reports::{ReportWriter, desired_reports};
 
 /// How the speaker runs.
 #[derive(Debug, Clone)]
@@ -362,6 +363,8 @@ pub async fn run(
         events,
         metrics,
         last_plan: NodePlan::default(),
+        last_addresses: BTreeMap::new(),
+        reports: ReportWriter::new(client.clone(), &config.namespace, &config.node),
         reported: HashMap::new(),
         draining_bgp: false,
         drain_since: None,
@@ -398,6 +401,8 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 speaker.refresh_metrics();
+                // Session states change without a cluster event.
+                speaker.write_reports().await;
                 // A drain for a cordoned or excluded node ends with the withdrawal.
                 if speaker.drain_since.is_some_and(|t| t.elapsed() >= config.drain_delay) {
                     dirty = true;
@@ -418,6 +423,9 @@ struct Speaker {
     events: EventPublisher,
     metrics: Arc<Metrics>,
     last_plan: NodePlan,
+    /// Addresses of the Services in the last decision, for reports.
+    last_addresses: BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
+    reports: ReportWriter,
     /// The last Event per object and topic, so nothing is reported twice.
     reported: HashMap<(String, &'static str), String>,
     /// Routes are held with GRACEFUL_SHUTDOWN while this node drains (cordoned or excluded).
@@ -506,6 +514,12 @@ impl Speaker {
         }
         self.report(&plan, &services, &live, &problems);
         self.last_plan = effective;
+        self.last_addresses = state
+            .services
+            .iter()
+            .map(|s| (s.key.clone(), s.ips.clone()))
+            .collect();
+        self.write_reports().await;
         self.metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
@@ -596,6 +610,17 @@ impl Speaker {
         );
     }
 
+    /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.
+    async fn write_reports(&mut self) {
+        let desired = desired_reports(
+            &self.config.node,
+            &self.last_plan,
+            &self.last_addresses,
+            &self.announcer.sessions(),
+        );
+        self.reports.sync(&desired).await;
+    }
+
     fn refresh_metrics(&self) {
         let m = &self.metrics;
         m.announced
@@ -621,13 +646,13 @@ impl Speaker {
                 }
             }
         }
-        for (peer, state, routes, _) in self.announcer.sessions() {
+        for s in self.announcer.sessions() {
             m.bgp_session_up
-                .with_label_values(&[&peer])
-                .set(i64::from(state == State::Established));
+                .with_label_values(&[&s.peer])
+                .set(i64::from(s.state == State::Established));
             m.bgp_prefixes
-                .with_label_values(&[&peer])
-                .set(routes as i64);
+                .with_label_values(&[&s.peer])
+                .set(s.prefixes as i64);
         }
         m.gossip_members
             .set(self.membership.live.borrow().len() as f64);
@@ -652,6 +677,7 @@ impl Speaker {
         };
         tokio::time::sleep(hold).await;
         self.announcer.shutdown().await;
+        self.reports.remove_all().await;
         // Let the NOTIFICATIONs go out.
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!("drained");

@@ -237,6 +237,55 @@ async fn wait_for_event(client: &Client, reason: &str, words: &[&str]) -> (bool,
     (false, messages)
 }
 
+/// (node, service) of every report of `kind`, from their status.
+async fn reports(client: &Client, plural: &str, kind: &str) -> Vec<(String, String)> {
+    let ar = ApiResource {
+        group: "ferrolb.io".into(),
+        version: "v1beta1".into(),
+        api_version: "ferrolb.io/v1beta1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+    let mut out: Vec<(String, String)> = api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| {
+            let status = &o.data["status"];
+            let what = status["serviceName"]
+                .as_str()
+                .or(status["bgpStatus"].as_str())
+                .unwrap_or_default();
+            (
+                status["node"].as_str().unwrap_or_default().to_string(),
+                what.to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits up to 10 s for the reports of `kind` to be `expected`.
+async fn wait_for_reports(client: &Client, plural: &str, kind: &str, expected: &[(&str, &str)]) {
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = reports(client, plural, kind).await;
+        if seen == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{kind}: expected {expected:?}, saw {seen:?}");
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -285,6 +334,32 @@ fn speakers_follow_services_endpoints_and_nodes() {
             lab.frr_next_hops(&prefix),
             lab.vtysh("show bgp summary")
         );
+        // Reports: the L2 owner, the two BGP nodes, a session per node.
+        wait_for_reports(
+            &client,
+            "servicel2statuses",
+            "ServiceL2Status",
+            &[(&owner, "web")],
+        )
+        .await;
+        wait_for_reports(
+            &client,
+            "servicebgpstatuses",
+            "ServiceBGPStatus",
+            &[("n1", "api"), ("n3", "api")],
+        )
+        .await;
+        wait_for_reports(
+            &client,
+            "bgpsessionstates",
+            "BGPSessionState",
+            &[
+                ("n1", "Established"),
+                ("n2", "Established"),
+                ("n3", "Established"),
+            ],
+        )
+        .await;
         let route = lab.vtysh(&format!("show bgp ipv4 unicast {prefix} json"));
         assert!(route.contains("65000:100"), "community carried: {route}");
 
@@ -416,6 +491,8 @@ fn speakers_follow_services_endpoints_and_nodes() {
                 .is_empty()),
             "route withdrawn after the Service was deleted"
         );
+        wait_for_reports(&client, "servicel2statuses", "ServiceL2Status", &[]).await;
+        wait_for_reports(&client, "servicebgpstatuses", "ServiceBGPStatus", &[]).await;
     });
 }
 

@@ -1,0 +1,301 @@
+//! Reports a speaker writes about its own node: ServiceL2Status, ServiceBGPStatus and
+//! BGPSessionState objects. Each is written only by the node it names and removed when it no
+//! longer holds (or when the speaker stops).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ferrolb_api::crd::{
+    BGPSessionState, BGPSessionStateStatus, InterfaceName, NODE_LABEL, PEER_LABEL,
+    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceBGPStatus, ServiceBGPStatusStatus,
+    ServiceL2Status, ServiceL2StatusStatus,
+};
+use ferrolb_bgp::session::State;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::decide::NodePlan;
+
+/// A report: kind, object name, labels and status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub kind: ReportKind,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub status: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReportKind {
+    L2,
+    Bgp,
+    Session,
+}
+
+/// A name from its parts, short and valid whatever the parts are.
+fn report_name(prefix: &str, parts: &[&str]) -> String {
+    let joined = parts.join("\u{0}");
+    format!(
+        "{prefix}-{:016x}",
+        crate::hrw::weight(&joined, IpAddr::from([0, 0, 0, 0]))
+    )
+}
+
+/// One BGP session as the report sees it.
+pub struct SessionView {
+    pub peer: String,
+    pub peer_address: IpAddr,
+    pub state: State,
+    pub prefixes: usize,
+}
+
+/// The reports `node` should have, from its plan and sessions.
+pub fn desired_reports(
+    node: &str,
+    plan: &NodePlan,
+    addresses: &BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
+    sessions: &[SessionView],
+) -> BTreeMap<(ReportKind, String), Report> {
+    let mut out = BTreeMap::new();
+    for (key, ann) in &plan.services {
+        let labels = BTreeMap::from([
+            (NODE_LABEL.to_string(), node.to_string()),
+            (SERVICE_NAME_LABEL.to_string(), key.name().to_string()),
+            (
+                SERVICE_NAMESPACE_LABEL.to_string(),
+                key.namespace().to_string(),
+            ),
+        ]);
+        if !ann.l2.is_empty() {
+            let interfaces: BTreeSet<&String> = ann
+                .l2
+                .iter()
+                .filter_map(|ip| plan.l2.get(ip))
+                .flatten()
+                .collect();
+            let status = ServiceL2StatusStatus {
+                node: node.to_string(),
+                service_name: key.name().to_string(),
+                service_namespace: key.namespace().to_string(),
+                addresses: ann.l2.iter().map(|ip| ip.to_string()).collect(),
+                interfaces: interfaces
+                    .into_iter()
+                    .map(|n| InterfaceName { name: n.clone() })
+                    .collect(),
+            };
+            let name = report_name("l2", &[node, key.namespace(), key.name()]);
+            out.insert(
+                (ReportKind::L2, name.clone()),
+                Report {
+                    kind: ReportKind::L2,
+                    name,
+                    labels: labels.clone(),
+                    status: serde_json::to_value(status).expect("serializable"),
+                },
+            );
+        }
+        if !ann.bgp_peers.is_empty() {
+            let status = ServiceBGPStatusStatus {
+                node: node.to_string(),
+                service_name: key.name().to_string(),
+                service_namespace: key.namespace().to_string(),
+                addresses: addresses
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| ip.to_string())
+                    .collect(),
+                peers: ann.bgp_peers.iter().cloned().collect(),
+            };
+            let name = report_name("bgp", &[node, key.namespace(), key.name()]);
+            out.insert(
+                (ReportKind::Bgp, name.clone()),
+                Report {
+                    kind: ReportKind::Bgp,
+                    name,
+                    labels,
+                    status: serde_json::to_value(status).expect("serializable"),
+                },
+            );
+        }
+    }
+    for s in sessions {
+        let status = BGPSessionStateStatus {
+            node: node.to_string(),
+            peer: s.peer.clone(),
+            peer_address: s.peer_address.to_string(),
+            bgp_status: format!("{:?}", s.state),
+            prefixes: s.prefixes as u32,
+        };
+        let name = report_name("session", &[node, &s.peer]);
+        out.insert(
+            (ReportKind::Session, name.clone()),
+            Report {
+                kind: ReportKind::Session,
+                name,
+                labels: BTreeMap::from([
+                    (NODE_LABEL.to_string(), node.to_string()),
+                    (PEER_LABEL.to_string(), s.peer.clone()),
+                ]),
+                status: serde_json::to_value(status).expect("serializable"),
+            },
+        );
+    }
+    out
+}
+
+/// Writes reports that changed and removes those that no longer hold.
+pub struct ReportWriter {
+    client: Client,
+    namespace: String,
+    node: String,
+    written: BTreeMap<(ReportKind, String), Report>,
+    /// Names found from an earlier run, removed on the first pass unless still wanted.
+    leftovers: Option<BTreeSet<(ReportKind, String)>>,
+}
+
+impl ReportWriter {
+    pub fn new(client: Client, namespace: &str, node: &str) -> Self {
+        ReportWriter {
+            client,
+            namespace: namespace.to_string(),
+            node: node.to_string(),
+            written: BTreeMap::new(),
+            leftovers: None,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn list_own(&self) -> Result<BTreeSet<(ReportKind, String)>, kube::Error> {
+        let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
+        let mut names = BTreeSet::new();
+        for o in self.api::<ServiceL2Status>().list(&lp).await?.items {
+            names.insert((ReportKind::L2, o.metadata.name.unwrap_or_default()));
+        }
+        for o in self.api::<ServiceBGPStatus>().list(&lp).await?.items {
+            names.insert((ReportKind::Bgp, o.metadata.name.unwrap_or_default()));
+        }
+        for o in self.api::<BGPSessionState>().list(&lp).await?.items {
+            names.insert((ReportKind::Session, o.metadata.name.unwrap_or_default()));
+        }
+        Ok(names)
+    }
+
+    /// Brings the objects to `desired`; failures are retried on the next call.
+    pub async fn sync(&mut self, desired: &BTreeMap<(ReportKind, String), Report>) {
+        if self.leftovers.is_none() {
+            match self.list_own().await {
+                Ok(names) => self.leftovers = Some(names),
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing own reports failed");
+                    return;
+                }
+            }
+        }
+        let mut stale: BTreeSet<(ReportKind, String)> = self.written.keys().cloned().collect();
+        stale.extend(self.leftovers.take().unwrap_or_default());
+        for key in stale {
+            if desired.contains_key(&key) {
+                continue;
+            }
+            match self.delete(key.0, &key.1).await {
+                Ok(()) => {
+                    self.written.remove(&key);
+                }
+                Err(e) => tracing::debug!(name = %key.1, error = %e, "report not removed"),
+            }
+        }
+        for (key, report) in desired {
+            if self.written.get(key) == Some(report) {
+                continue;
+            }
+            match self.write(report).await {
+                Ok(()) => {
+                    self.written.insert(key.clone(), report.clone());
+                }
+                Err(e) => tracing::debug!(name = %report.name, error = %e, "report not written"),
+            }
+        }
+    }
+
+    /// Removes every report of this node (a clean stop).
+    pub async fn remove_all(&mut self) {
+        self.sync(&BTreeMap::new()).await;
+    }
+
+    async fn delete(&self, kind: ReportKind, name: &str) -> Result<(), kube::Error> {
+        let dp = DeleteParams::default();
+        let result = match kind {
+            ReportKind::L2 => self
+                .api::<ServiceL2Status>()
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ReportKind::Bgp => self
+                .api::<ServiceBGPStatus>()
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+            ReportKind::Session => self
+                .api::<BGPSessionState>()
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+        };
+        match result {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn write(&self, report: &Report) -> Result<(), kube::Error> {
+        match report.kind {
+            ReportKind::L2 => self.write_kind::<ServiceL2Status>(report).await,
+            ReportKind::Bgp => self.write_kind::<ServiceBGPStatus>(report).await,
+            ReportKind::Session => self.write_kind::<BGPSessionState>(report).await,
+        }
+    }
+
+    async fn write_kind<K>(&self, report: &Report) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        let api = self.api::<K>();
+        let object: K = serde_json::from_value(json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "metadata": {"name": report.name, "namespace": self.namespace, "labels": report.labels},
+            "spec": {},
+        }))
+        .expect("a report object deserializes");
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+        api.patch_status(
+            &report.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": report.status})),
+        )
+        .await?;
+        Ok(())
+    }
+}
