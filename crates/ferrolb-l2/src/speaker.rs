@@ -64,6 +64,7 @@ pub struct SpeakerCounters {
 enum Command {
     Own(IpAddr, Option<BTreeSet<String>>, oneshot::Sender<()>),
     Release(IpAddr, oneshot::Sender<()>),
+    StopAnnouncing(IpAddr, oneshot::Sender<()>),
 }
 
 /// A handle to a running speaker.
@@ -121,6 +122,16 @@ impl L2Speaker {
     pub async fn release(&self, ip: IpAddr) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Release(ip, done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Stops the gratuitous announcements for `ip` but keeps answering requests for it: a
+    /// node handing an address over must not pull clients back from the next owner, yet
+    /// should still answer the ones that ask before that owner's announcement reaches them.
+    pub async fn stop_announcing(&self, ip: IpAddr) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::StopAnnouncing(ip, done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -196,6 +207,12 @@ async fn run(
                         *s = Arc::new(next);
                     });
                     state.sync_groups();
+                    let _ = done.send(());
+                }
+                Some(Command::StopAnnouncing(ip, done)) => {
+                    if let Some(a) = state.announcers.remove(&ip) {
+                        a.abort();
+                    }
                     let _ = done.send(());
                 }
             },

@@ -151,8 +151,10 @@ impl Announcer {
         // L2: own what the plan gives us; what another node owns now is handed over.
         if let Some(l2) = &self.l2 {
             for (ip, interfaces) in &plan.l2 {
-                self.handing_over.remove(ip);
-                if self.owned.get(ip) != Some(interfaces) {
+                // An address taken back during a handover is announced again: the node it
+                // was handed to may have moved clients away already.
+                let reclaimed = self.handing_over.remove(ip).is_some();
+                if reclaimed || self.owned.get(ip) != Some(interfaces) {
                     let only = (!interfaces.is_empty()).then(|| interfaces.clone());
                     l2.own(*ip, only).await;
                     self.owned.insert(*ip, interfaces.clone());
@@ -172,6 +174,7 @@ impl Announcer {
                     .is_some_and(|o| *o != self.node.name);
                 if other_owner && !self.node.handover.is_zero() {
                     if !self.handing_over.contains_key(&ip) {
+                        l2.stop_announcing(ip).await;
                         self.handing_over.insert(ip, now + self.node.handover);
                         applied.handing_over.push(ip);
                     }
@@ -274,6 +277,26 @@ impl Announcer {
         for s in self.sessions.values() {
             s.handle.graceful_shutdown();
         }
+    }
+
+    /// Starts an L2 drain: no more announcements (the next owners make theirs), answers
+    /// still given until `release_all`.
+    pub async fn stop_announcing(&self) {
+        if let Some(l2) = &self.l2 {
+            for ip in self.owned.keys() {
+                l2.stop_announcing(*ip).await;
+            }
+        }
+    }
+
+    /// Answers for no address any more.
+    pub async fn release_all(&mut self) {
+        if let Some(l2) = &self.l2 {
+            for ip in std::mem::take(&mut self.owned).into_keys() {
+                l2.release(ip).await;
+            }
+        }
+        self.handing_over.clear();
     }
 
     /// Ends a drain: stops every session and answers for no address any more.

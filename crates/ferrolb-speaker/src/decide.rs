@@ -432,6 +432,6 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
 
 /// Which live node reports cluster-wide findings about `ip` (an unannounced address), so
 /// that one Event is written rather than one per node.
-pub fn reporter_for<'a>(ip: IpAddr, live: &'a BTreeSet<String>) -> Option<&'a str> {
+pub fn reporter_for(ip: IpAddr, live: &BTreeSet<String>) -> Option<&str> {
     hrw::owner(ip, live.iter().map(String::as_str))
 }

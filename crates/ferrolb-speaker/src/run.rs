@@ -668,14 +668,17 @@ impl Speaker {
     /// SIGTERM: the others take over while this node still answers and forwards.
     async fn drain(&mut self) {
         tracing::info!("draining: leaving the gossip, GRACEFUL_SHUTDOWN to peers");
+        let started = Instant::now();
         self.membership.leave().await;
+        // The next owners announce now; this node stops announcing so it cannot pull clients
+        // back, and answers requests until the handover time has passed.
+        self.announcer.stop_announcing().await;
         self.announcer.graceful_shutdown();
-        let hold = if self.announcer.sessions().is_empty() {
-            self.config.handover
-        } else {
-            self.config.handover.max(self.config.drain_delay)
-        };
-        tokio::time::sleep(hold).await;
+        tokio::time::sleep(self.config.handover).await;
+        self.announcer.release_all().await;
+        if !self.announcer.sessions().is_empty() {
+            tokio::time::sleep_until(started + self.config.drain_delay).await;
+        }
         self.announcer.shutdown().await;
         self.reports.remove_all().await;
         // Let the NOTIFICATIONs go out.

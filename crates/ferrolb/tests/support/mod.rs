@@ -3,6 +3,8 @@
 //! node. Everything is removed on drop, also when a test fails.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -252,7 +254,7 @@ impl Lab {
                 "netns",
                 "exec",
                 &self.ns(node),
-                env!("CARGO_BIN_EXE_ferrolb"),
+                &ferrolb_binary(),
                 "speaker",
             ])
             .arg("--kubeconfig")
@@ -355,6 +357,20 @@ pub fn http_get(node: &str, path: &str) -> String {
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body);
     body
+}
+
+/// The `ferrolb` binary: Cargo names it for tests; an example finds it beside its own
+/// directory (`target/<profile>/examples/..`).
+pub fn ferrolb_binary() -> String {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_ferrolb") {
+        return path.to_string();
+    }
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target directory");
+    dir.join("ferrolb").display().to_string()
 }
 
 /// Polls `f` every 20 ms until it holds or `limit` passes.
