@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! cargo build --release -p ferrolb --bins --examples
-//! target/release/examples/speaker_failover [RUNS]     # as root
+//! target/release/examples/speaker_failover [RUNS]     # as root; FERROLB_BENCH_LOGS=1 prints speaker logs
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -247,22 +247,17 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let t = timeline.lock().unwrap();
             let last_seq = t.sent.len() as u64 - 25;
-            let lost = (first_seq..last_seq)
+            let lost: Vec<u64> = (first_seq..last_seq)
                 .filter(|s| !t.answered.contains_key(s))
-                .count();
-            lost_per_run.push(lost);
-            if std::env::var_os("SHOW_LOGS").is_some() {
-                let lost: Vec<u64> = (first_seq..last_seq)
-                    .filter(|s| !t.answered.contains_key(s))
-                    .collect();
-                if let (Some(a), Some(b)) = (lost.first(), lost.last()) {
-                    println!(
-                        "lost from {:?} to {:?} after SIGTERM",
-                        t.sent[*a as usize] - termed_at,
-                        t.sent[*b as usize] - termed_at
-                    );
-                }
+                .collect();
+            if let (Some(a), Some(b)) = (lost.first(), lost.last()) {
+                println!(
+                    "run {run}: probes lost from {:?} to {:?} after SIGTERM",
+                    t.sent[*a as usize] - termed_at,
+                    t.sent[*b as usize] - termed_at
+                );
             }
+            lost_per_run.push(lost.len());
             drop(t);
             echo.insert(owner.clone(), EchoService::start(&lab, &owner));
             lab.start_speaker(&owner, &cluster.kubeconfig);
@@ -273,7 +268,7 @@ fn main() {
             lost_per_run.iter().sum::<usize>()
         );
         stop.store(true, Ordering::Relaxed);
-        if std::env::var_os("SHOW_LOGS").is_some() {
+        if std::env::var_os("FERROLB_BENCH_LOGS").is_some() {
             for n in NODES {
                 println!("--- {n}\n{}", lab.speaker_log(n));
             }
