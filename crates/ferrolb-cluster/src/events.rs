@@ -2,9 +2,47 @@
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
+
+/// An events.k8s.io/v1 Event. Written directly rather than through kube's `Recorder`, whose
+/// cache of every Event sent grows with the objects reported on; callers already send each
+/// Event once.
+fn event_object(
+    reference: &ObjectReference,
+    event: PublishedEvent,
+    component: &str,
+    instance: &str,
+) -> Event {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let object = reference.name.as_deref().unwrap_or("object");
+    Event {
+        metadata: ObjectMeta {
+            // Unique like kube-apiserver's recorders: the object's name and a time stamp.
+            name: Some(format!("{object}.{:x}", now.as_nanosecond())),
+            namespace: Some(
+                reference
+                    .namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "default".into()),
+            ),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        type_: Some(if event.warning { "Warning" } else { "Normal" }.into()),
+        action: Some(event.reason.clone()),
+        reason: Some(event.reason),
+        note: Some(event.note),
+        regarding: Some(reference.clone()),
+        reporting_controller: Some(component.to_string()),
+        reporting_instance: Some(instance.to_string()),
+        ..Event::default()
+    }
+}
 
 /// One Event to publish on an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,30 +63,17 @@ impl EventPublisher {
     /// replica or node.
     pub fn spawn(client: Client, component: &str, instance: &str) -> EventPublisher {
         let (tx, mut rx) = mpsc::channel::<(ObjectReference, PublishedEvent)>(10_000);
-        let recorder = Recorder::new(
-            client,
-            Reporter {
-                controller: component.to_string(),
-                instance: Some(instance.to_string()),
-            },
-        );
+        let component = component.to_string();
+        let instance = instance.to_string();
         tokio::spawn(async move {
             let jobs = stream::poll_fn(move |cx| rx.poll_recv(cx));
             jobs.for_each_concurrent(8, |(reference, event)| {
-                let recorder = recorder.clone();
+                let client = client.clone();
+                let ev = event_object(&reference, event, &component, &instance);
                 async move {
-                    let ev = Event {
-                        type_: if event.warning {
-                            EventType::Warning
-                        } else {
-                            EventType::Normal
-                        },
-                        action: event.reason.clone(),
-                        reason: event.reason,
-                        note: Some(event.note),
-                        secondary: None,
-                    };
-                    if let Err(e) = recorder.publish(&ev, &reference).await {
+                    let namespace = ev.metadata.namespace.clone().unwrap_or_default();
+                    let api: Api<Event> = Api::namespaced(client, &namespace);
+                    if let Err(e) = api.create(&PostParams::default(), &ev).await {
                         tracing::debug!(error = %e, "event not published");
                     }
                 }

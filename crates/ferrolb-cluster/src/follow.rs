@@ -29,8 +29,30 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     C: ClusterChange,
 {
+    follow_trimmed(api, config, tx, name, to_change, |_| {})
+}
+
+/// As [`follow`], with `trim` applied to each object before it is cached: what a follower
+/// never reads (managed fields, annotations, endpoint addresses) costs memory per object.
+pub fn follow_trimmed<K, C>(
+    api: Api<K>,
+    config: watcher::Config,
+    tx: mpsc::UnboundedSender<C>,
+    name: &'static str,
+    to_change: fn(&K) -> C,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    C: ClusterChange,
+{
     let (reader, writer) = reflector::store();
-    let stream = reflect(writer, watcher::watcher(api, config)).default_backoff();
+    let objects = watcher::watcher(api, config).modify(move |o| {
+        o.meta_mut().managed_fields = None;
+        trim(o);
+    });
+    let stream = reflect(writer, objects).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {

@@ -8,4 +8,4 @@ pub mod http;
 pub mod service;
 
 pub use events::{EventPublisher, PublishedEvent};
-pub use follow::{ClusterChange, follow};
+pub use follow::{ClusterChange, follow, follow_trimmed};

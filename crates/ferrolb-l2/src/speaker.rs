@@ -62,8 +62,8 @@ pub struct SpeakerCounters {
 }
 
 enum Command {
-    Own(IpAddr, Option<BTreeSet<String>>, oneshot::Sender<()>),
-    Release(IpAddr, oneshot::Sender<()>),
+    Own(Vec<(IpAddr, Option<BTreeSet<String>>)>, oneshot::Sender<()>),
+    Release(Vec<IpAddr>, oneshot::Sender<()>),
     StopAnnouncing(IpAddr, oneshot::Sender<()>),
 }
 
@@ -95,6 +95,7 @@ impl L2Speaker {
             responders: HashMap::new(),
             announcers: HashMap::new(),
             counters: counters.clone(),
+            senders: Arc::new(SendSockets::default()),
         };
         // Listening before `start` returns: no request is missed at startup.
         state.reconcile_responders();
@@ -112,16 +113,33 @@ impl L2Speaker {
     /// Owns `ip` (on `interfaces` only, if given): announces it now and on the schedule, and
     /// answers requests for it.
     pub async fn own(&self, ip: IpAddr, interfaces: Option<BTreeSet<String>>) {
+        self.own_all(vec![(ip, interfaces)]).await;
+    }
+
+    /// Owns several addresses in one step: one snapshot for the responders, one pass over the
+    /// multicast groups, however many addresses.
+    pub async fn own_all(&self, addresses: Vec<(IpAddr, Option<BTreeSet<String>>)>) {
+        if addresses.is_empty() {
+            return;
+        }
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Own(ip, interfaces, done)).is_ok() {
+        if self.tx.send(Command::Own(addresses, done)).is_ok() {
             let _ = wait.await;
         }
     }
 
     /// Stops answering for `ip` at once.
     pub async fn release(&self, ip: IpAddr) {
+        self.release_all(vec![ip]).await;
+    }
+
+    /// Stops answering for several addresses at once.
+    pub async fn release_all(&self, addresses: Vec<IpAddr>) {
+        if addresses.is_empty() {
+            return;
+        }
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Release(ip, done)).is_ok() {
+        if self.tx.send(Command::Release(addresses, done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -173,6 +191,39 @@ struct Running {
     responders: HashMap<u32, Responder>,
     announcers: HashMap<IpAddr, JoinHandle<()>>,
     counters: Arc<SpeakerCounters>,
+    senders: Arc<SendSockets>,
+}
+
+/// One AF_PACKET socket per interface for announcements, opened once: closing a packet
+/// socket waits for an RCU grace period in the kernel, so a socket per frame would stall
+/// the runtime's threads for milliseconds each.
+#[derive(Default)]
+struct SendSockets {
+    by_index: std::sync::Mutex<HashMap<u32, Arc<OwnedFd>>>,
+}
+
+impl SendSockets {
+    fn get(&self, index: u32) -> io::Result<Arc<OwnedFd>> {
+        let mut map = self.by_index.lock().expect("not poisoned");
+        if let Some(fd) = map.get(&index) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(sys::packet_socket(index, PacketKind::Nothing)?);
+        map.insert(index, fd.clone());
+        Ok(fd)
+    }
+
+    /// Forgets an interface's socket (gone, changed, or failing); the next send reopens it.
+    fn forget(&self, index: u32) {
+        self.by_index.lock().expect("not poisoned").remove(&index);
+    }
+
+    fn retain(&self, keep: impl Fn(u32) -> bool) {
+        self.by_index
+            .lock()
+            .expect("not poisoned")
+            .retain(|i, _| keep(*i));
+    }
 }
 
 async fn run(
@@ -184,26 +235,34 @@ async fn run(
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 None => break,
-                Some(Command::Own(ip, interfaces, done)) => {
+                Some(Command::Own(addresses, done)) => {
                     state.snapshot.send_modify(|s| {
                         let mut next = (**s).clone();
-                        let counters = next.owned.get(&ip).map(|o| o.counters.clone()).unwrap_or_default();
-                        next.owned.insert(ip, Owned { interfaces, counters });
+                        for (ip, interfaces) in &addresses {
+                            let counters = next.owned.get(ip).map(|o| o.counters.clone()).unwrap_or_default();
+                            next.owned.insert(*ip, Owned { interfaces: interfaces.clone(), counters });
+                        }
                         *s = Arc::new(next);
                     });
                     // Joined before announcing, so the solicitations the announcement prompts
                     // reach us.
                     state.sync_groups();
-                    state.announce(ip);
+                    for (ip, _) in addresses {
+                        state.announce(ip);
+                    }
                     let _ = done.send(());
                 }
-                Some(Command::Release(ip, done)) => {
-                    if let Some(a) = state.announcers.remove(&ip) {
-                        a.abort();
+                Some(Command::Release(addresses, done)) => {
+                    for ip in &addresses {
+                        if let Some(a) = state.announcers.remove(ip) {
+                            a.abort();
+                        }
                     }
                     state.snapshot.send_modify(|s| {
                         let mut next = (**s).clone();
-                        next.owned.remove(&ip);
+                        for ip in &addresses {
+                            next.owned.remove(ip);
+                        }
                         *s = Arc::new(next);
                     });
                     state.sync_groups();
@@ -253,6 +312,12 @@ impl Running {
             allow: before.allow.clone(),
         });
         self.snapshot.send_replace(next.clone());
+        // A socket is bound to an interface index; drop those whose interface went or changed.
+        self.senders.retain(|index| {
+            let now = next.interfaces.iter().find(|i| i.index == index);
+            let was = before.interfaces.iter().find(|i| i.index == index);
+            now.is_some() && now == was
+        });
         self.reconcile_responders();
         for ip in next.owned.keys() {
             let old: Vec<u32> = before.eligible(*ip).iter().map(|i| i.index).collect();
@@ -336,6 +401,7 @@ impl Running {
             self.snapshot.subscribe(),
             self.config.schedule.clone(),
             self.counters.clone(),
+            self.senders.clone(),
         ));
         self.announcers.insert(ip, task);
     }
@@ -347,6 +413,7 @@ async fn announce(
     snapshot: watch::Receiver<Arc<Snapshot>>,
     schedule: Vec<Duration>,
     counters: Arc<SpeakerCounters>,
+    senders: Arc<SendSockets>,
 ) {
     let start = tokio::time::Instant::now();
     for at in schedule {
@@ -360,12 +427,15 @@ async fn announce(
                 IpAddr::V4(v4) => frames::gratuitous_arp(iface.mac, v4).into(),
                 IpAddr::V6(v6) => vec![frames::unsolicited_advert(iface.mac, v6)],
             };
-            let sent = sys::packet_socket(iface.index, PacketKind::Nothing).and_then(|sock| {
+            let sent = senders.get(iface.index).and_then(|sock| {
                 for f in &frames {
                     sys::send_frame(sock.as_raw_fd(), f)?;
                 }
                 Ok(())
             });
+            if sent.is_err() {
+                senders.forget(iface.index);
+            }
             match sent {
                 Ok(()) => {
                     owned

@@ -150,23 +150,29 @@ impl Announcer {
         let now = Instant::now();
         // L2: own what the plan gives us; what another node owns now is handed over.
         if let Some(l2) = &self.l2 {
+            let mut to_own = Vec::new();
             for (ip, interfaces) in &plan.l2 {
                 // An address taken back during a handover is announced again: the node it
                 // was handed to may have moved clients away already.
                 let reclaimed = self.handing_over.remove(ip).is_some();
                 if reclaimed || self.owned.get(ip) != Some(interfaces) {
                     let only = (!interfaces.is_empty()).then(|| interfaces.clone());
-                    l2.own(*ip, only).await;
+                    to_own.push((*ip, only));
                     self.owned.insert(*ip, interfaces.clone());
                     applied.owned.push(*ip);
                 }
             }
+            let owning = std::time::Instant::now();
+            let count = to_own.len();
+            l2.own_all(to_own).await;
+            tracing::debug!(count, took = ?owning.elapsed(), "l2 own_all");
             let lost: Vec<IpAddr> = self
                 .owned
                 .keys()
                 .filter(|ip| !plan.l2.contains_key(ip))
                 .copied()
                 .collect();
+            let mut to_release = Vec::new();
             for ip in lost {
                 let other_owner = plan
                     .l2_owners
@@ -180,12 +186,13 @@ impl Announcer {
                     }
                 } else {
                     // Unassigned or unowned: never keep answering for it.
-                    l2.release(ip).await;
                     self.owned.remove(&ip);
                     self.handing_over.remove(&ip);
-                    applied.released.push(ip);
+                    to_release.push(ip);
                 }
             }
+            l2.release_all(to_release.clone()).await;
+            applied.released.extend(to_release);
             applied.released.extend(self.release_due(now).await);
         }
 
@@ -244,10 +251,10 @@ impl Announcer {
             .filter(|(_, at)| **at <= now)
             .map(|(ip, _)| *ip)
             .collect();
+        if let Some(l2) = &self.l2 {
+            l2.release_all(due.clone()).await;
+        }
         for ip in &due {
-            if let Some(l2) = &self.l2 {
-                l2.release(*ip).await;
-            }
             self.owned.remove(ip);
             self.handing_over.remove(ip);
         }
@@ -291,10 +298,9 @@ impl Announcer {
 
     /// Answers for no address any more.
     pub async fn release_all(&mut self) {
+        let all: Vec<IpAddr> = std::mem::take(&mut self.owned).into_keys().collect();
         if let Some(l2) = &self.l2 {
-            for ip in std::mem::take(&mut self.owned).into_keys() {
-                l2.release(ip).await;
-            }
+            l2.release_all(all).await;
         }
         self.handing_over.clear();
     }
@@ -305,12 +311,7 @@ impl Announcer {
         for name in names {
             self.stop_session(&name, "speaker stopping");
         }
-        if let Some(l2) = &self.l2 {
-            for ip in std::mem::take(&mut self.owned).into_keys() {
-                l2.release(ip).await;
-            }
-        }
-        self.handing_over.clear();
+        self.release_all().await;
     }
 
     /// Addresses this node answers for now (owned or being handed over).

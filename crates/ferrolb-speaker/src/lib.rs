@@ -16,4 +16,4 @@ pub mod reports;
 pub mod run;
 
 pub use metrics::Metrics;
-pub use run::{SpeakerConfig, SpeakerError, run};
+pub use run::{SpeakerConfig, SpeakerError, limit_malloc_arenas, run};

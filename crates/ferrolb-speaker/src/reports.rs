@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ferrolb_api::crd::{
     BGPSessionState, BGPSessionStateStatus, InterfaceName, NODE_LABEL, PEER_LABEL,
@@ -16,6 +18,7 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::decide::NodePlan;
 
@@ -147,12 +150,21 @@ pub fn desired_reports(
     out
 }
 
+fn fingerprint(report: &Report) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    report.labels.hash(&mut h);
+    report.status.to_string().hash(&mut h);
+    h.finish()
+}
+
 /// Writes reports that changed and removes those that no longer hold.
 pub struct ReportWriter {
-    client: Client,
-    namespace: String,
+    api: ReportApi,
     node: String,
-    written: BTreeMap<(ReportKind, String), Report>,
+    /// What was written, as a fingerprint of the report: the objects themselves live in the
+    /// API, and a node with many Services should not hold a copy of each.
+    written: BTreeMap<(ReportKind, String), u64>,
     /// Names found from an earlier run, removed on the first pass unless still wanted.
     leftovers: Option<BTreeSet<(ReportKind, String)>>,
 }
@@ -160,48 +172,40 @@ pub struct ReportWriter {
 impl ReportWriter {
     pub fn new(client: Client, namespace: &str, node: &str) -> Self {
         ReportWriter {
-            client,
-            namespace: namespace.to_string(),
+            api: ReportApi {
+                client,
+                namespace: namespace.to_string(),
+            },
             node: node.to_string(),
             written: BTreeMap::new(),
             leftovers: None,
         }
     }
 
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug,
-    {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
     async fn list_own(&self) -> Result<BTreeSet<(ReportKind, String)>, kube::Error> {
         let lp = ListParams::default().labels(&format!("{NODE_LABEL}={}", self.node));
         let mut names = BTreeSet::new();
-        for o in self.api::<ServiceL2Status>().list(&lp).await?.items {
+        for o in self.api.api::<ServiceL2Status>().list(&lp).await?.items {
             names.insert((ReportKind::L2, o.metadata.name.unwrap_or_default()));
         }
-        for o in self.api::<ServiceBGPStatus>().list(&lp).await?.items {
+        for o in self.api.api::<ServiceBGPStatus>().list(&lp).await?.items {
             names.insert((ReportKind::Bgp, o.metadata.name.unwrap_or_default()));
         }
-        for o in self.api::<BGPSessionState>().list(&lp).await?.items {
+        for o in self.api.api::<BGPSessionState>().list(&lp).await?.items {
             names.insert((ReportKind::Session, o.metadata.name.unwrap_or_default()));
         }
         Ok(names)
     }
 
-    /// Brings the objects to `desired`; failures are retried on the next call.
-    pub async fn sync(&mut self, desired: &BTreeMap<(ReportKind, String), Report>) {
+    /// Brings the objects to `desired`; returns whether everything was written (failures are
+    /// retried on the next call).
+    pub async fn sync(&mut self, desired: &BTreeMap<(ReportKind, String), Report>) -> bool {
         if self.leftovers.is_none() {
             match self.list_own().await {
                 Ok(names) => self.leftovers = Some(names),
                 Err(e) => {
                     tracing::debug!(error = %e, "listing own reports failed");
-                    return;
+                    return false;
                 }
             }
         }
@@ -211,29 +215,89 @@ impl ReportWriter {
             if desired.contains_key(&key) {
                 continue;
             }
-            match self.delete(key.0, &key.1).await {
+            match self.api.delete(key.0, &key.1).await {
                 Ok(()) => {
                     self.written.remove(&key);
                 }
                 Err(e) => tracing::debug!(name = %key.1, error = %e, "report not removed"),
             }
         }
-        for (key, report) in desired {
-            if self.written.get(key) == Some(report) {
-                continue;
+        let changed: Vec<&Report> = desired
+            .iter()
+            .filter(|(key, report)| self.written.get(*key) != Some(&fingerprint(report)))
+            .map(|(_, report)| report)
+            .collect();
+        let mut results = Vec::new();
+        for batch in changed.chunks(8) {
+            let mut writes = tokio::task::JoinSet::new();
+            for report in batch {
+                let api = self.api.clone();
+                let report = (*report).clone();
+                writes.spawn(async move {
+                    let result = api.write(&report).await;
+                    (report, result)
+                });
             }
-            match self.write(report).await {
+            results.extend(writes.join_all().await);
+        }
+        for (report, result) in results {
+            match result {
                 Ok(()) => {
-                    self.written.insert(key.clone(), report.clone());
+                    self.written
+                        .insert((report.kind, report.name.clone()), fingerprint(&report));
                 }
                 Err(e) => tracing::debug!(name = %report.name, error = %e, "report not written"),
             }
         }
+        self.written.len() == desired.len()
+            && desired
+                .iter()
+                .all(|(k, r)| self.written.get(k) == Some(&fingerprint(r)))
     }
 
-    /// Removes every report of this node (a clean stop).
-    pub async fn remove_all(&mut self) {
-        self.sync(&BTreeMap::new()).await;
+    /// Runs the writer in a task of its own, so announcing never waits for the API.
+    pub fn spawn(mut self) -> Reports {
+        let (desired_tx, mut desired_rx) = watch::channel((0u64, Arc::new(Desired::new())));
+        let (synced_tx, synced_rx) = watch::channel(0u64);
+        tokio::spawn(async move {
+            loop {
+                let (version, desired) = desired_rx.borrow_and_update().clone();
+                if self.sync(&desired).await {
+                    synced_tx.send_replace(version);
+                    if desired_rx.changed().await.is_err() {
+                        return;
+                    }
+                } else {
+                    // Retry what failed, sooner if something new comes.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), desired_rx.changed()).await;
+                }
+            }
+        });
+        Reports {
+            desired: desired_tx,
+            synced: synced_rx,
+        }
+    }
+}
+
+/// The API calls behind the reports; cheap to clone into concurrent writes.
+#[derive(Clone)]
+struct ReportApi {
+    client: Client,
+    namespace: String,
+}
+
+impl ReportApi {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     async fn delete(&self, kind: ReportKind, name: &str) -> Result<(), kube::Error> {
@@ -297,5 +361,35 @@ impl ReportWriter {
         )
         .await?;
         Ok(())
+    }
+}
+
+type Desired = BTreeMap<(ReportKind, String), Report>;
+
+/// A handle to the report-writing task.
+pub struct Reports {
+    desired: watch::Sender<(u64, Arc<Desired>)>,
+    synced: watch::Receiver<u64>,
+}
+
+impl Reports {
+    /// Hands the writer what should exist now.
+    pub fn publish(&self, desired: Desired) {
+        self.desired.send_if_modified(|(version, current)| {
+            if **current == desired {
+                return false;
+            }
+            *version += 1;
+            *current = Arc::new(desired);
+            true
+        });
+    }
+
+    /// Removes every report of this node (a clean stop), waiting at most `limit`.
+    pub async fn remove_all(&self, limit: Duration) {
+        self.publish(Desired::new());
+        let version = self.desired.borrow().0;
+        let mut synced = self.synced.clone();
+        let _ = tokio::time::timeout(limit, synced.wait_for(|v| *v >= version)).await;
     }
 }

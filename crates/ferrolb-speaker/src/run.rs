@@ -22,7 +22,7 @@ use ferrolb_api::crd::{
 };
 use ferrolb_bgp::session::State;
 use ferrolb_cluster::service::service_key;
-use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
+use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow, follow_trimmed};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -38,7 +38,7 @@ use crate::decide::{NodePlan, decide, reporter_for};
 use crate::membership::auth::KeyRing;
 use crate::membership::{Membership, MembershipConfig};
 use crate::metrics::Metrics;
-use crate::reports::{ReportWriter, desired_reports};
+use crate::reports::{ReportWriter, Reports, desired_reports};
 
 /// How the speaker runs.
 #[derive(Debug, Clone)]
@@ -135,19 +135,21 @@ struct Caches {
 fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>) -> Caches {
     let all = watcher::Config::default;
     let caches = Caches {
-        services: follow(
+        services: follow_trimmed(
             Api::all(client.clone()),
             all(),
             tx.clone(),
             "services",
             |_| Change::Objects,
+            trim_service,
         ),
-        slices: follow(
+        slices: follow_trimmed(
             Api::all(client.clone()),
             all(),
             tx.clone(),
             "endpointslices",
             |_| Change::Objects,
+            trim_slice,
         ),
         nodes: follow(Api::all(client.clone()), all(), tx.clone(), "nodes", |_| {
             Change::Nodes
@@ -206,6 +208,29 @@ fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>)
     caches
 }
 
+/// Keeps what the speaker reads of a Service: type, class, traffic policy, ports, status.
+fn trim_service(svc: &mut Service) {
+    svc.metadata.annotations = None;
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.selector = None;
+        spec.cluster_ips = None;
+        spec.cluster_ip = None;
+        spec.session_affinity_config = None;
+    }
+}
+
+/// Keeps where a slice's endpoints run and whether they are ready.
+fn trim_slice(slice: &mut EndpointSlice) {
+    slice.metadata.annotations = None;
+    for ep in &mut slice.endpoints {
+        ep.addresses = Vec::new();
+        ep.target_ref = None;
+        ep.hints = None;
+        ep.hostname = None;
+        ep.deprecated_topology = None;
+    }
+}
+
 /// The gossip keys from the Secret, if it holds one.
 fn gossip_keys(secrets: &Store<Secret>, ns: &str, name: &str) -> Option<KeyRing> {
     let secret = secrets.get(&ObjectRef::new(name).within(ns))?;
@@ -249,6 +274,25 @@ fn node_addresses(node: &Node) -> Vec<IpAddr> {
         of("ExternalIP")
     } else {
         internal
+    }
+}
+
+/// Hands freed heap pages back to the kernel. A reconcile after a burst of cluster changes
+/// allocates and frees a lot; glibc keeps those pages otherwise, and the speaker runs on every
+/// node, so its resident size matters more than the few milliseconds this takes.
+fn release_free_memory() {
+    // SAFETY: malloc_trim(3) has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Caps glibc's per-thread arenas: the speaker's few threads share two instead of keeping
+/// up to eight per core with pages of their own.
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt(3) with a valid parameter, before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
@@ -364,8 +408,11 @@ pub async fn run(
         metrics,
         last_plan: NodePlan::default(),
         last_addresses: BTreeMap::new(),
-        reports: ReportWriter::new(client.clone(), &config.namespace, &config.node),
+        reports: ReportWriter::new(client.clone(), &config.namespace, &config.node).spawn(),
         reported: HashMap::new(),
+        announced_before: BTreeMap::new(),
+        problems_before: BTreeSet::new(),
+        reconciled_since_trim: false,
         draining_bgp: false,
         drain_since: None,
     };
@@ -374,12 +421,19 @@ pub async fn run(
     let mut live = speaker.membership.live.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dirty = true;
+    let mut next_reconcile = Instant::now();
     loop {
         let all_synced = WATCHES.iter().all(|w| synced.contains(w));
         let settled = speaker.membership.settled.load(Ordering::Relaxed);
         ready.store(all_synced && settled, Ordering::Relaxed);
-        if dirty && all_synced && settled {
+        // A reconcile costs O(cluster); under a burst of changes the next one waits as long
+        // as the last one took, so at most half the time goes to reconciling and each pass
+        // covers more changes.
+        if dirty && all_synced && settled && Instant::now() >= next_reconcile {
+            let started = Instant::now();
             speaker.reconcile().await;
+            speaker.reconciled_since_trim = true;
+            next_reconcile = Instant::now() + started.elapsed().min(Duration::from_millis(100));
             dirty = false;
         }
         let release_at = speaker
@@ -396,13 +450,17 @@ pub async fn run(
                 dirty = true;
             }
             _ = live.changed() => dirty = true,
+            _ = tokio::time::sleep_until(next_reconcile), if dirty => {}
             _ = tokio::time::sleep_until(release_at) => {
                 speaker.announcer.release_due(Instant::now()).await;
             }
             _ = tick.tick() => {
                 speaker.refresh_metrics();
+                if std::mem::take(&mut speaker.reconciled_since_trim) {
+                    release_free_memory();
+                }
                 // Session states change without a cluster event.
-                speaker.write_reports().await;
+                speaker.write_reports();
                 // A drain for a cordoned or excluded node ends with the withdrawal.
                 if speaker.drain_since.is_some_and(|t| t.elapsed() >= config.drain_delay) {
                     dirty = true;
@@ -425,7 +483,11 @@ struct Speaker {
     last_plan: NodePlan,
     /// Addresses of the Services in the last decision, for reports.
     last_addresses: BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
-    reports: ReportWriter,
+    reports: Reports,
+    /// How each Service was announced when last reported.
+    announced_before: BTreeMap<ferrolb_api::model::ServiceKey, crate::decide::ServiceAnnouncement>,
+    problems_before: BTreeSet<Problem>,
+    reconciled_since_trim: bool,
     /// The last Event per object and topic, so nothing is reported twice.
     reported: HashMap<(String, &'static str), String>,
     /// Routes are held with GRACEFUL_SHUTDOWN while this node drains (cordoned or excluded).
@@ -477,8 +539,10 @@ impl Speaker {
             lb_class: self.config.lb_class.as_deref(),
         };
         let (state, passwords, problems) = cluster_state(&objects);
+        let read = started.elapsed();
         let live = self.membership.live.borrow().clone();
         let plan = decide(&state, &live, &self.config.node);
+        let decided = started.elapsed();
 
         // This node became unusable while alive (cordoned, excluded): drain BGP gracefully.
         let me_usable = state
@@ -509,6 +573,7 @@ impl Speaker {
             .announcer
             .apply(&effective, &state.peers, &passwords)
             .await;
+        let done = started.elapsed();
         if applied != Default::default() {
             tracing::info!(?applied, "announcements changed");
         }
@@ -519,7 +584,8 @@ impl Speaker {
             .iter()
             .map(|s| (s.key.clone(), s.ips.clone()))
             .collect();
-        self.write_reports().await;
+        self.write_reports();
+        tracing::debug!(?read, ?decided, applied = ?done, reported = ?started.elapsed(), services = state.services.len(), "reconciled");
         self.metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
@@ -536,6 +602,10 @@ impl Speaker {
     ) {
         let by_key: BTreeMap<_, _> = services.iter().map(|s| (service_key(s), s)).collect();
         for (key, ann) in &plan.services {
+            // Only what changed: a reconcile must not cost a string per Service.
+            if self.announced_before.get(key) == Some(ann) {
+                continue;
+            }
             let Some(svc) = by_key.get(key) else { continue };
             let mut how = Vec::new();
             if !ann.l2.is_empty() {
@@ -554,6 +624,7 @@ impl Speaker {
             );
             self.publish_once(svc.object_ref(&()), "nodeAssigned", false, note);
         }
+        self.announced_before = plan.services.clone();
         for (ip, (keys, why)) in &plan.unannounced {
             if reporter_for(*ip, live) != Some(self.config.node.as_str()) {
                 continue;
@@ -578,8 +649,11 @@ impl Speaker {
             {
                 self.publish_once(reference, p.reason, true, p.message.clone());
             }
-            tracing::warn!(kind = p.kind, name = %p.name, reason = p.reason, "{}", p.message);
+            if !self.problems_before.contains(p) {
+                tracing::warn!(kind = p.kind, name = %p.name, reason = p.reason, "{}", p.message);
+            }
         }
+        self.problems_before = problems.iter().cloned().collect();
     }
 
     fn publish_once(
@@ -611,14 +685,14 @@ impl Speaker {
     }
 
     /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.
-    async fn write_reports(&mut self) {
+    fn write_reports(&mut self) {
         let desired = desired_reports(
             &self.config.node,
             &self.last_plan,
             &self.last_addresses,
             &self.announcer.sessions(),
         );
-        self.reports.sync(&desired).await;
+        self.reports.publish(desired);
     }
 
     fn refresh_metrics(&self) {
@@ -680,7 +754,7 @@ impl Speaker {
             tokio::time::sleep_until(started + self.config.drain_delay).await;
         }
         self.announcer.shutdown().await;
-        self.reports.remove_all().await;
+        self.reports.remove_all(Duration::from_secs(2)).await;
         // Let the NOTIFICATIONs go out.
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!("drained");

@@ -59,6 +59,7 @@ pub struct SpeakerArgs {
 }
 
 pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
+    ferrolb_speaker::limit_malloc_arenas();
     init_logging(args.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

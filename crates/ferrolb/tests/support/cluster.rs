@@ -86,7 +86,8 @@ pub async fn start_cluster_with(lab: &Lab, extra: Value) -> Cluster {
             &client,
             json!({"apiVersion": "v1", "kind": "Node",
                    "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
-                   "status": {"addresses": [{"type": "InternalIP", "address": node_ip(n)}],
+                   "status": {"addresses": [{"type": "InternalIP", "address": node_ip(n)},
+                                            {"type": "InternalIP", "address": node_ip6(n)}],
                               "conditions": [{"type": "Ready", "status": "True"}]}}),
         )
         .await;

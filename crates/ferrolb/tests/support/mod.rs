@@ -8,6 +8,7 @@ pub mod cluster;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +25,12 @@ pub const NODE_AS: u32 = 64512;
 pub fn node_ip(node: &str) -> String {
     format!("192.0.2.1{}", &node[1..])
 }
+
+pub fn node_ip6(node: &str) -> String {
+    format!("2001:db8::1{}", &node[1..])
+}
+
+pub const ROUTER_IP6: &str = "2001:db8::1";
 
 pub fn node_mac(node: &str) -> String {
     format!("02:00:00:00:00:1{}", &node[1..])
@@ -89,15 +96,25 @@ impl Lab {
         lab.namespaces.push(sw.clone());
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &sw, "link", "set", "br0", "up"]);
-        let hosts: Vec<(String, String, String)> = NODES
+        let hosts: Vec<(String, String, String, String)> = NODES
             .iter()
-            .map(|n| (n.to_string(), node_ip(n), node_mac(n)))
+            .map(|n| (n.to_string(), node_ip(n), node_ip6(n), node_mac(n)))
             .chain([
-                ("rt".into(), ROUTER_IP.into(), "02:00:00:00:00:01".into()),
-                ("cl".into(), CLIENT_IP.into(), "02:00:00:00:00:64".into()),
+                (
+                    "rt".into(),
+                    ROUTER_IP.into(),
+                    ROUTER_IP6.into(),
+                    "02:00:00:00:00:01".into(),
+                ),
+                (
+                    "cl".into(),
+                    CLIENT_IP.into(),
+                    "2001:db8::100".into(),
+                    "02:00:00:00:00:64".into(),
+                ),
             ])
             .collect();
-        for (short, addr, mac) in &hosts {
+        for (short, addr, addr6, mac) in &hosts {
             let ns = lab.ns(short);
             ip(&["netns", "add", &ns]);
             lab.namespaces.push(ns.clone());
@@ -119,6 +136,16 @@ impl Lab {
                 "dev",
                 "eth0",
             ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
         }
         lab.start_frr(password);
         enter(&lab.ns("rt"));
@@ -138,7 +165,12 @@ impl Lab {
                 conf.push_str(&format!(" neighbor {addr} password {p}\n"));
             }
         }
-        conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n!\n");
+        conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n");
+        conf.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
+        for n in NODES {
+            conf.push_str(&format!("  neighbor {} activate\n", node_ip(n)));
+        }
+        conf.push_str(" exit-address-family\n!\n");
         let path = self.dir.join("bgpd.conf");
         std::fs::write(&path, conf).unwrap();
         let child = Command::new("ip")
@@ -184,9 +216,10 @@ impl Lab {
 
     /// FRR's paths for a prefix: (next hop, whether it carries GRACEFUL_SHUTDOWN).
     pub fn frr_paths(&self, prefix: &str) -> BTreeMap<String, bool> {
-        let json: serde_json::Value =
-            serde_json::from_str(&self.vtysh(&format!("show bgp ipv4 unicast {prefix} json")))
-                .unwrap_or(serde_json::Value::Null);
+        let json: serde_json::Value = serde_json::from_str(
+            &self.vtysh(&format!("show bgp {} unicast {prefix} json", afi(prefix))),
+        )
+        .unwrap_or(serde_json::Value::Null);
         let mut out = BTreeMap::new();
         for path in json["paths"].as_array().into_iter().flatten() {
             let hop = path["nexthops"][0]["ip"]
@@ -249,21 +282,24 @@ impl Lab {
     /// Starts `ferrolb speaker` for `node` in its namespace.
     pub fn start_speaker(&mut self, node: &str, kubeconfig: &std::path::Path) {
         let log = std::fs::File::create(self.dir.join(format!("speaker-{node}.log"))).unwrap();
+        // FERROLB_SPEAKER_WRAP runs the speaker under a tool (a profiler), e.g. `heaptrack`.
+        let wrap = std::env::var("FERROLB_SPEAKER_WRAP").unwrap_or_default();
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(node),
-                &ferrolb_binary(),
-                "speaker",
-            ])
+            .args(["netns", "exec", &self.ns(node)])
+            .args(wrap.split_whitespace())
+            .args([&ferrolb_binary(), "speaker"])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--node-name", node, "--metrics-addr", "0.0.0.0:7472"])
             .args(["--drain-delay", "2", "--handover-ms", "300"])
-            .env("RUST_LOG", "info,kube=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("FERROLB_SPEAKER_LOG").unwrap_or("info,kube=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
+            // Its own process group, so a kill reaches a wrapper's children too.
+            .process_group(0)
             .spawn()
             .expect("speaker starts");
         self.speakers.insert(node.to_string(), child);
@@ -272,7 +308,8 @@ impl Lab {
     /// SIGKILL: no goodbye.
     pub fn kill_speaker(&mut self, node: &str) {
         if let Some(mut c) = self.speakers.remove(node) {
-            let _ = c.kill();
+            // SAFETY: killpg(2) on the process group this lab started.
+            unsafe { libc::killpg(c.id() as i32, libc::SIGKILL) };
             let _ = c.wait();
         }
     }
@@ -336,6 +373,10 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn afi(prefix: &str) -> &'static str {
+    if prefix.contains(':') { "ipv6" } else { "ipv4" }
 }
 
 /// GETs `path` from a speaker's metrics endpoint (over the bridge).
