@@ -17,6 +17,10 @@ use support::*;
 const L2_IP: &str = "192.0.2.200";
 const BGP_IP: &str = "198.51.100.0";
 
+fn services_api(client: &Client) -> Api<Service> {
+    Api::namespaced(client.clone(), "default")
+}
+
 /// Waits up to 10 s for an Event with `reason` whose message holds every one of `words`;
 /// returns the messages with that reason seen last.
 async fn wait_for_event(client: &Client, reason: &str, words: &[&str]) -> (bool, Vec<String>) {
@@ -177,6 +181,23 @@ fn speakers_follow_services_endpoints_and_nodes() {
             lab.frr_next_hops(&prefix)
         );
 
+        // Endpoints go: a Local Service with none is not advertised; they come back, so is it.
+        set_endpoints(&client, "api", &[]).await;
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .frr_next_hops(&prefix)
+                .is_empty()),
+            "no endpoint, no route: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+        set_endpoints(&client, "api", &["n2"]).await;
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.frr_next_hops(&prefix)
+                == hops(&["n2"])),
+            "endpoint back: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+
         // A node labelled excluded drains: GRACEFUL_SHUTDOWN first, then the withdrawal.
         let nodes: Api<Node> = Api::all(client.clone());
         nodes
@@ -273,18 +294,45 @@ fn speakers_follow_services_endpoints_and_nodes() {
             "good peer unaffected"
         );
 
+        // The Service asks for another address: the old one goes quiet, the new one is
+        // answered by its own owner.
+        let moved = "192.0.2.201";
+        services_api(&client)
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "ferrolb.io/loadBalancerIPs": moved}}})),
+            )
+            .await
+            .unwrap();
+        let moved_owner = expected_owner(moved, &NODES);
+        assert!(
+            wait_until(Duration::from_secs(10), || lab.client_resolves(moved)
+                == Some(node_mac(&moved_owner))),
+            "{moved} should be answered by {moved_owner}: {:?}",
+            lab.client_neighbour(moved)
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || lab
+                .client_resolves(L2_IP)
+                .is_none()),
+            "{L2_IP} still answered after the Service moved: {:?}",
+            lab.client_neighbour(L2_IP)
+        );
+
         // Service deleted: nothing answers for its address any more.
-        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let services = services_api(&client);
         services
             .delete("web", &DeleteParams::default())
             .await
             .unwrap();
         assert!(
             wait_until(Duration::from_secs(10), || lab
-                .client_resolves(L2_IP)
+                .client_resolves(moved)
                 .is_none()),
-            "{L2_IP} still answered after the Service was deleted: {:?}",
-            lab.client_neighbour(L2_IP)
+            "{moved} still answered after the Service was deleted: {:?}",
+            lab.client_neighbour(moved)
         );
         services
             .delete("api", &DeleteParams::default())
