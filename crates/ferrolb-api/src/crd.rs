@@ -417,6 +417,9 @@ pub struct CommunityAlias {
 // ---------------------------------------------------------------------------------------------
 // Reports written by the speakers (MetalLB's ServiceL2Status, ServiceBGPStatus, BGPSessionState)
 
+/// Kinds the speakers write about themselves; never user input (`migrate` skips them).
+pub const REPORT_KINDS: [&str; 3] = ["ServiceL2Status", "ServiceBGPStatus", "BGPSessionState"];
+
 /// Labels on every report, so a speaker finds its own and `kubectl` can filter.
 pub const NODE_LABEL: &str = "ferrolb.io/node";
 pub const SERVICE_NAME_LABEL: &str = "ferrolb.io/service-name";
