@@ -47,6 +47,31 @@ fn report_name(prefix: &str, parts: &[&str]) -> String {
     )
 }
 
+/// Adds a report named from `parts`.
+fn add(
+    out: &mut BTreeMap<(ReportKind, String), Report>,
+    kind: ReportKind,
+    parts: &[&str],
+    labels: BTreeMap<String, String>,
+    status: impl Serialize,
+) {
+    let prefix = match kind {
+        ReportKind::L2 => "l2",
+        ReportKind::Bgp => "bgp",
+        ReportKind::Session => "session",
+    };
+    let name = report_name(prefix, parts);
+    out.insert(
+        (kind, name.clone()),
+        Report {
+            kind,
+            name,
+            labels,
+            status: serde_json::to_value(status).expect("serializable"),
+        },
+    );
+}
+
 /// One BGP session as the report sees it.
 pub struct SessionView {
     pub peer: String,
@@ -89,15 +114,12 @@ pub fn desired_reports(
                     .map(|n| InterfaceName { name: n.clone() })
                     .collect(),
             };
-            let name = report_name("l2", &[node, key.namespace(), key.name()]);
-            out.insert(
-                (ReportKind::L2, name.clone()),
-                Report {
-                    kind: ReportKind::L2,
-                    name,
-                    labels: labels.clone(),
-                    status: serde_json::to_value(status).expect("serializable"),
-                },
+            add(
+                &mut out,
+                ReportKind::L2,
+                &[node, key.namespace(), key.name()],
+                labels.clone(),
+                status,
             );
         }
         if !ann.bgp_peers.is_empty() {
@@ -113,15 +135,12 @@ pub fn desired_reports(
                     .collect(),
                 peers: ann.bgp_peers.iter().cloned().collect(),
             };
-            let name = report_name("bgp", &[node, key.namespace(), key.name()]);
-            out.insert(
-                (ReportKind::Bgp, name.clone()),
-                Report {
-                    kind: ReportKind::Bgp,
-                    name,
-                    labels,
-                    status: serde_json::to_value(status).expect("serializable"),
-                },
+            add(
+                &mut out,
+                ReportKind::Bgp,
+                &[node, key.namespace(), key.name()],
+                labels,
+                status,
             );
         }
     }
@@ -133,18 +152,16 @@ pub fn desired_reports(
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,
         };
-        let name = report_name("session", &[node, &s.peer]);
-        out.insert(
-            (ReportKind::Session, name.clone()),
-            Report {
-                kind: ReportKind::Session,
-                name,
-                labels: BTreeMap::from([
-                    (NODE_LABEL.to_string(), node.to_string()),
-                    (PEER_LABEL.to_string(), s.peer.clone()),
-                ]),
-                status: serde_json::to_value(status).expect("serializable"),
-            },
+        let labels = BTreeMap::from([
+            (NODE_LABEL.to_string(), node.to_string()),
+            (PEER_LABEL.to_string(), s.peer.clone()),
+        ]);
+        add(
+            &mut out,
+            ReportKind::Session,
+            &[node, &s.peer],
+            labels,
+            status,
         );
     }
     out

@@ -173,12 +173,7 @@ fn main() {
         }
         lab.exec(n, &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let cluster = start_cluster(&lab).await;
         let client = cluster.client.clone();
         let mut echo: BTreeMap<String, EchoService> = NODES

@@ -17,6 +17,30 @@ use support::*;
 const L2_IP: &str = "192.0.2.200";
 const BGP_IP: &str = "198.51.100.0";
 
+/// Starts the speakers with a Service in each mode, endpoints on every node, and waits until
+/// the client resolves the L2 address to its owner and FRR has a path from each node; returns
+/// the owner and the BGP prefix.
+async fn both_modes_announced(lab: &mut Lab, cluster: &Cluster) -> (String, String) {
+    let client = cluster.client.clone();
+    start_all(lab, cluster);
+    create_service(&client, "web", "l2", L2_IP, false).await;
+    set_endpoints(&client, "web", &NODES).await;
+    create_service(&client, "api", "bgp", BGP_IP, false).await;
+    set_endpoints(&client, "api", &NODES).await;
+    let owner = expected_owner(L2_IP, &NODES);
+    let prefix = format!("{BGP_IP}/32");
+    assert!(wait_until(Duration::from_secs(20), || lab
+        .client_resolves(L2_IP)
+        == Some(node_mac(&owner))));
+    assert!(
+        wait_until(Duration::from_secs(20), || lab.frr_next_hops(&prefix).len()
+            == 3),
+        "three paths at FRR: {:?}",
+        lab.frr_next_hops(&prefix)
+    );
+    (owner, prefix)
+}
+
 fn services_api(client: &Client) -> Api<Service> {
     Api::namespaced(client.clone(), "default")
 }
@@ -93,14 +117,6 @@ async fn wait_for_reports(client: &Client, plural: &str, kind: &str, expected: &
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{kind}: expected {expected:?}, saw {seen:?}");
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -353,24 +369,9 @@ fn speakers_follow_services_endpoints_and_nodes() {
 fn a_killed_speaker_loses_its_addresses_and_routes() {
     let mut lab = Lab::new();
     runtime().block_on(async {
+        // Held to the end: the API server stops when it drops.
         let cluster = start_cluster(&lab).await;
-        let client = cluster.client.clone();
-        start_all(&mut lab, &cluster);
-        create_service(&client, "web", "l2", L2_IP, false).await;
-        set_endpoints(&client, "web", &["n1", "n2", "n3"]).await;
-        create_service(&client, "api", "bgp", BGP_IP, false).await;
-        set_endpoints(&client, "api", &["n1", "n2", "n3"]).await;
-        let owner = expected_owner(L2_IP, &NODES);
-        let prefix = format!("{BGP_IP}/32");
-        assert!(wait_until(Duration::from_secs(20), || lab
-            .client_resolves(L2_IP)
-            == Some(node_mac(&owner))));
-        assert!(
-            wait_until(Duration::from_secs(20), || lab.frr_next_hops(&prefix).len()
-                == 3),
-            "three paths at FRR: {:?}",
-            lab.frr_next_hops(&prefix)
-        );
+        let (owner, prefix) = both_modes_announced(&mut lab, &cluster).await;
 
         lab.kill_speaker(&owner);
         let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
@@ -398,22 +399,9 @@ fn a_killed_speaker_loses_its_addresses_and_routes() {
 fn a_terminated_speaker_hands_over_before_it_goes_quiet() {
     let mut lab = Lab::new();
     runtime().block_on(async {
+        // Held to the end: the API server stops when it drops.
         let cluster = start_cluster(&lab).await;
-        let client = cluster.client.clone();
-        start_all(&mut lab, &cluster);
-        create_service(&client, "web", "l2", L2_IP, false).await;
-        set_endpoints(&client, "web", &["n1", "n2", "n3"]).await;
-        create_service(&client, "api", "bgp", BGP_IP, false).await;
-        set_endpoints(&client, "api", &["n1", "n2", "n3"]).await;
-        let owner = expected_owner(L2_IP, &NODES);
-        let prefix = format!("{BGP_IP}/32");
-        assert!(wait_until(Duration::from_secs(20), || lab
-            .client_resolves(L2_IP)
-            == Some(node_mac(&owner))));
-        assert!(wait_until(Duration::from_secs(20), || lab
-            .frr_next_hops(&prefix)
-            .len()
-            == 3));
+        let (owner, prefix) = both_modes_announced(&mut lab, &cluster).await;
 
         let mut leaving = lab.terminate_speaker(&owner).expect("running");
         let rest: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();

@@ -233,10 +233,19 @@ mod tests {
 
     #[test]
     fn a_frame_signed_with_another_key_is_refused() {
-        let theirs = KeyRing::single(b"other");
         let ours = KeyRing::single(b"secret");
-        let frame = seal(&theirs.signing, "intruder", 1, b"down node-a");
+        // Another key under our key's id: the signature gives it away.
+        let forged = GossipKey::new(ours.signing.id, b"other");
+        let frame = seal(&forged, "intruder", 1, b"down node-a");
         assert_eq!(open(&ours, &frame), Err(AuthError::BadSignature));
+        // Another key with its own id: refused before any signature is checked.
+        let theirs = KeyRing::single(b"other");
+        assert_ne!(theirs.signing.id, ours.signing.id);
+        let frame = seal(&theirs.signing, "intruder", 1, b"down node-a");
+        assert_eq!(
+            open(&ours, &frame),
+            Err(AuthError::UnknownKey(theirs.signing.id))
+        );
     }
 
     #[test]

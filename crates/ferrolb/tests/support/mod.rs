@@ -414,6 +414,15 @@ pub fn ferrolb_binary() -> String {
     dir.join("ferrolb").display().to_string()
 }
 
+/// The runtime a lab test or bench drives the cluster from (in the router's namespace).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Polls `f` every 20 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
