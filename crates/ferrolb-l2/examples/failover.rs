@@ -1,13 +1,12 @@
 //! Lab bench: time from `own()` on the new owner to the client's neighbour entry pointing at it,
 //! over 100 moves of one address between two announcers, for IPv4 and IPv6. The client's
-//! neighbour table is watched through rtnetlink (RTM_NEWNEIGH), so each figure is the moment the
+//! neighbour table is watched through the rtnetlink crate (RTM_NEWNEIGH), so each figure is the moment the
 //! kernel switched the entry. Run as root: `cargo run --release -p ferrolb-l2 --example failover`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -24,65 +23,56 @@ fn watch_neighbours(
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     lab.spawn_in_ns("cl", move || {
-        const RTMGRP_NEIGH: u32 = 4;
-        let sock = ferrolb_l2::sys::netlink_socket(RTMGRP_NEIGH, false).unwrap();
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: `tv` is a timeval of the size passed.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        ready_tx.send(()).unwrap();
-        let mut buf = vec![0u8; 65536];
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let Ok(n) = ferrolb_l2::sys::recv_frame(sock.as_raw_fd(), &mut buf) else {
-                continue;
-            };
-            let now = Instant::now();
-            let mut rest = &buf[..n];
-            while rest.len() >= 16 {
-                let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-                let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-                if len < 16 || len > rest.len() {
-                    break;
-                }
-                // RTM_NEWNEIGH; ndmsg is 12 bytes, then attributes.
-                if ty == 28 && len >= 28 {
-                    let msg = &rest[16..len];
-                    let (mut dst, mut lladdr) = (None, None);
-                    let mut attrs = &msg[12..];
-                    while attrs.len() >= 4 {
-                        let alen = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-                        let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
-                        if alen < 4 || alen > attrs.len() {
-                            break;
+        use futures::StreamExt;
+        use rtnetlink::packet_core::NetlinkPayload;
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        use rtnetlink::sys::{AsyncSocket, SocketAddr};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (mut connection, _, mut messages) = rtnetlink::new_connection().unwrap();
+            connection
+                .socket_mut()
+                .socket_mut()
+                .bind(&SocketAddr::new(0, rtnetlink::constants::RTMGRP_NEIGH))
+                .unwrap();
+            tokio::spawn(connection);
+            ready_tx.send(()).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(Some((message, _))) =
+                    tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+                else {
+                    continue;
+                };
+                let now = Instant::now();
+                let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) =
+                    message.payload
+                else {
+                    continue;
+                };
+                let (mut dst, mut lladdr) = (None, None);
+                for attr in n.attributes {
+                    match attr {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                            dst = Some(IpAddr::V4(a))
                         }
-                        let data = &attrs[4..alen];
-                        match (aty, data.len()) {
-                            (1, 4) => dst = Some(IpAddr::from(<[u8; 4]>::try_from(data).unwrap())),
-                            (1, 16) => {
-                                dst = Some(IpAddr::from(<[u8; 16]>::try_from(data).unwrap()))
-                            }
-                            (2, 6) => lladdr = Some(<[u8; 6]>::try_from(data).unwrap()),
-                            _ => {}
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                            dst = Some(IpAddr::V6(a))
                         }
-                        attrs = &attrs[((alen + 3) & !3).min(attrs.len())..];
-                    }
-                    if let (Some(d), Some(l)) = (dst, lladdr) {
-                        let _ = tx.send((d, l, now));
+                        NeighbourAttribute::LinkLayerAddress(l) => {
+                            lladdr = <[u8; 6]>::try_from(l.as_slice()).ok()
+                        }
+                        _ => {}
                     }
                 }
-                rest = &rest[((len + 3) & !3).min(rest.len())..];
+                if let (Some(d), Some(l)) = (dst, lladdr) {
+                    let _ = tx.send((d, l, now));
+                }
             }
-        }
+        });
     });
     ready_rx.recv().unwrap();
     rx

@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod interfaces;
+pub mod netlink;
 pub mod speaker;
 pub mod sys;
 

@@ -19,8 +19,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use futures::StreamExt;
+
 use crate::frames::{self, solicited_node};
 use crate::interfaces::{CountersSnapshot, Interface, Owned, Snapshot, answer};
+use crate::netlink;
 use crate::sys::{self, PacketKind};
 
 /// How the speaker announces.
@@ -78,9 +81,9 @@ pub struct L2Speaker {
 impl L2Speaker {
     /// Starts the speaker on the current runtime; its sockets live in the network namespace of
     /// the thread running that runtime.
-    pub fn start(config: L2Config) -> io::Result<(L2Speaker, JoinHandle<()>)> {
-        let interfaces = sys::interfaces()?;
-        let notify = sys::async_fd(sys::netlink_socket(sys::NOTIFY_GROUPS, true)?)?;
+    pub async fn start(config: L2Config) -> io::Result<(L2Speaker, JoinHandle<()>)> {
+        let (netlink, changes) = netlink::connect()?;
+        let interfaces = netlink::interfaces(&netlink).await?;
         let snapshot = Arc::new(Snapshot {
             interfaces,
             owned: HashMap::new(),
@@ -99,7 +102,7 @@ impl L2Speaker {
         };
         // Listening before `start` returns: no request is missed at startup.
         state.reconcile_responders();
-        let task = tokio::spawn(run(state, rx, notify));
+        let task = tokio::spawn(run(state, rx, netlink, changes));
         Ok((
             L2Speaker {
                 tx,
@@ -229,7 +232,8 @@ impl SendSockets {
 async fn run(
     mut state: Running,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    notify: AsyncFd<OwnedFd>,
+    netlink: rtnetlink::Handle,
+    mut changes: netlink::Changes,
 ) {
     loop {
         tokio::select! {
@@ -275,11 +279,17 @@ async fn run(
                     let _ = done.send(());
                 }
             },
-            ready = notify.readable() => {
-                let Ok(mut guard) = ready else { break };
-                sys::drain(notify.as_raw_fd());
-                guard.clear_ready();
-                state.rescan();
+            change = changes.next() => {
+                if change.is_none() {
+                    break;
+                }
+                // One dump for everything already queued (bounded per wake-up).
+                for _ in 0..10_000 {
+                    if changes.try_recv().is_err() {
+                        break;
+                    }
+                }
+                state.rescan(&netlink).await;
             }
         }
     }
@@ -294,8 +304,8 @@ async fn run(
 impl Running {
     /// Re-reads interfaces after a netlink notification; announces owned addresses on
     /// interfaces where they became eligible.
-    fn rescan(&mut self) {
-        let interfaces = match sys::interfaces() {
+    async fn rescan(&mut self, netlink: &rtnetlink::Handle) {
+        let interfaces = match netlink::interfaces(netlink).await {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(error = %e, "reading interfaces failed");

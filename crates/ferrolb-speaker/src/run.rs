@@ -383,6 +383,7 @@ pub async fn run(
         .map_err(SpeakerError::Gossip)?;
     let l2 = if config.l2 {
         let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config::default())
+            .await
             .map_err(SpeakerError::L2)?;
         Some(speaker)
     } else {

@@ -199,7 +199,7 @@ impl Lab {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let (speaker, task) = L2Speaker::start(config).expect("speaker starts");
+                let (speaker, task) = L2Speaker::start(config).await.expect("speaker starts");
                 handle_tx.send(speaker).expect("test waits for the handle");
                 let _ = stop_rx.await;
                 task.abort();
