@@ -298,6 +298,25 @@ impl ReportWriter {
     }
 }
 
+/// What the generic API calls need of a report kind.
+trait ReportObject:
+    Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> ReportObject for K where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+{
+}
+
 /// The API calls behind the reports; cheap to clone into concurrent writes.
 #[derive(Clone)]
 struct ReportApi {
@@ -306,40 +325,27 @@ struct ReportApi {
 }
 
 impl ReportApi {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug,
-    {
+    fn api<K: ReportObject>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     async fn delete(&self, kind: ReportKind, name: &str) -> Result<(), kube::Error> {
-        let dp = DeleteParams::default();
         let result = match kind {
-            ReportKind::L2 => self
-                .api::<ServiceL2Status>()
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-            ReportKind::Bgp => self
-                .api::<ServiceBGPStatus>()
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
-            ReportKind::Session => self
-                .api::<BGPSessionState>()
-                .delete(name, &dp)
-                .await
-                .map(|_| ()),
+            ReportKind::L2 => self.delete_kind::<ServiceL2Status>(name).await,
+            ReportKind::Bgp => self.delete_kind::<ServiceBGPStatus>(name).await,
+            ReportKind::Session => self.delete_kind::<BGPSessionState>(name).await,
         };
         match result {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             other => other,
         }
+    }
+
+    async fn delete_kind<K: ReportObject>(&self, name: &str) -> Result<(), kube::Error> {
+        self.api::<K>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .map(|_| ())
     }
 
     async fn write(&self, report: &Report) -> Result<(), kube::Error> {
@@ -350,14 +356,7 @@ impl ReportApi {
         }
     }
 
-    async fn write_kind<K>(&self, report: &Report) -> Result<(), kube::Error>
-    where
-        K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug,
-    {
+    async fn write_kind<K: ReportObject>(&self, report: &Report) -> Result<(), kube::Error> {
         let api = self.api::<K>();
         let object: K = serde_json::from_value(json!({
             "apiVersion": K::api_version(&()),
