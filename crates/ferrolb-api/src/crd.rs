@@ -136,6 +136,7 @@ pub struct IPAddressPoolStatus {
     kind = "L2Advertisement",
     plural = "l2advertisements",
     namespaced,
+    status = "ConfigurationStatus",
     derive = "Default",
     derive = "PartialEq",
     shortname = "l2adv",
@@ -190,6 +191,7 @@ fn default_aggregation_length_v6() -> i32 {
     kind = "BGPAdvertisement",
     plural = "bgpadvertisements",
     namespaced,
+    status = "ConfigurationStatus",
     derive = "Default",
     derive = "PartialEq",
     shortname = "bgpadv",
@@ -246,6 +248,7 @@ pub struct BGPAdvertisementSpec {
     kind = "BGPPeer",
     plural = "bgppeers",
     namespaced,
+    status = "ConfigurationStatus",
     derive = "Default",
     derive = "PartialEq",
     shortname = "bgpp",
@@ -395,6 +398,7 @@ pub struct BFDProfileSpec {
     kind = "Community",
     plural = "communities",
     namespaced,
+    status = "ConfigurationStatus",
     derive = "Default",
     derive = "PartialEq",
     shortname = "comm",
@@ -412,6 +416,14 @@ pub struct CommunityAlias {
     pub name: String,
     /// `65000:100` or `large:64512:1:2`.
     pub value: String,
+}
+
+/// Whether the speakers could use an advertisement, peer or Community: a `Valid` condition,
+/// with the reason and what to fix when not.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ConfigurationStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 // ---------------------------------------------------------------------------------------------

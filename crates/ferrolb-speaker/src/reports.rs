@@ -298,8 +298,8 @@ impl ReportWriter {
     }
 }
 
-/// What the generic API calls need of a report kind.
-trait ReportObject:
+/// What the generic API calls need of a namespaced kind of ours.
+pub(crate) trait ReportObject:
     Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
     + Clone
     + DeserializeOwned

@@ -25,10 +25,11 @@ use ferrolb_cluster::service::service_key;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow, follow_trimmed};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -296,6 +297,17 @@ pub fn limit_malloc_arenas() {
     }
 }
 
+async fn patch_status<K: crate::reports::ReportObject>(
+    client: Client,
+    key: &(&'static str, String, String),
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    Api::<K>::namespaced(client, &key.1)
+        .patch_status(&key.2, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+}
+
 /// The gossip addresses of the other nodes.
 fn seeds_from(nodes: &[Arc<Node>], config: &SpeakerConfig) -> Vec<SocketAddr> {
     nodes
@@ -414,6 +426,8 @@ pub async fn run(
         announced_before: BTreeMap::new(),
         problems_before: BTreeSet::new(),
         reconciled_since_trim: false,
+        client: client.clone(),
+        conditions_written: HashMap::new(),
         draining_bgp: false,
         drain_since: None,
     };
@@ -489,6 +503,9 @@ struct Speaker {
     announced_before: BTreeMap<ferrolb_api::model::ServiceKey, crate::decide::ServiceAnnouncement>,
     problems_before: BTreeSet<Problem>,
     reconciled_since_trim: bool,
+    client: Client,
+    /// The `Valid` condition last written per configuration object (kind, namespace, name).
+    conditions_written: HashMap<(&'static str, String, String), (bool, &'static str, String)>,
     /// The last Event per object and topic, so nothing is reported twice.
     reported: HashMap<(String, &'static str), String>,
     /// Routes are held with GRACEFUL_SHUTDOWN while this node drains (cordoned or excluded).
@@ -579,6 +596,8 @@ impl Speaker {
             tracing::info!(?applied, "announcements changed");
         }
         self.report(&plan, &services, &live, &problems);
+        self.write_conditions(&live, &problems, &l2, &bgp, &peers, &communities)
+            .await;
         self.last_plan = effective;
         self.last_addresses = state
             .services
@@ -683,6 +702,71 @@ impl Speaker {
                 note,
             },
         );
+    }
+
+    /// The reporting speaker writes a `Valid` condition on each advertisement, peer and
+    /// Community: False with the reason and what to fix, True once it is usable.
+    async fn write_conditions(
+        &mut self,
+        live: &BTreeSet<String>,
+        problems: &[Problem],
+        l2: &[Arc<L2Advertisement>],
+        bgp: &[Arc<BGPAdvertisement>],
+        peers: &[Arc<BGPPeer>],
+        communities: &[Arc<Community>],
+    ) {
+        if reporter_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), live)
+            != Some(self.config.node.as_str())
+        {
+            return;
+        }
+        let mut objects: Vec<(&'static str, String, String)> = Vec::new();
+        let mut add = |kind: &'static str, meta: &kube::core::ObjectMeta| {
+            objects.push((
+                kind,
+                meta.namespace.clone().unwrap_or_default(),
+                meta.name.clone().unwrap_or_default(),
+            ))
+        };
+        l2.iter().for_each(|o| add("L2Advertisement", &o.metadata));
+        bgp.iter()
+            .for_each(|o| add("BGPAdvertisement", &o.metadata));
+        peers.iter().for_each(|o| add("BGPPeer", &o.metadata));
+        communities
+            .iter()
+            .for_each(|o| add("Community", &o.metadata));
+        for key in objects {
+            let problem = problems
+                .iter()
+                .find(|p| p.kind == key.0 && p.namespace == key.1 && p.name == key.2);
+            let desired = match problem {
+                Some(p) => (false, p.reason, p.message.clone()),
+                None => (true, "Valid", "in use by the speakers".to_string()),
+            };
+            if self.conditions_written.get(&key) == Some(&desired) {
+                continue;
+            }
+            let condition = json!({"type": "Valid",
+                "status": if desired.0 { "True" } else { "False" },
+                "reason": desired.1, "message": desired.2,
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()});
+            let patch = json!({"status": {"conditions": [condition]}});
+            let client = self.client.clone();
+            let result = match key.0 {
+                "L2Advertisement" => patch_status::<L2Advertisement>(client, &key, &patch).await,
+                "BGPAdvertisement" => patch_status::<BGPAdvertisement>(client, &key, &patch).await,
+                "BGPPeer" => patch_status::<BGPPeer>(client, &key, &patch).await,
+                _ => patch_status::<Community>(client, &key, &patch).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.conditions_written.insert(key, desired);
+                }
+                Err(e) => {
+                    tracing::debug!(kind = key.0, name = %key.2, error = %e, "condition not written")
+                }
+            }
+        }
     }
 
     /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.

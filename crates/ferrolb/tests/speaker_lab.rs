@@ -304,6 +304,32 @@ fn speakers_follow_services_endpoints_and_nodes() {
         let (found, messages) =
             wait_for_event(&client, "PasswordSecretUnusable", &["no-such-secret"]).await;
         assert!(found, "Event for the bad peer: {messages:?}");
+        // And a status condition on each peer: False with the reason, True on the good one.
+        let peers: Api<ferrolb_api::crd::BGPPeer> = Api::namespaced(client.clone(), NS);
+        let valid = |p: &ferrolb_api::crd::BGPPeer| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Valid"))
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let mut conditions = (None, None);
+        for _ in 0..100 {
+            conditions = (
+                valid(&peers.get("broken").await.unwrap()),
+                valid(&peers.get("rt").await.unwrap()),
+            );
+            if conditions.0.is_some() && conditions.1.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            conditions,
+            (
+                Some(("False".to_string(), "PasswordSecretUnusable".to_string())),
+                Some(("True".to_string(), "Valid".to_string()))
+            )
+        );
         assert_eq!(
             lab.frr_next_hops(&prefix),
             hops(&["n3"]),
