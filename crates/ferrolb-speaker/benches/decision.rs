@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ferrolb_api::crd::BGPPeerSpec;
 use ferrolb_api::model::{
-    BgpAdvertisementSettings, IpRange, Labels, PeerConfig, Selector, ServiceKey,
+    BgpAdvertisementSettings, IpRange, Labels, Selector, ServiceKey, parse_peer,
 };
 use ferrolb_speaker::decide::{
     BgpAdvertisement, ClusterState, L2Advertisement, NodeState, Peer, PoolChoice, PoolState,
@@ -113,22 +113,14 @@ fn cluster() -> ClusterState {
         }],
         peers: vec![Peer {
             name: "tor".into(),
-            config: PeerConfig {
+            // MetalLB's defaults, through the same validation as a BGPPeer object.
+            config: parse_peer(&BGPPeerSpec {
                 my_asn: 64512,
                 peer_asn: 64500,
-                address: "2001:db8::1".parse().unwrap(),
-                source_address: None,
-                port: 179,
-                hold_time: Duration::from_secs(90),
-                keepalive_time: Duration::from_secs(30),
-                connect_time: Duration::from_secs(10),
-                router_id: None,
-                node_selectors: Vec::new(),
-                password: None,
-                bfd_profile: None,
-                graceful_restart: false,
-                ebgp_multihop: false,
-            },
+                peer_address: "2001:db8::1".into(),
+                ..BGPPeerSpec::default()
+            })
+            .expect("a valid peer"),
         }],
     }
 }

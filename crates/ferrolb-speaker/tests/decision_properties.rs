@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
+use ferrolb_api::crd::BGPPeerSpec;
 use ferrolb_api::model::{
-    BgpAdvertisementSettings, IpRange, Labels, PeerConfig, Selector, ServiceKey,
+    BgpAdvertisementSettings, IpRange, Labels, Selector, ServiceKey, parse_peer,
 };
 use ferrolb_speaker::decide::{
     BgpAdvertisement, ClusterState, EXCLUDE_LABEL, L2Advertisement, NodePlan, NodeState, Peer,
@@ -142,22 +143,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             });
             cluster.peers.push(Peer {
                 name: "tor".into(),
-                config: PeerConfig {
+                // MetalLB's defaults, through the same validation as a BGPPeer object.
+                config: parse_peer(&BGPPeerSpec {
                     my_asn: 64512,
                     peer_asn: 64500,
-                    address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254)),
-                    source_address: None,
-                    port: 179,
-                    hold_time: std::time::Duration::from_secs(90),
-                    keepalive_time: std::time::Duration::from_secs(30),
-                    connect_time: std::time::Duration::from_secs(10),
-                    router_id: None,
-                    node_selectors: Vec::new(),
-                    password: None,
-                    bfd_profile: None,
-                    graceful_restart: false,
-                    ebgp_multihop: false,
-                },
+                    peer_address: "192.0.2.254".into(),
+                    ..BGPPeerSpec::default()
+                })
+                .expect("a valid peer"),
             });
             Scenario { cluster, live }
         },
