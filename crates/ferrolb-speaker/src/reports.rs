@@ -3,14 +3,15 @@
 //! longer holds (or when the speaker stops).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_api::crd::{
-    BGPSessionState, BGPSessionStateStatus, InterfaceName, NODE_LABEL, PEER_LABEL,
-    SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL, ServiceBGPStatus, ServiceBGPStatusStatus,
-    ServiceL2Status, ServiceL2StatusStatus,
+    BGPAdvertisement, BGPPeer, BGPSessionState, BGPSessionStateStatus, Community, InterfaceName,
+    L2Advertisement, NODE_LABEL, PEER_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL,
+    ServiceBGPStatus, ServiceBGPStatusStatus, ServiceL2Status, ServiceL2StatusStatus,
 };
 use ferrolb_bgp::session::State;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -216,7 +217,7 @@ impl ReportWriter {
 
     /// Brings the objects to `desired`; returns whether everything was written (failures are
     /// retried on the next call).
-    pub async fn sync(&mut self, desired: &BTreeMap<(ReportKind, String), Report>) -> bool {
+    async fn write_all(&mut self, desired: &Desired) -> bool {
         if self.leftovers.is_none() {
             match self.list_own().await {
                 Ok(names) => self.leftovers = Some(names),
@@ -270,31 +271,6 @@ impl ReportWriter {
             && desired
                 .iter()
                 .all(|(k, r)| self.written.get(k) == Some(&fingerprint(r)))
-    }
-
-    /// Runs the writer in a task of its own, so announcing never waits for the API.
-    pub fn spawn(mut self) -> Reports {
-        let (desired_tx, mut desired_rx) = watch::channel((0u64, Arc::new(Desired::new())));
-        let (synced_tx, synced_rx) = watch::channel(0u64);
-        tokio::spawn(async move {
-            loop {
-                let (version, desired) = desired_rx.borrow_and_update().clone();
-                if self.sync(&desired).await {
-                    synced_tx.send_replace(version);
-                    if desired_rx.changed().await.is_err() {
-                        return;
-                    }
-                } else {
-                    // Retry what failed, sooner if something new comes.
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), desired_rx.changed()).await;
-                }
-            }
-        });
-        Reports {
-            desired: desired_tx,
-            synced: synced_rx,
-        }
     }
 }
 
@@ -382,15 +358,58 @@ impl ReportApi {
 
 type Desired = BTreeMap<(ReportKind, String), Report>;
 
+impl Syncer for ReportWriter {
+    type Desired = Desired;
+
+    fn sync(&mut self, desired: &Desired) -> impl Future<Output = bool> + Send {
+        self.write_all(desired)
+    }
+}
+
 /// A handle to the report-writing task.
-pub struct Reports {
-    desired: watch::Sender<(u64, Arc<Desired>)>,
+pub type Reports = Background<Desired>;
+
+/// Something that brings API objects to a desired state; `sync` says whether all of it was
+/// written.
+pub trait Syncer: Send + 'static {
+    type Desired: PartialEq + Default + Send + Sync + 'static;
+    fn sync(&mut self, desired: &Self::Desired) -> impl Future<Output = bool> + Send;
+}
+
+/// A syncer running in a task of its own, so announcing never waits for the API: it is handed
+/// the latest desired state and retries what failed every second.
+pub struct Background<D> {
+    desired: watch::Sender<(u64, Arc<D>)>,
     synced: watch::Receiver<u64>,
 }
 
-impl Reports {
-    /// Hands the writer what should exist now.
-    pub fn publish(&self, desired: Desired) {
+impl<D: PartialEq + Default + Send + Sync + 'static> Background<D> {
+    pub fn spawn<S: Syncer<Desired = D>>(mut syncer: S) -> Self {
+        let (desired_tx, mut desired_rx) = watch::channel((0u64, Arc::new(D::default())));
+        let (synced_tx, synced_rx) = watch::channel(0u64);
+        tokio::spawn(async move {
+            loop {
+                let (version, desired) = desired_rx.borrow_and_update().clone();
+                if syncer.sync(&desired).await {
+                    synced_tx.send_replace(version);
+                    if desired_rx.changed().await.is_err() {
+                        return;
+                    }
+                } else {
+                    // Retry what failed, sooner if something new comes.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), desired_rx.changed()).await;
+                }
+            }
+        });
+        Background {
+            desired: desired_tx,
+            synced: synced_rx,
+        }
+    }
+
+    /// Hands the syncer what should exist now.
+    pub fn publish(&self, desired: D) {
         self.desired.send_if_modified(|(version, current)| {
             if **current == desired {
                 return false;
@@ -401,11 +420,85 @@ impl Reports {
         });
     }
 
-    /// Removes every report of this node (a clean stop), waiting at most `limit`.
-    pub async fn remove_all(&self, limit: Duration) {
-        self.publish(Desired::new());
+    /// Publishes the empty state (a clean stop removes what this node wrote) and waits at most
+    /// `limit` for it to be written.
+    pub async fn clear(&self, limit: Duration) {
+        self.publish(D::default());
         let version = self.desired.borrow().0;
         let mut synced = self.synced.clone();
         let _ = tokio::time::timeout(limit, synced.wait_for(|v| *v >= version)).await;
+    }
+}
+
+/// A configuration object's `Valid` condition: (kind, namespace, name) -> (valid, reason,
+/// message).
+pub type Conditions = BTreeMap<(&'static str, String, String), (bool, &'static str, String)>;
+
+/// Writes `Valid` conditions on advertisements, peers and Communities.
+pub struct ConditionWriter {
+    client: Client,
+    written: Conditions,
+}
+
+impl ConditionWriter {
+    pub fn new(client: Client) -> Self {
+        ConditionWriter {
+            client,
+            written: Conditions::new(),
+        }
+    }
+
+    async fn write_all(&mut self, desired: &Conditions) -> bool {
+        // Objects gone from the cluster are forgotten.
+        self.written.retain(|k, _| desired.contains_key(k));
+        let mut all = true;
+        for (key, value) in desired {
+            if self.written.get(key) == Some(value) {
+                continue;
+            }
+            let (valid, reason, message) = value;
+            let condition = json!({"type": "Valid",
+                "status": if *valid { "True" } else { "False" },
+                "reason": reason, "message": message,
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()});
+            let patch = json!({"status": {"conditions": [condition]}});
+            let result = match key.0 {
+                "L2Advertisement" => self.patch_status::<L2Advertisement>(key, &patch).await,
+                "BGPAdvertisement" => self.patch_status::<BGPAdvertisement>(key, &patch).await,
+                "BGPPeer" => self.patch_status::<BGPPeer>(key, &patch).await,
+                _ => self.patch_status::<Community>(key, &patch).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.written.insert(key.clone(), value.clone());
+                }
+                // Gone meanwhile: nothing to write.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    all = false;
+                    tracing::debug!(kind = key.0, name = %key.2, error = %e, "condition not written");
+                }
+            }
+        }
+        all
+    }
+
+    async fn patch_status<K: ReportObject>(
+        &self,
+        key: &(&'static str, String, String),
+        patch: &Value,
+    ) -> Result<(), kube::Error> {
+        Api::<K>::namespaced(self.client.clone(), &key.1)
+            .patch_status(&key.2, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ())
+    }
+}
+
+impl Syncer for ConditionWriter {
+    type Desired = Conditions;
+
+    fn sync(&mut self, desired: &Conditions) -> impl Future<Output = bool> + Send {
+        self.write_all(desired)
     }
 }

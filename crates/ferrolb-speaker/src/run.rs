@@ -11,7 +11,7 @@
 //! once, keeps answering and re-advertises its routes with GRACEFUL_SHUTDOWN while they do,
 //! and only then goes quiet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +25,10 @@ use ferrolb_cluster::service::service_key;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow, follow_trimmed};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,7 +38,9 @@ use crate::decide::{NodePlan, decide, reporter_for};
 use crate::membership::auth::KeyRing;
 use crate::membership::{Membership, MembershipConfig};
 use crate::metrics::Metrics;
-use crate::reports::{ReportWriter, Reports, desired_reports};
+use crate::reports::{
+    Background, ConditionWriter, Conditions, ReportWriter, Reports, desired_reports,
+};
 
 /// How the speaker runs.
 #[derive(Debug, Clone)]
@@ -297,17 +298,6 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-async fn patch_status<K: crate::reports::ReportObject>(
-    client: Client,
-    key: &(&'static str, String, String),
-    patch: &serde_json::Value,
-) -> Result<(), kube::Error> {
-    Api::<K>::namespaced(client, &key.1)
-        .patch_status(&key.2, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(|_| ())
-}
-
 /// The gossip addresses of the other nodes.
 fn seeds_from(nodes: &[Arc<Node>], config: &SpeakerConfig) -> Vec<SocketAddr> {
     nodes
@@ -421,14 +411,17 @@ pub async fn run(
         metrics,
         last_plan: NodePlan::default(),
         last_addresses: BTreeMap::new(),
-        reports: ReportWriter::new(client.clone(), &config.namespace, &config.node).spawn(),
+        reports: Background::spawn(ReportWriter::new(
+            client.clone(),
+            &config.namespace,
+            &config.node,
+        )),
         reported: HashMap::new(),
         announced_before: BTreeMap::new(),
         problems_before: BTreeSet::new(),
         reconciled_since_trim: false,
-        client: client.clone(),
-        conditions_written: HashMap::new(),
-        draining_bgp: false,
+        sessions_reported: Vec::new(),
+        conditions: Background::spawn(ConditionWriter::new(client.clone())),
         drain_since: None,
     };
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
@@ -474,8 +467,11 @@ pub async fn run(
                 if std::mem::take(&mut speaker.reconciled_since_trim) {
                     release_free_memory();
                 }
-                // Session states change without a cluster event.
-                speaker.write_reports();
+                // Session states change without a cluster event; the reports are rebuilt
+                // only when one did.
+                if speaker.sessions_changed() {
+                    speaker.write_reports();
+                }
                 // A drain for a cordoned or excluded node ends with the withdrawal.
                 if speaker.drain_since.is_some_and(|t| t.elapsed() >= config.drain_delay) {
                     dirty = true;
@@ -499,17 +495,18 @@ struct Speaker {
     /// Addresses of the Services in the last decision, for reports.
     last_addresses: BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
     reports: Reports,
+    /// Sessions as the reports last showed them.
+    sessions_reported: Vec<(String, State, usize)>,
     /// How each Service was announced when last reported.
     announced_before: BTreeMap<ferrolb_api::model::ServiceKey, crate::decide::ServiceAnnouncement>,
     problems_before: BTreeSet<Problem>,
     reconciled_since_trim: bool,
-    client: Client,
-    /// The `Valid` condition last written per configuration object (kind, namespace, name).
-    conditions_written: HashMap<(&'static str, String, String), (bool, &'static str, String)>,
-    /// The last Event per object and topic, so nothing is reported twice.
+    /// `Valid` conditions of configuration objects, written by their own task.
+    conditions: Background<Conditions>,
+    /// The last finding per object and topic (NotAnnounced, bad objects), so none is reported
+    /// twice.
     reported: HashMap<(String, &'static str), String>,
-    /// Routes are held with GRACEFUL_SHUTDOWN while this node drains (cordoned or excluded).
-    draining_bgp: bool,
+    /// When this node started draining (cordoned or excluded while its speaker runs).
     drain_since: Option<Instant>,
 }
 
@@ -528,14 +525,17 @@ impl Speaker {
                     self.membership.set_keys(keys);
                 }
             }
-            Change::Nodes | Change::Objects => {}
+            // Only Node changes move the gossip seeds; a reconcile need not send them.
+            Change::Nodes => self
+                .membership
+                .set_seeds(seeds_from(&self.caches.nodes.state(), &self.config)),
+            Change::Objects => {}
         }
     }
 
     async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
         let nodes = self.caches.nodes.state();
-        self.membership.set_seeds(seeds_from(&nodes, &self.config));
         let services = self.caches.services.state();
         let slices = self.caches.slices.state();
         let pools = self.caches.pools.state();
@@ -571,19 +571,16 @@ impl Speaker {
             tracing::info!("node drained: routes re-advertised with GRACEFUL_SHUTDOWN");
             self.announcer.graceful_shutdown();
             self.drain_since = Some(Instant::now());
-            self.draining_bgp = true;
         }
         if me_usable {
             self.drain_since = None;
-            self.draining_bgp = false;
-        } else if self
-            .drain_since
-            .is_some_and(|t| t.elapsed() >= self.config.drain_delay)
-        {
-            self.draining_bgp = false;
         }
+        // While draining, the routes stay (with GRACEFUL_SHUTDOWN) until the delay is over.
+        let draining = self
+            .drain_since
+            .is_some_and(|t| t.elapsed() < self.config.drain_delay);
         let mut effective = plan.clone();
-        if self.draining_bgp {
+        if draining {
             effective.bgp = self.last_plan.bgp.clone();
             effective.peers = self.last_plan.peers.clone();
         }
@@ -596,8 +593,22 @@ impl Speaker {
             tracing::info!(?applied, "announcements changed");
         }
         self.report(&plan, &services, &live, &problems);
-        self.write_conditions(&live, &problems, &l2, &bgp, &peers, &communities)
-            .await;
+        self.publish_conditions(
+            &live,
+            &problems,
+            [
+                ("L2Advertisement", l2.iter().map(|o| &o.metadata).collect()),
+                (
+                    "BGPAdvertisement",
+                    bgp.iter().map(|o| &o.metadata).collect(),
+                ),
+                ("BGPPeer", peers.iter().map(|o| &o.metadata).collect()),
+                (
+                    "Community",
+                    communities.iter().map(|o| &o.metadata).collect(),
+                ),
+            ],
+        );
         self.last_plan = effective;
         self.last_addresses = state
             .services
@@ -642,16 +653,31 @@ impl Speaker {
                 self.config.node,
                 how.join(" and ")
             );
-            self.publish_once(svc.object_ref(&()), "nodeAssigned", false, note);
+            self.events.publish(
+                svc.object_ref(&()),
+                PublishedEvent {
+                    warning: false,
+                    reason: "nodeAssigned".into(),
+                    note,
+                },
+            );
         }
         self.announced_before = plan.services.clone();
+        // Findings published this pass; older ones are forgotten, so the memory of what was
+        // said stays the size of what is wrong now.
+        let mut current = HashSet::new();
         for (ip, (keys, why)) in &plan.unannounced {
             if reporter_for(*ip, live) != Some(self.config.node.as_str()) {
                 continue;
             }
             for key in keys {
                 if let Some(svc) = by_key.get(key) {
-                    self.publish_once(svc.object_ref(&()), "NotAnnounced", true, why.sentence(*ip));
+                    current.insert(self.publish_once(
+                        svc.object_ref(&()),
+                        "NotAnnounced",
+                        true,
+                        why.sentence(*ip),
+                    ));
                 }
             }
         }
@@ -664,25 +690,25 @@ impl Speaker {
                 ..ObjectReference::default()
             };
             // One speaker reports a bad object, not every node.
-            if reporter_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), live)
-                == Some(self.config.node.as_str())
-            {
-                self.publish_once(reference, p.reason, true, p.message.clone());
+            if self.is_cluster_reporter(live) {
+                current.insert(self.publish_once(reference, p.reason, true, p.message.clone()));
             }
             if !self.problems_before.contains(p) {
                 tracing::warn!(kind = p.kind, name = %p.name, reason = p.reason, "{}", p.message);
             }
         }
         self.problems_before = problems.iter().cloned().collect();
+        self.reported.retain(|topic, _| current.contains(topic));
     }
 
+    /// Publishes a finding unless the same one was published last; returns its topic.
     fn publish_once(
         &mut self,
         reference: ObjectReference,
         reason: &'static str,
         warning: bool,
         note: String,
-    ) {
+    ) -> (String, &'static str) {
         let id = format!(
             "{}/{}/{}",
             reference.kind.as_deref().unwrap_or_default(),
@@ -690,92 +716,82 @@ impl Speaker {
             reference.name.as_deref().unwrap_or_default()
         );
         let topic = (id, reason);
-        if self.reported.get(&topic) == Some(&note) {
-            return;
+        if self.reported.get(&topic) != Some(&note) {
+            self.reported.insert(topic.clone(), note.clone());
+            self.events.publish(
+                reference,
+                PublishedEvent {
+                    warning,
+                    reason: reason.to_string(),
+                    note,
+                },
+            );
         }
-        self.reported.insert(topic, note.clone());
-        self.events.publish(
-            reference,
-            PublishedEvent {
-                warning,
-                reason: reason.to_string(),
-                note,
-            },
-        );
+        topic
     }
 
-    /// The reporting speaker writes a `Valid` condition on each advertisement, peer and
+    /// The reporting speaker keeps a `Valid` condition on each advertisement, peer and
     /// Community: False with the reason and what to fix, True once it is usable.
-    async fn write_conditions(
-        &mut self,
+    fn publish_conditions(
+        &self,
         live: &BTreeSet<String>,
         problems: &[Problem],
-        l2: &[Arc<L2Advertisement>],
-        bgp: &[Arc<BGPAdvertisement>],
-        peers: &[Arc<BGPPeer>],
-        communities: &[Arc<Community>],
+        objects: [(&'static str, Vec<&kube::core::ObjectMeta>); 4],
     ) {
-        if reporter_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), live)
-            != Some(self.config.node.as_str())
-        {
+        if !self.is_cluster_reporter(live) {
             return;
         }
-        let mut objects: Vec<(&'static str, String, String)> = Vec::new();
-        let mut add = |kind: &'static str, meta: &kube::core::ObjectMeta| {
-            objects.push((
-                kind,
-                meta.namespace.clone().unwrap_or_default(),
-                meta.name.clone().unwrap_or_default(),
-            ))
-        };
-        l2.iter().for_each(|o| add("L2Advertisement", &o.metadata));
-        bgp.iter()
-            .for_each(|o| add("BGPAdvertisement", &o.metadata));
-        peers.iter().for_each(|o| add("BGPPeer", &o.metadata));
-        communities
-            .iter()
-            .for_each(|o| add("Community", &o.metadata));
-        for key in objects {
-            let problem = problems
-                .iter()
-                .find(|p| p.kind == key.0 && p.namespace == key.1 && p.name == key.2);
-            let desired = match problem {
-                Some(p) => (false, p.reason, p.message.clone()),
-                None => (true, "Valid", "in use by the speakers".to_string()),
-            };
-            if self.conditions_written.get(&key) == Some(&desired) {
-                continue;
-            }
-            let condition = json!({"type": "Valid",
-                "status": if desired.0 { "True" } else { "False" },
-                "reason": desired.1, "message": desired.2,
-                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()});
-            let patch = json!({"status": {"conditions": [condition]}});
-            let client = self.client.clone();
-            let result = match key.0 {
-                "L2Advertisement" => patch_status::<L2Advertisement>(client, &key, &patch).await,
-                "BGPAdvertisement" => patch_status::<BGPAdvertisement>(client, &key, &patch).await,
-                "BGPPeer" => patch_status::<BGPPeer>(client, &key, &patch).await,
-                _ => patch_status::<Community>(client, &key, &patch).await,
-            };
-            match result {
-                Ok(()) => {
-                    self.conditions_written.insert(key, desired);
-                }
-                Err(e) => {
-                    tracing::debug!(kind = key.0, name = %key.2, error = %e, "condition not written")
-                }
+        let mut desired = Conditions::new();
+        for (kind, metas) in objects {
+            for meta in metas {
+                let key = (
+                    kind,
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
+                );
+                let problem = problems
+                    .iter()
+                    .find(|p| p.kind == key.0 && p.namespace == key.1 && p.name == key.2);
+                let value = match problem {
+                    Some(p) => (false, p.reason, p.message.clone()),
+                    None => (true, "Valid", "in use by the speakers".to_string()),
+                };
+                desired.insert(key, value);
             }
         }
+        self.conditions.publish(desired);
+    }
+
+    /// Whether this node reports cluster-wide findings (bad objects): one live speaker,
+    /// chosen by the same hash on every node.
+    fn is_cluster_reporter(&self, live: &BTreeSet<String>) -> bool {
+        reporter_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), live)
+            == Some(self.config.node.as_str())
     }
 
     /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.
+    /// Whether a session's state or route count moved since the reports were last built.
+    fn sessions_changed(&self) -> bool {
+        let now: Vec<(String, State, usize)> = self
+            .announcer
+            .sessions()
+            .into_iter()
+            .map(|s| (s.peer, s.state, s.prefixes))
+            .collect();
+        now != self.sessions_reported
+    }
+
     fn write_reports(&mut self) {
+        let sessions = self.announcer.sessions();
+        self.sessions_reported = sessions
+            .iter()
+            .map(|s| (s.peer.clone(), s.state, s.prefixes))
+            .collect();
         let desired = desired_reports(
             &self.config.node,
             &self.last_plan,
             &self.last_addresses,
-            &self.announcer.sessions(),
+            &sessions,
         );
         self.reports.publish(desired);
     }
@@ -839,7 +855,7 @@ impl Speaker {
             tokio::time::sleep_until(started + self.config.drain_delay).await;
         }
         self.announcer.shutdown().await;
-        self.reports.remove_all(Duration::from_secs(2)).await;
+        self.reports.clear(Duration::from_secs(2)).await;
         // Let the NOTIFICATIONs go out.
         tokio::time::sleep(Duration::from_millis(100)).await;
         tracing::info!("drained");
