@@ -1,0 +1,254 @@
+//! What a node forwards: plain values, no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// A Service port's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// As a Service spells it (`TCP`, `UDP`, `SCTP`); absent means TCP.
+    pub fn from_service(name: Option<&str>) -> Option<Protocol> {
+        match name.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// As nftables spells it.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+
+    pub fn from_nft(name: &str) -> Option<Protocol> {
+        match name {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "sctp" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// Traffic to this address, protocol and port is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub address: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// An address prefix (`loadBalancerSourceRanges` entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    pub address: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// `address/len` with the host bits cleared.
+    pub fn new(address: IpAddr, len: u8) -> Option<Prefix> {
+        let address = match address {
+            IpAddr::V4(a) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) if len <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+            _ => return None,
+        };
+        Some(Prefix { address, len })
+    }
+
+    /// Whether `other` lies inside this prefix.
+    pub fn contains(&self, other: &Prefix) -> bool {
+        other.len >= self.len
+            && other.address.is_ipv4() == self.address.is_ipv4()
+            && Prefix::new(other.address, self.len) == Some(*self)
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = String;
+
+    /// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host prefix).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let address: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address prefix"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        Prefix::new(address, len).ok_or_else(|| format!("{s:?} is not an address prefix"))
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.len)
+    }
+}
+
+/// Where a key's traffic goes, and from where it is admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Target {
+    pub node_port: u16,
+    /// `None`: every source. `Some`: only these, none of them nested in another (an empty
+    /// set admits nobody).
+    pub allowed: Option<BTreeSet<Prefix>>,
+}
+
+impl Target {
+    /// A target admitting the `ranges` of the key's family; with none of that family every
+    /// source is admitted, as kube-proxy does for a family the ranges do not name.
+    pub fn new(key: &Key, node_port: u16, ranges: &[Prefix]) -> Target {
+        let family: Vec<Prefix> = ranges
+            .iter()
+            .copied()
+            .filter(|p| p.address.is_ipv4() == key.address.is_ipv4())
+            .collect();
+        let allowed = (!family.is_empty()).then(|| outermost(&family));
+        Target { node_port, allowed }
+    }
+
+    /// A target that admits nobody (the Service's ranges could not be read: fail closed).
+    pub fn closed(node_port: u16) -> Target {
+        Target {
+            node_port,
+            allowed: Some(BTreeSet::new()),
+        }
+    }
+}
+
+/// The prefixes not inside another one: nftables refuses overlapping intervals, and a nested
+/// prefix admits nothing its outer one does not.
+fn outermost(prefixes: &[Prefix]) -> BTreeSet<Prefix> {
+    prefixes
+        .iter()
+        .copied()
+        .filter(|p| {
+            !prefixes
+                .iter()
+                .any(|outer| outer != p && outer.contains(p) && outer.len < p.len)
+        })
+        .collect()
+}
+
+/// Everything one node forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarding {
+    /// The node's addresses traffic is sent to; a family without one forwards nothing.
+    pub node_v4: Option<Ipv4Addr>,
+    pub node_v6: Option<Ipv6Addr>,
+    pub entries: BTreeMap<Key, Target>,
+}
+
+impl Forwarding {
+    /// The entries that can be programmed: those of a family the node has an address of.
+    pub fn programmable(&self) -> impl Iterator<Item = (&Key, &Target)> {
+        self.entries.iter().filter(|(k, _)| match k.address {
+            IpAddr::V4(_) => self.node_v4.is_some(),
+            IpAddr::V6(_) => self.node_v6.is_some(),
+        })
+    }
+
+    /// The addresses with at least one programmable entry.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.programmable().map(|(k, _)| k.address).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn prefixes_parse_and_clear_host_bits() {
+        assert_eq!(p("192.0.2.77/24").to_string(), "192.0.2.0/24");
+        assert_eq!(p("192.0.2.7").to_string(), "192.0.2.7/32");
+        assert_eq!(p("2001:db8::1/32").to_string(), "2001:db8::/32");
+        assert_eq!(p("0.0.0.0/0").to_string(), "0.0.0.0/0");
+        assert!("192.0.2.0/33".parse::<Prefix>().is_err());
+        assert!("2001:db8::/129".parse::<Prefix>().is_err());
+        assert!("example.org/24".parse::<Prefix>().is_err());
+        assert!("192.0.2.0/x".parse::<Prefix>().is_err());
+    }
+
+    #[test]
+    fn nested_ranges_collapse_and_families_separate() {
+        let key = Key {
+            address: "198.51.100.10".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        let t = Target::new(
+            &key,
+            30080,
+            &[
+                p("192.0.2.0/25"),
+                p("192.0.2.0/24"),
+                p("192.0.2.9/32"),
+                p("203.0.113.0/24"),
+                p("2001:db8::/32"),
+            ],
+        );
+        let allowed: Vec<String> = t.allowed.unwrap().iter().map(|p| p.to_string()).collect();
+        assert_eq!(allowed, ["192.0.2.0/24", "203.0.113.0/24"]);
+        // Only IPv6 ranges: the IPv4 address is not restricted.
+        assert_eq!(
+            Target::new(&key, 30080, &[p("2001:db8::/32")]).allowed,
+            None
+        );
+        assert_eq!(Target::new(&key, 30080, &[]).allowed, None);
+    }
+
+    #[test]
+    fn entries_of_a_family_without_node_address_are_not_programmable() {
+        let mut f = Forwarding {
+            node_v4: Some("192.0.2.11".parse().unwrap()),
+            ..Forwarding::default()
+        };
+        for a in ["198.51.100.10", "2001:db8:100::10"] {
+            f.entries.insert(
+                Key {
+                    address: a.parse().unwrap(),
+                    protocol: Protocol::Udp,
+                    port: 53,
+                },
+                Target::default(),
+            );
+        }
+        assert_eq!(f.programmable().count(), 1);
+        assert_eq!(f.addresses().len(), 1);
+    }
+}

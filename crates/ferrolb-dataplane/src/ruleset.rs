@@ -1,0 +1,448 @@
+//! The nftables transactions, as libnftables JSON: pure functions of what is programmed and
+//! what should be.
+//!
+//! ```text
+//! table inet ferrolb
+//!   map fwd4/fwd6        address . protocol . port : NodePort
+//!   set forwarded4/6     address . protocol . port          (counter per element)
+//!   set restricted4/6    keys with loadBalancerSourceRanges
+//!   set allowed4/6       address . protocol . port . source prefix   (intervals)
+//!   set dropped4/6       keys with source ranges                  (counter per element)
+//!   chain filter_prerouting  filter hook prerouting priority -110 (after conntrack, before DNAT)
+//!       restricted key, source not allowed: count in dropped, drop
+//!       key forwarded: count in forwarded
+//!   chain nat_prerouting     nat hook prerouting priority dstnat: dnat to node : fwd[key]
+//!   chain nat_output         nat hook output priority -100: the same, for the node's own traffic
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use crate::model::{Forwarding, Key, Prefix};
+
+pub const FAMILY: &str = "inet";
+pub const TABLE: &str = "ferrolb";
+
+/// The first filter hook after conntrack (-200) and before DNAT (-100), so the destination is
+/// still the Service's address.
+const FILTER_PRIORITY: i32 = -110;
+const DNAT_PRIORITY: i32 = -100;
+const L4: [&str; 3] = ["tcp", "udp", "sctp"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+
+    fn payload(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+}
+
+/// The sets and maps, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Store {
+    Fwd,
+    Forwarded,
+    Restricted,
+    Allowed,
+    Dropped,
+}
+
+impl Store {
+    pub fn name(self, family_v4: bool) -> String {
+        let base = match self {
+            Store::Fwd => "fwd",
+            Store::Forwarded => "forwarded",
+            Store::Restricted => "restricted",
+            Store::Allowed => "allowed",
+            Store::Dropped => "dropped",
+        };
+        format!("{base}{}", if family_v4 { "4" } else { "6" })
+    }
+}
+
+fn table() -> Value {
+    json!({"table": {"family": FAMILY, "name": TABLE}})
+}
+
+/// Removes the table, whether it exists or not (adding an existing table is no error).
+pub fn remove() -> Value {
+    json!({"nftables": [{"add": table()}, {"delete": table()}]})
+}
+
+fn key_type(f: Family) -> Value {
+    json!([f.addr_type(), "inet_proto", "inet_service"])
+}
+
+fn key_expr(f: Family) -> Value {
+    json!({"concat": [
+        {"payload": {"protocol": f.payload(), "field": "daddr"}},
+        {"meta": {"key": "l4proto"}},
+        {"payload": {"protocol": "th", "field": "dport"}},
+    ]})
+}
+
+fn l4_match() -> Value {
+    json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": L4}}})
+}
+
+fn in_set(left: Value, op: &str, set: &str) -> Value {
+    json!({"match": {"op": op, "left": left, "right": format!("@{set}")}})
+}
+
+fn rule(chain: &str, expr: Vec<Value>) -> Value {
+    json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "expr": expr}}})
+}
+
+fn chain(name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+    json!({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name,
+        "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
+}
+
+fn key_value(key: &Key) -> Value {
+    json!({"concat": [key.address.to_string(), key.protocol.nft(), key.port]})
+}
+
+fn allowed_value(key: &Key, prefix: &Prefix) -> Value {
+    json!({"concat": [key.address.to_string(), key.protocol.nft(), key.port,
+        {"prefix": {"addr": prefix.address.to_string(), "len": prefix.len}}]})
+}
+
+/// Every element of every store, as the kernel should hold it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Contents {
+    fwd: BTreeMap<Key, u16>,
+    forwarded: BTreeSet<Key>,
+    restricted: BTreeSet<Key>,
+    allowed: BTreeSet<(Key, Prefix)>,
+}
+
+impl Contents {
+    fn of(f: &Forwarding) -> Contents {
+        let mut c = Contents::default();
+        for (key, target) in f.programmable() {
+            c.fwd.insert(*key, target.node_port);
+            c.forwarded.insert(*key);
+            if let Some(allowed) = &target.allowed {
+                c.restricted.insert(*key);
+                c.allowed.extend(allowed.iter().map(|p| (*key, *p)));
+            }
+        }
+        c
+    }
+}
+
+/// Element commands, one per store and verb, in a fixed order.
+#[derive(Default)]
+struct Elements {
+    commands: BTreeMap<(bool, Store, bool), Vec<Value>>,
+}
+
+impl Elements {
+    fn push(&mut self, add: bool, store: Store, v4: bool, elem: Value) {
+        self.commands
+            .entry((add, store, v4))
+            .or_default()
+            .push(elem);
+    }
+
+    /// Deletions first, so a key that changes is removed and added in one transaction.
+    fn into_commands(self) -> impl Iterator<Item = Value> {
+        self.commands.into_iter().map(|((add, store, v4), elem)| {
+            let body = json!({"element": {"family": FAMILY, "table": TABLE,
+                "name": store.name(v4), "elem": elem}});
+            if add {
+                json!({"add": body})
+            } else {
+                json!({"delete": body})
+            }
+        })
+    }
+
+    fn add_all(&mut self, c: &Contents) {
+        for (key, port) in &c.fwd {
+            let v4 = key.address.is_ipv4();
+            self.push(true, Store::Fwd, v4, json!([key_value(key), port]));
+            self.push(true, Store::Forwarded, v4, key_value(key));
+        }
+        for key in &c.restricted {
+            let v4 = key.address.is_ipv4();
+            self.push(true, Store::Restricted, v4, key_value(key));
+            self.push(true, Store::Dropped, v4, key_value(key));
+        }
+        for (key, prefix) in &c.allowed {
+            let v4 = key.address.is_ipv4();
+            self.push(true, Store::Allowed, v4, allowed_value(key, prefix));
+        }
+    }
+}
+
+/// Replaces whatever table `inet ferrolb` holds with `to`, atomically: a previous run's
+/// forwarding stays in force until the same transaction installs this one.
+pub fn program(to: &Forwarding) -> Value {
+    let mut cmds = vec![
+        json!({"add": table()}),
+        json!({"delete": table()}),
+        json!({"add": table()}),
+    ];
+    for f in Family::BOTH {
+        let v4 = f == Family::V4;
+        let set = |store: Store, extra: Value| {
+            let mut body = json!({"family": FAMILY, "table": TABLE, "name": store.name(v4),
+                "type": key_type(f)});
+            if let (Some(obj), Value::Object(more)) = (body.as_object_mut(), extra) {
+                obj.extend(more);
+            }
+            if store == Store::Fwd {
+                json!({"add": {"map": body}})
+            } else {
+                json!({"add": {"set": body}})
+            }
+        };
+        cmds.push(set(Store::Fwd, json!({"map": "inet_service"})));
+        cmds.push(set(Store::Forwarded, json!({"stmt": [{"counter": null}]})));
+        cmds.push(set(Store::Restricted, json!({})));
+        cmds.push(set(
+            Store::Allowed,
+            json!({"type": [f.addr_type(), "inet_proto", "inet_service", f.addr_type()],
+                "flags": ["interval"]}),
+        ));
+        cmds.push(set(Store::Dropped, json!({"stmt": [{"counter": null}]})));
+    }
+    cmds.push(chain(
+        "filter_prerouting",
+        "filter",
+        "prerouting",
+        FILTER_PRIORITY,
+    ));
+    cmds.push(chain("nat_prerouting", "nat", "prerouting", DNAT_PRIORITY));
+    cmds.push(chain("nat_output", "nat", "output", DNAT_PRIORITY));
+    for f in Family::BOTH {
+        let v4 = f == Family::V4;
+        let saddr = json!({"payload": {"protocol": f.payload(), "field": "saddr"}});
+        let mut with_source = key_expr(f);
+        if let Some(parts) = with_source["concat"].as_array_mut() {
+            parts.push(saddr);
+        }
+        cmds.push(rule(
+            "filter_prerouting",
+            vec![
+                l4_match(),
+                in_set(key_expr(f), "==", &Store::Restricted.name(v4)),
+                in_set(with_source, "!=", &Store::Allowed.name(v4)),
+                in_set(key_expr(f), "==", &Store::Dropped.name(v4)),
+                json!({"drop": null}),
+            ],
+        ));
+        cmds.push(rule(
+            "filter_prerouting",
+            vec![
+                l4_match(),
+                in_set(key_expr(f), "==", &Store::Forwarded.name(v4)),
+            ],
+        ));
+        let node = match f {
+            Family::V4 => to.node_v4.map(IpAddr::V4),
+            Family::V6 => to.node_v6.map(IpAddr::V6),
+        };
+        if let Some(node) = node {
+            for chain in ["nat_prerouting", "nat_output"] {
+                cmds.push(rule(
+                    chain,
+                    vec![
+                        l4_match(),
+                        json!({"dnat": {"family": f.payload(), "addr": node.to_string(),
+                            "port": {"map": {"key": key_expr(f), "data": format!("@{}", Store::Fwd.name(v4))}}}}),
+                    ],
+                ));
+            }
+        }
+    }
+    let mut elements = Elements::default();
+    elements.add_all(&Contents::of(to));
+    cmds.extend(elements.into_commands());
+    json!({"nftables": cmds})
+}
+
+/// The transaction that turns `from` (programmed) into `to`; `None` when nothing changes.
+/// Element updates only, unless the node's addresses changed (then the whole table).
+pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Value> {
+    if from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6 {
+        return Some(program(to));
+    }
+    let (old, new) = (Contents::of(from), Contents::of(to));
+    if old == new {
+        return None;
+    }
+    let mut e = Elements::default();
+    let v4 = |k: &Key| k.address.is_ipv4();
+    for (key, port) in &old.fwd {
+        if new.fwd.get(key) != Some(port) {
+            e.push(false, Store::Fwd, v4(key), key_value(key));
+        }
+    }
+    for (key, port) in &new.fwd {
+        if old.fwd.get(key) != Some(port) {
+            e.push(true, Store::Fwd, v4(key), json!([key_value(key), port]));
+        }
+    }
+    for key in old.forwarded.difference(&new.forwarded) {
+        e.push(false, Store::Forwarded, v4(key), key_value(key));
+    }
+    for key in new.forwarded.difference(&old.forwarded) {
+        e.push(true, Store::Forwarded, v4(key), key_value(key));
+    }
+    for key in old.restricted.difference(&new.restricted) {
+        e.push(false, Store::Restricted, v4(key), key_value(key));
+        e.push(false, Store::Dropped, v4(key), key_value(key));
+    }
+    for key in new.restricted.difference(&old.restricted) {
+        e.push(true, Store::Restricted, v4(key), key_value(key));
+        e.push(true, Store::Dropped, v4(key), key_value(key));
+    }
+    for (key, prefix) in old.allowed.difference(&new.allowed) {
+        e.push(false, Store::Allowed, v4(key), allowed_value(key, prefix));
+    }
+    for (key, prefix) in new.allowed.difference(&old.allowed) {
+        e.push(true, Store::Allowed, v4(key), allowed_value(key, prefix));
+    }
+    Some(json!({"nftables": e.into_commands().collect::<Vec<_>>()}))
+}
+
+/// Lists the counting sets (for [`crate::Counters`]).
+pub fn list_counters() -> Vec<(Store, bool, Value)> {
+    let mut out = Vec::new();
+    for store in [Store::Forwarded, Store::Dropped] {
+        for v4 in [true, false] {
+            out.push((
+                store,
+                v4,
+                json!({"nftables": [{"list": {"set": {"family": FAMILY, "table": TABLE, "name": store.name(v4)}}}]}),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, Target};
+
+    fn key(a: &str, protocol: Protocol, port: u16) -> Key {
+        Key {
+            address: a.parse().unwrap(),
+            protocol,
+            port,
+        }
+    }
+
+    fn node() -> Forwarding {
+        Forwarding {
+            node_v4: Some("192.0.2.11".parse().unwrap()),
+            node_v6: Some("2001:db8::11".parse().unwrap()),
+            ..Forwarding::default()
+        }
+    }
+
+    fn commands(v: &Value) -> Vec<String> {
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn nothing_changed_is_no_transaction() {
+        let mut f = node();
+        f.entries
+            .insert(key("198.51.100.10", Protocol::Tcp, 80), Target::default());
+        assert_eq!(update(&f, &f.clone()), None);
+    }
+
+    #[test]
+    fn a_port_change_deletes_then_adds_only_that_element() {
+        let mut from = node();
+        let k = key("198.51.100.10", Protocol::Tcp, 80);
+        from.entries.insert(
+            k,
+            Target {
+                node_port: 30080,
+                allowed: None,
+            },
+        );
+        from.entries.insert(
+            key("198.51.100.11", Protocol::Udp, 53),
+            Target {
+                node_port: 30053,
+                allowed: None,
+            },
+        );
+        let mut to = from.clone();
+        to.entries.get_mut(&k).unwrap().node_port = 30081;
+        let cmds = commands(&update(&from, &to).unwrap());
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
+        assert!(cmds[0].starts_with("{\"delete\"") && cmds[0].contains("\"fwd4\""));
+        assert!(cmds[1].starts_with("{\"add\"") && cmds[1].contains("30081"));
+        assert!(!cmds.iter().any(|c| c.contains("198.51.100.11")));
+    }
+
+    #[test]
+    fn a_new_node_address_reprograms_the_table() {
+        let from = node();
+        let mut to = node();
+        to.node_v4 = Some("192.0.2.12".parse().unwrap());
+        let cmds = commands(&update(&from, &to).unwrap());
+        assert!(cmds[1].contains("\"delete\"") && cmds[1].contains("\"table\""));
+        assert!(cmds.iter().any(|c| c.contains("192.0.2.12")));
+    }
+
+    #[test]
+    fn source_ranges_add_restriction_and_allowed_prefixes() {
+        let from = node();
+        let mut to = node();
+        let k = key("2001:db8:100::10", Protocol::Sctp, 9000);
+        to.entries.insert(
+            k,
+            Target::new(&k, 31000, &["2001:db8:1::/48".parse().unwrap()]),
+        );
+        let cmds = commands(&update(&from, &to).unwrap());
+        for set in ["fwd6", "forwarded6", "restricted6", "dropped6", "allowed6"] {
+            assert!(
+                cmds.iter()
+                    .any(|c| c.starts_with("{\"add\"") && c.contains(&format!("\"{set}\""))),
+                "{set} in {cmds:?}"
+            );
+        }
+        assert!(cmds.iter().any(|c| c.contains("\"len\":48")));
+    }
+
+    #[test]
+    fn program_without_ipv6_node_address_has_no_ipv6_dnat() {
+        let mut f = node();
+        f.node_v6 = None;
+        let all = program(&f).to_string();
+        assert!(all.contains("\"family\":\"ip\""));
+        assert!(all.contains("\"addr\":\"192.0.2.11\""));
+        assert!(!all.contains("\"addr\":\"2001:db8::11\""));
+    }
+}

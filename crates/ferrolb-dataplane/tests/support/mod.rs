@@ -1,0 +1,378 @@
+//! Two network namespaces on a veth pair: a node (192.0.2.11, 2001:db8::11) and a client
+//! (192.0.2.100 and .101, 2001:db8::100 and ::101) that routes the Service prefixes
+//! 198.51.100.0/24 and 2001:db8:100::/64 to the node, as a BGP router would. Everything is
+//! removed when the [`Lab`] drops, also when a test fails.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_dataplane::{Dataplane, Forwarding, Key, Prefix, Protocol, Target};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub const NODE4: &str = "192.0.2.11";
+pub const NODE6: &str = "2001:db8::11";
+pub const CLIENT4: &str = "192.0.2.100";
+pub const OTHER4: &str = "192.0.2.101";
+pub const CLIENT6: &str = "2001:db8::100";
+pub const OTHER6: &str = "2001:db8::101";
+pub const VIP4: &str = "198.51.100.10";
+pub const VIP6: &str = "2001:db8:100::10";
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `nft` with `args` in namespace `ns`; its stdout.
+pub fn nft(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .output()
+        .expect("nft runs");
+    assert!(
+        out.status.success(),
+        "nft {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn enter(path: &str) {
+    let file = std::fs::File::open(path).expect("netns file");
+    // SAFETY: setns(2) on a namespace file this thread just opened.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+pub struct Lab {
+    pub node: String,
+    pub client: String,
+    stop: Arc<AtomicBool>,
+    servers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let prefix = format!(
+            "fdp-{}-{}-",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            node: format!("{prefix}node"),
+            client: format!("{prefix}cl"),
+            stop: Arc::new(AtomicBool::new(false)),
+            servers: Vec::new(),
+        };
+        ip(&["netns", "add", &lab.node]);
+        ip(&["netns", "add", &lab.client]);
+        ip(&[
+            "-n",
+            &lab.node,
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &lab.client,
+        ]);
+        for (ns, addrs) in [
+            (&lab.node, vec![NODE4, NODE6]),
+            (&lab.client, vec![CLIENT4, OTHER4, CLIENT6, OTHER6]),
+        ] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+            for a in addrs {
+                let len = if a.contains(':') { "64" } else { "24" };
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{a}/{len}"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ]);
+            }
+        }
+        ip(&[
+            "-n",
+            &lab.client,
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            NODE4,
+        ]);
+        ip(&[
+            "-n",
+            &lab.client,
+            "route",
+            "add",
+            "2001:db8:100::/64",
+            "via",
+            NODE6,
+        ]);
+        // A node has a default route; the node's own traffic to a Service address needs one
+        // to leave the routing step before the output hook rewrites it.
+        ip(&[
+            "-n",
+            &lab.node,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.1",
+        ]);
+        ip(&[
+            "-n",
+            &lab.node,
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8::1",
+        ]);
+        lab
+    }
+
+    /// Runs `f` on a thread inside namespace `ns` and returns its result.
+    pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            enter(&path);
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+
+    /// Opens a dataplane in the node's namespace.
+    pub fn dataplane(&self) -> NodeDataplane {
+        let path = format!("/var/run/netns/{}", self.node);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::spawn(move || {
+            enter(&path);
+            let mut dp = Dataplane::open().expect("libnftables loads");
+            while let Ok(job) = rx.recv() {
+                job(&mut dp);
+            }
+        });
+        NodeDataplane {
+            jobs: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// A TCP server in the node's namespace on `addr` that answers each connection with the
+    /// peer address it sees and `tag`, then echoes lines; UDP likewise, one datagram each.
+    pub fn serve(&mut self, addr: SocketAddr, tag: &'static str) {
+        let stop = self.stop.clone();
+        let path = format!("/var/run/netns/{}", self.node);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        self.servers.push(std::thread::spawn(move || {
+            enter(&path);
+            let tcp = TcpListener::bind(addr).expect("bind tcp");
+            tcp.set_nonblocking(true).unwrap();
+            let udp = UdpSocket::bind(addr).expect("bind udp");
+            udp.set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut buf = [0u8; 512];
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if let Ok((mut s, peer)) = tcp.accept() {
+                    s.set_nonblocking(false).unwrap();
+                    std::thread::spawn(move || {
+                        let _ = writeln!(s, "{tag} {peer}");
+                        let mut lines = BufReader::new(s.try_clone().unwrap()).lines();
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while Instant::now() < deadline {
+                            match lines.next() {
+                                Some(Ok(line)) => {
+                                    let _ = writeln!(s, "{line}");
+                                }
+                                _ => break,
+                            }
+                        }
+                    });
+                }
+                if let Ok((_, peer)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(format!("{tag} {peer}").as_bytes(), peer);
+                }
+            }
+        }));
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in self.servers.drain(..) {
+            let _ = s.join();
+        }
+        for ns in [&self.node, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Dataplane) + Send>;
+
+/// A dataplane living on a thread inside the node's namespace (libnftables talks to the
+/// kernel of the namespace it was opened in).
+pub struct NodeDataplane {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeDataplane {
+    pub fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Dataplane) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .as_ref()
+            .unwrap()
+            .send(Box::new(move |dp| {
+                let _ = tx.send(f(dp));
+            }))
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("dataplane answers")
+    }
+
+    pub fn apply(&self, f: &Forwarding) {
+        let f = f.clone();
+        self.with(move |dp| dp.apply(&f)).expect("applied");
+    }
+}
+
+impl Drop for NodeDataplane {
+    /// Like a process exiting: the table stays in the kernel.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn key(address: &str, protocol: Protocol, port: u16) -> Key {
+    Key {
+        address: address.parse().unwrap(),
+        protocol,
+        port,
+    }
+}
+
+/// The node's forwarding: `entries` as (address, protocol, port, NodePort, source ranges).
+pub fn forwarding(entries: &[(&str, Protocol, u16, u16, &[&str])]) -> Forwarding {
+    let mut f = Forwarding {
+        node_v4: Some(NODE4.parse().unwrap()),
+        node_v6: Some(NODE6.parse().unwrap()),
+        ..Forwarding::default()
+    };
+    for (a, proto, port, node_port, ranges) in entries {
+        let k = key(a, *proto, *port);
+        let ranges: Vec<Prefix> = ranges.iter().map(|r| r.parse().unwrap()).collect();
+        f.entries.insert(k, Target::new(&k, *node_port, &ranges));
+    }
+    f
+}
+
+/// Connects from the client namespace, bound to `source`, and reads the greeting line.
+pub fn tcp_greeting(lab: &Lab, source: &str, target: SocketAddr) -> Option<String> {
+    let source: IpAddr = source.parse().unwrap();
+    lab.in_ns(&lab.client.clone(), move || {
+        let s = socket_from(source, target)?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line.trim().to_string())
+    })
+}
+
+/// A TCP connection from `source` to `target` (in the calling thread's namespace).
+pub fn socket_from(source: IpAddr, target: SocketAddr) -> Option<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let domain = if target.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::new(source, 0).into()).ok()?;
+    s.connect_timeout(&target.into(), Duration::from_millis(1500))
+        .ok()?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    Some(s)
+}
+
+/// One UDP exchange from the client namespace, bound to `source`.
+pub fn udp_answer(lab: &Lab, source: &str, target: SocketAddr) -> Option<String> {
+    let source: IpAddr = source.parse().unwrap();
+    lab.in_ns(&lab.client.clone(), move || {
+        let s = UdpSocket::bind(SocketAddr::new(source, 0)).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
+        s.send_to(b"hello", target).ok()?;
+        let mut buf = [0u8; 256];
+        let n = s.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).to_string())
+    })
+}
+
+/// Sends a line on an open connection and reads the echo.
+pub fn echo(s: &mut TcpStream, line: &str) -> Option<String> {
+    writeln!(s, "{line}").ok()?;
+    read_line(s)
+}
+
+/// A connection from `source` to `target` in the calling thread's namespace, with the
+/// server's greeting read.
+pub fn greeted(source: &str, target: SocketAddr) -> Option<(TcpStream, String)> {
+    let mut s = socket_from(source.parse().unwrap(), target)?;
+    let greeting = read_line(&mut s)?;
+    Some((s, greeting))
+}
+
+/// One line, read a byte at a time so nothing after it is consumed.
+pub fn read_line(s: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while buf.len() < 512 {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        buf.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&buf).to_string())
+}
+
+pub fn sa(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
