@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # System packages the tests use (real peers, tools). Installed only when missing.
 # kubectl drives fake-apiserver in its tests; iproute2 builds the network-namespace labs;
 # frr, bird2 and gobgpd are real BGP peers for ferrolb-bgp and the speaker; ping makes a
-# client resolve an address in the speaker lab.
-PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd)
+# client resolve an address in the speaker lab; nftables (nft and libnftables) is what
+# ferrolb-dataplane programs and the tests inspect.
+PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

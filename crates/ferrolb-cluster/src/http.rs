@@ -2,8 +2,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,6 +20,47 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Whether the process is ready, and if not, why.
+#[derive(Debug)]
+pub struct Readiness {
+    ready: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Readiness {
+    /// Not ready yet, for `reason`.
+    pub fn new(reason: &str) -> Arc<Readiness> {
+        Arc::new(Readiness {
+            ready: AtomicBool::new(false),
+            reason: Mutex::new(reason.to_string()),
+        })
+    }
+
+    pub fn set(&self, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.ready.store(true, Ordering::Relaxed),
+            Err(reason) => {
+                *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+                self.ready.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Why the process is not ready; `None` when it is.
+    pub fn not_ready(&self) -> Option<String> {
+        (!self.is_ready()).then(|| {
+            self.reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+}
+
 /// Serves `/metrics` from `registry`, `/healthz`, and `/readyz` (200 while `ready`; the
 /// body of a 503 is `not_ready`).
 pub async fn serve(
@@ -28,21 +69,35 @@ pub async fn serve(
     ready: Arc<AtomicBool>,
     not_ready: &'static str,
 ) -> std::io::Result<()> {
+    serve_readiness(addr, registry, move || {
+        (!ready.load(Ordering::Relaxed)).then(|| not_ready.to_string())
+    })
+    .await
+}
+
+/// [`serve`] with readiness (and the reason it is missing) from `not_ready`.
+pub async fn serve_readiness(
+    addr: SocketAddr,
+    registry: Registry,
+    not_ready: impl Fn() -> Option<String> + Clone + Send + Sync + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let registry = registry.clone();
-        let ready = ready.clone();
+        let not_ready = not_ready.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
-                let ready = ready.clone();
+                let not_ready = not_ready.clone();
                 async move {
                     let (code, body) = match req.uri().path() {
                         "/metrics" => (200, render(&registry)),
                         "/healthz" | "/livez" => (200, "ok".to_string()),
-                        "/readyz" if ready.load(Ordering::Relaxed) => (200, "ok".to_string()),
-                        "/readyz" => (503, not_ready.to_string()),
+                        "/readyz" => match not_ready() {
+                            None => (200, "ok".to_string()),
+                            Some(reason) => (503, reason),
+                        },
                         _ => (404, "not found".to_string()),
                     };
                     Ok::<_, Infallible>(

@@ -70,11 +70,45 @@ pub enum ServiceWrite {
     Annotation(Option<String>),
 }
 
-/// The writes that bring `current` to `plan`; none when it already matches.
-pub fn writes_for(current: &Service, plan: &ServicePlan) -> Vec<ServiceWrite> {
+/// `status.loadBalancer.ingress[].ipMode`: how traffic for the address reaches the Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpMode {
+    /// Packets arrive with the address as destination; kube-proxy handles it (the default).
+    #[default]
+    Vip,
+    /// ferrolb's speakers forward the address to NodePorts themselves, so kube-proxy (1.30+)
+    /// leaves it alone.
+    Proxy,
+}
+
+impl IpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpMode::Vip => "VIP",
+            IpMode::Proxy => "Proxy",
+        }
+    }
+}
+
+/// Whether every ingress entry shows `mode` (an absent ipMode reads as VIP, as kube-proxy
+/// reads it).
+fn shows_mode(current: &Service, mode: IpMode) -> bool {
+    current
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .all(|i| i.ip_mode.as_deref().unwrap_or("VIP") == mode.as_str())
+}
+
+/// The writes that bring `current` to `plan` with addresses in `mode`; none when it already
+/// matches.
+pub fn writes_for(current: &Service, plan: &ServicePlan, mode: IpMode) -> Vec<ServiceWrite> {
     let mut writes = Vec::new();
     let shown = status_ips(current);
-    if shown != plan.ingress {
+    if shown != plan.ingress || (!shown.is_empty() && !shows_mode(current, mode)) {
         writes.push(ServiceWrite::Status(plan.ingress.clone()));
     }
     let annotated = current
@@ -451,6 +485,20 @@ mod tests {
     }
 
     #[test]
+    fn addresses_shown_in_another_ip_mode_are_written_again() {
+        let mut p = Planner::new(None);
+        p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
+        // with_status leaves ipMode out, which reads as VIP.
+        let svc = with_status(lb("web"), &["192.0.2.0"], "public");
+        let plan = p.plan_service(&key("web"), Some(&svc), &Labels::new());
+        assert!(writes_for(&svc, &plan, IpMode::Vip).is_empty());
+        assert_eq!(
+            writes_for(&svc, &plan, IpMode::Proxy),
+            vec![ServiceWrite::Status(plan.ingress.clone())]
+        );
+    }
+
+    #[test]
     fn new_service_gets_status_annotation_and_an_event() {
         let mut p = Planner::new(None);
         p.set_pools(&[pool("public", &["192.0.2.0/30"])]);
@@ -460,7 +508,7 @@ mod tests {
         assert_eq!(plan.pool_annotation.as_deref(), Some("public"));
         assert_eq!(plan.events[0].reason, "IPAllocated");
         assert_eq!(
-            writes_for(&svc, &plan),
+            writes_for(&svc, &plan, IpMode::Vip),
             vec![
                 ServiceWrite::Status(plan.ingress.clone()),
                 ServiceWrite::Annotation(Some("public".into()))
@@ -479,7 +527,7 @@ mod tests {
             vec!["192.0.2.2".parse::<IpAddr>().unwrap()],
             "status kept"
         );
-        assert!(writes_for(&svc, &plan).is_empty());
+        assert!(writes_for(&svc, &plan, IpMode::Vip).is_empty());
         let again = p.plan_service(&key("web"), Some(&svc), &Labels::new());
         assert!(again.events.is_empty(), "no event when nothing changed");
     }
@@ -508,7 +556,7 @@ mod tests {
         let plan = p.plan_service(&key("a"), Some(&cluster_ip), &Labels::new());
         assert_eq!(plan.outcome, Outcome::NotOurs);
         assert_eq!(plan.events[0].reason, "ClearAssignment");
-        assert_eq!(writes_for(&cluster_ip, &plan).len(), 2);
+        assert_eq!(writes_for(&cluster_ip, &plan, IpMode::Vip).len(), 2);
         // The address is free again.
         let other = p.plan_service(&key("b"), Some(&lb("b")), &Labels::new());
         assert!(matches!(other.outcome, Outcome::Assigned(_)));
@@ -530,7 +578,7 @@ mod tests {
             ..Default::default()
         });
         let plan = p.plan_service(&key("a"), Some(&svc), &Labels::new());
-        assert!(writes_for(&svc, &plan).is_empty());
+        assert!(writes_for(&svc, &plan, IpMode::Vip).is_empty());
     }
 
     #[test]

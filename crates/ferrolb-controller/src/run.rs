@@ -34,7 +34,8 @@ use crate::metrics::Metrics;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
 
 use crate::plan::{
-    Outcome, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status, writes_for,
+    IpMode, Outcome, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status,
+    writes_for,
 };
 use crate::service_request::service_key;
 
@@ -53,6 +54,8 @@ pub struct ControllerConfig {
     pub resync: Duration,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// The ipMode the addresses are shown with: `Proxy` when the speakers forward them.
+    pub ip_mode: IpMode,
 }
 
 impl Default for ControllerConfig {
@@ -66,6 +69,7 @@ impl Default for ControllerConfig {
             lease_grace_secs: 5,
             resync: Duration::from_secs(300),
             write_concurrency: 16,
+            ip_mode: IpMode::Vip,
         }
     }
 }
@@ -508,13 +512,14 @@ impl Controller {
                     .inc(),
                 _ => {}
             }
-            let writes = writes_for(&svc, &plan);
+            let writes = writes_for(&svc, &plan, self.config.ip_mode);
             if !writes.is_empty() {
                 jobs.push((svc, plan.key.clone(), writes));
             }
         }
         let client = self.client.clone();
         let metrics = self.metrics.clone();
+        let ip_mode = self.config.ip_mode;
         let failed: Vec<ServiceKey> = stream::iter(jobs)
             .map(|(svc, key, writes)| {
                 let client = client.clone();
@@ -527,7 +532,7 @@ impl Controller {
                         if !*leader.borrow() {
                             return None;
                         }
-                        if let Err(e) = apply_write(&api, &svc, &w, &metrics).await {
+                        if let Err(e) = apply_write(&api, &svc, &w, ip_mode, &metrics).await {
                             match e {
                                 kube::Error::Api(s) if s.code == 404 => return None,
                                 e => {
@@ -658,6 +663,7 @@ async fn apply_write(
     api: &Api<Service>,
     svc: &Service,
     write: &ServiceWrite,
+    ip_mode: IpMode,
     metrics: &Metrics,
 ) -> Result<(), kube::Error> {
     let name = svc.name_any();
@@ -669,7 +675,9 @@ async fn apply_write(
             } else {
                 json!(
                     ips.iter()
-                        .map(|ip: &IpAddr| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+                        .map(
+                            |ip: &IpAddr| json!({"ip": ip.to_string(), "ipMode": ip_mode.as_str()})
+                        )
                         .collect::<Vec<_>>()
                 )
             };

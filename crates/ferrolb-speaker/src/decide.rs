@@ -197,6 +197,8 @@ pub struct ServiceAnnouncement {
     pub l2: BTreeSet<IpAddr>,
     /// Peers this node advertises the Service's addresses to.
     pub bgp_peers: BTreeSet<String>,
+    /// Addresses this node advertises over BGP.
+    pub bgp: BTreeSet<IpAddr>,
 }
 
 /// What one node does.
@@ -411,11 +413,9 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
                     if peer.config.is_ibgp() {
                         attrs.local_pref = attrs.local_pref.max(adv.settings.local_pref);
                     }
-                    plan.services
-                        .entry(svc.key.clone())
-                        .or_default()
-                        .bgp_peers
-                        .insert(peer.name.clone());
+                    let announcement = plan.services.entry(svc.key.clone()).or_default();
+                    announcement.bgp_peers.insert(peer.name.clone());
+                    announcement.bgp.insert(ip);
                 }
             }
         }

@@ -9,6 +9,8 @@
 pub mod announce;
 pub mod cluster;
 pub mod decide;
+pub mod forwarder;
+pub mod forwarding;
 pub mod hrw;
 pub mod membership;
 pub mod metrics;

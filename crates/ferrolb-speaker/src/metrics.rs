@@ -10,6 +10,10 @@ pub struct Metrics {
     pub l2_requests: IntGaugeVec,
     pub l2_replies: IntGaugeVec,
     pub l2_announcements: IntGaugeVec,
+    /// Forwarding counters per address, read from the kernel (`--forwarding nftables`).
+    pub forwarded_packets: IntGaugeVec,
+    pub forwarded_bytes: IntGaugeVec,
+    pub source_range_dropped: IntGaugeVec,
     pub bgp_session_up: IntGaugeVec,
     pub bgp_prefixes: IntGaugeVec,
     pub gossip_members: Gauge,
@@ -46,6 +50,21 @@ impl Metrics {
         let l2_announcements = int_gauge(
             "ferrolb_l2_gratuitous_sent",
             "Gratuitous ARP and unsolicited NA sent for an owned address.",
+            &["ip"],
+        );
+        let forwarded_packets = int_gauge(
+            "ferrolb_forwarded_packets",
+            "Packets that arrived for the address and were forwarded to its NodePort.",
+            &["ip"],
+        );
+        let forwarded_bytes = int_gauge(
+            "ferrolb_forwarded_bytes",
+            "Bytes that arrived for the address and were forwarded to its NodePort.",
+            &["ip"],
+        );
+        let source_range_dropped = int_gauge(
+            "ferrolb_source_range_dropped_packets",
+            "Packets for the address dropped because their source is outside loadBalancerSourceRanges.",
             &["ip"],
         );
         let bgp_session_up = int_gauge(
@@ -94,6 +113,9 @@ impl Metrics {
             l2_requests,
             l2_replies,
             l2_announcements,
+            forwarded_packets,
+            forwarded_bytes,
+            source_range_dropped,
             bgp_session_up,
             bgp_prefixes,
             gossip_members,

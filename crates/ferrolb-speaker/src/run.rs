@@ -14,15 +14,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ferrolb_api::crd::{
     BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
 };
 use ferrolb_bgp::session::State;
+use ferrolb_cluster::http::Readiness;
 use ferrolb_cluster::service::service_key;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow, follow_trimmed};
+use ferrolb_dataplane::Forwarding;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -34,7 +36,9 @@ use tokio::time::Instant;
 
 use crate::announce::{Announcer, NodeIdentity};
 use crate::cluster::{Objects, Problem, cluster_state};
-use crate::decide::{NodePlan, decide, reporter_for};
+use crate::decide::{ClusterState, NodePlan, decide, reporter_for};
+use crate::forwarder::Forwarder;
+use crate::forwarding::{NotForwarded, forwarding, with_kept};
 use crate::membership::auth::KeyRing;
 use crate::membership::{Membership, MembershipConfig};
 use crate::metrics::Metrics;
@@ -65,6 +69,9 @@ pub struct SpeakerConfig {
     pub drain_delay: Duration,
     /// Run the L2 responder (needs CAP_NET_RAW); off: BGP only.
     pub l2: bool,
+    /// Forward announced addresses to NodePorts with nftables (needs CAP_NET_ADMIN and
+    /// libnftables); off: kube-proxy does.
+    pub forwarding: bool,
 }
 
 impl SpeakerConfig {
@@ -81,6 +88,7 @@ impl SpeakerConfig {
             handover: Duration::from_millis(500),
             drain_delay: Duration::from_secs(5),
             l2: true,
+            forwarding: false,
         }
     }
 }
@@ -210,9 +218,66 @@ fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>)
     caches
 }
 
-/// Keeps what the speaker reads of a Service: type, class, traffic policy, ports, status.
+/// The caches' contents at one moment.
+struct Snapshot {
+    nodes: Vec<Arc<Node>>,
+    services: Vec<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    pools: Vec<Arc<IPAddressPool>>,
+    l2: Vec<Arc<L2Advertisement>>,
+    bgp: Vec<Arc<BGPAdvertisement>>,
+    peers: Vec<Arc<BGPPeer>>,
+    communities: Vec<Arc<Community>>,
+    secrets: Vec<Arc<Secret>>,
+}
+
+impl Caches {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            nodes: self.nodes.state(),
+            services: self.services.state(),
+            slices: self.slices.state(),
+            pools: self.pools.state(),
+            l2: self.l2.state(),
+            bgp: self.bgp.state(),
+            peers: self.peers.state(),
+            communities: self.communities.state(),
+            secrets: self.secrets.state(),
+        }
+    }
+}
+
+impl Snapshot {
+    fn objects<'a>(&'a self, lb_class: Option<&'a str>) -> Objects<'a> {
+        Objects {
+            nodes: &self.nodes,
+            services: &self.services,
+            slices: &self.slices,
+            pools: &self.pools,
+            l2: &self.l2,
+            bgp: &self.bgp,
+            peers: &self.peers,
+            communities: &self.communities,
+            secrets: &self.secrets,
+            lb_class,
+        }
+    }
+}
+
+/// Keeps what the speaker reads of a Service: type, class, traffic policy, ports, source
+/// ranges (the annotation too), status.
 fn trim_service(svc: &mut Service) {
-    svc.metadata.annotations = None;
+    if let Some(a) = svc.metadata.annotations.as_mut() {
+        a.retain(|k, _| k == crate::forwarding::SOURCE_RANGES_ANNOTATION);
+    }
+    if svc
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.is_empty())
+    {
+        svc.metadata.annotations = None;
+    }
     if let Some(spec) = svc.spec.as_mut() {
         spec.selector = None;
         spec.cluster_ips = None;
@@ -313,7 +378,7 @@ pub async fn run(
     client: Client,
     config: SpeakerConfig,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SpeakerError> {
     let (tx, mut changes) = mpsc::unbounded_channel();
@@ -380,6 +445,25 @@ pub async fn run(
         gossip.suspect_to_down = s;
     }
     gossip.seeds = seeds_from(&caches.nodes.state(), &config);
+    // A node that cannot forward must not draw traffic: it joins the gossip (and so takes
+    // addresses) only once its dataplane works.
+    let forwarder = if config.forwarding {
+        loop {
+            match Forwarder::open().await {
+                Ok(f) => break Some(f),
+                Err(e) => {
+                    tracing::error!(error = %e, "forwarding unavailable; not announcing until it works");
+                    readiness.set(Err(format!("forwarding unavailable: {e}")));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = &mut shutdown => return Ok(()),
+            }
+        }
+    } else {
+        None
+    };
     let (membership, _gossip_task) = Membership::start(gossip)
         .await
         .map_err(SpeakerError::Gossip)?;
@@ -423,6 +507,13 @@ pub async fn run(
         sessions_reported: Vec::new(),
         conditions: Background::spawn(ConditionWriter::new(client.clone())),
         drain_since: None,
+        forwarder,
+        node_v4: ipv4,
+        node_v6: ipv6,
+        forward_wanted: Forwarding::default(),
+        forwarded: Forwarding::default(),
+        forwarding_error: None,
+        ticks: 0,
     };
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
 
@@ -433,7 +524,15 @@ pub async fn run(
     loop {
         let all_synced = WATCHES.iter().all(|w| synced.contains(w));
         let settled = speaker.membership.settled.load(Ordering::Relaxed);
-        ready.store(all_synced && settled, Ordering::Relaxed);
+        readiness.set(if !all_synced {
+            Err("caches not synced".into())
+        } else if !settled {
+            Err("gossip not settled".into())
+        } else if let Some(e) = &speaker.forwarding_error {
+            Err(format!("forwarding: {e}"))
+        } else {
+            Ok(())
+        });
         // A reconcile costs O(cluster); under a burst of changes the next one waits as long
         // as the last one took, so at most half the time goes to reconciling and each pass
         // covers more changes.
@@ -461,9 +560,19 @@ pub async fn run(
             _ = tokio::time::sleep_until(next_reconcile), if dirty => {}
             _ = tokio::time::sleep_until(release_at) => {
                 speaker.announcer.release_due(Instant::now()).await;
+                // Handed-over addresses draw no more traffic here.
+                speaker.forward(false).await;
             }
             _ = tick.tick() => {
                 speaker.refresh_metrics();
+                speaker.ticks += 1;
+                if speaker.ticks.is_multiple_of(5) {
+                    speaker.refresh_forwarding_metrics().await;
+                }
+                // A refused forwarding change is tried again.
+                if speaker.forwarding_error.is_some() {
+                    dirty = true;
+                }
                 if std::mem::take(&mut speaker.reconciled_since_trim) {
                     release_free_memory();
                 }
@@ -508,6 +617,16 @@ struct Speaker {
     reported: HashMap<(String, &'static str), String>,
     /// When this node started draining (cordoned or excluded while its speaker runs).
     drain_since: Option<Instant>,
+    /// The dataplane in `--forwarding nftables` mode.
+    forwarder: Option<Forwarder>,
+    node_v4: Option<std::net::Ipv4Addr>,
+    node_v6: Option<std::net::Ipv6Addr>,
+    /// What the last decision forwards, and what the kernel holds.
+    forward_wanted: Forwarding,
+    forwarded: Forwarding,
+    /// The last refused forwarding change; the speaker is not ready while there is one.
+    forwarding_error: Option<String>,
+    ticks: u64,
 }
 
 impl Speaker {
@@ -535,28 +654,17 @@ impl Speaker {
 
     async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
-        let nodes = self.caches.nodes.state();
-        let services = self.caches.services.state();
-        let slices = self.caches.slices.state();
-        let pools = self.caches.pools.state();
-        let l2 = self.caches.l2.state();
-        let bgp = self.caches.bgp.state();
-        let peers = self.caches.peers.state();
-        let communities = self.caches.communities.state();
-        let secrets = self.caches.secrets.state();
-        let objects = Objects {
-            nodes: &nodes,
-            services: &services,
-            slices: &slices,
-            pools: &pools,
-            l2: &l2,
-            bgp: &bgp,
-            peers: &peers,
-            communities: &communities,
-            secrets: &secrets,
-            lb_class: self.config.lb_class.as_deref(),
-        };
-        let (state, passwords, problems) = cluster_state(&objects);
+        let snapshot = self.caches.snapshot();
+        let (state, passwords, problems) =
+            cluster_state(&snapshot.objects(self.config.lb_class.as_deref()));
+        let Snapshot {
+            services,
+            l2,
+            bgp,
+            peers,
+            communities,
+            ..
+        } = snapshot;
         let read = started.elapsed();
         let live = self.membership.live.borrow().clone();
         let plan = decide(&state, &live, &self.config.node);
@@ -584,15 +692,27 @@ impl Speaker {
             effective.bgp = self.last_plan.bgp.clone();
             effective.peers = self.last_plan.peers.clone();
         }
+        let not_forwarded = if self.forwarder.is_some() {
+            let (wanted, skipped) = forwarding(&effective, &services, self.node_v4, self.node_v6);
+            self.forward_wanted = wanted;
+            // New addresses are forwarded before they are announced.
+            self.forward(true).await;
+            skipped
+        } else {
+            Vec::new()
+        };
         let applied = self
             .announcer
             .apply(&effective, &state.peers, &passwords)
             .await;
+        // Addresses this node no longer announces stop being forwarded once nothing draws
+        // their traffic here (after the handover).
+        self.forward(false).await;
         let done = started.elapsed();
         if applied != Default::default() {
             tracing::info!(?applied, "announcements changed");
         }
-        self.report(&plan, &services, &live, &problems);
+        self.report(&plan, &services, &live, &problems, &not_forwarded);
         self.publish_conditions(
             &live,
             &problems,
@@ -630,6 +750,7 @@ impl Speaker {
         services: &[Arc<Service>],
         live: &BTreeSet<String>,
         problems: &[Problem],
+        not_forwarded: &[NotForwarded],
     ) {
         let by_key: BTreeMap<_, _> = services.iter().map(|s| (service_key(s), s)).collect();
         for (key, ann) in &plan.services {
@@ -679,6 +800,21 @@ impl Speaker {
                         why.sentence(*ip),
                     ));
                 }
+            }
+        }
+        // Each node says what it cannot forward: the reason may be its own (no IPv6 address).
+        let mut reasons: BTreeMap<&ferrolb_api::model::ServiceKey, Vec<&str>> = BTreeMap::new();
+        for n in not_forwarded {
+            reasons.entry(&n.service).or_default().push(&n.reason);
+        }
+        for (key, why) in reasons {
+            if let Some(svc) = by_key.get(key) {
+                current.insert(self.publish_once(
+                    svc.object_ref(&()),
+                    "NotForwarded",
+                    true,
+                    format!("node \"{}\": {}", self.config.node, why.join("; ")),
+                ));
             }
         }
         for p in problems {
@@ -840,6 +976,81 @@ impl Speaker {
             .set(c.members_down.load(Ordering::Relaxed) as f64);
     }
 
+    /// Brings the kernel's forwarding to the last decision; with `keep_old`, addresses
+    /// forwarded now stay too (they are still announced until the announcer catches up).
+    async fn forward(&mut self, keep_old: bool) {
+        let Some(forwarder) = self.forwarder.clone() else {
+            return;
+        };
+        let answering: BTreeSet<IpAddr> = self.announcer.answering().into_iter().collect();
+        let target = with_kept(&self.forward_wanted, &self.forwarded, |ip| {
+            keep_old || answering.contains(ip)
+        });
+        match forwarder.apply(target.clone()).await {
+            Ok(applied) => {
+                if applied.changed {
+                    tracing::debug!(
+                        entries = target.entries.len(),
+                        full = applied.full,
+                        "forwarding updated"
+                    );
+                }
+                self.forwarded = target;
+                if self.forwarding_error.take().is_some() {
+                    tracing::info!("forwarding works again");
+                }
+            }
+            Err(e) => {
+                if self.forwarding_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "forwarding change refused; the kernel keeps the previous rules");
+                }
+                self.forwarding_error = Some(e);
+            }
+        }
+    }
+
+    async fn refresh_forwarding_metrics(&self) {
+        let Some(forwarder) = &self.forwarder else {
+            return;
+        };
+        let Ok(counters) = forwarder.counters().await else {
+            return;
+        };
+        let m = &self.metrics;
+        m.forwarded_packets.reset();
+        m.forwarded_bytes.reset();
+        m.source_range_dropped.reset();
+        for (ip, c) in &counters.forwarded {
+            let label = ip.to_string();
+            m.forwarded_packets
+                .with_label_values(&[&label])
+                .set(c.packets as i64);
+            m.forwarded_bytes
+                .with_label_values(&[&label])
+                .set(c.bytes as i64);
+        }
+        for (ip, c) in &counters.dropped {
+            m.source_range_dropped
+                .with_label_values(&[&ip.to_string()])
+                .set(c.packets as i64);
+        }
+    }
+
+    /// The addresses other live nodes announce, decided as they decide it.
+    fn taken_by_others(&self, state: &ClusterState) -> BTreeSet<IpAddr> {
+        let mut others = self.membership.live.borrow().clone();
+        others.remove(&self.config.node);
+        others
+            .iter()
+            .flat_map(|node| {
+                decide(state, &others, node)
+                    .services
+                    .into_values()
+                    .flat_map(|s| s.l2.into_iter().chain(s.bgp))
+            })
+            .collect()
+    }
+
     /// SIGTERM: the others take over while this node still answers and forwards.
     async fn drain(&mut self) {
         tracing::info!("draining: leaving the gossip, GRACEFUL_SHUTDOWN to peers");
@@ -855,6 +1066,20 @@ impl Speaker {
             tokio::time::sleep_until(started + self.config.drain_delay).await;
         }
         self.announcer.shutdown().await;
+        // Forwarding stays for what nobody else took (a restart, or no other eligible node:
+        // clients and routers may still send here); the rest goes.
+        if let Some(forwarder) = self.forwarder.clone() {
+            let snapshot = self.caches.snapshot();
+            let state = cluster_state(&snapshot.objects(self.config.lb_class.as_deref())).0;
+            let taken = self.taken_by_others(&state);
+            match forwarder.release(taken.clone()).await {
+                Ok(()) => tracing::info!(
+                    released = taken.len(),
+                    "forwarding released for addresses others took"
+                ),
+                Err(e) => tracing::error!(error = %e, "forwarding not released"),
+            }
+        }
         self.reports.clear(Duration::from_secs(2)).await;
         // Let the NOTIFICATIONs go out.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -8,7 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
+
+/// Who forwards a Service address's traffic to the NodePorts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Forwarding {
+    /// kube-proxy (or another Service proxy) handles the address.
+    None,
+    /// The speakers, with nftables rules of their own.
+    Nftables,
+}
 
 #[derive(Args, Debug)]
 pub struct ControllerArgs {
@@ -35,6 +45,11 @@ pub struct ControllerArgs {
     /// Seconds between full reconciles of every Service.
     #[arg(long, default_value_t = 300)]
     resync: u64,
+    /// How the speakers deliver traffic: `none` (kube-proxy does; ingress ipMode VIP) or
+    /// `nftables` (the speakers forward to NodePorts; ipMode Proxy, so kube-proxy leaves the
+    /// addresses alone). Must match the speakers' --forwarding.
+    #[arg(long, value_enum, default_value_t = Forwarding::None)]
+    forwarding: Forwarding,
     #[arg(long, default_value = "0.0.0.0:7472")]
     metrics_addr: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:7473")]
@@ -89,6 +104,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             lease_duration_secs: args.lease_duration,
             lease_grace_secs: args.lease_grace,
             resync: Duration::from_secs(args.resync),
+            ip_mode: match args.forwarding {
+                Forwarding::None => IpMode::Vip,
+                Forwarding::Nftables => IpMode::Proxy,
+            },
             ..ControllerConfig::default()
         };
         let metrics = Arc::new(Metrics::new());

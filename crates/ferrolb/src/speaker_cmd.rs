@@ -3,14 +3,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use ferrolb_speaker::{Metrics, SpeakerConfig};
 
-use crate::controller_cmd::{client, init_logging};
+use crate::controller_cmd::{Forwarding, client, init_logging};
+use ferrolb_cluster::http::Readiness;
 
 #[derive(Args, Debug)]
 pub struct SpeakerArgs {
@@ -50,6 +50,11 @@ pub struct SpeakerArgs {
     /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
     #[arg(long)]
     no_l2: bool,
+    /// Who forwards an announced address's traffic to the Service's NodePorts: `none`
+    /// (kube-proxy) or `nftables` (this speaker, with a table of its own; run the controller
+    /// with the same flag so kube-proxy leaves the addresses alone).
+    #[arg(long, value_enum, default_value_t = Forwarding::None)]
+    forwarding: Forwarding,
     /// Serves /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:7472")]
     metrics_addr: SocketAddr,
@@ -75,16 +80,19 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             handover: Duration::from_millis(args.handover_ms),
             drain_delay: Duration::from_secs(args.drain_delay),
             l2: !args.no_l2,
+            forwarding: args.forwarding == Forwarding::Nftables,
             ..SpeakerConfig::new(&args.node_name)
         };
         let metrics = Arc::new(Metrics::new());
-        let ready = Arc::new(AtomicBool::new(false));
-        let server = ferrolb_cluster::http::serve(
-            args.metrics_addr,
-            metrics.registry.clone(),
-            ready.clone(),
-            "caches not synced or gossip not started",
-        );
+        let readiness = Readiness::new("caches not synced");
+        let server = {
+            let readiness = readiness.clone();
+            ferrolb_cluster::http::serve_readiness(
+                args.metrics_addr,
+                metrics.registry.clone(),
+                move || readiness.not_ready(),
+            )
+        };
         tracing::info!(node = %args.node_name, "starting speaker");
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -96,7 +104,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down");
         };
         tokio::select! {
-            r = ferrolb_speaker::run(client, config, metrics, ready, shutdown) => r.context("speaker")?,
+            r = ferrolb_speaker::run(client, config, metrics, readiness, shutdown) => r.context("speaker")?,
             r = server => r.context("metrics server")?,
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use fake_apiserver::{Config, FakeApiServer};
+use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
@@ -59,6 +60,11 @@ pub async fn start_cluster(lab: &Lab) -> Cluster {
 
 /// A cluster whose BGPPeer `rt` has `extra` merged into its spec.
 pub async fn start_cluster_with(lab: &Lab, extra: Value) -> Cluster {
+    start_cluster_configured(lab, extra, IpMode::Vip).await
+}
+
+/// As [`start_cluster_with`], the controller showing addresses with `ip_mode`.
+pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) -> Cluster {
     let server = FakeApiServer::start(Config {
         listen: format!("{ROUTER_IP}:0").parse().unwrap(),
         bookmark_interval: Duration::from_millis(500),
@@ -139,6 +145,7 @@ pub async fn start_cluster_with(lab: &Lab, extra: Value) -> Cluster {
         identity: "controller-0".into(),
         lease_duration_secs: 3,
         lease_grace_secs: 1,
+        ip_mode,
         ..ControllerConfig::default()
     };
     let controller_client = client.clone();

@@ -63,8 +63,11 @@ pub struct Lab {
     prefix: String,
     namespaces: Vec<String>,
     pub dir: PathBuf,
-    frr: Option<Child>,
+    /// zebra and bgpd.
+    frr: Vec<Child>,
     pub speakers: BTreeMap<String, Child>,
+    /// Flags every speaker this lab starts gets besides the lab's own.
+    pub speaker_args: Vec<String>,
 }
 
 impl Lab {
@@ -88,8 +91,9 @@ impl Lab {
             prefix,
             namespaces: Vec::new(),
             dir,
-            frr: None,
+            frr: Vec::new(),
             speakers: BTreeMap::new(),
+            speaker_args: Vec::new(),
         };
         let sw = lab.ns("sw");
         ip(&["netns", "add", &sw]);
@@ -173,6 +177,47 @@ impl Lab {
         conf.push_str(" exit-address-family\n!\n");
         let path = self.dir.join("bgpd.conf");
         std::fs::write(&path, conf).unwrap();
+        // zebra installs the routes bgpd picks in the router's kernel, so traffic follows them.
+        // zebra drops to the frr user: its files live in a directory of that user's.
+        let zebra_dir = self.dir.join("zebra");
+        std::fs::create_dir_all(&zebra_dir).unwrap();
+        let owned = Command::new("chown")
+            .arg("frr:frr")
+            .arg(&zebra_dir)
+            .status()
+            .expect("chown runs");
+        assert!(owned.success(), "chown frr:frr {}", zebra_dir.display());
+        let zebra_conf = zebra_dir.join("zebra.conf");
+        std::fs::write(&zebra_conf, "hostname rt\n").unwrap();
+        let zserv = zebra_dir.join("zserv.api");
+        let zebra = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("rt"),
+                "/usr/lib/frr/zebra",
+                "-P",
+                "0",
+            ])
+            .arg("-f")
+            .arg(&zebra_conf)
+            .arg("-i")
+            .arg(zebra_dir.join("zebra.pid"))
+            .arg("-z")
+            .arg(&zserv)
+            .arg("--vty_socket")
+            .arg(&zebra_dir)
+            .arg("--log")
+            .arg(format!("file:{}", zebra_dir.join("zebra.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zebra starts");
+        self.frr.push(zebra);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zserv.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -180,11 +225,11 @@ impl Lab {
                 &self.ns("rt"),
                 "/usr/lib/frr/bgpd",
                 "-S",
-                "-Z",
-                "-n",
                 "-P",
                 "0",
             ])
+            .arg("-z")
+            .arg(&zserv)
             .arg("-f")
             .arg(&path)
             .arg("-i")
@@ -197,7 +242,7 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .expect("bgpd starts");
-        self.frr = Some(child);
+        self.frr.push(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.dir.join("bgpd.vty").exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -292,6 +337,7 @@ impl Lab {
             .arg(kubeconfig)
             .args(["--node-name", node, "--metrics-addr", "0.0.0.0:7472"])
             .args(["--drain-delay", "2", "--handover-ms", "300"])
+            .args(&self.speaker_args)
             .env(
                 "RUST_LOG",
                 std::env::var("FERROLB_SPEAKER_LOG").unwrap_or("info,kube=warn".into()),
@@ -364,7 +410,7 @@ impl Drop for Lab {
         for n in nodes {
             self.kill_speaker(&n);
         }
-        if let Some(mut c) = self.frr.take() {
+        for mut c in self.frr.drain(..).rev() {
             let _ = c.kill();
             let _ = c.wait();
         }

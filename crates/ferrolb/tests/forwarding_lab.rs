@@ -1,0 +1,315 @@
+//! `ferrolb speaker --forwarding nftables` on three nodes: clients reach each node's NodePort
+//! listener through the Service addresses, over L2 and over BGP, with no kube-proxy.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_controller::plan::IpMode;
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use support::cluster::*;
+use support::*;
+
+/// The NodePorts of the Services here (the API server refuses one taken twice).
+const NODE_PORTS: [u16; 2] = [30080, 30081];
+
+/// In every node's namespace, a NodePort listener that greets with its node's name and the
+/// peer it sees, then echoes lines; stopped when the guard drops.
+struct Listeners {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Listeners {
+    fn start(lab: &Lab) -> Listeners {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (node, node_port) in NODES
+            .iter()
+            .flat_map(|n| NODE_PORTS.iter().map(move |p| (*n, *p)))
+        {
+            let ns = lab.ns(node);
+            let stop = stop.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            threads.push(std::thread::spawn(move || {
+                enter(&ns);
+                let addr: SocketAddr = format!("{}:{node_port}", node_ip(node)).parse().unwrap();
+                let listener = TcpListener::bind(addr).expect("bind NodePort");
+                listener.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(180);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((mut s, peer)) => {
+                            s.set_nonblocking(false).unwrap();
+                            std::thread::spawn(move || {
+                                let _ = writeln!(s, "{node} {peer}");
+                                let mut buf = [0u8; 256];
+                                for _ in 0..100 {
+                                    match s.read(&mut buf) {
+                                        Ok(n) if n > 0 => {
+                                            let _ = s.write_all(&buf[..n]);
+                                        }
+                                        _ => break,
+                                    }
+                                }
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            }));
+            ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        Listeners { stop, threads }
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn create_forwarded_service(
+    client: &Client,
+    name: &str,
+    pool: &str,
+    ip: &str,
+    local: bool,
+    node_port: u16,
+) {
+    create(
+        client,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": "default",
+                            "annotations": {"ferrolb.io/address-pool": pool,
+                                            "ferrolb.io/loadBalancerIPs": ip}},
+               "spec": {"type": "LoadBalancer",
+                        "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
+                        "ports": [{"port": 80, "protocol": "TCP", "nodePort": node_port}]}}),
+    )
+    .await;
+}
+
+/// A connection to `target` from namespace `ns` (`None`: the calling thread's), with the
+/// greeting line read.
+fn connect(ns: Option<String>, target: &str) -> Option<(TcpStream, String)> {
+    let target: SocketAddr = target.parse().unwrap();
+    let run = move || {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_millis(1500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        let line = read_line(&mut s)?;
+        Some((s, line))
+    };
+    match ns {
+        Some(ns) => std::thread::spawn(move || {
+            enter(&ns);
+            run()
+        })
+        .join()
+        .unwrap(),
+        None => run(),
+    }
+}
+
+fn read_line(s: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 256 {
+        if s.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if byte[0] == b'\n' {
+            return Some(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
+    }
+    None
+}
+
+fn echo(s: &mut TcpStream, text: &str) -> Option<String> {
+    writeln!(s, "{text}").ok()?;
+    read_line(s)
+}
+
+/// Waits until a connection from `ns` to `target` is greeted by a line starting with `prefix`.
+fn wait_greeting(ns: Option<String>, target: &str, prefix: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = connect(ns.clone(), target).map(|(_, g)| g);
+        if last.as_deref().is_some_and(|g| g.starts_with(prefix)) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
+fn services(client: &Client) -> Api<Service> {
+    Api::namespaced(client.clone(), "default")
+}
+
+#[test]
+fn clients_reach_node_ports_through_l2_and_bgp_addresses_with_source_ranges() {
+    let mut lab = Lab::new();
+    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
+    let _listeners = Listeners::start(&lab);
+    let rt = runtime();
+    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+    let client = cluster.client.clone();
+    start_all(&mut lab, &cluster);
+    rt.block_on(async {
+        create_forwarded_service(&client, "web", "l2", "192.0.2.200", false, 30080).await;
+        set_endpoints(&client, "web", &NODES).await;
+        create_forwarded_service(&client, "api", "bgp", "198.51.100.0", false, 30081).await;
+        set_endpoints(&client, "api", &NODES).await;
+    });
+    let owner = expected_owner("192.0.2.200", &NODES);
+    let cl = Some(lab.ns("cl"));
+
+    // L2: the client on the segment reaches the owner's NodePort, which sees the client.
+    let greeting = wait_greeting(cl.clone(), "192.0.2.200:80", &owner);
+    assert!(
+        greeting
+            .as_deref()
+            .is_some_and(|g| g.starts_with(&format!("{owner} {CLIENT_IP}:"))),
+        "{greeting:?}\n{}",
+        lab.speaker_log(&owner)
+    );
+    // BGP: the router (this thread's namespace) reaches some node's NodePort over its ECMP
+    // route, and that node sees the router's address.
+    assert!(wait_until(Duration::from_secs(20), || lab
+        .frr_next_hops("198.51.100.0/32")
+        .len()
+        == 3));
+    let greeting = wait_greeting(None, "198.51.100.0:80", "n").unwrap_or_else(|| {
+        panic!(
+            "no answer over BGP; router routes:\n{}",
+            String::from_utf8_lossy(&lab.exec("rt", &["ip", "route"]).stdout)
+        )
+    });
+    assert!(greeting.contains(&format!(" {ROUTER_IP}:")), "{greeting}");
+
+    // The controller shows the addresses with ipMode Proxy, so kube-proxy leaves them alone.
+    let web = rt.block_on(services(&client).get("web")).unwrap();
+    let ingress = web.status.unwrap().load_balancer.unwrap().ingress.unwrap();
+    assert_eq!(ingress[0].ip_mode.as_deref(), Some("Proxy"));
+
+    // Source ranges: only the router may connect now.
+    rt.block_on(services(&client).patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"loadBalancerSourceRanges": [format!("{ROUTER_IP}/32")]}})),
+    ))
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || connect(
+            cl.clone(),
+            "192.0.2.200:80"
+        )
+        .is_none()),
+        "the client outside the range is refused"
+    );
+    assert!(
+        connect(None, "192.0.2.200:80").is_some(),
+        "the router inside the range is admitted"
+    );
+    // The owner counts both (its metrics are read from the kernel every 5 s).
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let metrics = http_get(&owner, "/metrics");
+            metrics.contains("ferrolb_source_range_dropped_packets{ip=\"192.0.2.200\"}")
+                && metrics.contains("ferrolb_forwarded_packets{ip=\"192.0.2.200\"}")
+        }),
+        "{}",
+        http_get(&owner, "/metrics")
+    );
+
+    // A Service without a NodePort is skipped with an Event, and the rest keeps working.
+    rt.block_on(create(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "bare", "namespace": "default",
+                            "annotations": {"ferrolb.io/address-pool": "l2",
+                                            "ferrolb.io/loadBalancerIPs": "192.0.2.202"}},
+               "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                        "ports": [{"port": 80, "protocol": "TCP"}]}}),
+    ));
+    rt.block_on(set_endpoints(&client, "bare", &NODES));
+    let found = rt.block_on(async {
+        for _ in 0..100 {
+            let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+            let list = events.list(&Default::default()).await.unwrap();
+            if list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("NotForwarded")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("port 80/TCP has no NodePort"))
+            }) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(found, "NotForwarded Event");
+    assert!(connect(None, "198.51.100.0:80").is_some());
+}
+
+#[test]
+fn a_speaker_restart_keeps_established_connections() {
+    let mut lab = Lab::new();
+    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
+    let _listeners = Listeners::start(&lab);
+    let rt = runtime();
+    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+    let client = cluster.client.clone();
+    start_all(&mut lab, &cluster);
+    // Only n1 has an endpoint of a Local Service: no other node can take the address.
+    rt.block_on(async {
+        create_forwarded_service(&client, "solo", "l2", "192.0.2.201", true, 30080).await;
+        set_endpoints(&client, "solo", &["n1"]).await;
+    });
+    let cl = Some(lab.ns("cl"));
+    assert!(wait_greeting(cl.clone(), "192.0.2.201:80", "n1 ").is_some());
+    let (mut open, greeting) = connect(cl.clone(), "192.0.2.201:80").unwrap();
+    assert!(greeting.starts_with("n1 "), "{greeting}");
+    assert_eq!(echo(&mut open, "before").as_deref(), Some("before"));
+
+    let mut stopped = lab.terminate_speaker("n1").expect("n1 runs");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stopped.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(stopped.try_wait().unwrap().is_some(), "n1's speaker exits");
+    // Nobody took the address, so n1 still forwards it.
+    let tables = lab.exec("n1", &["nft", "list", "map", "inet", "ferrolb", "fwd4"]);
+    assert!(String::from_utf8_lossy(&tables.stdout).contains("192.0.2.201"));
+    assert_eq!(echo(&mut open, "between").as_deref(), Some("between"));
+
+    lab.start_speaker("n1", &cluster.kubeconfig);
+    assert!(
+        wait_until(Duration::from_secs(20), || lab
+            .speaker_log("n1")
+            .matches("speaker started")
+            .count()
+            >= 1
+            && http_get("n1", "/readyz").contains("200 OK")),
+        "{}",
+        lab.speaker_log("n1")
+    );
+    assert_eq!(echo(&mut open, "after").as_deref(), Some("after"));
+    assert!(wait_greeting(cl, "192.0.2.201:80", "n1 ").is_some());
+}
