@@ -306,10 +306,56 @@ fn a_speaker_restart_keeps_established_connections() {
             .matches("speaker started")
             .count()
             >= 1
-            && http_get("n1", "/readyz").contains("200 OK")),
+            && try_http_get("n1", "/readyz").is_some_and(|r| r.contains("200 OK"))),
         "{}",
         lab.speaker_log("n1")
     );
     assert_eq!(echo(&mut open, "after").as_deref(), Some("after"));
     assert!(wait_greeting(cl, "192.0.2.201:80", "n1 ").is_some());
+}
+
+#[test]
+fn a_node_that_cannot_forward_is_not_ready_and_takes_no_address() {
+    let mut lab = Lab::new();
+    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
+    // n1's speaker sees an unloadable libnftables (in a mount namespace of its own).
+    lab.speaker_wrappers.insert(
+        "n1".into(),
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind /dev/null \"$(readlink -f \"$0\")\" && exec \"$@\"",
+            "/usr/lib/x86_64-linux-gnu/libnftables.so.1",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let _listeners = Listeners::start(&lab);
+    let rt = runtime();
+    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+    let client = cluster.client.clone();
+    start_all(&mut lab, &cluster);
+    rt.block_on(async {
+        create_forwarded_service(&client, "web", "l2", "192.0.2.200", false, 30080).await;
+        set_endpoints(&client, "web", &NODES).await;
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let readyz = try_http_get("n1", "/readyz").unwrap_or_default();
+            readyz.contains(" 503 ") && readyz.contains("install the nftables package")
+        }),
+        "{:?}\n{}",
+        try_http_get("n1", "/readyz"),
+        lab.speaker_log("n1")
+    );
+    // The address goes to a node that can forward it.
+    let owner = expected_owner("192.0.2.200", &["n2", "n3"]);
+    let greeting = wait_greeting(Some(lab.ns("cl")), "192.0.2.200:80", &owner);
+    assert!(
+        greeting.as_deref().is_some_and(|g| g.starts_with(&format!("{owner} "))),
+        "{greeting:?}"
+    );
+    assert!(lab.speaker_log("n1").contains("forwarding unavailable"));
 }

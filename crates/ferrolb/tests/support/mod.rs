@@ -68,6 +68,8 @@ pub struct Lab {
     pub speakers: BTreeMap<String, Child>,
     /// Flags every speaker this lab starts gets besides the lab's own.
     pub speaker_args: Vec<String>,
+    /// Per node, a command the speaker runs under (it gets the speaker's command line).
+    pub speaker_wrappers: BTreeMap<String, Vec<String>>,
 }
 
 impl Lab {
@@ -94,6 +96,7 @@ impl Lab {
             frr: Vec::new(),
             speakers: BTreeMap::new(),
             speaker_args: Vec::new(),
+            speaker_wrappers: BTreeMap::new(),
         };
         let sw = lab.ns("sw");
         ip(&["netns", "add", &sw]);
@@ -332,6 +335,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(node)])
             .args(wrap.split_whitespace())
+            .args(self.speaker_wrappers.get(node).into_iter().flatten())
             .args([&ferrolb_binary(), "speaker"])
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -427,12 +431,17 @@ fn afi(prefix: &str) -> &'static str {
 
 /// GETs `path` from a speaker's metrics endpoint (over the bridge).
 pub fn http_get(node: &str, path: &str) -> String {
+    try_http_get(node, path).expect("metrics endpoint")
+}
+
+/// [`http_get`], `None` while nothing listens yet.
+pub fn try_http_get(node: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(
         &format!("{}:7472", node_ip(node)).parse().unwrap(),
         Duration::from_secs(2),
     )
-    .expect("metrics endpoint");
+    .ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -443,7 +452,7 @@ pub fn http_get(node: &str, path: &str) -> String {
     .unwrap();
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body);
-    body
+    Some(body)
 }
 
 /// The `ferrolb` binary: Cargo names it for tests; an example finds it beside its own
