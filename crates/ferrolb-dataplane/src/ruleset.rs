@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::model::{Forwarding, Key, Prefix};
+use crate::model::{Forwarding, Key, Prefix, Target};
 
 pub const FAMILY: &str = "inet";
 pub const TABLE: &str = "ferrolb";
@@ -125,30 +125,6 @@ fn allowed_value(key: &Key, prefix: &Prefix) -> Value {
         {"prefix": {"addr": prefix.address.to_string(), "len": prefix.len}}]})
 }
 
-/// Every element of every store, as the kernel should hold it.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Contents {
-    fwd: BTreeMap<Key, u16>,
-    forwarded: BTreeSet<Key>,
-    restricted: BTreeSet<Key>,
-    allowed: BTreeSet<(Key, Prefix)>,
-}
-
-impl Contents {
-    fn of(f: &Forwarding) -> Contents {
-        let mut c = Contents::default();
-        for (key, target) in f.programmable() {
-            c.fwd.insert(*key, target.node_port);
-            c.forwarded.insert(*key);
-            if let Some(allowed) = &target.allowed {
-                c.restricted.insert(*key);
-                c.allowed.extend(allowed.iter().map(|p| (*key, *p)));
-            }
-        }
-        c
-    }
-}
-
 /// Element commands, one per store and verb, in a fixed order.
 #[derive(Default)]
 struct Elements {
@@ -176,19 +152,51 @@ impl Elements {
         })
     }
 
-    fn add_all(&mut self, c: &Contents) {
-        for (key, port) in &c.fwd {
-            let v4 = key.address.is_ipv4();
-            self.push(true, Store::Fwd, v4, json!([key_value(key), port]));
-            self.push(true, Store::Forwarded, v4, key_value(key));
+    /// Adds (or deletes) every element of one entry.
+    fn entry(&mut self, add: bool, key: &Key, target: &Target) {
+        let v4 = key.address.is_ipv4();
+        if add {
+            self.push(
+                true,
+                Store::Fwd,
+                v4,
+                json!([key_value(key), target.node_port]),
+            );
+        } else {
+            self.push(false, Store::Fwd, v4, key_value(key));
         }
-        for key in &c.restricted {
-            let v4 = key.address.is_ipv4();
-            self.push(true, Store::Restricted, v4, key_value(key));
-            self.push(true, Store::Dropped, v4, key_value(key));
+        self.push(add, Store::Forwarded, v4, key_value(key));
+        if let Some(allowed) = &target.allowed {
+            self.push(add, Store::Restricted, v4, key_value(key));
+            self.push(add, Store::Dropped, v4, key_value(key));
+            for prefix in allowed {
+                self.push(add, Store::Allowed, v4, allowed_value(key, prefix));
+            }
         }
-        for (key, prefix) in &c.allowed {
-            let v4 = key.address.is_ipv4();
+    }
+
+    /// Only what differs between two targets of one key, so its counters survive.
+    fn change(&mut self, key: &Key, was: &Target, now: &Target) {
+        let v4 = key.address.is_ipv4();
+        if was.node_port != now.node_port {
+            self.push(false, Store::Fwd, v4, key_value(key));
+            self.push(true, Store::Fwd, v4, json!([key_value(key), now.node_port]));
+        }
+        let empty = BTreeSet::new();
+        match (&was.allowed, &now.allowed) {
+            (None, Some(_)) | (Some(_), None) => {
+                let add = now.allowed.is_some();
+                self.push(add, Store::Restricted, v4, key_value(key));
+                self.push(add, Store::Dropped, v4, key_value(key));
+            }
+            _ => {}
+        }
+        let before = was.allowed.as_ref().unwrap_or(&empty);
+        let after = now.allowed.as_ref().unwrap_or(&empty);
+        for prefix in before.difference(after) {
+            self.push(false, Store::Allowed, v4, allowed_value(key, prefix));
+        }
+        for prefix in after.difference(before) {
             self.push(true, Store::Allowed, v4, allowed_value(key, prefix));
         }
     }
@@ -276,54 +284,50 @@ pub fn program(to: &Forwarding) -> Value {
         }
     }
     let mut elements = Elements::default();
-    elements.add_all(&Contents::of(to));
+    for (key, target) in to.programmable() {
+        elements.entry(true, key, target);
+    }
     cmds.extend(elements.into_commands());
     json!({"nftables": cmds})
 }
 
 /// The transaction that turns `from` (programmed) into `to`; `None` when nothing changes.
-/// Element updates only, unless the node's addresses changed (then the whole table).
+/// Element updates only, unless the node's addresses changed (then the whole table). Both
+/// maps are walked in key order once, so a change costs O(Services) comparisons and no
+/// allocation beyond the commands.
 pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Value> {
     if from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6 {
         return Some(program(to));
     }
-    let (old, new) = (Contents::of(from), Contents::of(to));
-    if old == new {
-        return None;
-    }
     let mut e = Elements::default();
-    let v4 = |k: &Key| k.address.is_ipv4();
-    for (key, port) in &old.fwd {
-        if new.fwd.get(key) != Some(port) {
-            e.push(false, Store::Fwd, v4(key), key_value(key));
+    let mut old = from.programmable().peekable();
+    let mut new = to.programmable().peekable();
+    loop {
+        let next = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        match next {
+            std::cmp::Ordering::Less => {
+                let (key, target) = old.next().expect("peeked");
+                e.entry(false, key, target);
+            }
+            std::cmp::Ordering::Greater => {
+                let (key, target) = new.next().expect("peeked");
+                e.entry(true, key, target);
+            }
+            std::cmp::Ordering::Equal => {
+                let (key, was) = old.next().expect("peeked");
+                let (_, now) = new.next().expect("peeked");
+                if was != now {
+                    e.change(key, was, now);
+                }
+            }
         }
     }
-    for (key, port) in &new.fwd {
-        if old.fwd.get(key) != Some(port) {
-            e.push(true, Store::Fwd, v4(key), json!([key_value(key), port]));
-        }
-    }
-    for key in old.forwarded.difference(&new.forwarded) {
-        e.push(false, Store::Forwarded, v4(key), key_value(key));
-    }
-    for key in new.forwarded.difference(&old.forwarded) {
-        e.push(true, Store::Forwarded, v4(key), key_value(key));
-    }
-    for key in old.restricted.difference(&new.restricted) {
-        e.push(false, Store::Restricted, v4(key), key_value(key));
-        e.push(false, Store::Dropped, v4(key), key_value(key));
-    }
-    for key in new.restricted.difference(&old.restricted) {
-        e.push(true, Store::Restricted, v4(key), key_value(key));
-        e.push(true, Store::Dropped, v4(key), key_value(key));
-    }
-    for (key, prefix) in old.allowed.difference(&new.allowed) {
-        e.push(false, Store::Allowed, v4(key), allowed_value(key, prefix));
-    }
-    for (key, prefix) in new.allowed.difference(&old.allowed) {
-        e.push(true, Store::Allowed, v4(key), allowed_value(key, prefix));
-    }
-    Some(json!({"nftables": e.into_commands().collect::<Vec<_>>()}))
+    (!e.commands.is_empty()).then(|| json!({"nftables": e.into_commands().collect::<Vec<_>>()}))
 }
 
 /// Lists the counting sets (for [`crate::Counters`]).
@@ -344,7 +348,7 @@ pub fn list_counters() -> Vec<(Store, bool, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, Target};
+    use crate::model::Protocol;
 
     fn key(a: &str, protocol: Protocol, port: u16) -> Key {
         Key {

@@ -306,7 +306,8 @@ fn a_speaker_restart_keeps_established_connections() {
             .matches("speaker started")
             .count()
             >= 1
-            && try_http_get("n1", "/readyz").is_some_and(|r| r.contains("200 OK"))),
+            && try_http_get("n1", "/readyz")
+                .is_some_and(|r| r.contains("200 OK"))),
         "{}",
         lab.speaker_log("n1")
     );
@@ -354,7 +355,9 @@ fn a_node_that_cannot_forward_is_not_ready_and_takes_no_address() {
     let owner = expected_owner("192.0.2.200", &["n2", "n3"]);
     let greeting = wait_greeting(Some(lab.ns("cl")), "192.0.2.200:80", &owner);
     assert!(
-        greeting.as_deref().is_some_and(|g| g.starts_with(&format!("{owner} "))),
+        greeting
+            .as_deref()
+            .is_some_and(|g| g.starts_with(&format!("{owner} "))),
         "{greeting:?}"
     );
     assert!(lab.speaker_log("n1").contains("forwarding unavailable"));
