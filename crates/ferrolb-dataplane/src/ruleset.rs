@@ -8,12 +8,23 @@
 //!   set restricted4/6    keys with loadBalancerSourceRanges
 //!   set allowed4/6       address . protocol . port . source prefix   (intervals)
 //!   set dropped4/6       keys with source ranges                  (counter per element)
-//!   chain filter_prerouting  filter hook prerouting priority -110 (after conntrack, before DNAT)
+//!   chain prerouting     filter hook prerouting priority -150 (after conntrack, before any DNAT)
 //!       restricted key, source not allowed: count in dropped, drop
-//!       key forwarded: count in forwarded
-//!   chain nat_prerouting     nat hook prerouting priority dstnat: dnat to node : fwd[key]
-//!   chain nat_output         nat hook output priority -100: the same, for the node's own traffic
+//!       key forwarded: count it, rewrite the destination to node : fwd[key] in the header
+//!   chain output         route hook output priority -150: the rewrite, for the node's own traffic
+//!   chain nat_prerouting nat hook prerouting priority -90 (after kube-proxy's -100)
+//!       a new flow whose original destination is a key: dnat to node : fwd[key]
+//!   chain nat_output     nat hook output priority -90: the same
 //! ```
+//!
+//! Why a rewrite and not simply a DNAT: only the first DNAT of a flow applies, so a DNAT of
+//! ours to the NodePort would keep kube-proxy's (iptables, nftables) NodePort DNAT to a pod
+//! from ever running. Instead the header is rewritten after conntrack has recorded the flow
+//! and before any NAT: whatever serves the NodePort sees an ordinary packet to node:NodePort
+//! and DNATs it to a pod, and the replies are translated back to the flow's original
+//! destination, the Service address. When nothing DNATs the flow (a process listens on the
+//! NodePort itself), the fallback DNAT after kube-proxy's gives the flow the same binding,
+//! so the replies come from the Service address too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -25,10 +36,10 @@ use crate::model::{Forwarding, Key, Prefix, Target};
 pub const FAMILY: &str = "inet";
 pub const TABLE: &str = "ferrolb";
 
-/// The first filter hook after conntrack (-200) and before DNAT (-100), so the destination is
-/// still the Service's address.
-const FILTER_PRIORITY: i32 = -110;
-const DNAT_PRIORITY: i32 = -100;
+/// After conntrack (-200) has recorded the flow to the Service address, before any DNAT (-100).
+const REWRITE_PRIORITY: i32 = -150;
+/// After kube-proxy's DNAT (-100), which wins when it runs.
+const FALLBACK_DNAT_PRIORITY: i32 = -90;
 const L4: [&str; 3] = ["tcp", "udp", "sctp"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,13 +246,19 @@ pub fn program(to: &Forwarding) -> Value {
         cmds.push(set(Store::Dropped, json!({"stmt": [{"counter": null}]})));
     }
     cmds.push(chain(
-        "filter_prerouting",
+        "prerouting",
         "filter",
         "prerouting",
-        FILTER_PRIORITY,
+        REWRITE_PRIORITY,
     ));
-    cmds.push(chain("nat_prerouting", "nat", "prerouting", DNAT_PRIORITY));
-    cmds.push(chain("nat_output", "nat", "output", DNAT_PRIORITY));
+    cmds.push(chain("output", "route", "output", REWRITE_PRIORITY));
+    cmds.push(chain(
+        "nat_prerouting",
+        "nat",
+        "prerouting",
+        FALLBACK_DNAT_PRIORITY,
+    ));
+    cmds.push(chain("nat_output", "nat", "output", FALLBACK_DNAT_PRIORITY));
     for f in Family::BOTH {
         let v4 = f == Family::V4;
         let saddr = json!({"payload": {"protocol": f.payload(), "field": "saddr"}});
@@ -250,7 +267,7 @@ pub fn program(to: &Forwarding) -> Value {
             parts.push(saddr);
         }
         cmds.push(rule(
-            "filter_prerouting",
+            "prerouting",
             vec![
                 l4_match(),
                 in_set(key_expr(f), "==", &Store::Restricted.name(v4)),
@@ -259,28 +276,44 @@ pub fn program(to: &Forwarding) -> Value {
                 json!({"drop": null}),
             ],
         ));
-        cmds.push(rule(
-            "filter_prerouting",
-            vec![
-                l4_match(),
-                in_set(key_expr(f), "==", &Store::Forwarded.name(v4)),
-            ],
-        ));
         let node = match f {
             Family::V4 => to.node_v4.map(IpAddr::V4),
             Family::V6 => to.node_v6.map(IpAddr::V6),
         };
-        if let Some(node) = node {
-            for chain in ["nat_prerouting", "nat_output"] {
-                cmds.push(rule(
-                    chain,
-                    vec![
-                        l4_match(),
-                        json!({"dnat": {"family": f.payload(), "addr": node.to_string(),
-                            "port": {"map": {"key": key_expr(f), "data": format!("@{}", Store::Fwd.name(v4))}}}}),
-                    ],
-                ));
-            }
+        let Some(node) = node else { continue };
+        for l4 in L4 {
+            let key = json!({"concat": [
+                {"payload": {"protocol": f.payload(), "field": "daddr"}},
+                {"meta": {"key": "l4proto"}},
+                {"payload": {"protocol": l4, "field": "dport"}},
+            ]});
+            // The port first: its map is keyed on the Service address, which the next
+            // statement replaces.
+            let rewrite = vec![
+                json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": l4}}),
+                in_set(key.clone(), "==", &Store::Forwarded.name(v4)),
+                json!({"mangle": {"key": {"payload": {"protocol": l4, "field": "dport"}},
+                    "value": {"map": {"key": key, "data": format!("@{}", Store::Fwd.name(v4))}}}}),
+                json!({"mangle": {"key": {"payload": {"protocol": f.payload(), "field": "daddr"}},
+                    "value": node.to_string()}}),
+            ];
+            cmds.push(rule("prerouting", rewrite.clone()));
+            cmds.push(rule("output", rewrite));
+        }
+        let original = json!({"concat": [
+            {"ct": {"key": format!("{} daddr", f.payload()), "dir": "original"}},
+            {"meta": {"key": "l4proto"}},
+            {"ct": {"key": "proto-dst", "dir": "original"}},
+        ]});
+        for chain in ["nat_prerouting", "nat_output"] {
+            cmds.push(rule(
+                chain,
+                vec![
+                    l4_match(),
+                    json!({"dnat": {"family": f.payload(), "addr": node.to_string(),
+                        "port": {"map": {"key": original, "data": format!("@{}", Store::Fwd.name(v4))}}}}),
+                ],
+            ));
         }
     }
     let mut elements = Elements::default();

@@ -74,6 +74,41 @@ fn source_ranges_admit_inside_refuse_outside_and_count_the_drops() {
     assert!(tcp_greeting(&lab, OTHER4, sa(VIP4, 80)).is_some());
 }
 
+/// kube-proxy (iptables or nftables mode) serves a NodePort with a DNAT of its own to a pod.
+/// ferrolb's forwarding must leave that DNAT to run: the client reaches the pod, and the
+/// replies come from the Service address.
+#[test]
+fn kube_proxys_node_port_dnat_still_takes_the_flow_to_the_pod() {
+    let mut lab = Lab::new();
+    lab.add_pod();
+    // A process on the NodePort itself, which must not be what answers.
+    lab.serve(sa(NODE4, 30080), "node");
+    let pod = lab.pod.clone().unwrap();
+    lab.serve_in(&pod, sa("203.0.113.10", 8080), "pod");
+    let stand_in = "table ip kube-proxy {\n chain nat-prerouting {\n  type nat hook prerouting priority dstnat; policy accept;\n  tcp dport 30080 fib daddr type local dnat to 203.0.113.10:8080\n }\n chain nat-output {\n  type nat hook output priority -100; policy accept;\n  tcp dport 30080 fib daddr type local dnat to 203.0.113.10:8080\n }\n}\n";
+    let path = std::env::temp_dir().join(format!("{}-kube-proxy.nft", lab.node));
+    std::fs::write(&path, stand_in).unwrap();
+    nft(&lab.node, &["-f", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    let dp = lab.dataplane();
+    dp.apply(&forwarding(&[(VIP4, Protocol::Tcp, 80, 30080, NONE)]));
+
+    // The client's socket is connected to the Service address, so the replies came from it.
+    let client = lab.client.clone();
+    let (mut s, greeting) = lab
+        .in_ns(&client, || greeted(CLIENT4, sa(VIP4, 80)))
+        .expect("the client reaches the pod");
+    assert!(greeting.starts_with("pod 192.0.2.100:"), "{greeting}");
+    assert_eq!(s.peer_addr().unwrap(), sa(VIP4, 80));
+    assert_eq!(echo(&mut s, "through").as_deref(), Some("through"));
+    // The node's own traffic to the address takes the same way.
+    let node = lab.node.clone();
+    let greeting = lab
+        .in_ns(&node, || greeted(NODE4, sa(VIP4, 80)).map(|(_, g)| g))
+        .expect("the node reaches the pod");
+    assert!(greeting.starts_with("pod 192.0.2.11:"), "{greeting}");
+}
+
 #[test]
 fn the_node_itself_reaches_the_address() {
     let mut lab = Lab::new();

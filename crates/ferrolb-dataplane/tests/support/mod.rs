@@ -61,6 +61,8 @@ fn enter(path: &str) {
 pub struct Lab {
     pub node: String,
     pub client: String,
+    /// A pod behind the node (see [`Lab::add_pod`]), when the test has one.
+    pub pod: Option<String>,
     stop: Arc<AtomicBool>,
     servers: Vec<std::thread::JoinHandle<()>>,
 }
@@ -75,6 +77,7 @@ impl Lab {
         let lab = Lab {
             node: format!("{prefix}node"),
             client: format!("{prefix}cl"),
+            pod: None,
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
         };
@@ -183,11 +186,55 @@ impl Lab {
         }
     }
 
+    /// A pod namespace behind the node, as a CNI would wire one: 203.0.113.10 on a veth to the
+    /// node (203.0.113.1), which routes for it.
+    pub fn add_pod(&mut self) {
+        let pod = self.node.replace("node", "pod");
+        ip(&["netns", "add", &pod]);
+        self.pod = Some(pod.clone());
+        ip(&[
+            "-n", &self.node, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+            "netns", &pod,
+        ]);
+        ip(&["-n", &self.node, "link", "set", "eth1", "up"]);
+        ip(&[
+            "-n",
+            &self.node,
+            "addr",
+            "add",
+            "203.0.113.1/24",
+            "dev",
+            "eth1",
+        ]);
+        ip(&["-n", &pod, "link", "set", "lo", "up"]);
+        ip(&["-n", &pod, "link", "set", "eth0", "up"]);
+        ip(&["-n", &pod, "addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+        ip(&["-n", &pod, "route", "add", "default", "via", "203.0.113.1"]);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.node,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ])
+            .output()
+            .expect("sysctl runs");
+        assert!(out.status.success());
+    }
+
     /// A TCP server in the node's namespace on `addr` that answers each connection with the
     /// peer address it sees and `tag`, then echoes lines; UDP likewise, one datagram each.
     pub fn serve(&mut self, addr: SocketAddr, tag: &'static str) {
+        let node = self.node.clone();
+        self.serve_in(&node, addr, tag);
+    }
+
+    /// [`Lab::serve`] in namespace `ns`.
+    pub fn serve_in(&mut self, ns: &str, addr: SocketAddr, tag: &'static str) {
         let stop = self.stop.clone();
-        let path = format!("/var/run/netns/{}", self.node);
+        let path = format!("/var/run/netns/{ns}");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         self.servers.push(std::thread::spawn(move || {
             enter(&path);
@@ -231,7 +278,10 @@ impl Drop for Lab {
         for s in self.servers.drain(..) {
             let _ = s.join();
         }
-        for ns in [&self.node, &self.client] {
+        for ns in [Some(&self.node), Some(&self.client), self.pod.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
