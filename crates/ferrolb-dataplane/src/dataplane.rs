@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::libnft::Nft;
-use crate::model::Forwarding;
+use crate::model::{Forwarding, Key, Protocol};
 use crate::ruleset::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,12 +20,32 @@ pub enum DataplaneError {
 }
 
 /// What one [`Dataplane::apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
     /// The whole table was written (first apply, a node address changed, or recovery).
     pub full: bool,
     /// Anything was written at all.
     pub changed: bool,
+    /// UDP and SCTP flows of deleted or moved Service ports that were forgotten.
+    pub flows_forgotten: usize,
+    /// Why forgetting them failed (the rules are in place regardless).
+    pub forget_error: Option<String>,
+}
+
+/// The UDP and SCTP keys whose flows must be decided afresh: gone, or sent elsewhere.
+fn moved_datagram_keys(from: &Forwarding, to: &Forwarding) -> BTreeSet<Key> {
+    let node_moved = from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6;
+    from.programmable()
+        .filter(|(k, _)| k.protocol != Protocol::Tcp)
+        .filter(|(k, t)| {
+            node_moved
+                || to
+                    .entries
+                    .get(k)
+                    .is_none_or(|now| now.node_port != t.node_port)
+        })
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 /// Packets and bytes per Service address, summed over its ports.
@@ -77,10 +97,21 @@ impl Dataplane {
         };
         match self.nft.run(&transaction.to_string()) {
             Ok(_) => {
+                let moved = self
+                    .programmed
+                    .as_ref()
+                    .map(|from| moved_datagram_keys(from, to))
+                    .unwrap_or_default();
                 self.programmed = Some(to.clone());
+                let (flows_forgotten, forget_error) = match crate::conntrack::forget(&moved) {
+                    Ok(n) => (n, None),
+                    Err(e) => (0, Some(format!("conntrack: {e}"))),
+                };
                 Ok(Applied {
                     full,
                     changed: true,
+                    flows_forgotten,
+                    forget_error,
                 })
             }
             Err(e) => {

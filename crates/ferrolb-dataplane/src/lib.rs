@@ -12,6 +12,7 @@
 //! one Service changing is a few element updates. Every change is one nftables transaction:
 //! it applies whole or not at all. Tables, chains and rules of others are never read or touched.
 
+pub mod conntrack;
 pub mod dataplane;
 pub mod libnft;
 pub mod model;

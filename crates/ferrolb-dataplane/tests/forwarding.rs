@@ -167,6 +167,40 @@ fn a_port_change_and_a_deletion_take_effect_at_once() {
     assert_eq!(tcp_greeting(&lab, CLIENT4, sa(VIP4, 80)), None);
 }
 
+/// A UDP "connection" (same source port) follows a port change and a deletion at once: its
+/// conntrack entry is forgotten, so the next datagram is decided afresh.
+#[test]
+fn a_udp_flow_follows_a_port_change_and_a_deletion_at_once() {
+    let mut lab = Lab::new();
+    lab.serve(sa(NODE4, 30080), "old");
+    lab.serve(sa(NODE4, 30081), "new");
+    let dp = lab.dataplane();
+    dp.apply(&forwarding(&[(VIP4, Protocol::Udp, 53, 30080, NONE)]));
+    let client = lab.client.clone();
+    let socket = lab.in_ns(&client, || {
+        let s = std::net::UdpSocket::bind(sa(CLIENT4, 0)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+            .unwrap();
+        s.connect(sa(VIP4, 53)).unwrap();
+        s
+    });
+    let ask = |s: &std::net::UdpSocket| -> Option<String> {
+        s.send(b"q").ok()?;
+        let mut buf = [0u8; 128];
+        let n = s.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    assert!(ask(&socket).unwrap().starts_with("old "));
+    let moved = dp
+        .with(|dp| dp.apply(&forwarding(&[(VIP4, Protocol::Udp, 53, 30081, NONE)])))
+        .unwrap();
+    assert_eq!(moved.forget_error, None);
+    assert_eq!(moved.flows_forgotten, 1);
+    assert!(ask(&socket).unwrap().starts_with("new "));
+    dp.apply(&forwarding(&[]));
+    assert_eq!(ask(&socket), None);
+}
+
 #[test]
 fn a_restart_takes_the_table_over_without_dropping_connections() {
     let mut lab = Lab::new();

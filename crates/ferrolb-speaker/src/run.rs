@@ -992,8 +992,12 @@ impl Speaker {
                     tracing::debug!(
                         entries = target.entries.len(),
                         full = applied.full,
+                        flows_forgotten = applied.flows_forgotten,
                         "forwarding updated"
                     );
+                }
+                if let Some(e) = &applied.forget_error {
+                    tracing::warn!(error = %e, "UDP/SCTP flows of changed Service ports keep their old translation until they time out");
                 }
                 self.forwarded = target;
                 if self.forwarding_error.take().is_some() {
