@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ferrolb_api::model::ServiceKey;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
 
 /// Whether ferrolb handles the Service: type LoadBalancer with the class it was started for
 /// (none: class-less Services only).
@@ -21,8 +21,8 @@ pub fn service_key(service: &Service) -> ServiceKey {
     )
 }
 
-/// The addresses in `status.loadBalancer.ingress` (hostnames are ignored).
-pub fn status_ips(service: &Service) -> Vec<IpAddr> {
+/// The entries of `status.loadBalancer.ingress`.
+pub fn ingress(service: &Service) -> impl Iterator<Item = &LoadBalancerIngress> {
     service
         .status
         .as_ref()
@@ -30,6 +30,11 @@ pub fn status_ips(service: &Service) -> Vec<IpAddr> {
         .and_then(|lb| lb.ingress.as_ref())
         .into_iter()
         .flatten()
+}
+
+/// The addresses in `status.loadBalancer.ingress` (hostnames are ignored).
+pub fn status_ips(service: &Service) -> Vec<IpAddr> {
+    ingress(service)
         .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.parse().ok()))
         .collect()
 }

@@ -93,13 +93,7 @@ impl IpMode {
 /// Whether every ingress entry shows `mode` (an absent ipMode reads as VIP, as kube-proxy
 /// reads it).
 fn shows_mode(current: &Service, mode: IpMode) -> bool {
-    current
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
+    ferrolb_cluster::service::ingress(current)
         .all(|i| i.ip_mode.as_deref().unwrap_or("VIP") == mode.as_str())
 }
 

@@ -81,6 +81,34 @@ impl Drop for Listeners {
     }
 }
 
+/// Three speakers forwarding with nftables, a NodePort listener on every node, and the
+/// controller writing ipMode Proxy. Fields drop in order: the cluster, then the lab.
+struct ForwardingLab {
+    cluster: Cluster,
+    rt: tokio::runtime::Runtime,
+    _listeners: Listeners,
+    lab: Lab,
+}
+
+impl ForwardingLab {
+    /// `prepare` sets the lab up before the speakers start.
+    fn start(prepare: impl FnOnce(&mut Lab)) -> ForwardingLab {
+        let mut lab = Lab::new();
+        lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
+        prepare(&mut lab);
+        let listeners = Listeners::start(&lab);
+        let rt = runtime();
+        let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+        start_all(&mut lab, &cluster);
+        ForwardingLab {
+            cluster,
+            rt,
+            _listeners: listeners,
+            lab,
+        }
+    }
+}
+
 async fn create_forwarded_service(
     client: &Client,
     name: &str,
@@ -89,17 +117,8 @@ async fn create_forwarded_service(
     local: bool,
     node_port: u16,
 ) {
-    create(
-        client,
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": "default",
-                            "annotations": {"ferrolb.io/address-pool": pool,
-                                            "ferrolb.io/loadBalancerIPs": ip}},
-               "spec": {"type": "LoadBalancer",
-                        "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
-                        "ports": [{"port": 80, "protocol": "TCP", "nodePort": node_port}]}}),
-    )
-    .await;
+    let ports = json!([{"port": 80, "protocol": "TCP", "nodePort": node_port}]);
+    create_service_with_ports(client, name, pool, ip, local, ports).await;
 }
 
 /// A connection to `target` from namespace `ns` (`None`: the calling thread's), with the
@@ -163,13 +182,10 @@ fn services(client: &Client) -> Api<Service> {
 
 #[test]
 fn clients_reach_node_ports_through_l2_and_bgp_addresses_with_source_ranges() {
-    let mut lab = Lab::new();
-    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
-    let _listeners = Listeners::start(&lab);
-    let rt = runtime();
-    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+    let ForwardingLab {
+        cluster, rt, lab, ..
+    } = &ForwardingLab::start(|_| {});
     let client = cluster.client.clone();
-    start_all(&mut lab, &cluster);
     rt.block_on(async {
         create_forwarded_service(&client, "web", "l2", "192.0.2.200", false, 30080).await;
         set_endpoints(&client, "web", &NODES).await;
@@ -270,13 +286,9 @@ fn clients_reach_node_ports_through_l2_and_bgp_addresses_with_source_ranges() {
 
 #[test]
 fn a_speaker_restart_keeps_established_connections() {
-    let mut lab = Lab::new();
-    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
-    let _listeners = Listeners::start(&lab);
-    let rt = runtime();
-    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
-    let client = cluster.client.clone();
-    start_all(&mut lab, &cluster);
+    let mut fl = ForwardingLab::start(|_| {});
+    let client = fl.cluster.client.clone();
+    let (rt, lab) = (&fl.rt, &mut fl.lab);
     // Only n1 has an endpoint of a Local Service: no other node can take the address.
     rt.block_on(async {
         create_forwarded_service(&client, "solo", "l2", "192.0.2.201", true, 30080).await;
@@ -299,7 +311,7 @@ fn a_speaker_restart_keeps_established_connections() {
     assert!(String::from_utf8_lossy(&tables.stdout).contains("192.0.2.201"));
     assert_eq!(echo(&mut open, "between").as_deref(), Some("between"));
 
-    lab.start_speaker("n1", &cluster.kubeconfig);
+    lab.start_speaker("n1", &fl.cluster.kubeconfig);
     assert!(
         wait_until(Duration::from_secs(20), || lab
             .speaker_log("n1")
@@ -317,27 +329,25 @@ fn a_speaker_restart_keeps_established_connections() {
 
 #[test]
 fn a_node_that_cannot_forward_is_not_ready_and_takes_no_address() {
-    let mut lab = Lab::new();
-    lab.speaker_args = vec!["--forwarding".into(), "nftables".into()];
-    // n1's speaker sees an unloadable libnftables (in a mount namespace of its own).
-    lab.speaker_wrappers.insert(
-        "n1".into(),
-        [
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            "mount --bind /dev/null \"$(readlink -f \"$0\")\" && exec \"$@\"",
-            "/usr/lib/x86_64-linux-gnu/libnftables.so.1",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    let _listeners = Listeners::start(&lab);
-    let rt = runtime();
-    let cluster = rt.block_on(start_cluster_configured(&lab, json!({}), IpMode::Proxy));
+    let ForwardingLab {
+        cluster, rt, lab, ..
+    } = &ForwardingLab::start(|lab| {
+        // n1's speaker sees an unloadable libnftables (in a mount namespace of its own).
+        lab.speaker_wrappers.insert(
+            "n1".into(),
+            [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                "mount --bind /dev/null \"$(readlink -f \"$0\")\" && exec \"$@\"",
+                "/usr/lib/x86_64-linux-gnu/libnftables.so.1",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+    });
     let client = cluster.client.clone();
-    start_all(&mut lab, &cluster);
     rt.block_on(async {
         create_forwarded_service(&client, "web", "l2", "192.0.2.200", false, 30080).await;
         set_endpoints(&client, "web", &NODES).await;

@@ -167,6 +167,19 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
 }
 
 pub async fn create_service(client: &Client, name: &str, pool: &str, ip: &str, local: bool) {
+    let ports = json!([{"port": 80, "protocol": "TCP"}]);
+    create_service_with_ports(client, name, pool, ip, local, ports).await;
+}
+
+/// A LoadBalancer Service asking for `ip` from `pool`, with `ports` as its spec says them.
+pub async fn create_service_with_ports(
+    client: &Client,
+    name: &str,
+    pool: &str,
+    ip: &str,
+    local: bool,
+    ports: Value,
+) {
     create(
         client,
         json!({"apiVersion": "v1", "kind": "Service",
@@ -175,7 +188,7 @@ pub async fn create_service(client: &Client, name: &str, pool: &str, ip: &str, l
                                             "ferrolb.io/loadBalancerIPs": ip}},
                "spec": {"type": "LoadBalancer",
                         "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
-                        "ports": [{"port": 80, "protocol": "TCP"}]}}),
+                        "ports": ports}}),
     )
     .await;
 }
