@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# The ferrolb demo. Until the network-namespace lab lands, it shows the allocator on an example
-# MetalLB configuration: `ferrolb migrate` converts it, `ferrolb plan` shows what the controller
-# would assign.
+# The ferrolb demo: builds ferrolb, starts the lab (testbed/topology.yaml as network
+# namespaces: three nodes with speakers, FRR and BIRD routers, clients, fake-apiserver, two
+# controllers), applies examples/lab/ and shows each Service's address, who announces it and
+# how, and what clients got through it over L2 and over BGP. Then removes the lab.
+#   --keep   leave the lab running and print how to reach it (remove it with: testbed down)
+# Run as root on Debian/Ubuntu; installs the system packages it needs when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null; then
-  echo "cargo not found: install a Rust toolchain (1.89 or newer) via rustup" >&2
-  exit 1
+
+# iproute2 builds the namespaces; frr and bird2 are the routers; nftables (libnftables) is
+# what the speakers forward with; kubectl applies the examples.
+PACKAGES=(iproute2 frr bird2 nftables kubectl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-cargo build -q --release -p ferrolb
-bin=target/release/ferrolb
-echo "==> ferrolb migrate examples/metallb-config.yaml (MetalLB -> ferrolb; notes on stderr)"
-"$bin" migrate examples/metallb-config.yaml | sed -n '1,20p'
-echo "..."
-echo
-echo "==> ferrolb plan examples/metallb-config.yaml (what the controller would assign)"
-"$bin" plan examples/metallb-config.yaml
+
+# FERROLB_BIN_DIR: use binaries built elsewhere (the test that runs this script does).
+if [[ -n "${FERROLB_BIN_DIR:-}" ]]; then
+  bin="$FERROLB_BIN_DIR"
+else
+  if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install a Rust toolchain (1.89 or newer) via rustup" >&2
+    exit 1
+  fi
+  echo "==> building (release)"
+  cargo build -q --release -p ferrolb -p fake-apiserver -p ferrolb-testbed
+  bin=target/release
+fi
+exec "$bin/testbed" demo --examples examples/lab "$@"

@@ -1,0 +1,606 @@
+//! The lab as network namespaces: a switch namespace with a bridge per segment, a namespace
+//! per host, FRR and BIRD on the routers, fake-apiserver and the controllers on the API host,
+//! a speaker and a NodePort listener on every node.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::netns::{self, State};
+use crate::topology::{Daemon, Host, Role, Topology, parse_prefix};
+
+/// How a lab is run.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Namespace names start with it; a lab of another prefix is left alone.
+    pub prefix: String,
+    /// Where `ferrolb`, `fake-apiserver` and `testbed` are.
+    pub bin_dir: PathBuf,
+    /// Extra flags for every speaker.
+    pub speaker_args: Vec<String>,
+}
+
+impl LabConfig {
+    /// The lab of the `testbed` command, with binaries beside the running one.
+    pub fn default_for_cli() -> anyhow::Result<LabConfig> {
+        let exe = std::env::current_exe()?;
+        let bin_dir = exe.parent().context("binary directory")?.to_path_buf();
+        Ok(LabConfig {
+            // Tests that drive the command give their lab a prefix of its own.
+            prefix: std::env::var("FERROLB_TESTBED_PREFIX").unwrap_or_else(|_| "ftb-".into()),
+            bin_dir,
+            speaker_args: Vec::new(),
+        })
+    }
+}
+
+pub struct Lab {
+    pub topology: Topology,
+    pub config: LabConfig,
+    pub dir: PathBuf,
+    state: State,
+    /// Whether dropping the lab leaves it up.
+    keep: bool,
+}
+
+const SPEAKER_METRICS_PORT: u16 = 7472;
+
+impl Lab {
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}{host}", self.config.prefix)
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    fn bin(&self, name: &str) -> String {
+        self.config.bin_dir.join(name).display().to_string()
+    }
+
+    fn record_ns(&mut self, ns: &str) -> anyhow::Result<()> {
+        netns::ip(&["netns", "add", ns])?;
+        self.state.namespaces.push(ns.to_string());
+        self.state.save(&self.state_file())
+    }
+
+    fn start(&mut self, what: &str, host: &str, args: Vec<String>) -> anyhow::Result<u32> {
+        let ns = self.ns(host);
+        let pid = netns::spawn(
+            &ns,
+            &args,
+            &self.log(what),
+            &[("RUST_LOG", "info,kube=warn")],
+        )?;
+        self.state.processes.push((what.to_string(), pid));
+        self.state.save(&self.state_file())?;
+        Ok(pid)
+    }
+
+    /// Removes whatever a lab of this prefix left, then builds and starts one. On an error
+    /// everything made so far is removed.
+    pub fn up(topology: Topology, config: LabConfig) -> anyhow::Result<Lab> {
+        let dir = netns::state_dir(&config.prefix);
+        netns::clean(&config.prefix, &dir.join("state.json"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut lab = Lab {
+            topology,
+            config,
+            dir,
+            state: State::default(),
+            keep: false,
+        };
+        lab.build().context("building the lab")?;
+        lab.start_cluster().context("starting the cluster")?;
+        Ok(lab)
+    }
+
+    /// The lab stays up when this value is dropped; `testbed down` removes it.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+
+    /// Stops every process and removes every namespace this lab made.
+    pub fn down(&mut self) {
+        netns::clean(&self.config.prefix, &self.state_file());
+        self.state = State::default();
+    }
+
+    fn build(&mut self) -> anyhow::Result<()> {
+        let hosts = self.topology.hosts();
+        let sw = self.ns("sw");
+        self.record_ns(&sw)?;
+        let segments: Vec<String> = self.topology.segments.keys().cloned().collect();
+        for (i, s) in segments.iter().enumerate() {
+            let br = format!("br{i}");
+            netns::ip(&["-n", &sw, "link", "add", &br, "type", "bridge"])?;
+            netns::ip(&["-n", &sw, "link", "set", &br, "up"])?;
+            let _ = s;
+        }
+        for (h, host) in hosts.iter().enumerate() {
+            let ns = self.ns(&host.name);
+            self.record_ns(&ns)?;
+            netns::ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            for (i, link) in host.links.iter().enumerate() {
+                let seg = segments
+                    .iter()
+                    .position(|s| *s == link.segment)
+                    .context("segment")?;
+                let port = format!("h{h}l{i}");
+                let dev = format!("eth{i}");
+                netns::ip(&[
+                    "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &dev, "netns",
+                    &ns,
+                ])?;
+                netns::ip(&[
+                    "-n",
+                    &sw,
+                    "link",
+                    "set",
+                    &port,
+                    "master",
+                    &format!("br{seg}"),
+                ])?;
+                netns::ip(&["-n", &sw, "link", "set", &port, "up"])?;
+                netns::ip(&[
+                    "-n",
+                    &ns,
+                    "link",
+                    "set",
+                    &dev,
+                    "address",
+                    &format!("02:00:00:00:{h:02x}:{i:02x}"),
+                ])?;
+                let seg = &self.topology.segments[&link.segment];
+                let (_, len4) = parse_prefix(&seg.ipv4)?;
+                let (_, len6) = parse_prefix(&seg.ipv6)?;
+                netns::ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/{len4}", link.ipv4),
+                    "dev",
+                    &dev,
+                ])?;
+                netns::ip(&[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/{len6}", link.ipv6),
+                    "dev",
+                    &dev,
+                    "nodad",
+                ])?;
+                netns::ip(&["-n", &ns, "link", "set", &dev, "up"])?;
+            }
+            self.routes(host)?;
+        }
+        Ok(())
+    }
+
+    /// Routes and forwarding per role.
+    fn routes(&self, host: &Host) -> anyhow::Result<()> {
+        let ns = self.ns(&host.name);
+        let route = |net: &str, via: IpAddr| -> anyhow::Result<()> {
+            netns::ip(&["-n", &ns, "route", "add", net, "via", &via.to_string()])
+        };
+        match host.role {
+            Role::Client => {
+                let c = self
+                    .topology
+                    .clients
+                    .iter()
+                    .find(|c| c.name == host.name)
+                    .context("client")?;
+                let gw = self
+                    .topology
+                    .router_on(&c.gateway, &c.segment)
+                    .context("gateway")?;
+                route("default", gw.ipv4)?;
+                netns::ip(&[
+                    "-n",
+                    &ns,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &gw.ipv6.to_string(),
+                ])?;
+            }
+            Role::Node | Role::Api => {
+                for (segment, via) in self.topology.routes_from(&host.links[0].segment) {
+                    let s = &self.topology.segments[&segment];
+                    route(&s.ipv4, via.ipv4)?;
+                    route(&s.ipv6, via.ipv6)?;
+                }
+            }
+            Role::Router(_) => {
+                netns::sysctl(&ns, "net.ipv4.ip_forward", "1")?;
+                netns::sysctl(&ns, "net.ipv6.conf.all.forwarding", "1")?;
+                // The other routers' client segments, through a segment both are on.
+                let mine: Vec<&str> = host.links.iter().map(|l| l.segment.as_str()).collect();
+                for other in self.topology.routers.iter().filter(|r| r.name != host.name) {
+                    let Some(via) = other
+                        .links
+                        .iter()
+                        .find(|l| mine.contains(&l.segment.as_str()))
+                    else {
+                        continue;
+                    };
+                    for l in other
+                        .links
+                        .iter()
+                        .filter(|l| !mine.contains(&l.segment.as_str()))
+                    {
+                        let s = &self.topology.segments[&l.segment];
+                        route(&s.ipv4, via.ipv4)?;
+                        route(&s.ipv6, via.ipv6)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_cluster(&mut self) -> anyhow::Result<()> {
+        let api = self.topology.api.clone();
+        let listen = format!("{}:{}", api.ipv4, api.port);
+        self.start(
+            "fake-apiserver",
+            &api.name,
+            vec![
+                self.bin("fake-apiserver"),
+                "--listen".into(),
+                listen,
+                "--kubeconfig".into(),
+                self.kubeconfig().display().to_string(),
+                "--bookmark-interval-ms".into(),
+                "1000".into(),
+            ],
+        )?;
+        let kubeconfig = self.kubeconfig();
+        if !netns::wait_for(Duration::from_secs(10), || kubeconfig.exists()) {
+            bail!(
+                "fake-apiserver did not start: {}",
+                self.read_log("fake-apiserver")
+            );
+        }
+        self.bootstrap()?;
+        for i in 0..api.controllers {
+            let name = format!("controller-{i}");
+            let metrics = 7480 + 2 * u16::from(i);
+            let args = vec![
+                self.bin("ferrolb"),
+                "controller".into(),
+                "--kubeconfig".into(),
+                self.kubeconfig().display().to_string(),
+                "--identity".into(),
+                name.clone(),
+                "--forwarding".into(),
+                "nftables".into(),
+                "--lease-duration".into(),
+                "3".into(),
+                "--lease-grace".into(),
+                "1".into(),
+                "--metrics-addr".into(),
+                format!("127.0.0.1:{metrics}"),
+                "--health-addr".into(),
+                format!("127.0.0.1:{}", metrics + 1),
+            ];
+            self.start(&name, &api.name, args)?;
+        }
+        for r in self.topology.routers.clone() {
+            match r.daemon {
+                Daemon::Frr => self.start_frr(&r)?,
+                Daemon::Bird => self.start_bird(&r)?,
+            }
+        }
+        let ports = self.topology.nodes.node_ports;
+        for node in self.topology.nodes.hosts.clone() {
+            self.start(
+                &format!("listener-{}", node.name),
+                &node.name,
+                vec![
+                    self.bin("testbed"),
+                    "listen".into(),
+                    "--name".into(),
+                    node.name.clone(),
+                    "--address".into(),
+                    node.ipv4.to_string(),
+                    "--address".into(),
+                    node.ipv6.to_string(),
+                    "--ports".into(),
+                    format!("{}-{}", ports.first, ports.first + ports.count - 1),
+                ],
+            )?;
+            self.start_speaker(&node.name)?;
+        }
+        let nodes: Vec<String> = self
+            .topology
+            .nodes
+            .hosts
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        for n in &nodes {
+            if !netns::wait_for(Duration::from_secs(20), || self.speaker_ready(n)) {
+                bail!(
+                    "speaker {n} not ready: {}",
+                    self.read_log(&format!("speaker-{n}"))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the speaker of `node`.
+    pub fn start_speaker(&mut self, node: &str) -> anyhow::Result<u32> {
+        let mut args = vec![
+            self.bin("ferrolb"),
+            "speaker".into(),
+            "--kubeconfig".into(),
+            self.kubeconfig().display().to_string(),
+            "--node-name".into(),
+            node.to_string(),
+            "--forwarding".into(),
+            "nftables".into(),
+            "--metrics-addr".into(),
+            format!("0.0.0.0:{SPEAKER_METRICS_PORT}"),
+        ];
+        args.extend(self.config.speaker_args.iter().cloned());
+        self.start(&format!("speaker-{node}"), node, args)
+    }
+
+    /// Whether `node`'s speaker answers /readyz with 200 (asked from the API host).
+    pub fn speaker_ready(&self, node: &str) -> bool {
+        let Some(addr) = self
+            .topology
+            .nodes
+            .hosts
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.ipv4)
+        else {
+            return false;
+        };
+        let url = (addr, SPEAKER_METRICS_PORT);
+        netns::in_ns(&self.ns(&self.topology.api.name), move || {
+            crate::client::http_get(url.into(), "/readyz").is_some_and(|(code, _)| code == 200)
+        })
+        .unwrap_or(false)
+    }
+
+    pub fn read_log(&self, what: &str) -> String {
+        let text = std::fs::read_to_string(self.log(what)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Runs kubectl on the API host against the lab's API server.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let kubeconfig = self.kubeconfig().display().to_string();
+        let mut full = vec!["kubectl", "--kubeconfig", &kubeconfig];
+        full.extend_from_slice(args);
+        netns::exec_ok(&self.ns(&self.topology.api.name), &full)
+    }
+
+    /// kubectl apply of `yaml` (written to a file first). Without client-side validation:
+    /// fake-apiserver serves no OpenAPI documents.
+    pub fn apply(&self, name: &str, yaml: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml)?;
+        self.kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            &path.display().to_string(),
+        ])
+    }
+
+    /// CRDs, the ferrolb namespace, the Node objects and the gossip Secret: what a cluster and
+    /// the install would hold before anything is configured.
+    fn bootstrap(&self) -> anyhow::Result<()> {
+        let crds = Command::new(self.bin("ferrolb")).arg("crds").output()?;
+        if !crds.status.success() {
+            bail!("ferrolb crds: {}", String::from_utf8_lossy(&crds.stderr));
+        }
+        self.apply("crds", &String::from_utf8_lossy(&crds.stdout))?;
+        let mut docs = vec![
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: ferrolb-system}\n".to_string(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: ferrolb-memberlist, namespace: ferrolb-system}\nstringData: {secretkey: lab-gossip-key}\n".to_string(),
+        ];
+        for n in &self.topology.nodes.hosts {
+            docs.push(format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}}}\nstatus:\n  addresses:\n  - {{type: InternalIP, address: \"{v4}\"}}\n  - {{type: InternalIP, address: \"{v6}\"}}\n  conditions:\n  - {{type: Ready, status: \"True\"}}\n",
+                name = n.name,
+                v4 = n.ipv4,
+                v6 = n.ipv6
+            ));
+        }
+        self.apply("bootstrap", &docs.join("---\n"))?;
+        Ok(())
+    }
+
+    fn start_frr(&mut self, r: &crate::topology::Router) -> anyhow::Result<()> {
+        let dir = self.dir.join(&r.name);
+        std::fs::create_dir_all(&dir)?;
+        // The daemons drop to the frr user: their files live in a directory of that user's.
+        let owned = Command::new("chown").arg("frr:frr").arg(&dir).status()?;
+        if !owned.success() {
+            bail!("chown frr:frr {}", dir.display());
+        }
+        let lan = &r.links[0];
+        let mut conf = format!(
+            "frr defaults traditional\nhostname {}\n!\nrouter bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n",
+            r.name, r.asn, lan.ipv4
+        );
+        for n in &self.topology.nodes.hosts {
+            conf.push_str(&format!(
+                " neighbor {a} remote-as {asn}\n neighbor {a} passive\n",
+                a = n.ipv4,
+                asn = self.topology.nodes.asn
+            ));
+        }
+        conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n");
+        conf.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
+        for n in &self.topology.nodes.hosts {
+            conf.push_str(&format!("  neighbor {} activate\n", n.ipv4));
+        }
+        conf.push_str(" exit-address-family\n!\n");
+        std::fs::write(dir.join("bgpd.conf"), conf)?;
+        std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", r.name))?;
+        let d = |f: &str| dir.join(f).display().to_string();
+        let zserv = d("zserv.api");
+        self.start(
+            &format!("{}-zebra", r.name),
+            &r.name,
+            vec![
+                "/usr/lib/frr/zebra".into(),
+                "-P".into(),
+                "0".into(),
+                "-f".into(),
+                d("zebra.conf"),
+                "-i".into(),
+                d("zebra.pid"),
+                "-z".into(),
+                zserv.clone(),
+                "--vty_socket".into(),
+                d(""),
+            ],
+        )?;
+        let zserv_path = PathBuf::from(&zserv);
+        if !netns::wait_for(Duration::from_secs(10), || zserv_path.exists()) {
+            bail!(
+                "zebra did not start: {}",
+                self.read_log(&format!("{}-zebra", r.name))
+            );
+        }
+        self.start(
+            &format!("{}-bgpd", r.name),
+            &r.name,
+            vec![
+                "/usr/lib/frr/bgpd".into(),
+                "-P".into(),
+                "0".into(),
+                "-f".into(),
+                d("bgpd.conf"),
+                "-i".into(),
+                d("bgpd.pid"),
+                "-z".into(),
+                zserv,
+                "--vty_socket".into(),
+                d(""),
+            ],
+        )?;
+        let vty = dir.join("bgpd.vty");
+        if !netns::wait_for(Duration::from_secs(10), || vty.exists()) {
+            bail!(
+                "bgpd did not start: {}",
+                self.read_log(&format!("{}-bgpd", r.name))
+            );
+        }
+        Ok(())
+    }
+
+    fn start_bird(&mut self, r: &crate::topology::Router) -> anyhow::Result<()> {
+        let dir = self.dir.join(&r.name);
+        std::fs::create_dir_all(&dir)?;
+        let lan = &r.links[0];
+        let mut conf = format!(
+            "router id {};\nprotocol device {{}}\nprotocol direct {{ ipv4; ipv6; }}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\ntemplate bgp nodes {{\n  local as {};\n  passive on;\n  ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+            lan.ipv4, r.asn
+        );
+        for n in &self.topology.nodes.hosts {
+            conf.push_str(&format!(
+                "protocol bgp {} from nodes {{ neighbor {} as {}; }}\n",
+                n.name, n.ipv4, self.topology.nodes.asn
+            ));
+        }
+        std::fs::write(dir.join("bird.conf"), conf)?;
+        let d = |f: &str| dir.join(f).display().to_string();
+        self.start(
+            &format!("{}-bird", r.name),
+            &r.name,
+            vec![
+                "bird".into(),
+                "-f".into(),
+                "-c".into(),
+                d("bird.conf"),
+                "-s".into(),
+                d("bird.ctl"),
+                "-P".into(),
+                d("bird.pid"),
+            ],
+        )?;
+        let ctl = dir.join("bird.ctl");
+        if !netns::wait_for(Duration::from_secs(10), || ctl.exists()) {
+            bail!(
+                "bird did not start: {}",
+                self.read_log(&format!("{}-bird", r.name))
+            );
+        }
+        Ok(())
+    }
+
+    /// `vtysh -c command` on an FRR router.
+    pub fn vtysh(&self, router: &str, command: &str) -> anyhow::Result<String> {
+        let dir = self.dir.join(router).display().to_string();
+        netns::exec_ok(
+            &self.ns(router),
+            &["vtysh", "--vty_socket", &dir, "-c", command],
+        )
+    }
+
+    /// `birdc command` on a BIRD router.
+    pub fn birdc(&self, router: &str, command: &str) -> anyhow::Result<String> {
+        let ctl = self.dir.join(router).join("bird.ctl").display().to_string();
+        let mut args = vec!["birdc", "-s", &ctl];
+        args.extend(command.split_whitespace());
+        netns::exec_ok(&self.ns(router), &args)
+    }
+
+    /// The next hops `router` installed in its kernel for `prefix`.
+    pub fn kernel_next_hops(&self, router: &str, prefix: &str) -> Vec<IpAddr> {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        let out = netns::exec(&self.ns(router), &["ip", family, "route", "show", prefix])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let mut hops: Vec<IpAddr> = words
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .filter_map(|w| w[1].parse().ok())
+            .collect();
+        hops.sort();
+        hops.dedup();
+        hops
+    }
+
+    pub fn dir_path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+use std::process::Command;
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.down();
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! ferrolb's lab: the topology (`topology.yaml`, one description), a runner that builds it
+//! from network namespaces on one Linux machine (`lab`), the demo, and the containerlab
+//! topology generated from the same description (`clab`).
+
+pub mod client;
+pub mod demo;
+pub mod lab;
+pub mod listener;
+pub mod netns;
+pub mod topology;
+
+pub use lab::{Lab, LabConfig};
+pub use topology::Topology;

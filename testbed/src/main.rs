@@ -1,0 +1,177 @@
+//! `testbed`: the ferrolb lab on this machine (as root).
+//!
+//!   testbed up        build the lab and leave it running
+//!   testbed down      remove it (and whatever a killed run left)
+//!   testbed status    what runs
+//!   testbed demo      up, apply examples/lab/, show each Service answered, down (--keep: stay up)
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferrolb_testbed::netns::{self, State};
+use ferrolb_testbed::{Lab, LabConfig, Topology, demo, listener};
+
+#[derive(Parser)]
+#[command(
+    name = "testbed",
+    about = "The ferrolb lab: a cluster's network on one machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Builds the lab and leaves it running.
+    Up,
+    /// Removes the lab: processes, namespaces, files.
+    Down,
+    /// Shows the lab's namespaces and processes.
+    Status,
+    /// Builds the lab, applies the examples, prints each Service and what clients got through
+    /// it, and removes the lab (unless --keep).
+    Demo {
+        #[arg(long)]
+        keep: bool,
+        /// The manifests to apply.
+        #[arg(long, default_value = "examples/lab")]
+        examples: PathBuf,
+    },
+    /// (inside a node) The NodePort listener.
+    Listen {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
+        #[arg(long, default_value = "30080-30089")]
+        ports: String,
+    },
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C or SIGTERM during a build tears the lab down instead of leaving half of it.
+fn watch_signals() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn how_to_reach(lab: &Lab) {
+    let api = lab.ns(&lab.topology.api.name);
+    println!("\nThe lab is up. From this machine, as root:");
+    println!(
+        "  ip netns exec {api} kubectl --kubeconfig {} get services -A",
+        lab.kubeconfig().display()
+    );
+    println!(
+        "  ip netns exec {} curl http://<address>/      (clients: {})",
+        lab.ns("client-lan"),
+        lab.topology
+            .clients
+            .iter()
+            .map(|c| lab.ns(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  ip netns exec {} vtysh --vty_socket {} -c 'show ip bgp'",
+        lab.ns("frr"),
+        lab.dir.join("frr").display()
+    );
+    println!("  logs: {}", lab.dir.display());
+    println!("  remove it: testbed down");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Listen {
+            name,
+            addresses,
+            ports,
+        } => {
+            let ports = listener::parse_ports(&ports)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(listener::serve(name, addresses, ports))
+        }
+        Cmd::Down => {
+            let config = LabConfig::default_for_cli()?;
+            let dir = netns::state_dir(&config.prefix);
+            netns::clean(&config.prefix, &dir.join("state.json"));
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("lab removed");
+            Ok(())
+        }
+        Cmd::Status => {
+            let config = LabConfig::default_for_cli()?;
+            let dir = netns::state_dir(&config.prefix);
+            let state = State::load(&dir.join("state.json"));
+            let namespaces = netns::namespaces_with(&config.prefix);
+            if namespaces.is_empty() {
+                println!("no lab");
+                return Ok(());
+            }
+            println!("namespaces: {}", namespaces.join(" "));
+            for (what, pid) in &state.processes {
+                // SAFETY: signal 0 only checks the process exists.
+                let up = unsafe { libc::kill(*pid as i32, 0) == 0 };
+                println!(
+                    "  {what:<20} pid {pid:<8} {}",
+                    if up { "running" } else { "gone" }
+                );
+            }
+            Ok(())
+        }
+        Cmd::Up => {
+            watch_signals();
+            let lab = Lab::up(Topology::builtin(), LabConfig::default_for_cli()?)?;
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Ok(()); // dropping the lab removes it
+            }
+            how_to_reach(&lab);
+            lab.keep();
+            Ok(())
+        }
+        Cmd::Demo { keep, examples } => {
+            watch_signals();
+            println!(
+                "==> building the lab: 3 nodes, FRR and BIRD routers, 3 clients, fake-apiserver, 2 controllers"
+            );
+            let started = std::time::Instant::now();
+            let lab = Lab::up(Topology::builtin(), LabConfig::default_for_cli()?)?;
+            println!(
+                "    up in {:.1} s; applying {}",
+                started.elapsed().as_secs_f64(),
+                examples.display()
+            );
+            let rows = demo::run(&lab, &examples, "demo").context("demo")?;
+            println!("\n{}", demo::table(&rows));
+            let unanswered = rows.iter().filter(|r| r.answer.is_none()).count();
+            if keep && !INTERRUPTED.load(Ordering::SeqCst) {
+                how_to_reach(&lab);
+                lab.keep();
+            } else {
+                drop(lab);
+                println!("\nlab removed");
+            }
+            anyhow::ensure!(
+                unanswered == 0,
+                "{unanswered} of {} requests got no answer",
+                rows.len()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Network namespaces, links and processes: the small set of operations the lab is built from.
+//! Everything made is recorded in a state file, so whatever a killed run left can be removed.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// Runs `ip` with `args`; an error carries its stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `args` inside namespace `ns` and waits for it.
+pub fn exec(ns: &str, args: &[&str]) -> anyhow::Result<Output> {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} in {ns}", args.join(" ")))
+}
+
+/// Runs `args` inside `ns`; an error when it fails, with its stderr.
+pub fn exec_ok(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = exec(ns, args)?;
+    if !out.status.success() {
+        bail!(
+            "{} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    exec_ok(ns, &["sysctl", "-qw", &format!("{key}={value}")]).map(|_| ())
+}
+
+/// Moves the calling thread into namespace `ns`; sockets it opens then belong there.
+pub fn enter(ns: &str) -> anyhow::Result<()> {
+    let path = format!("/var/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    // SAFETY: setns(2) on a namespace file this thread just opened.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        bail!("setns {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        enter(&ns)?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread in a namespace panicked"))?
+}
+
+/// Namespaces whose name starts with `prefix`.
+pub fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a lab made, written as it goes.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub namespaces: Vec<String>,
+    /// (what it is, pid): each leads a process group of its own.
+    pub processes: Vec<(String, u32)>,
+}
+
+impl State {
+    pub fn load(path: &Path) -> State {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// Stops a process group: SIGTERM, then SIGKILL after `grace`.
+pub fn stop_group(pid: u32, grace: Duration) {
+    // SAFETY: signalling a process group this lab started (recorded in its state).
+    unsafe { libc::killpg(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while alive(pid) && Instant::now() < deadline {
+        reap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+    for _ in 0..50 {
+        reap();
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Collects exited children of this process (those the lab started itself).
+fn reap() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) on any child, without blocking.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
+/// Removes what a lab recorded in `state_file` and every namespace starting with `prefix`.
+pub fn clean(prefix: &str, state_file: &Path) {
+    let state = State::load(state_file);
+    for (_, pid) in state.processes.iter().rev() {
+        stop_group(*pid, Duration::from_secs(3));
+    }
+    let mut namespaces = state.namespaces;
+    for ns in namespaces_with(prefix) {
+        if !namespaces.contains(&ns) {
+            namespaces.push(ns);
+        }
+    }
+    for ns in namespaces.iter().rev() {
+        let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    }
+    let _ = std::fs::remove_file(state_file);
+}
+
+/// Starts `args` inside `ns` as the leader of a new session (it outlives the caller and a
+/// closed terminal), output to `log`; returns its pid.
+pub fn spawn(ns: &str, args: &[String], log: &Path, env: &[(&str, &str)]) -> anyhow::Result<u32> {
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: setsid(2) is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} in {ns}", args.join(" ")))?;
+    Ok(child.id())
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Where a lab keeps its files.
+pub fn state_dir(prefix: &str) -> PathBuf {
+    PathBuf::from("/run/ferrolb-testbed").join(prefix.trim_end_matches('-'))
+}

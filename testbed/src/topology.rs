@@ -1,0 +1,335 @@
+//! The lab's one description (`testbed/topology.yaml`): read, checked, and turned into hosts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// The description shipped with the repository.
+pub const BUILTIN: &str = include_str!("../topology.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub name: String,
+    pub segments: BTreeMap<String, Segment>,
+    pub nodes: Nodes,
+    pub api: Api,
+    pub routers: Vec<Router>,
+    pub clients: Vec<Client>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub ipv4: String,
+    pub ipv6: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nodes {
+    pub asn: u32,
+    pub node_ports: NodePorts,
+    pub hosts: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodePorts {
+    pub first: u16,
+    pub count: u16,
+}
+
+impl NodePorts {
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        self.first..self.first.saturating_add(self.count)
+    }
+}
+
+/// A host on one segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub name: String,
+    pub segment: String,
+    pub ipv4: IpAddr,
+    pub ipv6: IpAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub name: String,
+    pub segment: String,
+    pub ipv4: IpAddr,
+    pub ipv6: IpAddr,
+    pub port: u16,
+    pub controllers: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Daemon {
+    Frr,
+    Bird,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    pub name: String,
+    pub daemon: Daemon,
+    pub asn: u32,
+    pub links: Vec<Link>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub segment: String,
+    pub ipv4: IpAddr,
+    pub ipv6: IpAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    pub name: String,
+    pub segment: String,
+    pub ipv4: IpAddr,
+    pub ipv6: IpAddr,
+    /// The router this client sends everything else to.
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Node,
+    Api,
+    Router(Daemon),
+    Client,
+}
+
+/// One machine of the lab, whatever its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+    pub links: Vec<HostLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLink {
+    pub segment: String,
+    pub ipv4: IpAddr,
+    pub ipv6: IpAddr,
+}
+
+/// `address/len` read from a segment.
+pub fn parse_prefix(s: &str) -> anyhow::Result<(IpAddr, u8)> {
+    let (a, l) = s
+        .split_once('/')
+        .with_context(|| format!("{s:?} has no /length"))?;
+    let addr: IpAddr = a.parse().with_context(|| format!("{s:?}: bad address"))?;
+    let len: u8 = l.parse().with_context(|| format!("{s:?}: bad length"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        bail!("{s:?}: length over {max}");
+    }
+    Ok((addr, len))
+}
+
+/// Whether `addr` lies in `prefix` (same family).
+pub fn in_prefix(addr: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Topology {
+    pub fn parse(text: &str) -> anyhow::Result<Topology> {
+        let t: Topology = serde_yaml::from_str(text).context("topology")?;
+        t.check()?;
+        Ok(t)
+    }
+
+    pub fn builtin() -> Topology {
+        Topology::parse(BUILTIN).expect("the shipped topology is valid (tested)")
+    }
+
+    /// Every host: nodes, the API host, routers, clients, in that order.
+    pub fn hosts(&self) -> Vec<Host> {
+        let one = |a: &str, segment: &str, ipv4, ipv6, role| Host {
+            name: a.to_string(),
+            role,
+            links: vec![HostLink {
+                segment: segment.to_string(),
+                ipv4,
+                ipv6,
+            }],
+        };
+        let mut hosts: Vec<Host> = self
+            .nodes
+            .hosts
+            .iter()
+            .map(|n| one(&n.name, &n.segment, n.ipv4, n.ipv6, Role::Node))
+            .collect();
+        hosts.push(one(
+            &self.api.name,
+            &self.api.segment,
+            self.api.ipv4,
+            self.api.ipv6,
+            Role::Api,
+        ));
+        hosts.extend(self.routers.iter().map(|r| {
+            Host {
+                name: r.name.clone(),
+                role: Role::Router(r.daemon),
+                links: r
+                    .links
+                    .iter()
+                    .map(|l| HostLink {
+                        segment: l.segment.clone(),
+                        ipv4: l.ipv4,
+                        ipv6: l.ipv6,
+                    })
+                    .collect(),
+            }
+        }));
+        hosts.extend(
+            self.clients
+                .iter()
+                .map(|c| one(&c.name, &c.segment, c.ipv4, c.ipv6, Role::Client)),
+        );
+        hosts
+    }
+
+    pub fn router(&self, name: &str) -> Option<&Router> {
+        self.routers.iter().find(|r| r.name == name)
+    }
+
+    /// A router's addresses on `segment`.
+    pub fn router_on(&self, router: &str, segment: &str) -> Option<&Link> {
+        self.router(router)?
+            .links
+            .iter()
+            .find(|l| l.segment == segment)
+    }
+
+    /// The segments (other than `on`) each router leads to, with its addresses on `on`: the
+    /// routes a host on `on` needs to reach the clients behind the routers.
+    pub fn routes_from(&self, on: &str) -> Vec<(String, &Link)> {
+        let mut routes = Vec::new();
+        for r in &self.routers {
+            let Some(via) = r.links.iter().find(|l| l.segment == on) else {
+                continue;
+            };
+            for l in r.links.iter().filter(|l| l.segment != on) {
+                routes.push((l.segment.clone(), via));
+            }
+        }
+        routes
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let mut prefixes = BTreeMap::new();
+        for (name, s) in &self.segments {
+            let v4 = parse_prefix(&s.ipv4).with_context(|| format!("segment {name}"))?;
+            let v6 = parse_prefix(&s.ipv6).with_context(|| format!("segment {name}"))?;
+            if !v4.0.is_ipv4() || !v6.0.is_ipv6() {
+                bail!("segment {name}: ipv4 and ipv6 must be of their family");
+            }
+            prefixes.insert(name.clone(), (v4, v6));
+        }
+        let mut names = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for host in self.hosts() {
+            if !names.insert(host.name.clone()) {
+                bail!("host name {} used twice", host.name);
+            }
+            if host.name.len() > 11
+                || !host
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                bail!(
+                    "host name {:?}: up to 11 letters, digits and dashes",
+                    host.name
+                );
+            }
+            for l in &host.links {
+                let Some((v4, v6)) = prefixes.get(&l.segment) else {
+                    bail!("{}: no segment {}", host.name, l.segment);
+                };
+                for (a, p) in [(l.ipv4, *v4), (l.ipv6, *v6)] {
+                    if !in_prefix(a, p) {
+                        bail!("{}: {a} is not in segment {}", host.name, l.segment);
+                    }
+                    if !addresses.insert(a) {
+                        bail!("{}: address {a} used twice", host.name);
+                    }
+                }
+            }
+        }
+        for c in &self.clients {
+            if self.router_on(&c.gateway, &c.segment).is_none() {
+                bail!(
+                    "client {}: gateway {} is not on segment {}",
+                    c.name,
+                    c.gateway,
+                    c.segment
+                );
+            }
+        }
+        if self.api.controllers == 0 {
+            bail!("api: at least one controller");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_topology_is_valid() {
+        let t = Topology::builtin();
+        assert_eq!(t.nodes.hosts.len(), 3);
+        assert_eq!(t.hosts().len(), 3 + 1 + 2 + 3);
+        // A node reaches the clients behind both routers.
+        let routes: Vec<String> = t.routes_from("lan").into_iter().map(|(s, _)| s).collect();
+        assert_eq!(routes, ["edge-frr", "edge-bird"]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let bad = BUILTIN.replace("ipv4: 192.0.2.12,", "ipv4: 198.51.100.12,");
+        let e = Topology::parse(&bad).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("198.51.100.12 is not in segment lan"),
+            "{e:#}"
+        );
+        let bad = BUILTIN.replace("gateway: bird", "gateway: frr");
+        let e = Topology::parse(&bad).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("gateway frr is not on segment edge-bird"),
+            "{e:#}"
+        );
+        let bad = BUILTIN.replace("name: n3,", "name: n1,");
+        assert!(format!("{:#}", Topology::parse(&bad).unwrap_err()).contains("used twice"));
+        let bad = BUILTIN.replace("asn: 64512", "asn: 64512\n  color: red");
+        assert!(Topology::parse(&bad).is_err());
+    }
+}
