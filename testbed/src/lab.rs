@@ -443,24 +443,7 @@ impl Lab {
         if !owned.success() {
             bail!("chown frr:frr {}", dir.display());
         }
-        let lan = &r.links[0];
-        let mut conf = format!(
-            "frr defaults traditional\nhostname {}\n!\nrouter bgp {}\n bgp router-id {}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n",
-            r.name, r.asn, lan.ipv4
-        );
-        for n in &self.topology.nodes.hosts {
-            conf.push_str(&format!(
-                " neighbor {a} remote-as {asn}\n neighbor {a} passive\n",
-                a = n.ipv4,
-                asn = self.topology.nodes.asn
-            ));
-        }
-        conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n");
-        conf.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
-        for n in &self.topology.nodes.hosts {
-            conf.push_str(&format!("  neighbor {} activate\n", n.ipv4));
-        }
-        conf.push_str(" exit-address-family\n!\n");
+        let conf = crate::routers::frr_config(&self.topology, r);
         std::fs::write(dir.join("bgpd.conf"), conf)?;
         std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", r.name))?;
         let d = |f: &str| dir.join(f).display().to_string();
@@ -519,17 +502,7 @@ impl Lab {
     fn start_bird(&mut self, r: &crate::topology::Router) -> anyhow::Result<()> {
         let dir = self.dir.join(&r.name);
         std::fs::create_dir_all(&dir)?;
-        let lan = &r.links[0];
-        let mut conf = format!(
-            "router id {};\nprotocol device {{}}\nprotocol direct {{ ipv4; ipv6; }}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\ntemplate bgp nodes {{\n  local as {};\n  passive on;\n  ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
-            lan.ipv4, r.asn
-        );
-        for n in &self.topology.nodes.hosts {
-            conf.push_str(&format!(
-                "protocol bgp {} from nodes {{ neighbor {} as {}; }}\n",
-                n.name, n.ipv4, self.topology.nodes.asn
-            ));
-        }
+        let conf = crate::routers::bird_config(&self.topology, r);
         std::fs::write(dir.join("bird.conf"), conf)?;
         let d = |f: &str| dir.join(f).display().to_string();
         self.start(

@@ -4,6 +4,7 @@
 //!   testbed down      remove it (and whatever a killed run left)
 //!   testbed status    what runs
 //!   testbed demo      up, apply examples/lab/, show each Service answered, down (--keep: stay up)
+//!   testbed clab      write the containerlab topology generated from the description
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,11 @@ enum Cmd {
         /// The manifests to apply.
         #[arg(long, default_value = "examples/lab")]
         examples: PathBuf,
+    },
+    /// Writes the containerlab topology generated from the description into --dir.
+    Clab {
+        #[arg(long, default_value = "testbed/clab")]
+        dir: PathBuf,
     },
     /// (inside a node) The NodePort listener.
     Listen {
@@ -105,6 +111,17 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(listener::serve(name, addresses, ports))
+        }
+        Cmd::Clab { dir } => {
+            for (path, text) in ferrolb_testbed::clab::generate(&Topology::builtin()) {
+                let p = dir.join(&path);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&p, text)?;
+                println!("wrote {}", p.display());
+            }
+            Ok(())
         }
         Cmd::Down => {
             let config = LabConfig::default_for_cli()?;
