@@ -566,6 +566,79 @@ impl Lab {
     pub fn dir_path(&self) -> &Path {
         &self.dir
     }
+
+    /// The MAC of `host`'s first interface (set when the lab is built).
+    pub fn mac(&self, host: &str) -> Option<String> {
+        let h = self.topology.hosts().iter().position(|x| x.name == host)?;
+        Some(format!("02:00:00:00:{h:02x}:00"))
+    }
+
+    /// The MAC `client`'s neighbour table holds for `addr` (a usable entry only).
+    pub fn client_neighbour(&self, client: &str, addr: IpAddr) -> Option<String> {
+        let out = netns::exec(
+            &self.ns(client),
+            &["ip", "neigh", "show", &addr.to_string()],
+        )
+        .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().next()?;
+        if line.contains("FAILED") || line.contains("INCOMPLETE") {
+            return None;
+        }
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_string)
+    }
+
+    /// Sends `signal` to the process recorded as `what` and waits (up to `limit`) for it to
+    /// exit; it is forgotten either way.
+    pub fn signal(&mut self, what: &str, signal: i32, limit: Duration) -> bool {
+        let Some(i) = self.state.processes.iter().rposition(|(w, _)| w == what) else {
+            return false;
+        };
+        let (_, pid) = self.state.processes.remove(i);
+        let _ = self.state.save(&self.state_file());
+        // SAFETY: signalling the process group this lab started.
+        unsafe { libc::killpg(pid as i32, signal) };
+        let gone = netns::wait_for(limit, || !netns::alive(pid));
+        if !gone {
+            netns::stop_group(pid, Duration::from_secs(1));
+        }
+        gone
+    }
+
+    /// Next hops of the paths `router` (FRR) holds for `prefix`.
+    pub fn frr_paths(&self, router: &str, prefix: &str) -> Vec<IpAddr> {
+        let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let json: serde_json::Value = self
+            .vtysh(router, &format!("show bgp {afi} unicast {prefix} json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let mut hops: Vec<IpAddr> = json["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["peer"]["peerId"].as_str()?.parse().ok())
+            .collect();
+        hops.sort();
+        hops
+    }
+
+    /// The BGP sessions (protocol names: the nodes) `router` (BIRD) has a route for `prefix`
+    /// from.
+    pub fn bird_paths(&self, router: &str, prefix: &str) -> Vec<String> {
+        let out = self
+            .birdc(router, &format!("show route for {prefix}"))
+            .unwrap_or_default();
+        let mut from: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split_once("unicast [")?.1.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        from.sort();
+        from
+    }
 }
 
 use std::process::Command;

@@ -142,8 +142,7 @@ fn main() -> anyhow::Result<()> {
             }
             println!("namespaces: {}", namespaces.join(" "));
             for (what, pid) in &state.processes {
-                // SAFETY: signal 0 only checks the process exists.
-                let up = unsafe { libc::kill(*pid as i32, 0) == 0 };
+                let up = netns::alive(*pid);
                 println!(
                     "  {what:<20} pid {pid:<8} {}",
                     if up { "running" } else { "gone" }

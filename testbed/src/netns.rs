@@ -112,7 +112,15 @@ impl State {
     }
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether `pid` still runs; a child of this process that exited is reaped here (a zombie
+/// would still answer signal 0).
+pub fn alive(pid: u32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid(2) without blocking; ECHILD when it is not our child.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+    if r == pid as i32 {
+        return false;
+    }
     // SAFETY: kill(2) with signal 0 only checks.
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }

@@ -46,6 +46,9 @@ use crate::reports::{
     Background, ConditionWriter, Conditions, ReportWriter, Reports, desired_reports,
 };
 
+/// How long a stopping speaker keeps forwarding after its routes are withdrawn.
+const FORWARDING_LINGER: Duration = Duration::from_secs(1);
+
 /// How the speaker runs.
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -1073,6 +1076,9 @@ impl Speaker {
         // Forwarding stays for what nobody else took (a restart, or no other eligible node:
         // clients and routers may still send here); the rest goes.
         if let Some(forwarder) = self.forwarder.clone() {
+            // Routers act on the withdrawal within moments; until they have, packets they
+            // still send here must be forwarded, not dropped.
+            tokio::time::sleep(FORWARDING_LINGER).await;
             let snapshot = self.caches.snapshot();
             let state = cluster_state(&snapshot.objects(self.config.lb_class.as_deref())).0;
             let taken = self.taken_by_others(&state);

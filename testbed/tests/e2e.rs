@@ -1,0 +1,492 @@
+//! End to end, on the lab: what a user would see — the routers' tables (FRR's JSON, BIRD's
+//! routes), a client's neighbour table, real requests answered and by which node.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrolb_testbed::netns::wait_for;
+use ferrolb_testbed::{Lab, LabConfig, Topology, demo};
+use serde_json::Value;
+
+/// A lab of its own (prefix per test) with examples/lab/10-ferrolb.yaml applied.
+fn lab(tag: &str) -> Lab {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_testbed"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let config = LabConfig {
+        prefix: format!("fte{}{tag}-", std::process::id() % 100_000),
+        bin_dir,
+        speaker_args: Vec::new(),
+    };
+    let lab = Lab::up(Topology::builtin(), config).expect("lab up");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let config = std::fs::read_to_string(root.join("examples/lab/10-ferrolb.yaml")).unwrap();
+    lab.apply("ferrolb", &config)
+        .expect("ferrolb configuration");
+    lab
+}
+
+/// A LoadBalancer Service in namespace `e2e` and its EndpointSlice on `nodes`.
+fn service(name: &str, spec: &str, annotations: &str, nodes: &[&str], ipv6: bool) -> String {
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let a = if ipv6 {
+                format!("\"2001:db8:3::{}\"", i + 1)
+            } else {
+                format!("203.0.113.{}", 200 + i)
+            };
+            format!("- {{addresses: [{a}], conditions: {{ready: true}}, nodeName: {n}}}")
+        })
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: e2e, annotations: {{{annotations}}}}}\nspec: {{type: LoadBalancer, {spec}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: e2e, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: {}\nports: [{{port: 8080, protocol: TCP}}]\nendpoints:\n{}\n---\n",
+        if ipv6 { "IPv6" } else { "IPv4" },
+        if endpoints.is_empty() {
+            "[]".to_string()
+        } else {
+            endpoints.join("\n")
+        }
+    )
+}
+
+const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: e2e}\n---\n";
+
+/// The addresses a Service shows, once it shows `count` (or after `limit`).
+fn addresses(lab: &Lab, name: &str, count: usize, limit: Duration) -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    wait_for(limit, || {
+        found = lab
+            .kubectl(&["get", "service", name, "-n", "e2e", "-o", "json"])
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|s| {
+                s["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["ip"].as_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.len() >= count
+    });
+    found
+}
+
+fn node_ip(lab: &Lab, node: &str) -> IpAddr {
+    lab.topology
+        .nodes
+        .hosts
+        .iter()
+        .find(|n| n.name == node)
+        .unwrap()
+        .ipv4
+}
+
+fn node_ips(lab: &Lab, nodes: &[&str]) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = nodes.iter().map(|n| node_ip(lab, n)).collect();
+    v.sort();
+    v
+}
+
+fn host_route(addr: IpAddr) -> String {
+    if addr.is_ipv4() {
+        format!("{addr}/32")
+    } else {
+        format!("{addr}/128")
+    }
+}
+
+/// The node that answers `client` at `addr:port`, and the client address it saw.
+fn answer(lab: &Lab, client: &str, addr: IpAddr, port: u16) -> Option<(String, String)> {
+    let a = demo::ask(lab, client, addr, port, Duration::from_secs(10))?;
+    let (node, seen) = a.split_once(' ')?;
+    Some((node.to_string(), seen.to_string()))
+}
+
+#[test]
+fn l2_cluster_local_ipv6_shared_address_and_an_owner_killed() {
+    let mut lab = lab("l2");
+    let mut yaml = NAMESPACE.to_string();
+    let all = ["n1", "n2", "n3"];
+    let pool = "ferrolb.io/address-pool: l2";
+    yaml += &service(
+        "cluster",
+        "ports: [{port: 80, nodePort: 30080}]",
+        pool,
+        &all,
+        false,
+    );
+    yaml += &service(
+        "local",
+        "externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30081}]",
+        pool,
+        &["n3"],
+        false,
+    );
+    yaml += &service(
+        "six",
+        "ipFamilies: [IPv6], ipFamilyPolicy: SingleStack, ports: [{port: 80, nodePort: 30082}]",
+        pool,
+        &all,
+        true,
+    );
+    let shared = "ferrolb.io/address-pool: l2, ferrolb.io/allow-shared-ip: pair, ferrolb.io/loadBalancerIPs: 192.0.2.206";
+    yaml += &service(
+        "share-a",
+        "ports: [{port: 80, nodePort: 30083}]",
+        shared,
+        &all,
+        false,
+    );
+    yaml += &service(
+        "share-b",
+        "ports: [{port: 8080, nodePort: 30084}]",
+        shared,
+        &all,
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+
+    // Cluster: one owner answers ARP, and its listener answers the request.
+    let cluster = addresses(&lab, "cluster", 1, Duration::from_secs(20))[0];
+    let (owner, seen) = answer(&lab, "client-lan", cluster, 80).expect("cluster answered");
+    assert!(seen.starts_with("192.0.2.100:"), "{seen}");
+    assert_eq!(lab.client_neighbour("client-lan", cluster), lab.mac(&owner));
+
+    // Local: only the node with the endpoint.
+    let local = addresses(&lab, "local", 1, Duration::from_secs(20))[0];
+    let (node, _) = answer(&lab, "client-lan", local, 80).expect("local answered");
+    assert_eq!(node, "n3");
+    assert_eq!(lab.client_neighbour("client-lan", local), lab.mac("n3"));
+
+    // IPv6: neighbour discovery instead of ARP.
+    let six = addresses(&lab, "six", 1, Duration::from_secs(20))[0];
+    assert!(six.is_ipv6());
+    let (node, seen) = answer(&lab, "client-lan", six, 80).expect("IPv6 answered");
+    assert!(seen.starts_with("[2001:db8::100]:"), "{seen}");
+    assert_eq!(lab.client_neighbour("client-lan", six), lab.mac(&node));
+
+    // Two Services on one address, each on its port, from one node.
+    let a = addresses(&lab, "share-a", 1, Duration::from_secs(20));
+    let b = addresses(&lab, "share-b", 1, Duration::from_secs(20));
+    assert_eq!(a, b);
+    let (node_a, _) = answer(&lab, "client-lan", a[0], 80).expect("share-a answered");
+    let (node_b, _) = answer(&lab, "client-lan", a[0], 8080).expect("share-b answered");
+    assert_eq!(node_a, node_b);
+
+    // The owner's speaker dies: another node takes the address, the client follows.
+    assert!(lab.signal(
+        &format!("speaker-{owner}"),
+        libc::SIGKILL,
+        Duration::from_secs(5)
+    ));
+    let mut now = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            now = answer(&lab, "client-lan", cluster, 80).map(|(n, _)| n);
+            now.as_deref().is_some_and(|n| n != owner)
+        }),
+        "still {now:?}"
+    );
+    let new_owner = now.unwrap();
+    assert_eq!(
+        lab.client_neighbour("client-lan", cluster),
+        lab.mac(&new_owner)
+    );
+}
+
+#[test]
+fn bgp_ecmp_local_dual_stack_and_a_cut_link() {
+    let lab = lab("bgp");
+    let mut yaml = NAMESPACE.to_string();
+    let pool = "ferrolb.io/address-pool: bgp";
+    yaml += &service(
+        "cluster",
+        "ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack, ports: [{port: 80, nodePort: 30080}]",
+        pool,
+        &["n1", "n2", "n3"],
+        false,
+    );
+    yaml += &service(
+        "local",
+        "externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30081}]",
+        pool,
+        &["n1", "n2"],
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+
+    let cluster = addresses(&lab, "cluster", 2, Duration::from_secs(20));
+    assert_eq!(cluster.len(), 2, "dual-stack: {cluster:?}");
+    let all = node_ips(&lab, &["n1", "n2", "n3"]);
+    for addr in &cluster {
+        let prefix = host_route(*addr);
+        // Both routers hold a path from every node, and FRR installs all three (ECMP).
+        assert!(
+            wait_for(Duration::from_secs(20), || lab.frr_paths("frr", &prefix)
+                == all),
+            "FRR {prefix}: {:?}",
+            lab.frr_paths("frr", &prefix)
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || lab.bird_paths("bird", &prefix)
+                == ["n1", "n2", "n3"]),
+            "BIRD {prefix}: {:?}",
+            lab.bird_paths("bird", &prefix)
+        );
+        for client in ["client-frr", "client-bird"] {
+            let (node, _) = answer(&lab, client, *addr, 80)
+                .unwrap_or_else(|| panic!("{client} through {addr}"));
+            assert!(["n1", "n2", "n3"].contains(&node.as_str()));
+        }
+    }
+    let v4 = cluster.iter().find(|a| a.is_ipv4()).copied().unwrap();
+    let frr_hops = lab.kernel_next_hops("frr", &host_route(v4));
+    assert_eq!(
+        frr_hops, all,
+        "FRR's kernel route is multipath over the nodes"
+    );
+
+    // Local: only the nodes with endpoints advertise, only they answer.
+    let local = addresses(&lab, "local", 1, Duration::from_secs(20))[0];
+    let prefix = host_route(local);
+    let with_endpoints = node_ips(&lab, &["n1", "n2"]);
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .frr_paths("frr", &prefix)
+        == with_endpoints));
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .bird_paths("bird", &prefix)
+        == ["n1", "n2"]));
+    let mut answered = BTreeSet::new();
+    for _ in 0..10 {
+        let (node, _) = answer(&lab, "client-bird", local, 80).expect("local answered");
+        answered.insert(node);
+    }
+    assert!(
+        answered.iter().all(|n| n == "n1" || n == "n2"),
+        "{answered:?}"
+    );
+
+    // n3's link is cut: its sessions time out (hold time 9 s), the routers drop its paths,
+    // and clients keep being answered by the others.
+    ferrolb_testbed::netns::ip(&["-n", &lab.ns("n3"), "link", "set", "eth0", "down"]).unwrap();
+    let prefix = host_route(v4);
+    let rest = node_ips(&lab, &["n1", "n2"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || lab.frr_paths("frr", &prefix)
+            == rest),
+        "FRR after the cut: {:?}",
+        lab.frr_paths("frr", &prefix)
+    );
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .bird_paths("bird", &prefix)
+        == ["n1", "n2"]));
+    for _ in 0..10 {
+        let (node, _) = answer(&lab, "client-frr", v4, 80).expect("answered after the cut");
+        assert_ne!(node, "n3");
+    }
+}
+
+#[test]
+fn leader_killed_while_creating_pool_deleted_other_class_and_excluded_node() {
+    let mut lab = lab("ctl");
+    let pools = "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: first, namespace: ferrolb-system}\nspec: {addresses: [198.51.100.64/28], serviceAllocation: {priority: 1, namespaces: [moving]}}\n---\napiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: second, namespace: ferrolb-system}\nspec: {addresses: [198.51.100.80/28], serviceAllocation: {priority: 2, namespaces: [moving]}}\n---\napiVersion: ferrolb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: moving, namespace: ferrolb-system}\nspec: {ipAddressPools: [first, second]}\n";
+    lab.apply("pools", pools).unwrap();
+    lab.apply("namespace", NAMESPACE).unwrap();
+
+    // Services created one by one; the leading controller is killed half way.
+    let lease = lab
+        .kubectl(&[
+            "get",
+            "lease",
+            "ferrolb-controller",
+            "-n",
+            "ferrolb-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .unwrap();
+    assert!(lease.starts_with("controller-"), "leader: {lease:?}");
+    let pool = "ferrolb.io/address-pool: bgp";
+    for i in 0..12 {
+        if i == 6 {
+            assert!(lab.signal(&lease, libc::SIGKILL, Duration::from_secs(5)));
+        }
+        let yaml = service(
+            &format!("churn-{i}"),
+            &format!("ports: [{{port: 80, nodePort: {}}}]", 30100 + i),
+            pool,
+            &["n1"],
+            false,
+        );
+        lab.apply(&format!("churn-{i}"), &yaml).unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    for i in 0..12 {
+        let a = addresses(&lab, &format!("churn-{i}"), 1, Duration::from_secs(20));
+        assert_eq!(a.len(), 1, "churn-{i} got no address after the failover");
+        assert!(seen.insert(a[0]), "{} given twice", a[0]);
+    }
+
+    // A Service of another load-balancer class is left alone.
+    lab.apply(
+        "other-class",
+        &service(
+            "other",
+            "loadBalancerClass: example.com/other, ports: [{port: 80, nodePort: 30090}]",
+            pool,
+            &["n1"],
+            false,
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(addresses(&lab, "other", 1, Duration::from_millis(100)).is_empty());
+
+    // A pool deleted: its Services move to the next pool that may serve them.
+    let moving = "apiVersion: v1\nkind: Namespace\nmetadata: {name: moving}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: mover, namespace: moving}\nspec: {type: LoadBalancer, ports: [{port: 80, nodePort: 30091}]}\n";
+    lab.apply("moving", moving).unwrap();
+    let before = wait_address(&lab, "moving", "mover");
+    assert!(in_range(before, 64, 80), "from pool first: {before}");
+    lab.kubectl(&["delete", "ipaddresspool", "first", "-n", "ferrolb-system"])
+        .unwrap();
+    let mut after = before;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            after = wait_address(&lab, "moving", "mover");
+            in_range(after, 80, 96)
+        }),
+        "still {after}"
+    );
+
+    // A node labelled excluded stops advertising; the others carry on.
+    // (churn-* are Cluster Services: every node advertises them.)
+    let prefix = host_route(seen.iter().next().copied().unwrap());
+    let all = node_ips(&lab, &["n1", "n2", "n3"]);
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .frr_paths("frr", &prefix)
+        == all));
+    lab.kubectl(&[
+        "label",
+        "node",
+        "n1",
+        "node.kubernetes.io/exclude-from-external-load-balancers=",
+    ])
+    .unwrap();
+    let rest = node_ips(&lab, &["n2", "n3"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || lab.frr_paths("frr", &prefix)
+            == rest),
+        "excluded n1 still advertises: {:?}",
+        lab.frr_paths("frr", &prefix)
+    );
+}
+
+fn wait_address(lab: &Lab, namespace: &str, name: &str) -> IpAddr {
+    let mut found = None;
+    wait_for(Duration::from_secs(20), || {
+        found = lab
+            .kubectl(&[
+                "get",
+                "service",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ])
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("{namespace}/{name} has no address"))
+}
+
+fn in_range(a: IpAddr, from: u8, to: u8) -> bool {
+    matches!(a, IpAddr::V4(v) if v.octets()[..3] == [198, 51, 100] && (from..to).contains(&v.octets()[3]))
+}
+
+#[test]
+fn a_rolling_restart_of_every_speaker_loses_no_request() {
+    let mut lab = lab("roll");
+    let mut yaml = NAMESPACE.to_string();
+    let all = ["n1", "n2", "n3"];
+    yaml += &service(
+        "web",
+        "ports: [{port: 80, nodePort: 30080}]",
+        "ferrolb.io/address-pool: l2",
+        &all,
+        false,
+    );
+    yaml += &service(
+        "api",
+        "ports: [{port: 80, nodePort: 30081}]",
+        "ferrolb.io/address-pool: bgp",
+        &all,
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+    let web = addresses(&lab, "web", 1, Duration::from_secs(20))[0];
+    let api = addresses(&lab, "api", 1, Duration::from_secs(20))[0];
+    assert!(answer(&lab, "client-lan", web, 80).is_some());
+    let prefix = host_route(api);
+    let everyone = node_ips(&lab, &all);
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .frr_paths("frr", &prefix)
+        == everyone));
+
+    // A request every 20 ms over L2 and over BGP, each on a new connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for (client, addr) in [("client-lan", web), ("client-frr", api)] {
+        let ns = lab.ns(client);
+        let stop = stop.clone();
+        let (sent, lost) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counters = (sent.clone(), lost.clone());
+        let thread = std::thread::spawn(move || {
+            ferrolb_testbed::netns::enter(&ns).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let ok = ferrolb_testbed::client::http_get((addr, 80).into(), "/")
+                    .is_some_and(|(code, _)| code == 200);
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        streams.push((client, counters, thread));
+    }
+    for node in all {
+        assert!(
+            lab.signal(
+                &format!("speaker-{node}"),
+                libc::SIGTERM,
+                Duration::from_secs(20)
+            ),
+            "speaker {node} did not stop"
+        );
+        lab.start_speaker(node).unwrap();
+        assert!(wait_for(Duration::from_secs(20), || lab.speaker_ready(node)));
+        // Back in the gossip and in the routers' tables before the next one goes.
+        assert!(wait_for(Duration::from_secs(20), || lab
+            .frr_paths("frr", &prefix)
+            == everyone));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (client, (sent, lost), thread) in streams {
+        thread.join().unwrap();
+        let (sent, lost) = (sent.load(Ordering::Relaxed), lost.load(Ordering::Relaxed));
+        assert!(sent > 100, "{client}: only {sent} requests");
+        assert_eq!(lost, 0, "{client}: {lost} of {sent} requests lost");
+    }
+}
