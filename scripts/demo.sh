@@ -11,15 +11,8 @@ cd "$(dirname "$0")/.."
 # iproute2 builds the namespaces; frr and bird2 are the routers; nftables (libnftables) is
 # what the speakers forward with; kubectl applies the examples.
 PACKAGES=(iproute2 frr bird2 nftables kubectl)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "==> installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+. scripts/packages.sh
+ensure_packages "${PACKAGES[@]}"
 
 # FERROLB_BIN_DIR: use binaries built elsewhere (the test that runs this script does).
 if [[ -n "${FERROLB_BIN_DIR:-}" ]]; then

@@ -10,16 +10,8 @@ cd "$(dirname "$0")/.."
 # client resolve an address in the speaker lab; nftables (nft and libnftables) is what
 # ferrolb-dataplane programs and the tests inspect.
 PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables)
-
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "==> installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+. scripts/packages.sh
+ensure_packages "${PACKAGES[@]}"
 
 if ! command -v kubectl >/dev/null; then
   echo "kubectl not found after installing packages" >&2

@@ -120,25 +120,10 @@ fn topology(t: &Topology) -> Value {
             ));
             links.push(json!({"endpoints": [format!("{}:{dev}", r.name), format!("{}:{}-{i}", bridge(&l.segment), r.name)]}));
         }
-        // The other routers' client segments, through a segment both are on.
-        let mine: Vec<&str> = r.links.iter().map(|l| l.segment.as_str()).collect();
-        for other in t.routers.iter().filter(|o| o.name != r.name) {
-            let Some(via) = other
-                .links
-                .iter()
-                .find(|l| mine.contains(&l.segment.as_str()))
-            else {
-                continue;
-            };
-            for l in other
-                .links
-                .iter()
-                .filter(|l| !mine.contains(&l.segment.as_str()))
-            {
-                let s = &t.segments[&l.segment];
-                exec.push(format!("ip route add {} via {}", s.ipv4, via.ipv4));
-                exec.push(format!("ip -6 route add {} via {}", s.ipv6, via.ipv6));
-            }
+        for (segment, via) in t.router_routes(&r.name) {
+            let s = &t.segments[&segment];
+            exec.push(format!("ip route add {} via {}", s.ipv4, via.ipv4));
+            exec.push(format!("ip -6 route add {} via {}", s.ipv6, via.ipv6));
         }
         let node = match r.daemon {
             Daemon::Frr => json!({

@@ -20,6 +20,9 @@ pub struct LabConfig {
     pub bin_dir: PathBuf,
     /// Extra flags for every speaker.
     pub speaker_args: Vec<String>,
+    /// Addresses every node's listener serves besides the node's own (bound even while the
+    /// node does not hold them).
+    pub listener_addresses: Vec<IpAddr>,
 }
 
 impl LabConfig {
@@ -32,6 +35,7 @@ impl LabConfig {
             prefix: std::env::var("FERROLB_TESTBED_PREFIX").unwrap_or_else(|_| "ftb-".into()),
             bin_dir,
             speaker_args: Vec::new(),
+            listener_addresses: Vec::new(),
         })
     }
 }
@@ -74,7 +78,8 @@ impl Lab {
         self.state.save(&self.state_file())
     }
 
-    fn start(&mut self, what: &str, host: &str, args: Vec<String>) -> anyhow::Result<u32> {
+    /// Starts `args` on `host`, recorded as `what` (removed with the lab).
+    pub fn start(&mut self, what: &str, host: &str, args: Vec<String>) -> anyhow::Result<u32> {
         let ns = self.ns(host);
         let pid = netns::spawn(
             &ns,
@@ -197,6 +202,15 @@ impl Lab {
         let route = |net: &str, via: IpAddr| -> anyhow::Result<()> {
             netns::ip(&["-n", &ns, "route", "add", net, "via", &via.to_string()])
         };
+        // Both families of each segment, through the router's address on this host's segment.
+        let segment_routes = |routes: Vec<(String, &crate::topology::Link)>| -> anyhow::Result<()> {
+            for (segment, via) in routes {
+                let s = &self.topology.segments[&segment];
+                route(&s.ipv4, via.ipv4)?;
+                route(&s.ipv6, via.ipv6)?;
+            }
+            Ok(())
+        };
         match host.role {
             Role::Client => {
                 let c = self
@@ -222,35 +236,12 @@ impl Lab {
                 ])?;
             }
             Role::Node | Role::Api => {
-                for (segment, via) in self.topology.routes_from(&host.links[0].segment) {
-                    let s = &self.topology.segments[&segment];
-                    route(&s.ipv4, via.ipv4)?;
-                    route(&s.ipv6, via.ipv6)?;
-                }
+                segment_routes(self.topology.routes_from(&host.links[0].segment))?;
             }
             Role::Router(_) => {
                 netns::sysctl(&ns, "net.ipv4.ip_forward", "1")?;
                 netns::sysctl(&ns, "net.ipv6.conf.all.forwarding", "1")?;
-                // The other routers' client segments, through a segment both are on.
-                let mine: Vec<&str> = host.links.iter().map(|l| l.segment.as_str()).collect();
-                for other in self.topology.routers.iter().filter(|r| r.name != host.name) {
-                    let Some(via) = other
-                        .links
-                        .iter()
-                        .find(|l| mine.contains(&l.segment.as_str()))
-                    else {
-                        continue;
-                    };
-                    for l in other
-                        .links
-                        .iter()
-                        .filter(|l| !mine.contains(&l.segment.as_str()))
-                    {
-                        let s = &self.topology.segments[&l.segment];
-                        route(&s.ipv4, via.ipv4)?;
-                        route(&s.ipv6, via.ipv6)?;
-                    }
-                }
+                segment_routes(self.topology.router_routes(&host.name))?;
             }
         }
         Ok(())
@@ -311,22 +302,20 @@ impl Lab {
         }
         let ports = self.topology.nodes.node_ports;
         for node in self.topology.nodes.hosts.clone() {
-            self.start(
-                &format!("listener-{}", node.name),
-                &node.name,
-                vec![
-                    self.bin("testbed"),
-                    "listen".into(),
-                    "--name".into(),
-                    node.name.clone(),
-                    "--address".into(),
-                    node.ipv4.to_string(),
-                    "--address".into(),
-                    node.ipv6.to_string(),
-                    "--ports".into(),
-                    format!("{}-{}", ports.first, ports.first + ports.count - 1),
-                ],
-            )?;
+            let mut args = vec![
+                self.bin("testbed"),
+                "listen".into(),
+                "--name".into(),
+                node.name.clone(),
+                "--ports".into(),
+                format!("{}-{}", ports.first, ports.first + ports.count - 1),
+            ];
+            let own = [node.ipv4, node.ipv6];
+            for a in own.iter().chain(&self.config.listener_addresses) {
+                args.push("--address".into());
+                args.push(a.to_string());
+            }
+            self.start(&format!("listener-{}", node.name), &node.name, args)?;
             self.start_speaker(&node.name)?;
         }
         let nodes: Vec<String> = self

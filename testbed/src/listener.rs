@@ -15,7 +15,7 @@ pub async fn serve(name: String, addresses: Vec<IpAddr>, ports: Vec<u16>) -> any
     let mut tasks = Vec::new();
     for a in &addresses {
         for p in &ports {
-            let listener = tokio::net::TcpListener::bind(SocketAddr::new(*a, *p)).await?;
+            let listener = bind(SocketAddr::new(*a, *p))?;
             let name = name.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -42,6 +42,23 @@ pub async fn serve(name: String, addresses: Vec<IpAddr>, ports: Vec<u16>) -> any
         let _ = t.await;
     }
     Ok(())
+}
+
+/// A listening socket that may bind an address the host does not hold yet (IP_FREEBIND):
+/// an address VRRP moves between nodes is served wherever it lands.
+fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_freebind_v4(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(tokio::net::TcpListener::from_std(socket.into())?)
 }
 
 /// `30080-30089` or `30080`.

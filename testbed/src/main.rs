@@ -52,7 +52,7 @@ enum Cmd {
         name: String,
         #[arg(long = "address")]
         addresses: Vec<std::net::IpAddr>,
-        #[arg(long, default_value = "30080-30089")]
+        #[arg(long, default_value = "30080-30179")]
         ports: String,
     },
 }

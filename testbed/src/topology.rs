@@ -241,6 +241,33 @@ impl Topology {
         routes
     }
 
+    /// The other routers' segments a router is not on, each through a segment both are on:
+    /// the static routes that let clients behind different routers reach each other.
+    pub fn router_routes(&self, router: &str) -> Vec<(String, &Link)> {
+        let Some(me) = self.router(router) else {
+            return Vec::new();
+        };
+        let mine: Vec<&str> = me.links.iter().map(|l| l.segment.as_str()).collect();
+        let mut routes = Vec::new();
+        for other in self.routers.iter().filter(|r| r.name != router) {
+            let Some(via) = other
+                .links
+                .iter()
+                .find(|l| mine.contains(&l.segment.as_str()))
+            else {
+                continue;
+            };
+            for l in other
+                .links
+                .iter()
+                .filter(|l| !mine.contains(&l.segment.as_str()))
+            {
+                routes.push((l.segment.clone(), via));
+            }
+        }
+        routes
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         let mut prefixes = BTreeMap::new();
         for (name, s) in &self.segments {

@@ -22,6 +22,7 @@ fn lab(tag: &str) -> Lab {
         prefix: format!("fte{}{tag}-", std::process::id() % 100_000),
         bin_dir,
         speaker_args: Vec::new(),
+        listener_addresses: Vec::new(),
     };
     let lab = Lab::up(Topology::builtin(), config).expect("lab up");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

@@ -442,7 +442,11 @@ pub async fn run(
         keys,
     );
     if let Some(p) = config.probe_period {
+        // The direct-probe wait and the gossip round keep their share of the period (30 %
+        // by default), so a short period stays a coherent setting.
         gossip.probe_period = p;
+        gossip.probe_rtt = p * 3 / 10;
+        gossip.gossip_every = p * 3 / 10;
     }
     if let Some(s) = config.suspect_to_down {
         gossip.suspect_to_down = s;
