@@ -419,7 +419,12 @@ mod failover {
             netns::ip(&["-n", &lab.ns(&owner), "link", "set", "eth0", "down"]).unwrap();
             std::thread::sleep(Duration::from_secs(if advert == "1" { 6 } else { 3 }));
             netns::ip(&["-n", &lab.ns(&owner), "link", "set", "eth0", "up"]).unwrap();
-            assert!(back_on_owner(&lab), "both back on {owner}");
+            assert!(
+                back_on_owner(&lab),
+                "both back on {owner}? ferrolb's address answered by {:?}, keepalived's by {:?}",
+                answered_by(&lab, ferrolb_target),
+                answered_by(&lab, vrrp_target)
+            );
         }
         // The owner's speaker and its keepalived are killed (the node itself stays up).
         let mut kills = Vec::new();
