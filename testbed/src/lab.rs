@@ -3,7 +3,8 @@
 //! a speaker and a NodePort listener on every node.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -127,11 +128,10 @@ impl Lab {
         let sw = self.ns("sw");
         self.record_ns(&sw)?;
         let segments: Vec<String> = self.topology.segments.keys().cloned().collect();
-        for (i, s) in segments.iter().enumerate() {
+        for i in 0..segments.len() {
             let br = format!("br{i}");
             netns::ip(&["-n", &sw, "link", "add", &br, "type", "bridge"])?;
             netns::ip(&["-n", &sw, "link", "set", &br, "up"])?;
-            let _ = s;
         }
         for (h, host) in hosts.iter().enumerate() {
             let ns = self.ns(&host.name);
@@ -552,10 +552,6 @@ impl Lab {
         hops
     }
 
-    pub fn dir_path(&self) -> &Path {
-        &self.dir
-    }
-
     /// The MAC of `host`'s first interface (set when the lab is built).
     pub fn mac(&self, host: &str) -> Option<String> {
         let h = self.topology.hosts().iter().position(|x| x.name == host)?;
@@ -629,8 +625,6 @@ impl Lab {
         from
     }
 }
-
-use std::process::Command;
 
 impl Drop for Lab {
     fn drop(&mut self) {
