@@ -5,8 +5,9 @@
 //! 2. Requested addresses, if any, from the pool that holds them.
 //! 3. The pool named by annotation, even with `autoAssign: false`.
 //! 4. Pools whose `serviceAllocation` admits the Service, by priority (lower first, unset last),
-//!    then pool name; only pools with `autoAssign`. MetalLB picks at random among equals; we
-//!    do not, so a rebuild is reproducible.
+//!    then pool name; then the pools without `serviceAllocation`, by name; only pools with
+//!    `autoAssign`. MetalLB picks at random among equals; we do not, so a rebuild is
+//!    reproducible.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -97,9 +98,18 @@ impl Allocator {
             .collect();
         let mut auto: Vec<&PoolState> =
             self.pools.values().filter(|s| s.pool.auto_assign).collect();
+        // Pools with a serviceAllocation (which admit only the Services it names, or all of
+        // them when it sets just a priority) before the pools without one, as MetalLB orders
+        // them; among them by priority, unset last; then by name.
         auto.sort_by_key(|s| {
-            let priority = s.pool.allocation.as_ref().and_then(|a| a.priority);
-            (priority.is_none(), priority, s.pool.name.clone())
+            let allocation = s.pool.allocation.as_ref();
+            let priority = allocation.and_then(|a| a.priority);
+            (
+                allocation.is_none(),
+                priority.is_none(),
+                priority,
+                s.pool.name.clone(),
+            )
         });
         self.auto_by_namespace.clear();
         self.auto_open.clear();

@@ -186,6 +186,68 @@ fn pools_with_service_allocation_are_tried_by_priority_then_name_before_the_rest
     assert_eq!(order, ["z-first", "b-second", "c-second", "a-plain"]);
 }
 
+/// The first pool a Service of `namespace` (with `labels`, in a namespace with
+/// `namespace_labels`) gets an address from.
+fn first_pool(
+    list: &[PoolBuilder],
+    namespace: &str,
+    labels: &[(&str, &str)],
+    namespace_labels: &[(&str, &str)],
+) -> String {
+    let mut a = allocator(list);
+    let service = svc(namespace, "s")
+        .labels(labels)
+        .namespace_labels(namespace_labels)
+        .build();
+    a.allocate(&service, &[]).unwrap().pool.to_string()
+}
+
+#[test]
+fn a_pool_reserved_for_the_service_without_a_priority_comes_before_general_pools() {
+    // Reserved by namespace list, named after and before the general pool.
+    for (reserved, general) in [("pool9", "pool1"), ("pool1", "pool9")] {
+        let list = [
+            pool(general, &["192.0.2.0/30"]),
+            pool(reserved, &["198.51.100.0/30"]).namespaces(&["team-a"]),
+        ];
+        assert_eq!(first_pool(&list, "team-a", &[], &[]), reserved);
+        // Another namespace is not admitted by the reserved pool.
+        assert_eq!(first_pool(&list, "team-b", &[], &[]), general);
+    }
+    // Reserved by namespace selector and by service selector.
+    for (reserved, general) in [("pool9", "pool1"), ("pool1", "pool9")] {
+        let by_namespace = [
+            pool(general, &["192.0.2.0/30"]),
+            pool(reserved, &["198.51.100.0/30"]).namespace_selector(&[("team", "a")]),
+        ];
+        assert_eq!(
+            first_pool(&by_namespace, "x", &[], &[("team", "a")]),
+            reserved
+        );
+        let by_service = [
+            pool(general, &["192.0.2.0/30"]),
+            pool(reserved, &["198.51.100.0/30"]).service_selector(&[("app", "web")]),
+        ];
+        assert_eq!(
+            first_pool(&by_service, "x", &[("app", "web")], &[]),
+            reserved
+        );
+        assert_eq!(first_pool(&by_service, "x", &[("app", "db")], &[]), general);
+    }
+}
+
+#[test]
+fn reserved_pools_order_by_priority_unset_last_then_name() {
+    let list = [
+        pool("a-general", &["192.0.2.0/30"]),
+        pool("b-reserved", &["192.0.2.4/30"]).namespaces(&["team-a"]),
+        pool("c-reserved", &["192.0.2.8/30"])
+            .namespaces(&["team-a"])
+            .priority(7),
+    ];
+    assert_eq!(first_pool(&list, "team-a", &[], &[]), "c-reserved");
+}
+
 #[test]
 fn namespace_list_restricts_a_pool() {
     let mut a = allocator(&[pool("shop-only", &["192.0.2.0/28"]).namespaces(&["shop"])]);

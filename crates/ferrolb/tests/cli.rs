@@ -46,6 +46,24 @@ fn plan_shows_assignments_and_refusals() {
 }
 
 #[test]
+fn plan_prefers_a_reserved_pool_without_priority_to_a_general_one() {
+    let (stdout, stderr, ok) = ferrolb(&[
+        "plan",
+        "crates/ferrolb-ipam/tests/cases/reserved-pool-without-priority.yaml",
+    ]);
+    assert!(ok, "{stderr}");
+    let line = |svc: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(svc))
+            .unwrap_or_else(|| panic!("no line for {svc} in\n{stdout}"))
+            .to_string()
+    };
+    assert!(line("team-a/web").contains("198.51.100.0"), "{stdout}");
+    assert!(line("team-b/web").contains("192.0.2.0"), "{stdout}");
+}
+
+#[test]
 fn crds_prints_every_kind() {
     let (stdout, _, ok) = ferrolb(&["crds"]);
     assert!(ok);
