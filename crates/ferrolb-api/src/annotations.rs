@@ -1,4 +1,6 @@
-//! Service annotations. The `metallb.io/` spellings are accepted so Services need no edit to move over.
+//! Service annotations. MetalLB's spellings (`metallb.io/`, and the older `metallb.universe.tf/`)
+//! are accepted so Services need no edit to move over; `ferrolb.io/` wins over `metallb.io/`,
+//! which wins over `metallb.universe.tf/`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -11,9 +13,24 @@ pub const ALLOW_SHARED_IP: &str = "ferrolb.io/allow-shared-ip";
 /// Written by the controller: the pool the Service's addresses came from.
 pub const IP_ALLOCATED_FROM_POOL: &str = "ferrolb.io/ip-allocated-from-pool";
 
-const METALLB_LOAD_BALANCER_IPS: &str = "metallb.io/loadBalancerIPs";
-const METALLB_ADDRESS_POOL: &str = "metallb.io/address-pool";
-const METALLB_ALLOW_SHARED_IP: &str = "metallb.io/allow-shared-ip";
+/// Each annotation's spellings, the one that wins first.
+pub const LOAD_BALANCER_IPS_SPELLINGS: [&str; 3] = [
+    LOAD_BALANCER_IPS,
+    "metallb.io/loadBalancerIPs",
+    "metallb.universe.tf/loadBalancerIPs",
+];
+pub const ADDRESS_POOL_SPELLINGS: [&str; 3] = [
+    ADDRESS_POOL,
+    "metallb.io/address-pool",
+    "metallb.universe.tf/address-pool",
+];
+pub const ALLOW_SHARED_IP_SPELLINGS: [&str; 3] = [
+    ALLOW_SHARED_IP,
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
+/// MetalLB's former prefix, still in many manifests.
+pub const LEGACY_PREFIX: &str = "metallb.universe.tf/";
 
 /// What a Service asks of the allocator through annotations and `spec.loadBalancerIP`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,10 +46,11 @@ pub struct ServiceAnnotations {
 pub enum AnnotationWarning {
     /// `spec.loadBalancerIP` is deprecated in Kubernetes.
     DeprecatedLoadBalancerIp,
-    /// Both spellings of one annotation are set to different values; the `ferrolb.io/` one wins.
-    ConflictingSpellings { ours: String, metallb: String },
-    /// `spec.loadBalancerIP` and the annotation are both set; the annotation wins.
-    LoadBalancerIpIgnored,
+    /// Two spellings of one annotation are set to different values; the first in precedence
+    /// order is used.
+    ConflictingSpellings { used: String, ignored: String },
+    /// MetalLB's former spelling is used; it works, but the current one should replace it.
+    LegacySpelling { legacy: String, current: String },
 }
 
 impl std::fmt::Display for AnnotationWarning {
@@ -42,13 +60,13 @@ impl std::fmt::Display for AnnotationWarning {
                 f,
                 "spec.loadBalancerIP is deprecated; use the annotation {LOAD_BALANCER_IPS}"
             ),
-            AnnotationWarning::ConflictingSpellings { ours, metallb } => write!(
+            AnnotationWarning::ConflictingSpellings { used, ignored } => write!(
                 f,
-                "annotations {ours} and {metallb} disagree; {ours} is used"
+                "annotations {used} and {ignored} disagree; {used} is used"
             ),
-            AnnotationWarning::LoadBalancerIpIgnored => write!(
+            AnnotationWarning::LegacySpelling { legacy, current } => write!(
                 f,
-                "spec.loadBalancerIP and {LOAD_BALANCER_IPS} are both set; the annotation is used"
+                "annotation {legacy} is MetalLB's former spelling; it is honoured, but use {current}"
             ),
         }
     }
@@ -67,29 +85,42 @@ pub enum AnnotationError {
     },
     #[error("{annotation}: empty value")]
     Empty { annotation: String },
+    #[error(
+        "{annotation} asks for {annotation_value} but spec.loadBalancerIP for {spec_value}; set one of them"
+    )]
+    Disagree {
+        annotation: String,
+        annotation_value: String,
+        spec_value: String,
+    },
 }
 
-/// Reads one annotation under both spellings.
+/// Reads one annotation under its spellings (precedence order): the value and the key it
+/// came from.
 fn read<'a>(
     annotations: &'a BTreeMap<String, String>,
-    ours: &str,
-    metallb: &str,
+    spellings: &[&str],
     warnings: &mut Vec<AnnotationWarning>,
 ) -> Option<(&'a str, String)> {
-    match (annotations.get(ours), annotations.get(metallb)) {
-        (Some(a), Some(b)) => {
-            if a.trim() != b.trim() {
-                warnings.push(AnnotationWarning::ConflictingSpellings {
-                    ours: ours.into(),
-                    metallb: metallb.into(),
-                });
-            }
-            Some((a.as_str(), ours.into()))
+    let mut present = spellings
+        .iter()
+        .filter_map(|k| annotations.get(*k).map(|v| (*k, v.as_str())));
+    let (key, value) = present.next()?;
+    for (other, v) in present {
+        if v.trim() != value.trim() {
+            warnings.push(AnnotationWarning::ConflictingSpellings {
+                used: key.into(),
+                ignored: other.into(),
+            });
         }
-        (Some(a), None) => Some((a.as_str(), ours.into())),
-        (None, Some(b)) => Some((b.as_str(), metallb.into())),
-        (None, None) => None,
     }
+    if key.starts_with(LEGACY_PREFIX) {
+        warnings.push(AnnotationWarning::LegacySpelling {
+            legacy: key.into(),
+            current: spellings[0].into(),
+        });
+    }
+    Some((value, key.into()))
 }
 
 fn parse_ips(value: &str, annotation: &str) -> Result<Vec<IpAddr>, AnnotationError> {
@@ -128,19 +159,30 @@ pub fn parse_service_annotations(
     let mut warnings = Vec::new();
     let lb_ip = load_balancer_ip.map(str::trim).filter(|s| !s.is_empty());
     let requested_ips = match (
-        read(
-            annotations,
-            LOAD_BALANCER_IPS,
-            METALLB_LOAD_BALANCER_IPS,
-            &mut warnings,
-        ),
+        read(annotations, &LOAD_BALANCER_IPS_SPELLINGS, &mut warnings),
         lb_ip,
     ) {
-        (Some((value, key)), lb) => {
-            if lb.is_some() {
-                warnings.push(AnnotationWarning::LoadBalancerIpIgnored);
+        (Some((value, key)), None) => parse_ips(value, &key)?,
+        // Both: they must agree (as MetalLB requires), else neither is guessed at.
+        (Some((value, key)), Some(lb)) => {
+            let from_annotation = parse_ips(value, &key)?;
+            let from_spec = parse_ips(lb, "spec.loadBalancerIP")?;
+            let same = |a: &[IpAddr], b: &[IpAddr]| {
+                let mut a = a.to_vec();
+                let mut b = b.to_vec();
+                a.sort();
+                b.sort();
+                a == b
+            };
+            if !same(&from_annotation, &from_spec) {
+                return Err(AnnotationError::Disagree {
+                    annotation: key,
+                    annotation_value: value.trim().into(),
+                    spec_value: lb.into(),
+                });
             }
-            parse_ips(value, &key)?
+            warnings.push(AnnotationWarning::DeprecatedLoadBalancerIp);
+            from_annotation
         }
         (None, Some(lb)) => {
             warnings.push(AnnotationWarning::DeprecatedLoadBalancerIp);
@@ -148,29 +190,19 @@ pub fn parse_service_annotations(
         }
         (None, None) => Vec::new(),
     };
-    let pool = read(
-        annotations,
-        ADDRESS_POOL,
-        METALLB_ADDRESS_POOL,
-        &mut warnings,
-    )
-    .map(|(v, key)| {
-        let v = v.trim();
-        if v.is_empty() {
-            Err(AnnotationError::Empty { annotation: key })
-        } else {
-            Ok(PoolName::new(v))
-        }
-    })
-    .transpose()?;
-    let sharing_key = read(
-        annotations,
-        ALLOW_SHARED_IP,
-        METALLB_ALLOW_SHARED_IP,
-        &mut warnings,
-    )
-    .map(|(v, _)| v.trim().to_string())
-    .filter(|v| !v.is_empty());
+    let pool = read(annotations, &ADDRESS_POOL_SPELLINGS, &mut warnings)
+        .map(|(v, key)| {
+            let v = v.trim();
+            if v.is_empty() {
+                Err(AnnotationError::Empty { annotation: key })
+            } else {
+                Ok(PoolName::new(v))
+            }
+        })
+        .transpose()?;
+    let sharing_key = read(annotations, &ALLOW_SHARED_IP_SPELLINGS, &mut warnings)
+        .map(|(v, _)| v.trim().to_string())
+        .filter(|v| !v.is_empty());
     Ok((
         ServiceAnnotations {
             requested_ips,
@@ -248,10 +280,74 @@ mod tests {
         let (a, w) = parse_service_annotations(&ann(&[]), Some("192.0.2.7")).unwrap();
         assert_eq!(a.requested_ips.len(), 1);
         assert_eq!(w, vec![AnnotationWarning::DeprecatedLoadBalancerIp]);
-        let (_, w) =
+    }
+
+    #[test]
+    fn load_balancer_ip_and_the_annotation_must_agree() {
+        // Agreeing (in any order): used, with the deprecation warning.
+        let (a, w) = parse_service_annotations(
+            &ann(&[(LOAD_BALANCER_IPS, "2001:db8::7, 192.0.2.7")]),
+            Some("192.0.2.7,2001:db8::7"),
+        )
+        .unwrap();
+        assert_eq!(a.requested_ips.len(), 2);
+        assert_eq!(w, vec![AnnotationWarning::DeprecatedLoadBalancerIp]);
+        // Disagreeing: refused, naming both values.
+        let e =
             parse_service_annotations(&ann(&[(LOAD_BALANCER_IPS, "192.0.2.8")]), Some("192.0.2.7"))
-                .unwrap();
-        assert_eq!(w, vec![AnnotationWarning::LoadBalancerIpIgnored]);
+                .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, AnnotationError::Disagree { .. }));
+        assert!(
+            text.contains("192.0.2.8") && text.contains("192.0.2.7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metallb_former_spellings_are_honoured_last_with_a_warning() {
+        let (a, w) = parse_service_annotations(
+            &ann(&[
+                ("metallb.universe.tf/loadBalancerIPs", "192.0.2.10"),
+                ("metallb.universe.tf/address-pool", "edge"),
+                ("metallb.universe.tf/allow-shared-ip", "web"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            a.requested_ips,
+            vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(a.pool, Some(PoolName::new("edge")));
+        assert_eq!(a.sharing_key.as_deref(), Some("web"));
+        assert_eq!(w.len(), 3);
+        assert!(
+            w.iter()
+                .all(|w| matches!(w, AnnotationWarning::LegacySpelling { .. }))
+        );
+        assert!(
+            w[1].to_string().contains("use ferrolb.io/address-pool"),
+            "{}",
+            w[1]
+        );
+        // Lowest precedence: metallb.io/ wins over it, with a conflict warning and no legacy one.
+        let (a, w) = parse_service_annotations(
+            &ann(&[
+                ("metallb.universe.tf/address-pool", "old"),
+                ("metallb.io/address-pool", "new"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.pool, Some(PoolName::new("new")));
+        assert_eq!(
+            w,
+            vec![AnnotationWarning::ConflictingSpellings {
+                used: "metallb.io/address-pool".into(),
+                ignored: "metallb.universe.tf/address-pool".into()
+            }]
+        );
     }
 
     #[test]

@@ -68,8 +68,22 @@ fn convert(mut doc: Value, notes: &mut Vec<String>) -> Option<Value> {
         .to_string();
     let what = format!("{kind}/{name}");
     if api_version.split('/').next() != Some(METALLB_GROUP) {
-        // Not MetalLB's: Services and the like carry over as they are (ferrolb reads metallb.io
-        // annotations too).
+        // Not MetalLB's: Services and the like carry over as they are (ferrolb reads MetalLB's
+        // annotations too), but the former spelling is worth a word.
+        if kind == "Service" {
+            let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            for key in doc["metadata"]["annotations"]
+                .as_object()
+                .into_iter()
+                .flat_map(|a| a.keys())
+                .filter(|k| k.starts_with(crate::annotations::LEGACY_PREFIX))
+            {
+                let current = key.replacen(crate::annotations::LEGACY_PREFIX, "ferrolb.io/", 1);
+                notes.push(format!(
+                    "Service {namespace}/{name}: annotation {key} is MetalLB's former spelling; ferrolb honours it, but use {current}"
+                ));
+            }
+        }
         return Some(doc);
     }
     if crate::crd::REPORT_KINDS.contains(&kind.as_str()) {
@@ -187,6 +201,22 @@ fn prune_object(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn services_with_the_former_metallb_spelling_are_named() {
+        let m = super::migrate(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n    metallb.universe.tf/address-pool: public\nspec: {type: LoadBalancer}\n",
+        )
+        .unwrap();
+        assert!(
+            m.yaml.contains("metallb.universe.tf/address-pool: public"),
+            "kept as it is"
+        );
+        assert_eq!(
+            m.notes,
+            vec!["Service shop/web: annotation metallb.universe.tf/address-pool is MetalLB's former spelling; ferrolb honours it, but use ferrolb.io/address-pool".to_string()]
+        );
+    }
+
     use super::*;
     use crate::crd::{BGPPeer, IPAddressPool, L2Advertisement};
 
