@@ -149,14 +149,60 @@ impl Allocator {
         current: &[IpAddr],
     ) -> Result<Assignment, AllocationError> {
         let previous = self.release(&request.key);
+        // Held by this allocator already, not read back from a status while rebuilding: only
+        // then may it gain a family, as every other holder is known by now.
+        let known = previous.is_some();
         let keep: Vec<IpAddr> = previous.map_or_else(|| current.to_vec(), |a| a.ips);
         if !keep.is_empty()
             && let Some(pool) = self.check_keepable(request, &keep)
         {
+            let keep = if known {
+                self.with_missing_family(request, &pool, keep)
+            } else {
+                keep
+            };
             return Ok(self.claim(request, pool, keep));
         }
         let (pool, ips) = self.choose(request)?;
         Ok(self.claim(request, pool, ips))
+    }
+
+    /// A PreferDualStack Service that keeps one family's address gains the other family's from
+    /// the same pool once the pool has it (as MetalLB does); what it holds never moves, and
+    /// without a free address of the other family it stays single. Not while rebuilding from
+    /// statuses: an address that looks free then may be in a status not yet read.
+    fn with_missing_family(
+        &self,
+        request: &ServiceRequest,
+        pool: &PoolName,
+        mut keep: Vec<IpAddr>,
+    ) -> Vec<IpAddr> {
+        if request.family_policy != FamilyPolicy::PreferDualStack
+            || !request.requested_ips.is_empty()
+            || keep.len() != 1
+        {
+            return keep;
+        }
+        let Some(state) = self.pools.get(pool) else {
+            return keep;
+        };
+        let held = IpFamily::of(keep[0]);
+        let wanted = request.wanted_families();
+        let Some(missing) = wanted.iter().copied().find(|f| *f != held) else {
+            return keep;
+        };
+        if !state.has_family(missing) {
+            return keep;
+        }
+        if let Some(ip) = self
+            .shared_candidate(state, missing, request)
+            .or_else(|| state.first_free(missing))
+        {
+            keep.push(ip);
+            // Primary family first, as the status lists them.
+            keep.sort_by_key(|ip| wanted.iter().position(|f| *f == IpFamily::of(*ip)));
+        }
+        keep
     }
 
     /// Releases a Service's addresses; returns what it held.

@@ -379,6 +379,75 @@ fn prefer_dual_stack_takes_both_when_it_can_and_one_otherwise() {
 }
 
 #[test]
+fn prefer_dual_stack_gains_the_family_its_pool_gained_and_keeps_what_it_holds() {
+    let mut a = allocator(&[pool("p", &["192.0.2.0/28"])]);
+    let request = svc("ns", "a")
+        .dual_stack(FamilyPolicy::PreferDualStack)
+        .build();
+    let first = a.allocate(&request, &[]).unwrap();
+    assert_eq!(first.ips, ips(&["192.0.2.0"]));
+    // The pool gains an IPv6 range: the next reconcile adds an IPv6 address, the IPv4 stays.
+    assert!(
+        a.set_pools(pools(&[pool("p", &["192.0.2.0/28", "2001:db8::/124"])]))
+            .is_empty()
+    );
+    let again = a.allocate(&request, &first.ips).unwrap();
+    assert_eq!(again.ips, ips(&["192.0.2.0", "2001:db8::"]));
+    // Stable from then on.
+    assert_eq!(a.allocate(&request, &again.ips).unwrap().ips, again.ips);
+    // SingleStack and an explicit request keep exactly what they have.
+    let single = svc("ns", "b").build();
+    let held = a.allocate(&single, &[]).unwrap();
+    assert_eq!(a.allocate(&single, &held.ips).unwrap().ips.len(), 1);
+    let pinned = svc("ns", "c")
+        .dual_stack(FamilyPolicy::PreferDualStack)
+        .requesting(&["192.0.2.9"])
+        .build();
+    let held = a.allocate(&pinned, &[]).unwrap();
+    assert_eq!(
+        a.allocate(&pinned, &held.ips).unwrap().ips,
+        ips(&["192.0.2.9"])
+    );
+}
+
+#[test]
+fn prefer_dual_stack_stays_single_while_the_other_family_is_full() {
+    let mut a = allocator(&[pool("p", &["192.0.2.0/30"])]);
+    let request = svc("ns", "a")
+        .dual_stack(FamilyPolicy::PreferDualStack)
+        .build();
+    let got = a.allocate(&request, &[]).unwrap();
+    assert_eq!(got.ips, ips(&["192.0.2.0"]));
+    // The pool gains one IPv6 address, and an IPv6 Service takes it first.
+    assert!(
+        a.set_pools(pools(&[pool("p", &["192.0.2.0/30", "2001:db8::/128"])]))
+            .is_empty()
+    );
+    let taker = svc("ns", "v6").ipv6().build();
+    a.allocate(&taker, &[]).unwrap();
+    assert_eq!(a.allocate(&request, &got.ips).unwrap().ips, got.ips);
+    // The IPv6 address is freed: the next reconcile takes it.
+    a.release(&taker.key);
+    assert_eq!(
+        a.allocate(&request, &got.ips).unwrap().ips,
+        ips(&["192.0.2.0", "2001:db8::"])
+    );
+}
+
+#[test]
+fn rebuilding_from_statuses_adds_no_family() {
+    let mut a = allocator(&[pool("p", &["192.0.2.0/30", "2001:db8::/124"])]);
+    let request = svc("ns", "a")
+        .dual_stack(FamilyPolicy::PreferDualStack)
+        .build();
+    // A status from before the pool had IPv6, read back after a restart: kept as it is.
+    assert_eq!(
+        a.allocate(&request, &ips(&["192.0.2.1"])).unwrap().ips,
+        ips(&["192.0.2.1"])
+    );
+}
+
+#[test]
 fn services_with_one_sharing_key_and_disjoint_ports_share_an_address() {
     let mut a = allocator(&[pool("p", &["192.0.2.0/28"])]);
     let web = a

@@ -217,12 +217,28 @@ fn check_invariants(
             prop_assert_eq!(usage.assigned(IpFamily::V4), distinct.len() as u128);
         }
     }
-    // Allocating again on its own output changes nothing.
+    // Allocating again on its own output changes nothing, except that a PreferDualStack
+    // Service holding one family may gain the other from its pool, keeping what it holds.
     let mut again = a.clone();
     for (key, assignment) in &assignments {
+        let now = again.allocate(&requests[key], &[]).unwrap();
+        prop_assert_eq!(&now.pool, &assignment.pool);
+        prop_assert!(
+            assignment.ips.iter().all(|ip| now.ips.contains(ip)),
+            "{} lost an address",
+            key
+        );
+        if now.ips.len() != assignment.ips.len() {
+            prop_assert_eq!(requests[key].family_policy, FamilyPolicy::PreferDualStack);
+            prop_assert_eq!((assignment.ips.len(), now.ips.len()), (1, 2));
+            prop_assert_ne!(IpFamily::of(now.ips[0]), IpFamily::of(now.ips[1]));
+        }
+    }
+    // And once more: nothing changes at all.
+    let grown = snapshot(&again);
+    for (key, assignment) in &grown {
         prop_assert_eq!(&again.allocate(&requests[key], &[]).unwrap(), assignment);
     }
-    prop_assert_eq!(snapshot(&again), assignments.clone());
     // Rebuilding from statuses, in reverse order, gives the same assignment.
     let mut rebuilt = Allocator::new();
     rebuilt.set_pools(pools(pool_list));
