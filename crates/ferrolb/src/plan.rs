@@ -41,6 +41,13 @@ pub fn plan(input: &str, lb_class: Option<&str>) -> anyhow::Result<String> {
     rebuild_order(&mut ordered);
     let mut out = String::new();
     writeln!(out, "{:<32} {:<16} ADDRESSES", "SERVICE", "POOL")?;
+    // First the takeover (every status read back), then the reconcile that follows it, which
+    // is what the Services end up with (a PreferDualStack Service may gain a family then).
+    for svc in &ordered {
+        let key = service_key(svc);
+        let ns_labels = namespaces.get(key.namespace()).cloned().unwrap_or_default();
+        planner.plan_service(&key, Some(svc), &ns_labels);
+    }
     for svc in ordered {
         let key = service_key(svc);
         let ns_labels = namespaces.get(key.namespace()).cloned().unwrap_or_default();

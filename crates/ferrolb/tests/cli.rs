@@ -47,20 +47,47 @@ fn plan_shows_assignments_and_refusals() {
 
 #[test]
 fn plan_prefers_a_reserved_pool_without_priority_to_a_general_one() {
-    let (stdout, stderr, ok) = ferrolb(&[
-        "plan",
-        "crates/ferrolb-ipam/tests/cases/reserved-pool-without-priority.yaml",
-    ]);
+    let case = "reserved-pool-without-priority.yaml";
+    assert!(plan_line(case, "team-a/web").contains("198.51.100.0"));
+    assert!(plan_line(case, "team-b/web").contains("192.0.2.0"));
+}
+
+/// `ferrolb plan` on one of the allocator's case files: the line of `service`.
+fn plan_line(case: &str, service: &str) -> String {
+    let (stdout, stderr, ok) =
+        ferrolb(&["plan", &format!("crates/ferrolb-ipam/tests/cases/{case}")]);
     assert!(ok, "{stderr}");
-    let line = |svc: &str| {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(svc))
-            .unwrap_or_else(|| panic!("no line for {svc} in\n{stdout}"))
-            .to_string()
-    };
-    assert!(line("team-a/web").contains("198.51.100.0"), "{stdout}");
-    assert!(line("team-b/web").contains("192.0.2.0"), "{stdout}");
+    stdout
+        .lines()
+        .find(|l| l.starts_with(service))
+        .unwrap_or_else(|| panic!("no line for {service} in\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn plan_honours_metallbs_former_annotations() {
+    let line = plan_line("metallb-former-annotations.yaml", "shop/legacy");
+    assert!(
+        line.contains("edge") && line.contains("198.51.100.7"),
+        "{line}"
+    );
+}
+
+#[test]
+fn plan_refuses_a_load_balancer_ip_that_disagrees_with_the_annotation() {
+    let torn = plan_line("load-balancer-ip-disagrees.yaml", "shop/torn");
+    assert!(
+        torn.contains("192.0.2.5") && torn.contains("192.0.2.6"),
+        "{torn}"
+    );
+    let agreed = plan_line("load-balancer-ip-disagrees.yaml", "shop/agreed");
+    assert!(agreed.contains("192.0.2.7"), "{agreed}");
+}
+
+#[test]
+fn plan_gives_a_prefer_dual_stack_service_the_family_its_pool_gained() {
+    let line = plan_line("prefer-dual-stack-gains-family.yaml", "shop/web");
+    assert!(line.ends_with("192.0.2.3,2001:db8::"), "{line}");
 }
 
 #[test]
