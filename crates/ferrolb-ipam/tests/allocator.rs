@@ -121,6 +121,11 @@ fn requested_address_of_the_wrong_family_is_refused() {
         err,
         AllocationError::RequestedFamiliesMismatch { .. }
     ));
+    // The reason names what was asked for and the family that was expected.
+    assert_eq!(
+        err.to_string(),
+        "requested IPv6 addresses do not fit ipFamilyPolicy SingleStack with ipFamilies IPv4"
+    );
 }
 
 #[test]

@@ -82,6 +82,8 @@ fn plan_refuses_a_load_balancer_ip_that_disagrees_with_the_annotation() {
     );
     let agreed = plan_line("load-balancer-ip-disagrees.yaml", "shop/agreed");
     assert!(agreed.contains("192.0.2.7"), "{agreed}");
+    let wrong = plan_line("load-balancer-ip-disagrees.yaml", "shop/wrong-family");
+    assert!(wrong.contains("with ipFamilies IPv4"), "{wrong}");
 }
 
 #[test]
