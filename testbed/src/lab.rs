@@ -560,19 +560,7 @@ impl Lab {
 
     /// The MAC `client`'s neighbour table holds for `addr` (a usable entry only).
     pub fn client_neighbour(&self, client: &str, addr: IpAddr) -> Option<String> {
-        let out = netns::exec(
-            &self.ns(client),
-            &["ip", "neigh", "show", &addr.to_string()],
-        )
-        .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text.lines().next()?;
-        if line.contains("FAILED") || line.contains("INCOMPLETE") {
-            return None;
-        }
-        let mut words = line.split_whitespace();
-        words.find(|w| *w == "lladdr")?;
-        words.next().map(str::to_string)
+        netns::neighbour(&self.ns(client), &addr.to_string())
     }
 
     /// Sends `signal` to the process recorded as `what` and waits (up to `limit`) for it to

@@ -78,6 +78,23 @@ pub fn in_ns<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("thread in a namespace panicked"))?
 }
 
+/// The MAC namespace `ns`'s neighbour table holds for `addr`: a usable entry only (not
+/// FAILED, not INCOMPLETE).
+pub fn neighbour(ns: &str, addr: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "neigh", "show", addr])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().next()?;
+    if line.contains("FAILED") || line.contains("INCOMPLETE") {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_string)
+}
+
 /// Namespaces whose name starts with `prefix`.
 pub fn namespaces_with(prefix: &str) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output();
@@ -203,7 +220,12 @@ pub fn spawn(ns: &str, args: &[String], log: &Path, env: &[(&str, &str)]) -> any
 }
 
 /// Polls `f` every 50 ms until it holds or `limit` passes.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    wait_every(limit, Duration::from_millis(50), f)
+}
+
+/// Polls `f` every `every` until it holds or `limit` passes.
+pub fn wait_every(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if f() {
@@ -212,7 +234,7 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 

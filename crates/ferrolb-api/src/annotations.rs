@@ -242,23 +242,38 @@ mod tests {
     }
 
     #[test]
-    fn metallb_spellings_are_accepted() {
-        let (a, w) = parse_service_annotations(
-            &ann(&[
-                ("metallb.io/loadBalancerIPs", "192.0.2.10"),
-                ("metallb.io/address-pool", "edge"),
-                ("metallb.io/allow-shared-ip", "web"),
-            ]),
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            a.requested_ips,
-            vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
-        );
-        assert_eq!(a.pool, Some(PoolName::new("edge")));
-        assert_eq!(a.sharing_key.as_deref(), Some("web"));
-        assert!(w.is_empty());
+    fn metallb_spellings_are_accepted_the_former_one_with_a_warning() {
+        for (prefix, legacy) in [("metallb.io/", false), ("metallb.universe.tf/", true)] {
+            let (a, w) = parse_service_annotations(
+                &ann(&[
+                    (&format!("{prefix}loadBalancerIPs"), "192.0.2.10"),
+                    (&format!("{prefix}address-pool"), "edge"),
+                    (&format!("{prefix}allow-shared-ip"), "web"),
+                ]),
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                a.requested_ips,
+                vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
+            );
+            assert_eq!(a.pool, Some(PoolName::new("edge")));
+            assert_eq!(a.sharing_key.as_deref(), Some("web"));
+            if legacy {
+                assert_eq!(w.len(), 3, "{prefix}");
+                assert!(
+                    w.iter()
+                        .all(|w| matches!(w, AnnotationWarning::LegacySpelling { .. }))
+                );
+                assert!(
+                    w[1].to_string().contains("use ferrolb.io/address-pool"),
+                    "{}",
+                    w[1]
+                );
+            } else {
+                assert!(w.is_empty(), "{prefix}: {w:?}");
+            }
+        }
     }
 
     #[test]
@@ -305,32 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn metallb_former_spellings_are_honoured_last_with_a_warning() {
-        let (a, w) = parse_service_annotations(
-            &ann(&[
-                ("metallb.universe.tf/loadBalancerIPs", "192.0.2.10"),
-                ("metallb.universe.tf/address-pool", "edge"),
-                ("metallb.universe.tf/allow-shared-ip", "web"),
-            ]),
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            a.requested_ips,
-            vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
-        );
-        assert_eq!(a.pool, Some(PoolName::new("edge")));
-        assert_eq!(a.sharing_key.as_deref(), Some("web"));
-        assert_eq!(w.len(), 3);
-        assert!(
-            w.iter()
-                .all(|w| matches!(w, AnnotationWarning::LegacySpelling { .. }))
-        );
-        assert!(
-            w[1].to_string().contains("use ferrolb.io/address-pool"),
-            "{}",
-            w[1]
-        );
+    fn the_former_spelling_comes_last() {
         // Lowest precedence: metallb.io/ wins over it, with a conflict warning and no legacy one.
         let (a, w) = parse_service_annotations(
             &ann(&[

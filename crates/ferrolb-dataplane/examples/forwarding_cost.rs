@@ -41,10 +41,7 @@ fn start_listener(lab: &Lab) {
     let ns = lab.node.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-        // SAFETY: setns(2) on a namespace file this thread just opened.
-        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0);
+        ferrolb_testbed::netns::enter(&ns).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -6,13 +6,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_dataplane::{Dataplane, Forwarding, Key, Prefix, Protocol, Target};
+use ferrolb_testbed::netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -25,37 +25,19 @@ pub const OTHER6: &str = "2001:db8::101";
 pub const VIP4: &str = "198.51.100.10";
 pub const VIP6: &str = "2001:db8:100::10";
 
+/// Runs `ip` with `args` (the lab's namespace primitives, from ferrolb-testbed).
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    netns::ip(args).unwrap();
 }
 
 /// Runs `nft` with `args` in namespace `ns`; its stdout.
 pub fn nft(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .args(args)
-        .output()
-        .expect("nft runs");
-    assert!(
-        out.status.success(),
-        "nft {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let full: Vec<&str> = std::iter::once("nft").chain(args.iter().copied()).collect();
+    netns::exec_ok(ns, &full).unwrap()
 }
 
-fn enter(path: &str) {
-    let file = std::fs::File::open(path).expect("netns file");
-    // SAFETY: setns(2) on a namespace file this thread just opened.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+fn enter(ns: &str) {
+    netns::enter(ns).unwrap();
 }
 
 pub struct Lab {
@@ -137,32 +119,17 @@ impl Lab {
         ]);
         // A node has a default route; the node's own traffic to a Service address needs one
         // to leave the routing step before the output hook rewrites it.
-        ip(&[
-            "-n",
-            &lab.node,
-            "route",
-            "add",
-            "default",
-            "via",
-            "192.0.2.1",
-        ]);
-        ip(&[
-            "-n",
-            &lab.node,
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8::1",
-        ]);
+        for gateway in ["192.0.2.1", "2001:db8::1"] {
+            ip(&["-n", &lab.node, "route", "add", "default", "via", gateway]);
+        }
         lab
     }
 
     /// Runs `f` on a thread inside namespace `ns` and returns its result.
     pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{ns}");
+        let ns = ns.to_string();
         std::thread::spawn(move || {
-            enter(&path);
+            enter(&ns);
             f()
         })
         .join()
@@ -171,10 +138,10 @@ impl Lab {
 
     /// Opens a dataplane in the node's namespace.
     pub fn dataplane(&self) -> NodeDataplane {
-        let path = format!("/var/run/netns/{}", self.node);
+        let ns = self.node.clone();
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::spawn(move || {
-            enter(&path);
+            enter(&ns);
             let mut dp = Dataplane::open().expect("libnftables loads");
             while let Ok(job) = rx.recv() {
                 job(&mut dp);
@@ -210,18 +177,7 @@ impl Lab {
         ip(&["-n", &pod, "link", "set", "eth0", "up"]);
         ip(&["-n", &pod, "addr", "add", "203.0.113.10/24", "dev", "eth0"]);
         ip(&["-n", &pod, "route", "add", "default", "via", "203.0.113.1"]);
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.node,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ])
-            .output()
-            .expect("sysctl runs");
-        assert!(out.status.success());
+        netns::sysctl(&self.node, "net.ipv4.ip_forward", "1").unwrap();
     }
 
     /// A TCP server in the node's namespace on `addr` that answers each connection with the
@@ -234,10 +190,10 @@ impl Lab {
     /// [`Lab::serve`] in namespace `ns`.
     pub fn serve_in(&mut self, ns: &str, addr: SocketAddr, tag: &'static str) {
         let stop = self.stop.clone();
-        let path = format!("/var/run/netns/{ns}");
+        let ns = ns.to_string();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         self.servers.push(std::thread::spawn(move || {
-            enter(&path);
+            enter(&ns);
             let tcp = TcpListener::bind(addr).expect("bind tcp");
             tcp.set_nonblocking(true).unwrap();
             let udp = UdpSocket::bind(addr).expect("bind udp");

@@ -139,18 +139,7 @@ impl Lab {
 
     /// The MAC the client's neighbour table holds for `addr`, if any (any state but FAILED).
     pub fn client_neighbour(&self, addr: &str) -> Option<String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns("cl"), "neigh", "show", addr])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().next()?;
-        if line.contains("FAILED") || line.contains("INCOMPLETE") {
-            return None;
-        }
-        let mut words = line.split_whitespace();
-        words.find(|w| *w == "lladdr")?;
-        words.next().map(str::to_string)
+        ferrolb_testbed::netns::neighbour(&self.ns("cl"), addr)
     }
 
     /// Waits up to `limit` for the client's entry for `addr` to be `mac`.

@@ -478,18 +478,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Polls `f` every 20 ms until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Polls `f` every 20 ms (fine enough for the benches' timings) until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    ferrolb_testbed::netns::wait_every(limit, Duration::from_millis(20), f)
 }
 
 pub fn addr(s: &str) -> IpAddr {
