@@ -117,10 +117,11 @@ impl Lab {
         self.keep = true;
     }
 
-    /// Stops every process and removes every namespace this lab made.
+    /// Stops every process and removes every namespace and file this lab made.
     pub fn down(&mut self) {
         netns::clean(&self.config.prefix, &self.state_file());
         self.state = State::default();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     fn build(&mut self) -> anyhow::Result<()> {
@@ -616,7 +617,14 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if !self.keep {
+        if self.keep {
+            return;
+        }
+        if std::thread::panicking() {
+            // A failing test keeps the logs to read; the namespaces and processes still go.
+            netns::clean(&self.config.prefix, &self.state_file());
+            eprintln!("lab logs kept in {}", self.dir.display());
+        } else {
             self.down();
         }
     }

@@ -95,7 +95,10 @@ fn how_to_reach(lab: &Lab) {
         lab.dir.join("frr").display()
     );
     println!("  logs: {}", lab.dir.display());
-    println!("  remove it: testbed down");
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "testbed".into());
+    println!("  remove it: {me} down");
 }
 
 fn main() -> anyhow::Result<()> {
