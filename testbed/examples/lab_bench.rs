@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ferrolb_testbed::client::{self, percentiles};
 use ferrolb_testbed::netns::{self, wait_for};
 use ferrolb_testbed::{Lab, LabConfig, Topology};
 
@@ -57,26 +58,8 @@ fn probe(addr: SocketAddr, timeout: Duration) -> Option<String> {
 
 /// [`probe`] with separate connect and read timeouts.
 fn probe_with(addr: SocketAddr, connect: Duration, read: Duration) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, connect).ok()?;
-    s.set_read_timeout(Some(read)).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
+    let (_, body) = client::http_get_within(addr, "/", connect, read)?;
     body.split_whitespace().next().map(str::to_string)
-}
-
-fn percentiles(mut v: Vec<Duration>) -> String {
-    v.sort();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (n={})",
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        v.last().unwrap().as_secs_f64() * 1e3,
-        v.len()
-    )
 }
 
 /// POSTs `body` to the lab's API server from the API host; returns when the response came.

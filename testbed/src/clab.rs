@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::topology::{Daemon, Topology, parse_prefix};
+use crate::topology::{Daemon, Topology};
 
 /// The kind cluster's name, and so the prefix of its containers' names.
 pub const CLUSTER: &str = "k8s";
@@ -67,8 +67,7 @@ fn kind_container(i: usize) -> String {
 /// `ip` commands giving `dev` the addresses (with their segment's lengths).
 fn address_commands(t: &Topology, segment: &str, v4: &str, v6: &str, dev: &str) -> Vec<String> {
     let s = &t.segments[segment];
-    let len4 = parse_prefix(&s.ipv4).map(|p| p.1).unwrap_or(24);
-    let len6 = parse_prefix(&s.ipv6).map(|p| p.1).unwrap_or(64);
+    let (len4, len6) = (s.ipv4.len, s.ipv6.len);
     vec![
         format!("ip link set {dev} up"),
         format!("ip addr add {v4}/{len4} dev {dev}"),

@@ -92,14 +92,12 @@ fn announcements(lab: &Lab, namespace: &str) -> BTreeMap<String, Vec<String>> {
 fn clients_for(lab: &Lab, address: IpAddr) -> Vec<String> {
     let t = &lab.topology;
     let lan = &t.segments[&t.nodes.hosts[0].segment];
-    let prefix = if address.is_ipv4() {
-        &lan.ipv4
+    let segment = if address.is_ipv4() {
+        lan.ipv4
     } else {
-        &lan.ipv6
+        lan.ipv6
     };
-    let on_lan = crate::topology::parse_prefix(prefix)
-        .map(|p| crate::topology::in_prefix(address, p))
-        .unwrap_or(false);
+    let on_lan = segment.contains_address(address);
     t.clients
         .iter()
         .filter(|c| (c.segment == t.nodes.hosts[0].segment) == on_lan)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::netns::{self, State};
-use crate::topology::{Daemon, Host, Role, Topology, parse_prefix};
+use crate::topology::{Daemon, Host, Role, Topology};
 
 /// How a lab is run.
 #[derive(Debug, Clone)]
@@ -39,6 +39,13 @@ impl LabConfig {
             listener_addresses: Vec::new(),
         })
     }
+}
+
+/// Removes the lab of `prefix`, running or left by a killed run: processes, namespaces, files.
+pub fn remove(prefix: &str) {
+    let dir = netns::state_dir(prefix);
+    netns::clean(prefix, &dir.join("state.json"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 pub struct Lab {
@@ -96,9 +103,8 @@ impl Lab {
     /// Removes whatever a lab of this prefix left, then builds and starts one. On an error
     /// everything made so far is removed.
     pub fn up(topology: Topology, config: LabConfig) -> anyhow::Result<Lab> {
+        remove(&config.prefix);
         let dir = netns::state_dir(&config.prefix);
-        netns::clean(&config.prefix, &dir.join("state.json"));
-        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut lab = Lab {
             topology,
@@ -119,9 +125,8 @@ impl Lab {
 
     /// Stops every process and removes every namespace and file this lab made.
     pub fn down(&mut self) {
-        netns::clean(&self.config.prefix, &self.state_file());
+        remove(&self.config.prefix);
         self.state = State::default();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     fn build(&mut self) -> anyhow::Result<()> {
@@ -169,8 +174,7 @@ impl Lab {
                     &format!("02:00:00:00:{h:02x}:{i:02x}"),
                 ])?;
                 let seg = &self.topology.segments[&link.segment];
-                let (_, len4) = parse_prefix(&seg.ipv4)?;
-                let (_, len6) = parse_prefix(&seg.ipv6)?;
+                let (len4, len6) = (seg.ipv4.len, seg.ipv6.len);
                 netns::ip(&[
                     "-n",
                     &ns,
@@ -207,8 +211,8 @@ impl Lab {
         let segment_routes = |routes: Vec<(String, &crate::topology::Link)>| -> anyhow::Result<()> {
             for (segment, via) in routes {
                 let s = &self.topology.segments[&segment];
-                route(&s.ipv4, via.ipv4)?;
-                route(&s.ipv6, via.ipv6)?;
+                route(&s.ipv4.to_string(), via.ipv4)?;
+                route(&s.ipv6.to_string(), via.ipv6)?;
             }
             Ok(())
         };

@@ -127,10 +127,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Down => {
-            let config = LabConfig::default_for_cli()?;
-            let dir = netns::state_dir(&config.prefix);
-            netns::clean(&config.prefix, &dir.join("state.json"));
-            let _ = std::fs::remove_dir_all(&dir);
+            ferrolb_testbed::lab::remove(&LabConfig::default_for_cli()?.prefix);
             println!("lab removed");
             Ok(())
         }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
+use ferrolb_dataplane::Prefix;
 use serde::Deserialize;
 
 /// The description shipped with the repository.
@@ -23,8 +24,16 @@ pub struct Topology {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {
-    pub ipv4: String,
-    pub ipv6: String,
+    #[serde(deserialize_with = "prefix")]
+    pub ipv4: Prefix,
+    #[serde(deserialize_with = "prefix")]
+    pub ipv6: Prefix,
+}
+
+/// A prefix read from its text (`192.0.2.0/24`).
+fn prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,35 +134,6 @@ pub struct HostLink {
     pub segment: String,
     pub ipv4: IpAddr,
     pub ipv6: IpAddr,
-}
-
-/// `address/len` read from a segment.
-pub fn parse_prefix(s: &str) -> anyhow::Result<(IpAddr, u8)> {
-    let (a, l) = s
-        .split_once('/')
-        .with_context(|| format!("{s:?} has no /length"))?;
-    let addr: IpAddr = a.parse().with_context(|| format!("{s:?}: bad address"))?;
-    let len: u8 = l.parse().with_context(|| format!("{s:?}: bad length"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if len > max {
-        bail!("{s:?}: length over {max}");
-    }
-    Ok((addr, len))
-}
-
-/// Whether `addr` lies in `prefix` (same family).
-pub fn in_prefix(addr: IpAddr, (net, len): (IpAddr, u8)) -> bool {
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
 }
 
 impl Topology {
@@ -269,14 +249,10 @@ impl Topology {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let mut prefixes = BTreeMap::new();
         for (name, s) in &self.segments {
-            let v4 = parse_prefix(&s.ipv4).with_context(|| format!("segment {name}"))?;
-            let v6 = parse_prefix(&s.ipv6).with_context(|| format!("segment {name}"))?;
-            if !v4.0.is_ipv4() || !v6.0.is_ipv6() {
+            if !s.ipv4.address.is_ipv4() || !s.ipv6.address.is_ipv6() {
                 bail!("segment {name}: ipv4 and ipv6 must be of their family");
             }
-            prefixes.insert(name.clone(), (v4, v6));
         }
         let mut names = BTreeSet::new();
         let mut addresses = BTreeSet::new();
@@ -296,11 +272,11 @@ impl Topology {
                 );
             }
             for l in &host.links {
-                let Some((v4, v6)) = prefixes.get(&l.segment) else {
+                let Some(segment) = self.segments.get(&l.segment) else {
                     bail!("{}: no segment {}", host.name, l.segment);
                 };
-                for (a, p) in [(l.ipv4, *v4), (l.ipv6, *v6)] {
-                    if !in_prefix(a, p) {
+                for (a, p) in [(l.ipv4, segment.ipv4), (l.ipv6, segment.ipv6)] {
+                    if !p.contains_address(a) {
                         bail!("{}: {a} is not in segment {}", host.name, l.segment);
                     }
                     if !addresses.insert(a) {

@@ -9,9 +9,10 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferrolb_dataplane::{Forwarding, Key, Protocol, Target, ruleset};
+use ferrolb_testbed::client::percentiles;
 use support::Lab;
 
 const SERVICES: u32 = 10_000;
@@ -41,18 +42,6 @@ fn services(n: u32) -> Forwarding {
             .insert(key, Target::new(&key, 30000 + (i % 2000) as u16, &[]));
     }
     f
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    format!(
-        "p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} runs)",
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3,
-        samples.len()
-    )
 }
 
 fn main() {

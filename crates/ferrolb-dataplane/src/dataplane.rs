@@ -123,6 +123,27 @@ impl Dataplane {
         }
     }
 
+    /// [`Dataplane::apply`] of `wanted` plus what is programmed now for addresses
+    /// `still_answered` that `wanted` no longer has (see [`Forwarding::kept_for`]). Nothing is
+    /// copied when nothing is kept.
+    pub fn apply_keeping(
+        &mut self,
+        wanted: &Forwarding,
+        still_answered: impl Fn(&IpAddr) -> bool,
+    ) -> Result<Applied, DataplaneError> {
+        let kept = self
+            .programmed
+            .as_ref()
+            .map(|p| p.kept_for(wanted, still_answered))
+            .unwrap_or_default();
+        if kept.is_empty() {
+            return self.apply(wanted);
+        }
+        let mut target = wanted.clone();
+        target.entries.extend(kept);
+        self.apply(&target)
+    }
+
     /// Stops forwarding to `addresses` (other nodes have taken them); removes the table when
     /// nothing is left to forward.
     pub fn release(&mut self, addresses: &BTreeSet<IpAddr>) -> Result<(), DataplaneError> {

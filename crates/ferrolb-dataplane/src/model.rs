@@ -75,6 +75,12 @@ impl Prefix {
         Some(Prefix { address, len })
     }
 
+    /// Whether `address` lies inside this prefix.
+    pub fn contains_address(&self, address: IpAddr) -> bool {
+        let host = if address.is_ipv4() { 32 } else { 128 };
+        Prefix::new(address, host).is_some_and(|p| self.contains(&p))
+    }
+
     /// Whether `other` lies inside this prefix.
     pub fn contains(&self, other: &Prefix) -> bool {
         other.len >= self.len
@@ -182,6 +188,22 @@ impl Forwarding {
     pub fn addresses(&self) -> BTreeSet<IpAddr> {
         self.programmable().map(|(k, _)| k.address).collect()
     }
+
+    /// The entries of `self` (what is programmed) for addresses `still_answered` that `wanted`
+    /// no longer has: a node keeps forwarding an address while it still draws traffic (during
+    /// a handover, or until the announcer has caught up with a new decision).
+    pub fn kept_for(
+        &self,
+        wanted: &Forwarding,
+        still_answered: impl Fn(&IpAddr) -> bool,
+    ) -> Vec<(Key, Target)> {
+        let wanted_addresses = wanted.addresses();
+        self.entries
+            .iter()
+            .filter(|(k, _)| !wanted_addresses.contains(&k.address) && still_answered(&k.address))
+            .map(|(k, t)| (*k, t.clone()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +252,41 @@ mod tests {
             None
         );
         assert_eq!(Target::new(&key, 30080, &[]).allowed, None);
+    }
+
+    #[test]
+    fn only_addresses_still_answered_and_no_longer_wanted_are_kept() {
+        let node = Some("192.0.2.11".parse().unwrap());
+        let entry = |a: &str, port| {
+            let k = Key {
+                address: a.parse().unwrap(),
+                protocol: Protocol::Tcp,
+                port,
+            };
+            (k, Target::new(&k, port, &[]))
+        };
+        let before = Forwarding {
+            node_v4: node,
+            entries: [entry("192.0.2.200", 80), entry("192.0.2.201", 80)].into(),
+            ..Forwarding::default()
+        };
+        let after = Forwarding {
+            node_v4: node,
+            entries: [entry("192.0.2.201", 81)].into(),
+            ..Forwarding::default()
+        };
+        let a: IpAddr = "192.0.2.200".parse().unwrap();
+        assert_eq!(
+            before.kept_for(&after, |ip| *ip == a),
+            vec![entry("192.0.2.200", 80)]
+        );
+        assert!(before.kept_for(&after, |_| false).is_empty());
+        // An address still wanted is never kept in its old form.
+        assert!(
+            !before
+                .kept_for(&after, |_| true)
+                .contains(&entry("192.0.2.201", 80))
+        );
     }
 
     #[test]

@@ -38,8 +38,17 @@ impl Forwarder {
         .map_err(|e| e.to_string())?
     }
 
-    pub async fn apply(&self, wanted: Forwarding) -> Result<Applied, String> {
-        self.with(move |dp| dp.apply(&wanted)).await
+    /// Forwards `wanted`, and keeps forwarding the addresses in `keep` (all of them with
+    /// `None`) that are programmed now and no longer wanted.
+    pub async fn apply(
+        &self,
+        wanted: Arc<Forwarding>,
+        keep: Option<BTreeSet<IpAddr>>,
+    ) -> Result<Applied, String> {
+        self.with(move |dp| {
+            dp.apply_keeping(&wanted, |ip| keep.as_ref().is_none_or(|k| k.contains(ip)))
+        })
+        .await
     }
 
     pub async fn counters(&self) -> Result<Counters, String> {

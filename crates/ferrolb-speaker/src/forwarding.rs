@@ -157,24 +157,6 @@ pub fn forwarding(
     (out, skipped)
 }
 
-/// `wanted`, plus the entries of `programmed` for addresses `still_answered` that `wanted`
-/// no longer has: a node keeps forwarding an address while it still draws its traffic
-/// (during a handover), and starts forwarding a new one before announcing it.
-pub fn with_kept(
-    wanted: &Forwarding,
-    programmed: &Forwarding,
-    still_answered: impl Fn(&IpAddr) -> bool,
-) -> Forwarding {
-    let mut out = wanted.clone();
-    let wanted_addresses = wanted.addresses();
-    for (k, t) in &programmed.entries {
-        if !wanted_addresses.contains(&k.address) && still_answered(&k.address) {
-            out.entries.entry(*k).or_insert_with(|| t.clone());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,24 +309,6 @@ mod tests {
                 .len(),
             2
         );
-    }
-
-    #[test]
-    fn addresses_still_answered_stay_forwarded_until_released() {
-        let svcs = [
-            service("a", &[(80, "TCP", Some(30080))], &[]),
-            service("b", &[(80, "TCP", Some(30081))], &[]),
-        ];
-        let (before, _) = forwarding(
-            &plan(&[("a", &["192.0.2.200"], &[]), ("b", &["192.0.2.201"], &[])]),
-            &svcs,
-            V4,
-            None,
-        );
-        let (after, _) = forwarding(&plan(&[("b", &["192.0.2.201"], &[])]), &svcs, V4, None);
-        let a: IpAddr = "192.0.2.200".parse().unwrap();
-        assert_eq!(with_kept(&after, &before, |ip| *ip == a), before);
-        assert_eq!(with_kept(&after, &before, |_| false), after);
     }
 
     #[test]

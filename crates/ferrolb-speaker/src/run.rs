@@ -38,7 +38,7 @@ use crate::announce::{Announcer, NodeIdentity};
 use crate::cluster::{Objects, Problem, cluster_state};
 use crate::decide::{ClusterState, NodePlan, decide, reporter_for};
 use crate::forwarder::Forwarder;
-use crate::forwarding::{NotForwarded, forwarding, with_kept};
+use crate::forwarding::{NotForwarded, forwarding};
 use crate::membership::auth::KeyRing;
 use crate::membership::{Membership, MembershipConfig};
 use crate::metrics::Metrics;
@@ -517,8 +517,7 @@ pub async fn run(
         forwarder,
         node_v4: ipv4,
         node_v6: ipv6,
-        forward_wanted: Forwarding::default(),
-        forwarded: Forwarding::default(),
+        forward_wanted: Arc::new(Forwarding::default()),
         forwarding_error: None,
         ticks: 0,
     };
@@ -628,9 +627,8 @@ struct Speaker {
     forwarder: Option<Forwarder>,
     node_v4: Option<std::net::Ipv4Addr>,
     node_v6: Option<std::net::Ipv6Addr>,
-    /// What the last decision forwards, and what the kernel holds.
-    forward_wanted: Forwarding,
-    forwarded: Forwarding,
+    /// What the last decision forwards (what the kernel holds is the dataplane's to know).
+    forward_wanted: Arc<Forwarding>,
     /// The last refused forwarding change; the speaker is not ready while there is one.
     forwarding_error: Option<String>,
     ticks: u64,
@@ -701,7 +699,7 @@ impl Speaker {
         }
         let not_forwarded = if self.forwarder.is_some() {
             let (wanted, skipped) = forwarding(&effective, &services, self.node_v4, self.node_v6);
-            self.forward_wanted = wanted;
+            self.forward_wanted = Arc::new(wanted);
             // New addresses are forwarded before they are announced.
             self.forward(true).await;
             skipped
@@ -989,15 +987,12 @@ impl Speaker {
         let Some(forwarder) = self.forwarder.clone() else {
             return;
         };
-        let answering: BTreeSet<IpAddr> = self.announcer.answering().into_iter().collect();
-        let target = with_kept(&self.forward_wanted, &self.forwarded, |ip| {
-            keep_old || answering.contains(ip)
-        });
-        match forwarder.apply(target.clone()).await {
+        let keep = (!keep_old).then(|| self.announcer.answering().into_iter().collect());
+        match forwarder.apply(self.forward_wanted.clone(), keep).await {
             Ok(applied) => {
                 if applied.changed {
                     tracing::debug!(
-                        entries = target.entries.len(),
+                        wanted = self.forward_wanted.entries.len(),
                         full = applied.full,
                         flows_forgotten = applied.flows_forgotten,
                         "forwarding updated"
@@ -1006,7 +1001,6 @@ impl Speaker {
                 if let Some(e) = &applied.forget_error {
                     tracing::warn!(error = %e, "UDP/SCTP flows of changed Service ports keep their old translation until they time out");
                 }
-                self.forwarded = target;
                 if self.forwarding_error.take().is_some() {
                     tracing::info!("forwarding works again");
                 }

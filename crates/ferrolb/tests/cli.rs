@@ -26,15 +26,7 @@ fn migrate_converts_the_example_and_names_what_it_drops() {
 
 #[test]
 fn plan_shows_assignments_and_refusals() {
-    let (stdout, stderr, ok) = ferrolb(&["plan", "examples/metallb-config.yaml"]);
-    assert!(ok, "{stderr}");
-    let line = |svc: &str| {
-        stdout
-            .lines()
-            .find(|l| l.starts_with(svc))
-            .unwrap_or_else(|| panic!("no line for {svc} in\n{stdout}"))
-            .to_string()
-    };
+    let line = |svc: &str| plan_line_of("examples/metallb-config.yaml", svc);
     assert!(line("shop/web ").contains("198.51.100.10"));
     assert!(
         line("shop/web-udp").contains("198.51.100.10"),
@@ -54,8 +46,12 @@ fn plan_prefers_a_reserved_pool_without_priority_to_a_general_one() {
 
 /// `ferrolb plan` on one of the allocator's case files: the line of `service`.
 fn plan_line(case: &str, service: &str) -> String {
-    let (stdout, stderr, ok) =
-        ferrolb(&["plan", &format!("crates/ferrolb-ipam/tests/cases/{case}")]);
+    plan_line_of(&format!("crates/ferrolb-ipam/tests/cases/{case}"), service)
+}
+
+/// `ferrolb plan FILE` (relative to the repository): the line of `service`.
+fn plan_line_of(file: &str, service: &str) -> String {
+    let (stdout, stderr, ok) = ferrolb(&["plan", file]);
     assert!(ok, "{stderr}");
     stdout
         .lines()

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_controller::plan::IpMode;
+use ferrolb_testbed::client::read_line;
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -140,21 +141,6 @@ fn connect(ns: Option<String>, target: &str) -> Option<(TcpStream, String)> {
         .unwrap(),
         None => run(),
     }
-}
-
-fn read_line(s: &mut TcpStream) -> Option<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 256 {
-        if s.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        if byte[0] == b'\n' {
-            return Some(String::from_utf8_lossy(&line).into_owned());
-        }
-        line.push(byte[0]);
-    }
-    None
 }
 
 fn echo(s: &mut TcpStream, text: &str) -> Option<String> {

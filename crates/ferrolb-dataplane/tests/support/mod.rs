@@ -4,7 +4,7 @@
 //! removed when the [`Lab`] drops, also when a test fails.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_dataplane::{Dataplane, Forwarding, Key, Prefix, Protocol, Target};
+use ferrolb_testbed::client::read_line;
 use ferrolb_testbed::netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -310,12 +311,9 @@ pub fn forwarding(entries: &[(&str, Protocol, u16, u16, &[&str])]) -> Forwarding
 
 /// Connects from the client namespace, bound to `source`, and reads the greeting line.
 pub fn tcp_greeting(lab: &Lab, source: &str, target: SocketAddr) -> Option<String> {
-    let source: IpAddr = source.parse().unwrap();
+    let source = source.to_string();
     lab.in_ns(&lab.client.clone(), move || {
-        let s = socket_from(source, target)?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).ok()?;
-        Some(line.trim().to_string())
+        greeted(&source, target).map(|(_, line)| line)
     })
 }
 
@@ -361,22 +359,6 @@ pub fn greeted(source: &str, target: SocketAddr) -> Option<(TcpStream, String)> 
     let mut s = socket_from(source.parse().unwrap(), target)?;
     let greeting = read_line(&mut s)?;
     Some((s, greeting))
-}
-
-/// One line, read a byte at a time so nothing after it is consumed.
-pub fn read_line(s: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while buf.len() < 512 {
-        if s.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        if byte[0] == b'\n' {
-            break;
-        }
-        buf.push(byte[0]);
-    }
-    Some(String::from_utf8_lossy(&buf).to_string())
 }
 
 pub fn sa(ip: &str, port: u16) -> SocketAddr {
