@@ -93,8 +93,14 @@ fn main() {
     // The same change through the nft command, a process per change.
     let mut other = all.clone();
     other.entries.get_mut(&changed_key).unwrap().node_port = 31999;
-    let there = ruleset::update(&all, &other).unwrap().to_string();
-    let back = ruleset::update(&other, &all).unwrap().to_string();
+    let there = ruleset::update(&all, &other)
+        .unwrap()
+        .transaction
+        .to_string();
+    let back = ruleset::update(&other, &all)
+        .unwrap()
+        .transaction
+        .to_string();
     let mut samples = Vec::new();
     let ns = lab.node.clone();
     for i in 0..COMMAND_RUNS {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::libnft::Nft;
-use crate::model::{Forwarding, Key, Protocol};
+use crate::model::Forwarding;
 use crate::ruleset::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,22 +30,6 @@ pub struct Applied {
     pub flows_forgotten: usize,
     /// Why forgetting them failed (the rules are in place regardless).
     pub forget_error: Option<String>,
-}
-
-/// The UDP and SCTP keys whose flows must be decided afresh: gone, or sent elsewhere.
-fn moved_datagram_keys(from: &Forwarding, to: &Forwarding) -> BTreeSet<Key> {
-    let node_moved = from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6;
-    from.programmable()
-        .filter(|(k, _)| k.protocol != Protocol::Tcp)
-        .filter(|(k, t)| {
-            node_moved
-                || to
-                    .entries
-                    .get(k)
-                    .is_none_or(|now| now.node_port != t.node_port)
-        })
-        .map(|(k, _)| *k)
-        .collect()
 }
 
 /// Packets and bytes per Service address, summed over its ports.
@@ -88,20 +72,16 @@ impl Dataplane {
 
     /// Makes the kernel forward what `to` says, in one transaction.
     pub fn apply(&mut self, to: &Forwarding) -> Result<Applied, DataplaneError> {
-        let (transaction, full) = match &self.programmed {
+        let (transaction, full, moved) = match &self.programmed {
             Some(from) => match ruleset::update(from, to) {
-                Some(t) => (t, from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6),
+                Some(u) => (u.transaction, u.full, u.moved_flows),
                 None => return Ok(Applied::default()),
             },
-            None => (ruleset::program(to), true),
+            // What a previous run left is unknown: no flow is forgotten.
+            None => (ruleset::program(to), true, BTreeSet::new()),
         };
         match self.nft.run(&transaction.to_string()) {
             Ok(_) => {
-                let moved = self
-                    .programmed
-                    .as_ref()
-                    .map(|from| moved_datagram_keys(from, to))
-                    .unwrap_or_default();
                 self.programmed = Some(to.clone());
                 let (flows_forgotten, forget_error) = match crate::conntrack::forget(&moved) {
                     Ok(n) => (n, None),

@@ -324,15 +324,39 @@ pub fn program(to: &Forwarding) -> Value {
     json!({"nftables": cmds})
 }
 
+/// A change to the table: the transaction, and the keys whose existing datagram flows (UDP,
+/// SCTP) now go nowhere or elsewhere, found by the same walk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub transaction: Value,
+    pub full: bool,
+    pub moved_flows: BTreeSet<Key>,
+}
+
+/// Whether flows of `key` keep their translation until they end on their own (TCP) or must be
+/// forgotten when their target changes (datagrams).
+fn datagram(key: &Key) -> bool {
+    key.protocol != crate::model::Protocol::Tcp
+}
+
 /// The transaction that turns `from` (programmed) into `to`; `None` when nothing changes.
 /// Element updates only, unless the node's addresses changed (then the whole table). Both
 /// maps are walked in key order once, so a change costs O(Services) comparisons and no
 /// allocation beyond the commands.
-pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Value> {
+pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Update> {
     if from.node_v4 != to.node_v4 || from.node_v6 != to.node_v6 {
-        return Some(program(to));
+        return Some(Update {
+            transaction: program(to),
+            full: true,
+            moved_flows: from
+                .programmable()
+                .map(|(k, _)| *k)
+                .filter(datagram)
+                .collect(),
+        });
     }
     let mut e = Elements::default();
+    let mut moved_flows = BTreeSet::new();
     let mut old = from.programmable().peekable();
     let mut new = to.programmable().peekable();
     loop {
@@ -346,6 +370,9 @@ pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Value> {
             std::cmp::Ordering::Less => {
                 let (key, target) = old.next().expect("peeked");
                 e.entry(false, key, target);
+                if datagram(key) {
+                    moved_flows.insert(*key);
+                }
             }
             std::cmp::Ordering::Greater => {
                 let (key, target) = new.next().expect("peeked");
@@ -356,11 +383,18 @@ pub fn update(from: &Forwarding, to: &Forwarding) -> Option<Value> {
                 let (_, now) = new.next().expect("peeked");
                 if was != now {
                     e.change(key, was, now);
+                    if was.node_port != now.node_port && datagram(key) {
+                        moved_flows.insert(*key);
+                    }
                 }
             }
         }
     }
-    (!e.commands.is_empty()).then(|| json!({"nftables": e.into_commands().collect::<Vec<_>>()}))
+    (!e.commands.is_empty()).then(|| Update {
+        transaction: json!({"nftables": e.into_commands().collect::<Vec<_>>()}),
+        full: false,
+        moved_flows,
+    })
 }
 
 /// Lists the counting sets (for [`crate::Counters`]).
@@ -436,7 +470,7 @@ mod tests {
         );
         let mut to = from.clone();
         to.entries.get_mut(&k).unwrap().node_port = 30081;
-        let cmds = commands(&update(&from, &to).unwrap());
+        let cmds = commands(&update(&from, &to).unwrap().transaction);
         assert_eq!(cmds.len(), 2, "{cmds:?}");
         assert!(cmds[0].starts_with("{\"delete\"") && cmds[0].contains("\"fwd4\""));
         assert!(cmds[1].starts_with("{\"add\"") && cmds[1].contains("30081"));
@@ -444,11 +478,32 @@ mod tests {
     }
 
     #[test]
+    fn datagram_flows_of_changed_or_removed_ports_are_named_tcp_ones_are_not() {
+        let mut from = node();
+        let tcp = key("198.51.100.10", Protocol::Tcp, 80);
+        let udp = key("198.51.100.10", Protocol::Udp, 53);
+        let sctp = key("198.51.100.11", Protocol::Sctp, 9);
+        for (k, port) in [(tcp, 30080), (udp, 30053), (sctp, 30009)] {
+            from.entries.insert(k, Target::new(&k, port, &[]));
+        }
+        let mut to = from.clone();
+        to.entries.get_mut(&tcp).unwrap().node_port = 30081;
+        to.entries.get_mut(&udp).unwrap().node_port = 30054;
+        to.entries.remove(&sctp);
+        let u = update(&from, &to).unwrap();
+        assert!(!u.full);
+        assert_eq!(u.moved_flows, [udp, sctp].into());
+        // A new node address moves every datagram flow.
+        to.node_v4 = Some("192.0.2.12".parse().unwrap());
+        assert_eq!(update(&from, &to).unwrap().moved_flows, [udp, sctp].into());
+    }
+
+    #[test]
     fn a_new_node_address_reprograms_the_table() {
         let from = node();
         let mut to = node();
         to.node_v4 = Some("192.0.2.12".parse().unwrap());
-        let cmds = commands(&update(&from, &to).unwrap());
+        let cmds = commands(&update(&from, &to).unwrap().transaction);
         assert!(cmds[1].contains("\"delete\"") && cmds[1].contains("\"table\""));
         assert!(cmds.iter().any(|c| c.contains("192.0.2.12")));
     }
@@ -462,7 +517,7 @@ mod tests {
             k,
             Target::new(&k, 31000, &["2001:db8:1::/48".parse().unwrap()]),
         );
-        let cmds = commands(&update(&from, &to).unwrap());
+        let cmds = commands(&update(&from, &to).unwrap().transaction);
         for set in ["fwd6", "forwarded6", "restricted6", "dropped6", "allowed6"] {
             assert!(
                 cmds.iter()

@@ -111,7 +111,7 @@ proptest! {
         let mut expected = Elements::new();
         play(&ruleset::program(&to), &mut expected).unwrap();
         match ruleset::update(&from, &to) {
-            Some(doc) => play(&doc, &mut state).map_err(TestCaseError::fail)?,
+            Some(u) => play(&u.transaction, &mut state).map_err(TestCaseError::fail)?,
             None => prop_assert_eq!(&state, &expected, "no transaction, yet the elements differ"),
         }
         prop_assert_eq!(state, expected);
