@@ -80,6 +80,7 @@ enum Command {
     /// A connection the peer opened to our listener.
     Incoming(TcpStream),
     GracefulShutdown,
+    FollowBfd(watch::Receiver<crate::bfd::Status>),
 }
 
 /// A handle to one peer's task.
@@ -108,6 +109,11 @@ impl PeerHandle {
     /// moves traffic away before the session is stopped.
     pub fn graceful_shutdown(&self) {
         let _ = self.tx.send(Command::GracefulShutdown);
+    }
+
+    /// Takes the session down at once whenever this BFD session leaves Up.
+    pub fn follow_bfd(&self, status: watch::Receiver<crate::bfd::Status>) {
+        let _ = self.tx.send(Command::FollowBfd(status));
     }
 
     /// Hands over a connection the peer opened.
@@ -210,6 +216,8 @@ async fn run_peer(
     };
     peer.input(Input::Start).await;
     let mut buf: Vec<u8> = Vec::new();
+    let mut bfd: Option<watch::Receiver<crate::bfd::Status>> = None;
+    let mut bfd_up = false;
     loop {
         let next = peer
             .deadlines
@@ -231,6 +239,10 @@ async fn run_peer(
                     peer.input(Input::Stop(message)).await;
                 }
                 Some(Command::GracefulShutdown) => peer.graceful_shutdown().await,
+                Some(Command::FollowBfd(mut status)) => {
+                    bfd_up = status.borrow_and_update().state == crate::bfd::State::Up;
+                    bfd = Some(status);
+                }
                 Some(Command::Incoming(stream)) => {
                     if peer.accepts_incoming() {
                         // Replaces any connect attempt still under way.
@@ -296,6 +308,20 @@ async fn run_peer(
                         }
                     }
                 }
+            }
+            changed = async { bfd.as_mut().expect("guarded").changed().await }, if bfd.is_some() => {
+                let Some(status) = bfd.as_mut().filter(|_| changed.is_ok()) else {
+                    // The BFD session was removed: BGP stands on its own timers again.
+                    bfd = None;
+                    continue;
+                };
+                let now = *status.borrow_and_update();
+                let up = now.state == crate::bfd::State::Up;
+                // A peer that goes AdminDown is being reconfigured, not lost (RFC 5882 3.2).
+                if bfd_up && !up && now.remote_state != crate::bfd::State::AdminDown {
+                    peer.input(Input::PeerUnreachable).await;
+                }
+                bfd_up = up;
             }
             _ = sleep, if next.is_some() => {
                 if let Some((k, _)) = next {

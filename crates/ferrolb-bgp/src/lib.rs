@@ -7,6 +7,7 @@
 //! communities sent as Partial) touches a message ferrolb sends or must survive, and the few
 //! messages a speaker that only announces needs are smaller to write than to guard.
 
+pub mod bfd;
 pub mod driver;
 pub mod session;
 pub mod tcp;

@@ -54,6 +54,8 @@ pub enum Input {
     /// Bytes that did not decode: the NOTIFICATION to send.
     Malformed(Notification),
     TimerExpired(Timer),
+    /// BFD declared the peer unreachable: the session goes down at once (RFC 9384).
+    PeerUnreachable,
 }
 
 /// What the driver must do.
@@ -81,6 +83,8 @@ pub enum DownReason {
     /// We stopped it.
     Stopped,
     HoldTimerExpired,
+    /// BFD declared the peer unreachable.
+    BfdDown,
     ConnectionClosed,
     /// We sent this NOTIFICATION.
     Sent(Notification),
@@ -353,6 +357,10 @@ impl Session {
                 self.state = State::Connect;
             }
             (State::Connect | State::Active, _) => {}
+            (_, Input::PeerUnreachable) => {
+                let n = Notification::new(codes::CEASE, codes::BFD_DOWN, Vec::new());
+                self.go_idle(&mut out, DownReason::BfdDown, Some(n));
+            }
             (_, Input::TimerExpired(Timer::Hold)) => {
                 let n = Notification::new(codes::HOLD_TIMER_EXPIRED, 0, Vec::new());
                 self.go_idle(&mut out, DownReason::HoldTimerExpired, Some(n));

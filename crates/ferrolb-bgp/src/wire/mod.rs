@@ -65,6 +65,8 @@ pub mod codes {
     pub const PEER_DECONFIGURED: u8 = 3;
     pub const ADMINISTRATIVE_RESET: u8 = 4;
     pub const CONNECTION_COLLISION: u8 = 7;
+    /// RFC 9384: the session went down because BFD declared the peer unreachable.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 impl Notification {

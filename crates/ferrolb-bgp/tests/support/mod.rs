@@ -293,3 +293,214 @@ pub fn start_bird(lab: &mut Lab, config: &str) -> String {
     ]);
     sock
 }
+
+/// A peer with a BFD session beside it, running in the speaker namespace.
+pub struct BfdPeer {
+    pub handle: PeerHandle,
+    pub bfd: ferrolb_bgp::bfd::Bfd,
+    pub status: tokio::sync::watch::Receiver<ferrolb_bgp::bfd::Status>,
+    pub stop: std::sync::mpsc::Sender<()>,
+}
+
+/// BFD settings of `ms` both ways and `multiplier`, single hop to the router.
+pub fn bfd_spec(ms: u64, multiplier: u8) -> ferrolb_bgp::bfd::PeerSpec {
+    ferrolb_bgp::bfd::PeerSpec {
+        peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        local: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+        multihop: false,
+        minimum_ttl: 254,
+        settings: ferrolb_bgp::bfd::Settings {
+            desired_min_tx: Duration::from_millis(ms),
+            required_min_rx: Duration::from_millis(ms),
+            detect_multiplier: multiplier,
+            passive: false,
+        },
+    }
+}
+
+/// Runs a peer and BFD for it in the speaker namespace; BFD down takes the session down.
+pub fn start_bfd_peer(lab: &Lab, config: PeerConfig, spec: ferrolb_bgp::bfd::PeerSpec) -> BfdPeer {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let path = format!("/var/run/netns/{}", lab.sp);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let bfd = ferrolb_bgp::bfd::Bfd::start().expect("bfd sockets");
+            let status = bfd.add(spec);
+            let (handle, task) = spawn_peer(config);
+            handle.follow_bfd(status.clone());
+            tx.send((handle, bfd, status)).unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            task.abort();
+        });
+    });
+    let (handle, bfd, status) = rx.recv().unwrap();
+    BfdPeer {
+        handle,
+        bfd,
+        status,
+        stop: stop_tx,
+    }
+}
+
+/// Runs a command in a namespace; panics with its stderr when it fails.
+pub fn in_ns(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Drops every BFD packet the speaker namespace sends, as a dead BFD process would.
+pub fn silence_bfd(lab: &Lab) {
+    let rules = "table inet silence {\n chain out {\n  type filter hook output priority 0;\n  udp dport { 3784, 4784 } drop\n }\n}\n";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.sp, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft rules load");
+}
+
+/// FRR daemons beside the router: zebra, bfdd and bgpd, with their own configs.
+pub struct FrrBfd {
+    pub children: Vec<Child>,
+    pub dir: PathBuf,
+}
+
+impl FrrBfd {
+    pub fn start(lab: &Lab, bgpd: &str, bfdd: &str) -> FrrBfd {
+        let dir = lab.dir.join("frr");
+        std::fs::create_dir_all(&dir).unwrap();
+        // The daemons drop to the frr user: their files live in a directory of that user's.
+        assert!(
+            Command::new("chown")
+                .arg("frr:frr")
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut frr = FrrBfd {
+            children: Vec::new(),
+            dir,
+        };
+        let zserv = frr.dir.join("zserv.api");
+        for (daemon, config) in [("zebra", "hostname rt\n"), ("bfdd", bfdd), ("bgpd", bgpd)] {
+            let conf = frr.dir.join(format!("{daemon}.conf"));
+            std::fs::write(&conf, config).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &lab.rt])
+                .arg(format!("/usr/lib/frr/{daemon}"))
+                .args(["-P", "0", "-f"])
+                .arg(&conf)
+                .arg("-i")
+                .arg(frr.dir.join(format!("{daemon}.pid")))
+                .arg("-z")
+                .arg(&zserv)
+                .arg("--vty_socket")
+                .arg(&frr.dir)
+                .arg("--log")
+                .arg(format!("file:{}", frr.dir.join(format!("{daemon}.log")).display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("FRR daemon starts");
+            frr.children.push(child);
+            let vty = frr.dir.join(format!("{daemon}.vty"));
+            assert!(
+                wait_until(Duration::from_secs(10), || vty.exists()),
+                "{daemon} did not start"
+            );
+        }
+        frr
+    }
+
+    pub fn vtysh(&self, daemon: &str, command: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", daemon, "-c", command])
+            .output()
+            .expect("vtysh runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// bfdd's view of its session with the speaker.
+    pub fn bfd_peer(&self) -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(&self.vtysh("bfdd", "show bfd peers json")).unwrap_or_default();
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["peer"] == "192.0.2.1")
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self, daemon: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{daemon}.pid")))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for FrrBfd {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // A stopped daemon must be continued to die.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends UDP datagrams from the router namespace (192.0.2.2) to the speaker's `port`, each
+/// with its own TTL.
+pub fn send_from_router(lab: &Lab, port: u16, datagrams: Vec<(Vec<u8>, u32)>) {
+    let path = format!("/var/run/netns/{}", lab.rt);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns(2) on a namespace file opened here, in a thread of its own.
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let socket = std::net::UdpSocket::bind("192.0.2.2:0").unwrap();
+        for (payload, ttl) in datagrams {
+            socket.set_ttl(ttl).unwrap();
+            socket.send_to(&payload, ("192.0.2.1", port)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
