@@ -333,6 +333,7 @@ pub struct SecretReference {
     kind = "BFDProfile",
     plural = "bfdprofiles",
     namespaced,
+    status = "ConfigurationStatus",
     derive = "Default",
     derive = "PartialEq",
     shortname = "bfdp",
@@ -531,6 +532,7 @@ pub struct ServiceBGPStatusStatus {
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
     printcolumn(name = "Peer", type_ = "string", json_path = ".status.peer"),
     printcolumn(name = "BGP", type_ = "string", json_path = ".status.bgpStatus"),
+    printcolumn(name = "BFD", type_ = "string", json_path = ".status.bfdStatus"),
     printcolumn(name = "Prefixes", type_ = "integer", json_path = ".status.prefixes")
 )]
 pub struct BGPSessionStateSpec {}
@@ -546,4 +548,8 @@ pub struct BGPSessionStateStatus {
     pub bgp_status: String,
     /// Prefixes advertised.
     pub prefixes: u32,
+    /// BFD session state: Up, Down, Init, AdminDown; N/A without a bfdProfile; what is wrong
+    /// when the profile cannot be used.
+    #[serde(default)]
+    pub bfd_status: String,
 }

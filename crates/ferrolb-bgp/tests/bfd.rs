@@ -70,7 +70,10 @@ async fn bfd_with_frr_comes_up_and_timers_negotiate_as_each_side_configures() {
     let theirs = frr.bfd_peer();
     assert_eq!(theirs["remote-receive-interval"], 50, "{theirs}");
     assert_eq!(theirs["remote-detect-multiplier"], 3, "{theirs}");
-    assert_eq!(theirs["remote-id"], peer.status.borrow().local_discriminator);
+    assert_eq!(
+        theirs["remote-id"],
+        peer.status.borrow().local_discriminator
+    );
     let ours = *peer.status.borrow();
     // We send at the slower of our 50 ms and FRR's wish for 200 ms.
     assert_eq!(ours.transmit_interval, Duration::from_millis(200));
@@ -163,7 +166,9 @@ async fn bfd_with_bird_comes_up_and_a_frozen_bird_is_declared_down() {
     let (lab, sock, mut peer) = bird_lab().await;
     let sessions = lab.in_router(&["birdc", "-s", &sock, "show", "bfd", "sessions"]);
     assert!(
-        sessions.lines().any(|l| l.contains("192.0.2.1") && l.contains("Up")),
+        sessions
+            .lines()
+            .any(|l| l.contains("192.0.2.1") && l.contains("Up")),
         "{sessions}"
     );
     let ours = *peer.status.borrow();
@@ -185,7 +190,10 @@ async fn bfd_with_bird_comes_up_and_a_frozen_bird_is_declared_down() {
     signal(&pid, "-CONT");
     println!("BIRD frozen: down after {took:?}");
     assert!(down);
-    assert!(took <= ours.detection_time + Duration::from_millis(300), "{took:?}");
+    assert!(
+        took <= ours.detection_time + Duration::from_millis(300),
+        "{took:?}"
+    );
     assert!(bgp_down, "BGP: {:?}", *bgp.borrow());
 }
 
@@ -198,8 +206,11 @@ async fn bird_drops_the_session_when_ferrolbs_bfd_goes_silent() {
         args.extend_from_slice(what);
         lab.in_router(&args)
     };
-    assert!(wait_until(Duration::from_secs(10), || show(&["route", "203.0.113.10/32"])
-        .contains("192.0.2.1")));
+    assert!(wait_until(Duration::from_secs(10), || show(&[
+        "route",
+        "203.0.113.10/32"
+    ])
+    .contains("192.0.2.1")));
     silence_bfd(&lab);
     let silenced = Instant::now();
     let mut gone = false;

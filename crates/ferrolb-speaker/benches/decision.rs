@@ -121,6 +121,7 @@ fn cluster() -> ClusterState {
                 ..BGPPeerSpec::default()
             })
             .expect("a valid peer"),
+            bfd: None,
         }],
     }
 }

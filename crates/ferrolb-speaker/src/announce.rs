@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ferrolb_api::model::Community;
+use ferrolb_api::model::{BfdSettings, Community};
+use ferrolb_bgp::bfd::{self, Bfd};
 use ferrolb_bgp::driver::{PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer};
 use ferrolb_bgp::session::SessionConfig;
 use ferrolb_bgp::wire::{Afi, Prefix, Safi};
@@ -42,6 +43,10 @@ struct Session {
     handle: PeerHandle,
     task: tokio::task::JoinHandle<()>,
     routes: BTreeMap<Route, RouteAttributes>,
+    /// The BFD session beside it, when the peer names a usable profile.
+    bfd: Option<(bfd::PeerSpec, tokio::sync::watch::Receiver<bfd::Status>)>,
+    /// The peer names a usable profile (BFD may still be unable to start).
+    bfd_wanted: bool,
 }
 
 /// State of the node's announcements.
@@ -52,6 +57,10 @@ pub struct Announcer {
     /// Addresses another node owns now, released when the time comes.
     handing_over: BTreeMap<IpAddr, Instant>,
     sessions: BTreeMap<String, Session>,
+    /// Started with the first peer that has a BFD profile.
+    bfd: Option<Bfd>,
+    /// Why BFD could not start (its ports taken, say); sessions then run without it.
+    bfd_error: Option<String>,
 }
 
 /// What the announcer did, for logs and tests.
@@ -94,6 +103,75 @@ impl Announcer {
             owned: BTreeMap::new(),
             handing_over: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            bfd: None,
+            bfd_error: None,
+        }
+    }
+
+    /// The BFD session for a peer with a profile: from the BGP session's addresses.
+    pub fn bfd_spec(&self, peer: &Peer, settings: &BfdSettings) -> bfd::PeerSpec {
+        let c = &peer.config;
+        let local = c.source_address.or(match c.address {
+            IpAddr::V4(_) => self.node.ipv4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.node.ipv6.map(IpAddr::V6),
+        });
+        bfd::PeerSpec {
+            peer: c.address,
+            local,
+            multihop: c.ebgp_multihop,
+            minimum_ttl: u8::try_from(settings.minimum_ttl).unwrap_or(254),
+            settings: bfd::Settings {
+                desired_min_tx: Duration::from_millis(u64::from(settings.transmit_interval_ms)),
+                required_min_rx: Duration::from_millis(u64::from(settings.receive_interval_ms)),
+                detect_multiplier: u8::try_from(settings.detect_multiplier).unwrap_or(255),
+                passive: settings.passive_mode,
+            },
+        }
+    }
+
+    /// The BFD task, started on first use.
+    fn bfd_service(&mut self) -> Option<&Bfd> {
+        if self.bfd.is_none() && self.bfd_error.is_none() {
+            match Bfd::start() {
+                Ok(b) => self.bfd = Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "BFD cannot start; BGP sessions run without it");
+                    self.bfd_error = Some(format!("BFD cannot start: {e}"));
+                }
+            }
+        }
+        self.bfd.as_ref()
+    }
+
+    /// Starts, changes or ends the BFD session beside a BGP session.
+    fn sync_bfd(&mut self, name: &str, wanted: Option<bfd::PeerSpec>) {
+        let current = self
+            .sessions
+            .get(name)
+            .and_then(|s| s.bfd.as_ref().map(|(spec, _)| spec.clone()));
+        if current == wanted {
+            return;
+        }
+        if let Some(old) = &current
+            && wanted.as_ref().is_none_or(|w| w.peer != old.peer)
+            && let Some(service) = &self.bfd
+        {
+            service.remove(old.peer);
+        }
+        let wanted_any = wanted.is_some();
+        let follow = match wanted {
+            Some(spec) => self.bfd_service().map(|service| {
+                let status = service.add(spec.clone());
+                (spec, status)
+            }),
+            None => None,
+        };
+        if let Some(session) = self.sessions.get_mut(name) {
+            session.bfd_wanted = wanted_any;
+            if let Some((_, status)) = &follow {
+                session.handle.follow_bfd(status.clone());
+            }
+            session.bfd = follow;
         }
     }
 
@@ -231,10 +309,14 @@ impl Announcer {
                         handle,
                         task,
                         routes: BTreeMap::new(),
+                        bfd: None,
+                        bfd_wanted: false,
                     },
                 );
                 applied.sessions_started.push(name.to_string());
             }
+            let bfd = peer.bfd.map(|settings| self.bfd_spec(peer, &settings));
+            self.sync_bfd(name, bfd);
             let empty = BTreeMap::new();
             let desired = plan.bgp.get(name).unwrap_or(&empty);
             let session = self.sessions.get_mut(name).expect("just ensured");
@@ -268,6 +350,9 @@ impl Announcer {
 
     fn stop_session(&mut self, name: &str, why: &str) {
         if let Some(s) = self.sessions.remove(name) {
+            if let (Some((spec, _)), Some(service)) = (&s.bfd, &self.bfd) {
+                service.remove(spec.peer);
+            }
             s.handle.stop(Some(why.to_string()));
             // The task ends on its own after sending the NOTIFICATION; abort a stuck one later.
             let task = s.task;
@@ -328,8 +413,17 @@ impl Announcer {
                 peer_address: s.started_with.address.ip(),
                 state: s.handle.status.borrow().state,
                 prefixes: s.routes.len(),
+                bfd_status: match (&s.bfd, &self.bfd_error) {
+                    (Some((_, status)), _) => status.borrow().state.name().to_string(),
+                    (None, Some(error)) if s.bfd_wanted => error.clone(),
+                    _ => "N/A".to_string(),
+                },
             })
             .collect()
+    }
+
+    pub fn bfd_counters(&self) -> Option<&bfd::Counters> {
+        self.bfd.as_ref().map(|b| b.counters.as_ref())
     }
 
     pub fn l2(&self) -> Option<&L2Speaker> {

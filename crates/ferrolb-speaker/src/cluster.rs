@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ferrolb_api::crd::{
-    BGPAdvertisement as BgpAdvertisementObject, BGPPeer, Community, IPAddressPool,
+    BFDProfile, BGPAdvertisement as BgpAdvertisementObject, BGPPeer, Community, IPAddressPool,
     L2Advertisement as L2AdvertisementObject,
 };
 use ferrolb_api::model::{
-    AddressPool, CommunityAliases, PasswordSource, parse_bgp_advertisement, parse_peer, parse_pool,
-    parse_selectors,
+    AddressPool, BfdSettings, CommunityAliases, PasswordSource, parse_bfd_profile,
+    parse_bgp_advertisement, parse_peer, parse_pool, parse_selectors,
 };
 use ferrolb_cluster::service::{is_ours, service_key, status_ips};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
@@ -45,6 +45,7 @@ pub struct Objects<'a> {
     pub bgp: &'a [Arc<BgpAdvertisementObject>],
     pub peers: &'a [Arc<BGPPeer>],
     pub communities: &'a [Arc<Community>],
+    pub bfd_profiles: &'a [Arc<BFDProfile>],
     pub secrets: &'a [Arc<Secret>],
     pub lb_class: Option<&'a str>,
 }
@@ -155,6 +156,7 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
         }
     }
 
+    let profiles = bfd_profiles(objects.bfd_profiles, &mut problems);
     let mut peers = Vec::new();
     let mut passwords = Passwords::new();
     for obj in objects.peers {
@@ -198,7 +200,32 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
                 }
             }
         }
-        peers.push(Peer { name, config });
+        // A peer whose profile is missing or invalid keeps its BGP session, without BFD.
+        let bfd = match config.bfd_profile.as_deref() {
+            None => None,
+            Some(profile) => match profiles.get(profile) {
+                Some(Some(settings)) => Some(*settings),
+                Some(None) => {
+                    problems.push(problem(
+                        "BGPPeer",
+                        obj.as_ref(),
+                        "BFDProfileInvalid",
+                        format!("spec.bfdProfile: BFDProfile \"{profile}\" is invalid; the session runs without BFD"),
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(problem(
+                        "BGPPeer",
+                        obj.as_ref(),
+                        "BFDProfileNotFound",
+                        format!("spec.bfdProfile: BFDProfile \"{profile}\" does not exist; the session runs without BFD"),
+                    ));
+                    None
+                }
+            },
+        };
+        peers.push(Peer { name, config, bfd });
     }
     let state = ClusterState {
         nodes,
@@ -210,6 +237,39 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
     };
     problems.sort();
     (state, passwords, problems)
+}
+
+/// Each BFDProfile by name: its settings, or `None` when invalid (reported).
+fn bfd_profiles(
+    objects: &[Arc<BFDProfile>],
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Option<BfdSettings>> {
+    let mut out = BTreeMap::new();
+    for obj in objects {
+        let settings = match parse_bfd_profile(&obj.spec) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(problem(
+                    "BFDProfile",
+                    obj.as_ref(),
+                    "InvalidConfiguration",
+                    e.to_string(),
+                ));
+                out.insert(obj.name_any(), None);
+                continue;
+            }
+        };
+        if settings.echo_mode {
+            problems.push(problem(
+                "BFDProfile",
+                obj.as_ref(),
+                "EchoModeNotSupported",
+                "spec.echoMode: the echo function is not supported; sessions run in asynchronous mode with control packets only".to_string(),
+            ));
+        }
+        out.insert(obj.name_any(), Some(settings));
+    }
+    out
 }
 
 fn problem<K: kube::Resource>(
@@ -337,4 +397,106 @@ pub fn service_states(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrolb_api::crd::{BFDProfileSpec, BGPPeerSpec};
+
+    fn peer(name: &str, profile: &str) -> Arc<BGPPeer> {
+        let mut p = BGPPeer::new(
+            name,
+            BGPPeerSpec {
+                my_asn: 64512,
+                peer_asn: 64500,
+                peer_address: "192.0.2.1".into(),
+                bfd_profile: Some(profile.into()),
+                ..BGPPeerSpec::default()
+            },
+        );
+        p.metadata.namespace = Some("ferrolb-system".into());
+        Arc::new(p)
+    }
+
+    fn profile(name: &str, spec: BFDProfileSpec) -> Arc<BFDProfile> {
+        let mut p = BFDProfile::new(name, spec);
+        p.metadata.namespace = Some("ferrolb-system".into());
+        Arc::new(p)
+    }
+
+    #[test]
+    fn peers_get_their_bfd_profile_and_unusable_ones_are_reported_without_losing_bgp() {
+        let peers = [
+            peer("good", "fast"),
+            peer("missing", "nope"),
+            peer("broken", "bad"),
+        ];
+        let profiles = [
+            profile(
+                "fast",
+                BFDProfileSpec {
+                    receive_interval: Some(50),
+                    transmit_interval: Some(60),
+                    detect_multiplier: Some(4),
+                    ..BFDProfileSpec::default()
+                },
+            ),
+            profile(
+                "bad",
+                BFDProfileSpec {
+                    detect_multiplier: Some(1),
+                    ..BFDProfileSpec::default()
+                },
+            ),
+        ];
+        let objects = Objects {
+            nodes: &[],
+            services: &[],
+            slices: &[],
+            pools: &[],
+            l2: &[],
+            bgp: &[],
+            peers: &peers,
+            communities: &[],
+            bfd_profiles: &profiles,
+            secrets: &[],
+            lb_class: None,
+        };
+        let (state, _, problems) = cluster_state(&objects);
+        let bfd: BTreeMap<&str, Option<(u32, u32, u32)>> = state
+            .peers
+            .iter()
+            .map(|p| {
+                let timers = p.bfd.map(|b| {
+                    (
+                        b.receive_interval_ms,
+                        b.transmit_interval_ms,
+                        b.detect_multiplier,
+                    )
+                });
+                (p.name.as_str(), timers)
+            })
+            .collect();
+        assert_eq!(
+            bfd,
+            BTreeMap::from([
+                ("broken", None),
+                ("good", Some((50, 60, 4))),
+                ("missing", None)
+            ])
+        );
+        let found: Vec<(&str, &str, &str)> = problems
+            .iter()
+            .map(|p| (p.kind, p.name.as_str(), p.reason))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("BFDProfile", "bad", "InvalidConfiguration"),
+                ("BGPPeer", "broken", "BFDProfileInvalid"),
+                ("BGPPeer", "missing", "BFDProfileNotFound"),
+            ]
+        );
+    }
 }

@@ -109,6 +109,8 @@ pub struct BgpAdvertisement {
 pub struct Peer {
     pub name: String,
     pub config: PeerConfig,
+    /// The settings of its `bfdProfile`, when it names one that is valid.
+    pub bfd: Option<ferrolb_api::model::BfdSettings>,
 }
 
 /// Everything the decision reads from the cluster.

@@ -16,6 +16,12 @@ pub struct Metrics {
     pub source_range_dropped: IntGaugeVec,
     pub bgp_session_up: IntGaugeVec,
     pub bgp_prefixes: IntGaugeVec,
+    /// 1 while the BFD session beside the peer's BGP session is Up.
+    pub bfd_session_up: IntGaugeVec,
+    /// BFD packets received and sent; dropped by reason; state changes, since start.
+    pub bfd_packets: IntGaugeVec,
+    pub bfd_dropped: IntGaugeVec,
+    pub bfd_transitions: IntGaugeVec,
     pub gossip_members: Gauge,
     /// Gossip frames refused (bad key, replayed, stale) and members seen going down.
     pub gossip_failures: GaugeVec,
@@ -77,6 +83,26 @@ impl Metrics {
             "Prefixes advertised to the peer.",
             &["peer"],
         );
+        let bfd_session_up = int_gauge(
+            "ferrolb_bfd_session_up",
+            "1 while the BFD session with the peer is Up.",
+            &["peer"],
+        );
+        let bfd_packets = int_gauge(
+            "ferrolb_bfd_packets",
+            "BFD control packets received and sent, since start.",
+            &["direction"],
+        );
+        let bfd_dropped = int_gauge(
+            "ferrolb_bfd_dropped_packets",
+            "BFD packets dropped, by reason (malformed kinds, wrong_ttl, no_session, discarded), since start.",
+            &["reason"],
+        );
+        let bfd_transitions = int_gauge(
+            "ferrolb_bfd_transitions",
+            "BFD sessions going up and down, since start.",
+            &["to"],
+        );
         let gossip_members = Gauge::new(
             "ferrolb_gossip_members",
             "Live speakers known through gossip, this one included.",
@@ -118,6 +144,10 @@ impl Metrics {
             source_range_dropped,
             bgp_session_up,
             bgp_prefixes,
+            bfd_session_up,
+            bfd_packets,
+            bfd_dropped,
+            bfd_transitions,
             gossip_members,
             gossip_failures,
             decision_duration,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_api::crd::{
-    BGPAdvertisement, BGPPeer, BGPSessionState, BGPSessionStateStatus, Community, InterfaceName,
-    L2Advertisement, NODE_LABEL, PEER_LABEL, SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL,
-    ServiceBGPStatus, ServiceBGPStatusStatus, ServiceL2Status, ServiceL2StatusStatus,
+    BFDProfile, BGPAdvertisement, BGPPeer, BGPSessionState, BGPSessionStateStatus, Community,
+    InterfaceName, L2Advertisement, NODE_LABEL, PEER_LABEL, SERVICE_NAME_LABEL,
+    SERVICE_NAMESPACE_LABEL, ServiceBGPStatus, ServiceBGPStatusStatus, ServiceL2Status,
+    ServiceL2StatusStatus,
 };
 use ferrolb_bgp::session::State;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -79,6 +80,8 @@ pub struct SessionView {
     pub peer_address: IpAddr,
     pub state: State,
     pub prefixes: usize,
+    /// BFD state, "N/A" without a profile.
+    pub bfd_status: String,
 }
 
 /// The reports `node` should have, from its plan and sessions.
@@ -152,6 +155,7 @@ pub fn desired_reports(
             peer_address: s.peer_address.to_string(),
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,
+            bfd_status: s.bfd_status.clone(),
         };
         let labels = BTreeMap::from([
             (NODE_LABEL.to_string(), node.to_string()),
@@ -466,6 +470,7 @@ impl ConditionWriter {
                 "L2Advertisement" => self.patch_status::<L2Advertisement>(key, &patch).await,
                 "BGPAdvertisement" => self.patch_status::<BGPAdvertisement>(key, &patch).await,
                 "BGPPeer" => self.patch_status::<BGPPeer>(key, &patch).await,
+                "BFDProfile" => self.patch_status::<BFDProfile>(key, &patch).await,
                 _ => self.patch_status::<Community>(key, &patch).await,
             };
             match result {

@@ -142,12 +142,13 @@ struct Caches {
     bgp: Store<BGPAdvertisement>,
     peers: Store<BGPPeer>,
     communities: Store<Community>,
+    bfd_profiles: Store<BFDProfile>,
     secrets: Store<Secret>,
 }
 
 fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>) -> Caches {
     let all = watcher::Config::default;
-    let caches = Caches {
+    Caches {
         services: follow_trimmed(
             Api::all(client.clone()),
             all(),
@@ -202,23 +203,21 @@ fn start_followers(client: &Client, ns: &str, tx: mpsc::UnboundedSender<Change>)
             "communities",
             |_| Change::Objects,
         ),
-        secrets: follow(
+        bfd_profiles: follow(
             Api::namespaced(client.clone(), ns),
             all(),
             tx.clone(),
+            "bfdprofiles",
+            |_| Change::Objects,
+        ),
+        secrets: follow(
+            Api::namespaced(client.clone(), ns),
+            all(),
+            tx,
             "secrets",
             |_| Change::Secrets,
         ),
-    };
-    // BFD profiles are followed so the cache is warm for BFD; nothing reads them yet.
-    let _bfd: Store<BFDProfile> = follow(
-        Api::namespaced(client.clone(), ns),
-        all(),
-        tx,
-        "bfdprofiles",
-        |_| Change::Objects,
-    );
-    caches
+    }
 }
 
 /// The caches' contents at one moment.
@@ -231,6 +230,7 @@ struct Snapshot {
     bgp: Vec<Arc<BGPAdvertisement>>,
     peers: Vec<Arc<BGPPeer>>,
     communities: Vec<Arc<Community>>,
+    bfd_profiles: Vec<Arc<BFDProfile>>,
     secrets: Vec<Arc<Secret>>,
 }
 
@@ -245,6 +245,7 @@ impl Caches {
             bgp: self.bgp.state(),
             peers: self.peers.state(),
             communities: self.communities.state(),
+            bfd_profiles: self.bfd_profiles.state(),
             secrets: self.secrets.state(),
         }
     }
@@ -261,6 +262,7 @@ impl Snapshot {
             bgp: &self.bgp,
             peers: &self.peers,
             communities: &self.communities,
+            bfd_profiles: &self.bfd_profiles,
             secrets: &self.secrets,
             lb_class,
         }
@@ -611,7 +613,7 @@ struct Speaker {
     last_addresses: BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
     reports: Reports,
     /// Sessions as the reports last showed them.
-    sessions_reported: Vec<(String, State, usize)>,
+    sessions_reported: Vec<(String, State, usize, String)>,
     /// How each Service was announced when last reported.
     announced_before: BTreeMap<ferrolb_api::model::ServiceKey, crate::decide::ServiceAnnouncement>,
     problems_before: BTreeSet<Problem>,
@@ -668,6 +670,7 @@ impl Speaker {
             bgp,
             peers,
             communities,
+            bfd_profiles,
             ..
         } = snapshot;
         let read = started.elapsed();
@@ -731,6 +734,10 @@ impl Speaker {
                 (
                     "Community",
                     communities.iter().map(|o| &o.metadata).collect(),
+                ),
+                (
+                    "BFDProfile",
+                    bfd_profiles.iter().map(|o| &o.metadata).collect(),
                 ),
             ],
         );
@@ -877,7 +884,7 @@ impl Speaker {
         &self,
         live: &BTreeSet<String>,
         problems: &[Problem],
-        objects: [(&'static str, Vec<&kube::core::ObjectMeta>); 4],
+        objects: [(&'static str, Vec<&kube::core::ObjectMeta>); 5],
     ) {
         if !self.is_cluster_reporter(live) {
             return;
@@ -913,11 +920,11 @@ impl Speaker {
     /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.
     /// Whether a session's state or route count moved since the reports were last built.
     fn sessions_changed(&self) -> bool {
-        let now: Vec<(String, State, usize)> = self
+        let now: Vec<(String, State, usize, String)> = self
             .announcer
             .sessions()
             .into_iter()
-            .map(|s| (s.peer, s.state, s.prefixes))
+            .map(|s| (s.peer, s.state, s.prefixes, s.bfd_status))
             .collect();
         now != self.sessions_reported
     }
@@ -926,7 +933,7 @@ impl Speaker {
         let sessions = self.announcer.sessions();
         self.sessions_reported = sessions
             .iter()
-            .map(|s| (s.peer.clone(), s.state, s.prefixes))
+            .map(|s| (s.peer.clone(), s.state, s.prefixes, s.bfd_status.clone()))
             .collect();
         let desired = desired_reports(
             &self.config.node,
@@ -969,6 +976,40 @@ impl Speaker {
             m.bgp_prefixes
                 .with_label_values(&[&s.peer])
                 .set(s.prefixes as i64);
+            if s.bfd_status != "N/A" {
+                m.bfd_session_up
+                    .with_label_values(&[&s.peer])
+                    .set(i64::from(s.bfd_status == "Up"));
+            }
+        }
+        if let Some(c) = self.announcer.bfd_counters() {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
+            m.bfd_packets
+                .with_label_values(&["received"])
+                .set(load(&c.received));
+            m.bfd_packets
+                .with_label_values(&["sent"])
+                .set(load(&c.sent));
+            for reason in ferrolb_bgp::bfd::Malformed::ALL {
+                m.bfd_dropped
+                    .with_label_values(&[reason.label()])
+                    .set(c.malformed(reason) as i64);
+            }
+            m.bfd_dropped
+                .with_label_values(&["wrong_ttl"])
+                .set(load(&c.wrong_ttl));
+            m.bfd_dropped
+                .with_label_values(&["no_session"])
+                .set(load(&c.no_session));
+            m.bfd_dropped
+                .with_label_values(&["discarded"])
+                .set(load(&c.discarded));
+            m.bfd_transitions
+                .with_label_values(&["up"])
+                .set(load(&c.up_transitions));
+            m.bfd_transitions
+                .with_label_values(&["down"])
+                .set(load(&c.down_transitions));
         }
         m.gossip_members
             .set(self.membership.live.borrow().len() as f64);

@@ -151,6 +151,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     ..BGPPeerSpec::default()
                 })
                 .expect("a valid peer"),
+                bfd: None,
             });
             Scenario { cluster, live }
         },

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -545,5 +546,107 @@ fn a_peer_follows_its_password_secret_and_metrics_show_it() {
             http_get("n1", "/metrics")
         );
         assert!(http_get("n1", "/metrics").contains("ferrolb_gossip_members 3"));
+    });
+}
+
+#[test]
+fn bfd_profiles_bring_bfd_up_with_frr_and_a_frozen_node_is_dropped_within_the_detection_time() {
+    let mut lab = Lab::with_frr_bfd();
+    runtime().block_on(async {
+        let cluster = start_cluster_with(&lab, json!({"bfdProfile": "fast"})).await;
+        let client = cluster.client.clone();
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BFDProfile",
+                   "metadata": {"name": "fast", "namespace": NS},
+                   "spec": {"receiveInterval": 50, "transmitInterval": 50, "detectMultiplier": 3}}),
+        )
+        .await;
+        // Echo mode is validated and reported as not built; the profile is still usable.
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BFDProfile",
+                   "metadata": {"name": "echo", "namespace": NS},
+                   "spec": {"echoMode": true}}),
+        )
+        .await;
+        let (_, prefix) = both_modes_announced(&mut lab, &cluster).await;
+        let all: BTreeSet<String> = NODES.iter().map(|n| node_ip(n)).collect();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let peers = lab.frr_bfd_peers();
+                all.iter()
+                    .all(|n| peers.get(n).map(String::as_str) == Some("up"))
+            }),
+            "FRR's BFD sessions: {:?}",
+            lab.frr_bfd_peers()
+        );
+        // Each node's BGPSessionState shows BFD Up; metrics too.
+        let ar = ApiResource {
+            group: "ferrolb.io".into(),
+            version: "v1beta1".into(),
+            api_version: "ferrolb.io/v1beta1".into(),
+            kind: "BGPSessionState".into(),
+            plural: "bgpsessionstates".into(),
+        };
+        let states: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ar);
+        let mut bfd = Vec::new();
+        for _ in 0..100 {
+            bfd = states
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|o| {
+                    o.data["status"]["bfdStatus"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            if bfd == ["Up", "Up", "Up"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(bfd, ["Up", "Up", "Up"]);
+        assert!(
+            wait_until(Duration::from_secs(5), || http_get("n1", "/metrics")
+                .contains("ferrolb_bfd_session_up{peer=\"rt\"} 1")),
+            "{}",
+            http_get("n1", "/metrics")
+        );
+        let profiles: Api<ferrolb_api::crd::BFDProfile> = Api::namespaced(client.clone(), NS);
+        let mut echo = None;
+        for _ in 0..100 {
+            echo = profiles
+                .get("echo")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Valid"))
+                .map(|c| (c.status, c.reason));
+            if echo.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            echo,
+            Some(("False".to_string(), "EchoModeNotSupported".to_string()))
+        );
+
+        // A hung node (SIGSTOP): FRR's BFD drops its path long before the 9 s hold time.
+        lab.freeze_speaker("n2", true);
+        let frozen = std::time::Instant::now();
+        let dropped = wait_until(Duration::from_secs(5), || {
+            !lab.frr_next_hops(&prefix).contains(&node_ip("n2"))
+        });
+        let took = frozen.elapsed();
+        lab.freeze_speaker("n2", false);
+        println!("frozen speaker: FRR dropped its path after {took:?} (BFD 3 x 50 ms)");
+        assert!(dropped, "{:?}", lab.frr_next_hops(&prefix));
+        assert!(took < Duration::from_secs(2), "{took:?}");
     });
 }

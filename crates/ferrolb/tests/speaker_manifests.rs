@@ -30,6 +30,7 @@ const CALLS: &[(&str, &str, &str, bool)] = &[
     ("ferrolb.io", "communities", "watch", false),
     ("", "secrets", "watch", false),
     ("ferrolb.io", "bgppeers/status", "patch", false),
+    ("ferrolb.io", "bfdprofiles/status", "patch", false),
     ("ferrolb.io", "communities/status", "patch", false),
     ("ferrolb.io", "servicel2statuses", "create", false),
     ("ferrolb.io", "servicel2statuses", "delete", false),

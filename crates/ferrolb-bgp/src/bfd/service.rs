@@ -85,12 +85,18 @@ pub struct Counters {
 
 impl Counters {
     pub fn malformed(&self, reason: Malformed) -> u64 {
-        let i = Malformed::ALL.iter().position(|m| *m == reason).unwrap_or(0);
+        let i = Malformed::ALL
+            .iter()
+            .position(|m| *m == reason)
+            .unwrap_or(0);
         self.malformed[i].load(Ordering::Relaxed)
     }
 
     fn count_malformed(&self, reason: Malformed) {
-        let i = Malformed::ALL.iter().position(|m| *m == reason).unwrap_or(0);
+        let i = Malformed::ALL
+            .iter()
+            .position(|m| *m == reason)
+            .unwrap_or(0);
         self.malformed[i].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -284,9 +290,7 @@ impl Task {
             }
         };
         let peer = if packet.your_discriminator != 0 {
-            self.discriminators
-                .get(&packet.your_discriminator)
-                .copied()
+            self.discriminators.get(&packet.your_discriminator).copied()
         } else {
             Some(d.from)
         };
@@ -299,7 +303,11 @@ impl Task {
             return;
         };
         // GTSM: a single-hop packet must not have crossed a router (RFC 5881 5).
-        let minimum = if multihop { entry.spec.minimum_ttl } else { 255 };
+        let minimum = if multihop {
+            entry.spec.minimum_ttl
+        } else {
+            255
+        };
         if d.ttl.is_none_or(|ttl| ttl < minimum) {
             self.counters.wrong_ttl.fetch_add(1, Ordering::Relaxed);
             return;

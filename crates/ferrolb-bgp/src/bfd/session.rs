@@ -395,7 +395,10 @@ mod tests {
         // a detects with b's multiplier (5) x max(a's rx 50, b's tx 100).
         assert_eq!(pair.a.detection_time(), Duration::from_millis(500));
         assert_eq!(pair.b.detection_time(), Duration::from_millis(300));
-        assert!(pair.a_sent.iter().any(|p| p.poll), "a polled when it went Up");
+        assert!(
+            pair.a_sent.iter().any(|p| p.poll),
+            "a polled when it went Up"
+        );
         assert!(!pair.a_sent.iter().any(|p| p.poll && p.final_));
         let last = pair.a_sent.last().unwrap();
         assert!(!last.poll, "the poll ended: {last:?}");
@@ -408,7 +411,11 @@ mod tests {
         // b never hears a: a gets to Init (it hears b), b stays Down, and neither sends more
         // than once a second (with jitter).
         assert_eq!((pair.a.state(), pair.b.state()), (State::Init, State::Down));
-        assert!((3..=6).contains(&pair.a_sent.len()), "{}", pair.a_sent.len());
+        assert!(
+            (3..=6).contains(&pair.a_sent.len()),
+            "{}",
+            pair.a_sent.len()
+        );
         assert!(pair.a_sent.iter().all(|p| p.desired_min_tx == SLOW_TX));
     }
 

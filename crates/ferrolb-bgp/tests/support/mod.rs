@@ -426,7 +426,10 @@ impl FrrBfd {
                 .arg("--vty_socket")
                 .arg(&frr.dir)
                 .arg("--log")
-                .arg(format!("file:{}", frr.dir.join(format!("{daemon}.log")).display()))
+                .arg(format!(
+                    "file:{}",
+                    frr.dir.join(format!("{daemon}.log")).display()
+                ))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -85,6 +85,16 @@ impl Lab {
 
     /// As `new`, with FRR requiring TCP MD5 with `password` from every node.
     pub fn with_frr_password(password: Option<&str>) -> Lab {
+        Lab::build(password, false)
+    }
+
+    /// As `new`, with FRR's bfdd beside bgpd and BFD (profile `ferrolb`: 50 ms, x3) on every
+    /// node's session.
+    pub fn with_frr_bfd() -> Lab {
+        Lab::build(None, true)
+    }
+
+    fn build(password: Option<&str>, bfd: bool) -> Lab {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("flbs-{}-{n}-", std::process::id());
         let dir = std::env::temp_dir().join(format!("{prefix}lab"));
@@ -154,12 +164,12 @@ impl Lab {
                 "nodad",
             ]);
         }
-        lab.start_frr(password);
+        lab.start_frr(password, bfd);
         enter(&lab.ns("rt"));
         lab
     }
 
-    fn start_frr(&mut self, password: Option<&str>) {
+    fn start_frr(&mut self, password: Option<&str>, bfd: bool) {
         let mut conf = format!(
             "frr defaults traditional\nhostname rt\n!\nrouter bgp {FRR_AS}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n"
         );
@@ -170,6 +180,11 @@ impl Lab {
             ));
             if let Some(p) = password {
                 conf.push_str(&format!(" neighbor {addr} password {p}\n"));
+            }
+            if bfd {
+                conf.push_str(&format!(
+                    " neighbor {addr} bfd\n neighbor {addr} bfd profile ferrolb\n"
+                ));
             }
         }
         conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n");
@@ -220,6 +235,43 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !zserv.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if bfd {
+            let bfdd_conf = zebra_dir.join("bfdd.conf");
+            std::fs::write(
+                &bfdd_conf,
+                "bfd\n profile ferrolb\n  transmit-interval 50\n  receive-interval 50\n  detect-multiplier 3\n !\n!\n",
+            )
+            .unwrap();
+            let bfdd = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns("rt"),
+                    "/usr/lib/frr/bfdd",
+                    "-P",
+                    "0",
+                ])
+                .arg("-f")
+                .arg(&bfdd_conf)
+                .arg("-i")
+                .arg(zebra_dir.join("bfdd.pid"))
+                .arg("-z")
+                .arg(&zserv)
+                .arg("--vty_socket")
+                .arg(&zebra_dir)
+                .arg("--log")
+                .arg(format!("file:{}", zebra_dir.join("bfdd.log").display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("bfdd starts");
+            self.frr.push(bfdd);
+            let vty = zebra_dir.join("bfdd.vty");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !vty.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let child = Command::new("ip")
             .args([
@@ -310,6 +362,27 @@ impl Lab {
         }
     }
 
+    /// bfdd's sessions: peer address and status ("up", "down", ...).
+    pub fn frr_bfd_peers(&self) -> BTreeMap<String, String> {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(self.dir.join("zebra"))
+            .args(["-d", "bfdd", "-c", "show bfd peers json"])
+            .output()
+            .expect("vtysh runs");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        json.as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["peer"].as_str().unwrap_or_default().to_string(),
+                    p["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// Nodes whose session FRR has Established.
     pub fn frr_established(&self) -> BTreeSet<String> {
         let json: serde_json::Value =
@@ -361,6 +434,16 @@ impl Lab {
             // SAFETY: killpg(2) on the process group this lab started.
             unsafe { libc::killpg(c.id() as i32, libc::SIGKILL) };
             let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP (or SIGCONT) to a speaker's process group: it stops answering anything, as a
+    /// hung node would.
+    pub fn freeze_speaker(&self, node: &str, frozen: bool) {
+        if let Some(c) = self.speakers.get(node) {
+            let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: killpg(2) on the process group this lab started.
+            unsafe { libc::killpg(c.id() as i32, signal) };
         }
     }
 
