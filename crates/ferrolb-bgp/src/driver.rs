@@ -19,7 +19,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::session::{DownReason, Input, Output, Session, SessionConfig, State, Timer};
+use crate::session::{
+    DownReason, Input, Output, Session, SessionConfig, State, Timer, UpdateIssue,
+};
 use crate::wire::{
     Afi, Message, Prefix, RouteAttributes, UpdateBuilder, decode, encode, frame_len,
 };
@@ -64,6 +66,11 @@ pub struct PeerCounters {
     pub sessions_established: AtomicU64,
     pub notifications_out: AtomicU64,
     pub notifications_in: AtomicU64,
+    /// Malformed UPDATEs that kept the session: routes withdrawn (RFC 7606), attributes
+    /// discarded (malformed AS4_PATH, RFC 6793), MP attributes of families not negotiated.
+    pub updates_treated_as_withdraw: AtomicU64,
+    pub attributes_discarded: AtomicU64,
+    pub unnegotiated_families_ignored: AtomicU64,
 }
 
 /// Where a session stands, for subscribers.
@@ -450,6 +457,14 @@ impl Peer {
             }
             Output::RefreshRequested(_) => self.send_all_routes().await,
             Output::EndOfRib(_) => {}
+            Output::UpdateIssue(issue) => {
+                let counter = match issue {
+                    UpdateIssue::TreatAsWithdraw(_) => &self.counters.updates_treated_as_withdraw,
+                    UpdateIssue::AttributeDiscarded(_) => &self.counters.attributes_discarded,
+                    UpdateIssue::FamilyIgnored => &self.counters.unnegotiated_families_ignored,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -10,6 +10,8 @@ use ferrolb_bgp::wire::{
 };
 use proptest::prelude::*;
 
+const FAMILIES: &[(Afi, Safi)] = &[(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)];
+
 fn config() -> SessionConfig {
     SessionConfig {
         local_as: 64512,
@@ -73,8 +75,8 @@ fn feed(bytes: &[u8]) {
         && let Some(frame) = bytes.get(..len)
         && let Ok(Message::Update(body)) = decode(frame)
     {
-        let _ = validate_update(&body, true);
-        let _ = validate_update(&body, false);
+        let _ = validate_update(&body, true, FAMILIES);
+        let _ = validate_update(&body, false, FAMILIES);
     }
 }
 

@@ -60,11 +60,13 @@ fn gobgp_update_is_valid_and_round_trips() {
         panic!("not an UPDATE")
     };
     assert_eq!(
-        validate_update(&body, true),
+        validate_update(&body, true, &[(Afi::Ipv4, Safi::Unicast)]),
         UpdateVerdict::Valid {
             announced: 1,
             withdrawn: 0,
-            end_of_rib: None
+            end_of_rib: None,
+            discarded: None,
+            ignored_families: 0,
         }
     );
     assert_eq!(encode(&Message::Update(body)), bytes);

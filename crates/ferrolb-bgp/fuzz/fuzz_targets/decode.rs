@@ -2,8 +2,10 @@
 //! of arbitrary bytes must never panic.
 #![no_main]
 
-use ferrolb_bgp::wire::{Message, decode, frame_len, validate_update};
+use ferrolb_bgp::wire::{Afi, Message, Safi, decode, frame_len, validate_update};
 use libfuzzer_sys::fuzz_target;
+
+const FAMILIES: &[(Afi, Safi)] = &[(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)];
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
@@ -11,8 +13,8 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(len)) = frame_len(rest) {
         let Some(frame) = rest.get(..len) else { break };
         if let Ok(Message::Update(body)) = decode(frame) {
-            let _ = validate_update(&body, true);
-            let _ = validate_update(&body, false);
+            let _ = validate_update(&body, true, FAMILIES);
+            let _ = validate_update(&body, false, FAMILIES);
         }
         rest = &rest[len..];
     }

@@ -76,6 +76,17 @@ pub enum Output {
     RefreshRequested(RouteRefresh),
     /// The peer finished its initial UPDATEs for a family.
     EndOfRib(Afi),
+    /// A malformed UPDATE that kept the session (RFC 7606, RFC 4760 7, RFC 6793 6).
+    UpdateIssue(UpdateIssue),
+}
+
+/// How a malformed UPDATE was handled without a reset, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateIssue {
+    TreatAsWithdraw(&'static str),
+    AttributeDiscarded(&'static str),
+    /// MP_REACH / MP_UNREACH of a family the session did not negotiate.
+    FamilyIgnored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,13 +417,30 @@ impl Session {
             (State::Established, Input::Message(Message::Keepalive)) => self.restart_hold(&mut out),
             (State::Established, Input::Message(Message::Update(body))) => {
                 self.restart_hold(&mut out);
-                let four = self.negotiated.as_ref().is_some_and(|n| n.four_octet);
-                match validate_update(&body, four) {
+                let (four, families) = self
+                    .negotiated
+                    .as_ref()
+                    .map_or((false, &[][..]), |n| (n.four_octet, &n.families[..]));
+                match validate_update(&body, four, families) {
                     UpdateVerdict::Valid {
-                        end_of_rib: Some(afi),
+                        end_of_rib,
+                        discarded,
+                        ignored_families,
                         ..
-                    } => out.push(Output::EndOfRib(afi)),
-                    UpdateVerdict::Valid { .. } | UpdateVerdict::TreatAsWithdraw(_) => {}
+                    } => {
+                        if let Some(d) = discarded {
+                            out.push(Output::UpdateIssue(UpdateIssue::AttributeDiscarded(d)));
+                        }
+                        if ignored_families > 0 {
+                            out.push(Output::UpdateIssue(UpdateIssue::FamilyIgnored));
+                        }
+                        if let Some(afi) = end_of_rib {
+                            out.push(Output::EndOfRib(afi));
+                        }
+                    }
+                    UpdateVerdict::TreatAsWithdraw(reason) => {
+                        out.push(Output::UpdateIssue(UpdateIssue::TreatAsWithdraw(reason)));
+                    }
                     UpdateVerdict::Reset(n) => {
                         self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n))
                     }
@@ -674,9 +702,26 @@ mod tests {
     #[test]
     fn malformed_update_resets_the_session() {
         let mut s = established();
-        let out = s.handle(Input::Message(Message::Update(vec![0, 0, 0, 1, 0x40])));
+        // MP_REACH too short to hold its family and next hop.
+        let out = s.handle(Input::Message(Message::Update(vec![
+            0, 0, 0, 5, 0x80, 14, 2, 0, 2,
+        ])));
         assert_eq!(sent_notification(&out).unwrap().code, codes::UPDATE_MESSAGE);
         assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn treat_as_withdraw_keeps_the_session_and_is_reported() {
+        let mut s = established();
+        // One octet left where an attribute header should start (RFC 7606 4).
+        let out = s.handle(Input::Message(Message::Update(vec![0, 0, 0, 1, 0x40])));
+        assert_eq!(sent_notification(&out), None);
+        assert_eq!(s.state(), State::Established);
+        assert!(
+            out.contains(&Output::UpdateIssue(UpdateIssue::TreatAsWithdraw(
+                "attribute area ends inside an attribute header"
+            )))
+        );
     }
 
     #[test]

@@ -3,6 +3,6 @@
 pub mod fsm;
 
 pub use fsm::{
-    DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer,
+    DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer, UpdateIssue,
     keep_outgoing_on_collision,
 };

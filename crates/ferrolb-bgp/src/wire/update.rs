@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::open::{AS_TRANS, Afi};
+use super::open::{AS_TRANS, Afi, Safi};
 use super::{HEADER_LEN, MAX_MESSAGE_LEN, Notification, codes};
 
 const ATTR_ORIGIN: u8 = 1;
@@ -331,6 +331,11 @@ pub enum UpdateVerdict {
         announced: usize,
         withdrawn: usize,
         end_of_rib: Option<Afi>,
+        /// An attribute dropped as RFC 7606 / RFC 6793 say (attribute discard), and why.
+        discarded: Option<&'static str>,
+        /// MP_REACH / MP_UNREACH attributes of a family that was not negotiated, ignored
+        /// (RFC 4760 7).
+        ignored_families: usize,
     },
     /// Its routes count as withdrawn; the session stays up. ferrolb learns no routes, so this
     /// is only counted.
@@ -376,9 +381,21 @@ fn valid_as_path(mut v: &[u8], as_size: usize) -> bool {
     true
 }
 
-/// Validates an UPDATE body. ferrolb announces and learns nothing, so a valid UPDATE is only
-/// counted; what matters is that nothing a peer sends can crash the process or go unnoticed.
-pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
+/// The next hop length MP_REACH must carry for a family (RFC 7606 7.11): 4 for IPv4, 16 or 32
+/// (global and link-local) for IPv6.
+fn next_hop_length_fits(afi: Afi, len: usize) -> bool {
+    match afi {
+        Afi::Ipv4 => len == 4,
+        Afi::Ipv6 => len == 16 || len == 32,
+        Afi::Other(_) => true,
+    }
+}
+
+/// Validates an UPDATE body for a session with the negotiated `families`. ferrolb announces
+/// and learns nothing, so a valid UPDATE is only counted; what matters is that nothing a peer
+/// sends can crash the process or go unnoticed, and that the session is kept wherever the
+/// RFCs keep it.
+pub fn validate_update(body: &[u8], four_octet: bool, families: &[(Afi, Safi)]) -> UpdateVerdict {
     if body.len() < 4 {
         return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
     }
@@ -406,21 +423,38 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
     let mut mp_reach = false;
     let mut mp_unreach_afi = None;
     let mut attr_count = 0;
+    let mut discarded = None;
+    let mut ignored_families = 0;
+    // The family of an MP attribute, when it was negotiated; others are ignored.
+    let negotiated = |value: &[u8]| {
+        let afi = Afi::from_code(u16::from_be_bytes([value[0], value[1]]));
+        families
+            .contains(&(afi, Safi::from_code(value[2])))
+            .then_some(afi)
+    };
     while !attrs.is_empty() {
-        if attrs.len() < 3 {
-            return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
+        let extended = attrs[0] & FLAG_EXTENDED_LENGTH != 0;
+        // RFC 7606 4: fewer octets left than an attribute header needs; the NLRI is still
+        // found through the total attribute length, so its routes are withdrawn.
+        if attrs.len() < if extended { 4 } else { 3 } {
+            withdraw_reason.get_or_insert("attribute area ends inside an attribute header");
+            break;
         }
         let (flags, ty) = (attrs[0], attrs[1]);
-        let (head, len) = if flags & FLAG_EXTENDED_LENGTH != 0 {
-            if attrs.len() < 4 {
-                return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-            }
+        let (head, len) = if extended {
             (4, usize::from(u16::from_be_bytes([attrs[2], attrs[3]])))
         } else {
             (3, usize::from(attrs[2]))
         };
         let Some(value) = attrs.get(head..head + len) else {
-            return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
+            // RFC 7606 4: the last attribute runs past the attribute area: treat-as-withdraw,
+            // unless it is the MP attribute whose routes could then not be found (RFC 7606
+            // 5.3: session reset).
+            if matches!(ty, ATTR_MP_REACH | ATTR_MP_UNREACH) {
+                return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
+            }
+            withdraw_reason.get_or_insert("attribute length runs past the attribute area");
+            break;
         };
         attrs = &attrs[head + len..];
         attr_count += 1;
@@ -445,7 +479,13 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
             ATTR_NEXT_HOP | ATTR_MED | ATTR_LOCAL_PREF => value.len() == 4,
             ATTR_COMMUNITIES => value.len().is_multiple_of(4),
             ATTR_LARGE_COMMUNITY => value.len().is_multiple_of(12),
-            ATTR_AS4_PATH => valid_as_path(value, 4),
+            // RFC 6793 6: a malformed AS4_PATH is discarded, the UPDATE is used without it.
+            ATTR_AS4_PATH => {
+                if !valid_as_path(value, 4) {
+                    discarded.get_or_insert("malformed AS4_PATH");
+                }
+                true
+            }
             // Attribute-discard errors (RFC 7606 7.6, 7.7): ignored.
             ATTR_ATOMIC_AGGREGATE | ATTR_AGGREGATOR => true,
             ATTR_MP_REACH => {
@@ -453,8 +493,14 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
                 if value.len() < 5 {
                     return update_error(codes::OPTIONAL_ATTRIBUTE_ERROR);
                 }
-                let afi = Afi::from_code(u16::from_be_bytes([value[0], value[1]]));
+                let Some(afi) = negotiated(value) else {
+                    ignored_families += 1;
+                    continue;
+                };
                 let nh_len = usize::from(value[3]);
+                if !next_hop_length_fits(afi, nh_len) {
+                    return update_error(codes::OPTIONAL_ATTRIBUTE_ERROR);
+                }
                 let Some(rest) = value.get(4 + nh_len + 1..) else {
                     return update_error(codes::OPTIONAL_ATTRIBUTE_ERROR);
                 };
@@ -469,7 +515,10 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
                 if value.len() < 3 {
                     return update_error(codes::OPTIONAL_ATTRIBUTE_ERROR);
                 }
-                let afi = Afi::from_code(u16::from_be_bytes([value[0], value[1]]));
+                let Some(afi) = negotiated(value) else {
+                    ignored_families += 1;
+                    continue;
+                };
                 let max = if afi == Afi::Ipv6 { 128 } else { 32 };
                 match count_prefixes(&value[3..], max) {
                     Some(n) => withdrawn += n,
@@ -509,12 +558,16 @@ pub fn validate_update(body: &[u8], four_octet: bool) -> UpdateVerdict {
         announced,
         withdrawn,
         end_of_rib,
+        discarded,
+        ignored_families,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOTH: &[(Afi, Safi)] = &[(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)];
 
     fn v4(s: &str) -> Prefix {
         Prefix::host(s.parse().unwrap())
@@ -547,11 +600,13 @@ mod tests {
         .concat();
         assert_eq!(body, &want);
         assert_eq!(
-            validate_update(body, true),
+            validate_update(body, true, BOTH),
             UpdateVerdict::Valid {
                 announced: 1,
                 withdrawn: 0,
-                end_of_rib: None
+                end_of_rib: None,
+                discarded: None,
+                ignored_families: 0,
             }
         );
     }
@@ -573,7 +628,7 @@ mod tests {
             "real AS in AS4_PATH"
         );
         assert!(matches!(
-            validate_update(body, false),
+            validate_update(body, false, BOTH),
             UpdateVerdict::Valid { announced: 1, .. }
         ));
     }
@@ -597,7 +652,7 @@ mod tests {
         );
         let total: usize = bodies
             .iter()
-            .map(|body| match validate_update(body, true) {
+            .map(|body| match validate_update(body, true, BOTH) {
                 UpdateVerdict::Valid { announced, .. } => announced,
                 other => panic!("{other:?}"),
             })
@@ -614,7 +669,7 @@ mod tests {
         );
         let total6: usize = bodies6
             .iter()
-            .map(|body| match validate_update(body, true) {
+            .map(|body| match validate_update(body, true, BOTH) {
                 UpdateVerdict::Valid { announced, .. } => announced,
                 other => panic!("{other:?}"),
             })
@@ -623,7 +678,7 @@ mod tests {
         let withdrawn: usize = b
             .withdraw(&v6)
             .iter()
-            .map(|body| match validate_update(body, true) {
+            .map(|body| match validate_update(body, true, BOTH) {
                 UpdateVerdict::Valid { withdrawn, .. } => withdrawn,
                 other => panic!("{other:?}"),
             })
@@ -634,53 +689,186 @@ mod tests {
     #[test]
     fn end_of_rib_markers_are_recognised() {
         assert_eq!(
-            validate_update(&UpdateBuilder::end_of_rib(Afi::Ipv4), true),
+            validate_update(&UpdateBuilder::end_of_rib(Afi::Ipv4), true, BOTH),
             UpdateVerdict::Valid {
                 announced: 0,
                 withdrawn: 0,
-                end_of_rib: Some(Afi::Ipv4)
+                end_of_rib: Some(Afi::Ipv4),
+                discarded: None,
+                ignored_families: 0,
             }
         );
         assert_eq!(
-            validate_update(&UpdateBuilder::end_of_rib(Afi::Ipv6), true),
+            validate_update(&UpdateBuilder::end_of_rib(Afi::Ipv6), true, BOTH),
             UpdateVerdict::Valid {
                 announced: 0,
                 withdrawn: 0,
-                end_of_rib: Some(Afi::Ipv6)
+                end_of_rib: Some(Afi::Ipv6),
+                discarded: None,
+                ignored_families: 0,
             }
         );
     }
 
+    /// What each malformed UPDATE does to the session (RFC 7606, RFC 4760, RFC 6793).
     #[test]
     fn rfc_7606_outcomes() {
-        // Attribute area of one byte: reset, not a panic.
-        assert!(matches!(
-            validate_update(&[0, 0, 0, 1, 0x40], true),
-            UpdateVerdict::Reset(_)
-        ));
-        // Attribute length overruns the area.
-        assert!(matches!(
-            validate_update(&[0, 0, 0, 3, 0x40, 1, 9], true),
-            UpdateVerdict::Reset(_)
-        ));
-        // ORIGIN with value 7: treat as withdraw.
-        let mut bad_origin = UpdateBuilder { four_octet: true }
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Valid,
+            Discarded(&'static str),
+            Ignored(usize),
+            Withdraw(&'static str),
+            Reset(u8, u8),
+        }
+        let outcome =
+            |body: &[u8], families: &[(Afi, Safi)]| match validate_update(body, true, families) {
+                UpdateVerdict::Valid {
+                    discarded: Some(d), ..
+                } => Outcome::Discarded(d),
+                UpdateVerdict::Valid {
+                    ignored_families: n,
+                    ..
+                } if n > 0 => Outcome::Ignored(n),
+                UpdateVerdict::Valid { .. } => Outcome::Valid,
+                UpdateVerdict::TreatAsWithdraw(r) => Outcome::Withdraw(r),
+                UpdateVerdict::Reset(n) => Outcome::Reset(n.code, n.subcode),
+            };
+        let announce = UpdateBuilder { four_octet: true }
             .announce(&attrs("192.0.2.1"), &[v4("203.0.113.5")])[0]
             .clone();
-        bad_origin[7] = 7;
-        assert!(matches!(
-            validate_update(&bad_origin, true),
-            UpdateVerdict::TreatAsWithdraw(_)
-        ));
-        // Short MP_REACH: reset.
-        assert!(matches!(
-            validate_update(&[0, 0, 0, 5, 0x80, 14, 2, 0, 2], true),
-            UpdateVerdict::Reset(_)
-        ));
-        // NLRI prefix longer than 32 bits.
-        assert!(matches!(
-            validate_update(&[0, 0, 0, 0, 33, 1, 2, 3, 4, 5], true),
-            UpdateVerdict::Reset(_)
-        ));
+        // An announcement whose attribute area gets `extra` appended (length fields fixed).
+        let with_extra_attribute_bytes = |extra: &[u8]| {
+            let mut b = announce.clone();
+            let alen = u16::from_be_bytes([b[2], b[3]]) as usize;
+            let nlri = b.split_off(4 + alen);
+            b.extend_from_slice(extra);
+            let alen = (alen + extra.len()) as u16;
+            b[2..4].copy_from_slice(&alen.to_be_bytes());
+            b.extend_from_slice(&nlri);
+            b
+        };
+        let mp_reach = |afi: u16, safi: u8, nh: &[u8]| {
+            let mut v = afi.to_be_bytes().to_vec();
+            v.push(safi);
+            v.push(nh.len() as u8);
+            v.extend_from_slice(nh);
+            v.push(0);
+            v.extend_from_slice(&[64, 0x20, 0x01, 0x0d, 0xb8, 0, 5, 0, 0]);
+            let mut a = vec![0x80, 14, v.len() as u8];
+            a.extend_from_slice(&v);
+            // ORIGIN and AS_PATH, then MP_REACH; no IPv4 NLRI.
+            let mut attrs = vec![0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xfc, 0x00];
+            attrs.extend_from_slice(&a);
+            let mut b = vec![0, 0];
+            b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+            b.extend_from_slice(&attrs);
+            b
+        };
+        type Case<'a> = (&'a str, Vec<u8>, &'a [(Afi, Safi)], Outcome);
+        let cases: Vec<Case> = vec![
+            ("well-formed", announce.clone(), BOTH, Outcome::Valid),
+            (
+                "1 octet left after the last attribute",
+                with_extra_attribute_bytes(&[0x40]),
+                BOTH,
+                Outcome::Withdraw("attribute area ends inside an attribute header"),
+            ),
+            (
+                "3 octets left, extended length flag set",
+                with_extra_attribute_bytes(&[0x50, 8, 0]),
+                BOTH,
+                Outcome::Withdraw("attribute area ends inside an attribute header"),
+            ),
+            (
+                "attribute runs past the attribute area",
+                with_extra_attribute_bytes(&[0xc0, 8, 8, 0xfd, 0xe8]),
+                BOTH,
+                Outcome::Withdraw("attribute length runs past the attribute area"),
+            ),
+            (
+                "attribute area of one byte, no NLRI",
+                vec![0, 0, 0, 1, 0x40],
+                BOTH,
+                Outcome::Withdraw("attribute area ends inside an attribute header"),
+            ),
+            (
+                "MP_REACH runs past the attribute area: its routes cannot be found",
+                with_extra_attribute_bytes(&[0x80, 14, 30, 0, 2, 1]),
+                BOTH,
+                Outcome::Reset(codes::UPDATE_MESSAGE, codes::MALFORMED_ATTRIBUTE_LIST),
+            ),
+            (
+                "IPv6 MP_REACH with a 4-octet next hop",
+                mp_reach(2, 1, &[192, 0, 2, 1]),
+                BOTH,
+                Outcome::Reset(codes::UPDATE_MESSAGE, codes::OPTIONAL_ATTRIBUTE_ERROR),
+            ),
+            (
+                "IPv6 MP_REACH with global and link-local next hops",
+                mp_reach(
+                    2,
+                    1,
+                    &[
+                        [0x20, 1, 0x0d, 0xb8].as_slice(),
+                        &[0; 12],
+                        &[0xfe, 0x80],
+                        &[0; 14],
+                    ]
+                    .concat(),
+                ),
+                BOTH,
+                Outcome::Valid,
+            ),
+            (
+                "IPv6 MP_REACH on a session that negotiated IPv4 only",
+                mp_reach(2, 1, &[192, 0, 2, 1]),
+                &[(Afi::Ipv4, Safi::Unicast)],
+                Outcome::Ignored(1),
+            ),
+            (
+                "MP_REACH for an unknown family (L2VPN EVPN)",
+                mp_reach(25, 70, &[192, 0, 2, 1]),
+                BOTH,
+                Outcome::Ignored(1),
+            ),
+            (
+                "MP_UNREACH for a family not negotiated",
+                vec![0, 0, 0, 6, 0x80, 15, 3, 0, 2, 1],
+                &[(Afi::Ipv4, Safi::Unicast)],
+                Outcome::Ignored(1),
+            ),
+            (
+                "malformed AS4_PATH (segment count runs past its length)",
+                with_extra_attribute_bytes(&[0xc0, 17, 6, 2, 5, 0, 0, 0xfc, 0]),
+                BOTH,
+                Outcome::Discarded("malformed AS4_PATH"),
+            ),
+            (
+                "ORIGIN 7",
+                {
+                    let mut b = announce.clone();
+                    b[7] = 7;
+                    b
+                },
+                BOTH,
+                Outcome::Withdraw("malformed attribute"),
+            ),
+            (
+                "short MP_REACH",
+                vec![0, 0, 0, 5, 0x80, 14, 2, 0, 2],
+                BOTH,
+                Outcome::Reset(codes::UPDATE_MESSAGE, codes::OPTIONAL_ATTRIBUTE_ERROR),
+            ),
+            (
+                "NLRI prefix longer than 32 bits",
+                vec![0, 0, 0, 0, 33, 1, 2, 3, 4, 5],
+                BOTH,
+                Outcome::Reset(codes::UPDATE_MESSAGE, codes::INVALID_NETWORK_FIELD),
+            ),
+        ];
+        for (what, body, families, expected) in cases {
+            assert_eq!(outcome(&body, families), expected, "{what}");
+        }
     }
 }

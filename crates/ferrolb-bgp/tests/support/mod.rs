@@ -183,12 +183,7 @@ where
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let path = format!("/var/run/netns/{}", lab.sp);
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+        enter_ns(&path);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -211,6 +206,16 @@ pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc
         handle_tx.send(handle).unwrap();
         vec![task]
     })
+}
+
+/// Moves the calling thread into the network namespace at `path`.
+pub fn enter_ns(path: &str) {
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: setns(2) on a namespace file opened here; only this thread moves.
+    assert_eq!(
+        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
 }
 
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -324,12 +329,7 @@ pub fn start_bfd_peer(lab: &Lab, config: PeerConfig, spec: ferrolb_bgp::bfd::Pee
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let path = format!("/var/run/netns/{}", lab.sp);
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+        enter_ns(&path);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -395,7 +395,12 @@ pub struct FrrBfd {
 
 impl FrrBfd {
     pub fn start(lab: &Lab, bgpd: &str, bfdd: &str) -> FrrBfd {
-        let dir = lab.dir.join("frr");
+        FrrBfd::start_in(&lab.rt, &lab.dir, bgpd, bfdd)
+    }
+
+    /// Starts the daemons in namespace `ns`, their files under `parent`.
+    pub fn start_in(ns: &str, parent: &std::path::Path, bgpd: &str, bfdd: &str) -> FrrBfd {
+        let dir = parent.join("frr");
         std::fs::create_dir_all(&dir).unwrap();
         // The daemons drop to the frr user: their files live in a directory of that user's.
         assert!(
@@ -415,7 +420,7 @@ impl FrrBfd {
             let conf = frr.dir.join(format!("{daemon}.conf"));
             std::fs::write(&conf, config).unwrap();
             let child = Command::new("ip")
-                .args(["netns", "exec", &lab.rt])
+                .args(["netns", "exec", ns])
                 .arg(format!("/usr/lib/frr/{daemon}"))
                 .args(["-P", "0", "-f"])
                 .arg(&conf)
@@ -456,12 +461,17 @@ impl FrrBfd {
 
     /// bfdd's view of its session with the speaker.
     pub fn bfd_peer(&self) -> serde_json::Value {
+        self.bfd_peer_at("192.0.2.1")
+    }
+
+    /// bfdd's view of its session with `peer`.
+    pub fn bfd_peer_at(&self, peer: &str) -> serde_json::Value {
         let all: serde_json::Value =
             serde_json::from_str(&self.vtysh("bfdd", "show bfd peers json")).unwrap_or_default();
         all.as_array()
             .into_iter()
             .flatten()
-            .find(|p| p["peer"] == "192.0.2.1")
+            .find(|p| p["peer"] == peer)
             .cloned()
             .unwrap_or_default()
     }
@@ -492,12 +502,7 @@ impl Drop for FrrBfd {
 pub fn send_from_router(lab: &Lab, port: u16, datagrams: Vec<(Vec<u8>, u32)>) {
     let path = format!("/var/run/netns/{}", lab.rt);
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns(2) on a namespace file opened here, in a thread of its own.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+        enter_ns(&path);
         let socket = std::net::UdpSocket::bind("192.0.2.2:0").unwrap();
         for (payload, ttl) in datagrams {
             socket.set_ttl(ttl).unwrap();
