@@ -235,6 +235,12 @@ pub struct BGPAdvertisementSpec {
     pub peers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_selectors: Vec<LabelSelector>,
+    /// Weighted ECMP for Services with `externalTrafficPolicy: Local`: each node's route
+    /// carries the link bandwidth extended community (RFC 10005), 1 Mbit/s per ready endpoint
+    /// on that node, so a router that honours it (FRR) sends each node its share. Changes are
+    /// damped (the speaker's `--weight-damping`). Not in MetalLB's API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub weight_by_local_endpoints: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

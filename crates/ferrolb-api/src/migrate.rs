@@ -148,6 +148,16 @@ fn convert(mut doc: Value, notes: &mut Vec<String>) -> Option<Value> {
     if let Some(spec) = obj.get_mut("spec") {
         prune(spec, &schema["properties"]["spec"], "spec", &what, notes);
     }
+    // What ferrolb does differently with a kind that carries over.
+    match kind.as_str() {
+        "BGPAdvertisement" => notes.push(format!(
+            "{what}: ferrolb can weight ECMP by each node's ready endpoints for externalTrafficPolicy: Local Services (spec.weightByLocalEndpoints, not in MetalLB's API); off as migrated"
+        )),
+        "BFDProfile" if obj["spec"]["echoMode"] == Value::Bool(true) => notes.push(format!(
+            "{what}: echoMode is not supported by ferrolb's BFD; sessions run in asynchronous mode with control packets only"
+        )),
+        _ => {}
+    }
     Some(doc)
 }
 
@@ -342,5 +352,22 @@ metadata:
     fn invalid_yaml_is_an_error_naming_the_document() {
         let err = migrate("kind: A\n---\nkind: [unclosed\n").unwrap_err();
         assert!(err.to_string().starts_with("document 2"), "{err}");
+    }
+
+    #[test]
+    fn what_ferrolb_does_differently_is_named() {
+        let m = migrate(
+            "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: adv, namespace: metallb-system}\nspec: {}\n---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: echo, namespace: metallb-system}\nspec: {echoMode: true}\n",
+        )
+        .unwrap();
+        let joined = m.notes.join("\n");
+        assert!(
+            joined.contains("BGPAdvertisement/adv: ferrolb can weight ECMP"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("BFDProfile/echo: echoMode is not supported"),
+            "{joined}"
+        );
     }
 }

@@ -54,6 +54,8 @@ pub struct PathSpec {
     pub large_communities: Vec<(u32, u32, u32)>,
     /// Sent to iBGP peers only.
     pub local_pref: Option<u32>,
+    /// Link bandwidth (RFC 10005) in bytes per second, for weighted ECMP at the peer.
+    pub link_bandwidth: Option<u32>,
 }
 
 /// Counters for metrics.
@@ -507,6 +509,11 @@ impl Peer {
                 },
                 communities: spec.communities.clone(),
                 large_communities: spec.large_communities.clone(),
+                extended_communities: spec
+                    .link_bandwidth
+                    .map(|bw| crate::wire::link_bandwidth(self.config.session.local_as, bw as f32))
+                    .into_iter()
+                    .collect(),
             })
     }
 

@@ -21,6 +21,7 @@ fn spec() -> PathSpec {
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(64512, 1, 2)],
         local_pref: None,
+        link_bandwidth: None,
     }
 }
 

@@ -37,6 +37,7 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(64512, 1, 2)],
         local_pref: None,
+        link_bandwidth: None,
     };
     peer.advertise(
         vec![

@@ -47,6 +47,7 @@ fn seeds() -> Vec<Vec<u8>> {
         local_pref: Some(100),
         communities: vec![1],
         large_communities: vec![(1, 2, 3)],
+        extended_communities: vec![ferrolb_bgp::wire::link_bandwidth(64512, 125_000.0)],
     };
     let mut v6 = attrs.clone();
     v6.next_hop = "2001:db8::1".parse().unwrap();

@@ -81,6 +81,7 @@ fn our_update_for_the_same_route_matches_gobgps_attributes_byte_for_byte() {
         local_pref: None,
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(4_200_000_001, 7, 8)],
+        extended_communities: Vec::new(),
     };
     let ours = UpdateBuilder { four_octet: true }
         .announce(&attrs, &[Prefix::host("203.0.113.99".parse().unwrap())]);

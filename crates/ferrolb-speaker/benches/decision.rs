@@ -69,7 +69,7 @@ fn cluster() -> ClusterState {
                     TrafficPolicy::Cluster
                 },
                 endpoint_nodes: (0..3)
-                    .map(|k| format!("node-{:03}", (i * 7 + k * 31) % NODES))
+                    .map(|k| (format!("node-{:03}", (i * 7 + k * 31) % NODES), 1))
                     .collect(),
                 any_ready_endpoint: true,
             }
@@ -108,6 +108,7 @@ fn cluster() -> ClusterState {
                 pool_selectors: Vec::new(),
                 node_selectors: zones(&["z1", "z2", "z3"]),
                 service_selectors: Vec::new(),
+                weight_by_local_endpoints: false,
             },
             peers: BTreeSet::new(),
         }],

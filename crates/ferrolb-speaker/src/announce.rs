@@ -77,9 +77,16 @@ fn to_prefix(route: Route) -> Option<Prefix> {
     Prefix::new(route.network, route.length)
 }
 
+/// Link bandwidth advertised per ready local endpoint, in bytes per second (1 Mbit/s).
+pub const LINK_BANDWIDTH_PER_ENDPOINT: u32 = 125_000;
+
 fn path_spec(attrs: &RouteAttributes) -> PathSpec {
     let mut spec = PathSpec {
         local_pref: attrs.local_pref,
+        // 1 Mbit/s per ready local endpoint: routers weigh next hops by the ratios only.
+        link_bandwidth: attrs
+            .local_endpoints
+            .map(|n| n.saturating_mul(LINK_BANDWIDTH_PER_ENDPOINT)),
         ..PathSpec::default()
     };
     for c in &attrs.communities {

@@ -1,7 +1,7 @@
 //! Kubernetes objects turned into the decision's inputs. Pure: the caches go in, a
 //! [`ClusterState`] and the problems found (each naming the object and what to fix) come out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrolb_api::crd::{
@@ -344,8 +344,8 @@ pub fn service_states(
     slices: &[Arc<EndpointSlice>],
     lb_class: Option<&str>,
 ) -> Vec<ServiceState> {
-    // (namespace, service) -> (nodes with ready endpoints, any ready endpoint)
-    let mut endpoints: BTreeMap<(String, String), (BTreeSet<String>, bool)> = BTreeMap::new();
+    // (namespace, service) -> (ready endpoints per node, any ready endpoint)
+    let mut endpoints: BTreeMap<(String, String), (BTreeMap<String, u32>, bool)> = BTreeMap::new();
     for slice in slices {
         let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) else {
             continue;
@@ -361,7 +361,7 @@ pub fn service_states(
             if ready || (serving && !terminating) {
                 entry.1 = true;
                 if let Some(node) = &ep.node_name {
-                    entry.0.insert(node.clone());
+                    *entry.0.entry(node.clone()).or_default() += 1;
                 }
             }
         }

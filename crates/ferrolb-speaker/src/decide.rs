@@ -52,8 +52,9 @@ pub struct ServiceState {
     pub ips: Vec<IpAddr>,
     pub labels: Labels,
     pub policy: TrafficPolicy,
-    /// Nodes with a ready (or serving and not terminating) endpoint of the Service.
-    pub endpoint_nodes: BTreeSet<String>,
+    /// Nodes with a ready (or serving and not terminating) endpoint of the Service, and how
+    /// many such endpoints each runs.
+    pub endpoint_nodes: BTreeMap<String, u32>,
     /// Whether any endpoint is ready, on a known node or not.
     pub any_ready_endpoint: bool,
 }
@@ -156,6 +157,9 @@ pub struct RouteAttributes {
     pub communities: BTreeSet<Community>,
     /// iBGP peers only.
     pub local_pref: Option<u32>,
+    /// Ready endpoints on this node of the Local Service(s) behind the route, when an
+    /// advertisement asks for weighted ECMP; sent as link bandwidth.
+    pub local_endpoints: Option<u32>,
 }
 
 /// Why an assigned address is announced by no node.
@@ -234,7 +238,7 @@ fn endpoints_allow(service: &ServiceState, node: &str) -> bool {
     match service.policy {
         // MetalLB's rule: a Cluster Service with no ready endpoint is withdrawn.
         TrafficPolicy::Cluster => service.any_ready_endpoint,
-        TrafficPolicy::Local => service.endpoint_nodes.contains(node),
+        TrafficPolicy::Local => service.endpoint_nodes.contains_key(node),
     }
 }
 
@@ -414,6 +418,12 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
                         .extend(adv.settings.communities.iter().copied());
                     if peer.config.is_ibgp() {
                         attrs.local_pref = attrs.local_pref.max(adv.settings.local_pref);
+                    }
+                    // Routes shared by several Services carry the largest count.
+                    if adv.settings.weight_by_local_endpoints && svc.policy == TrafficPolicy::Local
+                    {
+                        let here = svc.endpoint_nodes.get(node).copied().unwrap_or(0);
+                        attrs.local_endpoints = attrs.local_endpoints.max(Some(here));
                     }
                     let announcement = plan.services.entry(svc.key.clone()).or_default();
                     announcement.bgp_peers.insert(peer.name.clone());

@@ -16,6 +16,7 @@ pub mod membership;
 pub mod metrics;
 pub mod reports;
 pub mod run;
+pub mod weights;
 
 pub use metrics::Metrics;
 pub use run::{SpeakerConfig, SpeakerError, limit_malloc_arenas, run};

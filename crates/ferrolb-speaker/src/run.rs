@@ -70,6 +70,8 @@ pub struct SpeakerConfig {
     pub handover: Duration,
     /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
     pub drain_delay: Duration,
+    /// How long a new weighted-ECMP weight must hold before it is sent.
+    pub weight_damping: Duration,
     /// Run the L2 responder (needs CAP_NET_RAW); off: BGP only.
     pub l2: bool,
     /// Forward announced addresses to NodePorts with nftables (needs CAP_NET_ADMIN and
@@ -90,6 +92,7 @@ impl SpeakerConfig {
             suspect_to_down: None,
             handover: Duration::from_millis(500),
             drain_delay: Duration::from_secs(5),
+            weight_damping: Duration::from_secs(5),
             l2: true,
             forwarding: false,
         }
@@ -522,6 +525,8 @@ pub async fn run(
         forward_wanted: Arc::new(Forwarding::default()),
         forwarding_error: None,
         ticks: 0,
+        weights: crate::weights::WeightDamper::default(),
+        weight_due: None,
     };
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
 
@@ -555,6 +560,7 @@ pub async fn run(
             .announcer
             .next_release()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let weight_due = speaker.weight_due;
         tokio::select! {
             change = changes.recv() => {
                 let Some(change) = change else { break };
@@ -566,6 +572,10 @@ pub async fn run(
             }
             _ = live.changed() => dirty = true,
             _ = tokio::time::sleep_until(next_reconcile), if dirty => {}
+            _ = tokio::time::sleep_until(weight_due.unwrap_or(release_at)), if weight_due.is_some() => {
+                speaker.weight_due = None;
+                dirty = true;
+            }
             _ = tokio::time::sleep_until(release_at) => {
                 speaker.announcer.release_due(Instant::now()).await;
                 // Handed-over addresses draw no more traffic here.
@@ -634,6 +644,9 @@ struct Speaker {
     /// The last refused forwarding change; the speaker is not ready while there is one.
     forwarding_error: Option<String>,
     ticks: u64,
+    /// Weighted-ECMP changes held back, and when the next is due.
+    weights: crate::weights::WeightDamper,
+    weight_due: Option<Instant>,
 }
 
 impl Speaker {
@@ -700,6 +713,14 @@ impl Speaker {
             effective.bgp = self.last_plan.bgp.clone();
             effective.peers = self.last_plan.peers.clone();
         }
+        self.weight_due = self
+            .weights
+            .damp(
+                &mut effective.bgp,
+                Instant::now().into_std(),
+                self.config.weight_damping,
+            )
+            .map(Instant::from_std);
         let not_forwarded = if self.forwarder.is_some() {
             let (wanted, skipped) = forwarding(&effective, &services, self.node_v4, self.node_v6);
             self.forward_wanted = Arc::new(wanted);

@@ -92,10 +92,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 }
             }
             for (i, (last, local, endpoint_nodes, web, ready)) in services.into_iter().enumerate() {
-                let endpoint_nodes: BTreeSet<String> = endpoint_nodes
+                let endpoint_nodes: BTreeMap<String, u32> = endpoint_nodes
                     .into_iter()
                     .filter(|n| *n < nodes.len())
-                    .map(|n| format!("node-{n}"))
+                    .map(|n| (format!("node-{n}"), 1))
                     .collect();
                 cluster.services.push(ServiceState {
                     key: ServiceKey::new("default", &format!("svc-{i}")),
@@ -138,6 +138,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     pool_selectors: Vec::new(),
                     node_selectors: bgp_zone.map(zone_selector).into_iter().collect(),
                     service_selectors: Vec::new(),
+                    weight_by_local_endpoints: false,
                 },
                 peers: BTreeSet::new(),
             });
@@ -236,7 +237,7 @@ proptest! {
             for (node, plan) in &plans {
                 if plan.l2.contains_key(&ip) || bgp_addresses(plan).contains(&ip) {
                     prop_assert!(
-                        svc.endpoint_nodes.contains(node),
+                        svc.endpoint_nodes.contains_key(node),
                         "{} announced from {} without a ready endpoint", ip, node
                     );
                 }

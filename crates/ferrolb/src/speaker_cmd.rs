@@ -47,6 +47,10 @@ pub struct SpeakerArgs {
     /// Seconds routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
     #[arg(long, default_value_t = 5)]
     drain_delay: u64,
+    /// Seconds a new weighted-ECMP weight (BGPAdvertisement `weightByLocalEndpoints`) must
+    /// hold before it is sent, so a rolling update does not move traffic at every step.
+    #[arg(long, default_value_t = 5)]
+    weight_damping: u64,
     /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
     #[arg(long)]
     no_l2: bool,
@@ -79,6 +83,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             suspect_to_down: args.suspect_to_down_ms.map(Duration::from_millis),
             handover: Duration::from_millis(args.handover_ms),
             drain_delay: Duration::from_secs(args.drain_delay),
+            weight_damping: Duration::from_secs(args.weight_damping),
             l2: !args.no_l2,
             forwarding: args.forwarding == Forwarding::Nftables,
             ..SpeakerConfig::new(&args.node_name)

@@ -358,3 +358,98 @@ fn a_node_that_cannot_forward_is_not_ready_and_takes_no_address() {
     );
     assert!(lab.speaker_log("n1").contains("forwarding unavailable"));
 }
+
+/// The router kernel's next hops for `prefix` with their weights.
+fn kernel_weights(lab: &Lab, prefix: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = lab.exec("rt", &["ip", "-j", "route", "show", prefix]);
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["nexthops"].as_array().cloned().unwrap_or_default())
+        .filter_map(|h| {
+            Some((
+                h["gateway"].as_str()?.to_string(),
+                h["weight"].as_u64().unwrap_or(1),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn weighted_ecmp_splits_a_local_services_traffic_by_ready_endpoints() {
+    let flab = ForwardingLab::start(|lab| {
+        lab.speaker_args
+            .extend(["--weight-damping".to_string(), "1".to_string()]);
+    });
+    let (lab, client, rt) = (&flab.lab, flab.cluster.client.clone(), &flab.rt);
+    // The router spreads flows by ports, so one client's connections use every next hop.
+    let hashed = lab.exec(
+        "rt",
+        &["sysctl", "-w", "net.ipv4.fib_multipath_hash_policy=1"],
+    );
+    assert!(hashed.status.success());
+    let adverts: Api<ferrolb_api::crd::BGPAdvertisement> = Api::namespaced(client.clone(), NS);
+    rt.block_on(adverts.patch(
+        "bgp",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"weightByLocalEndpoints": true}})),
+    ))
+    .unwrap();
+    rt.block_on(create_forwarded_service(
+        &client,
+        "api",
+        "bgp",
+        "198.51.100.0",
+        true,
+        NODE_PORTS[1],
+    ));
+    // One ready endpoint on n1, three on n2, none on n3.
+    rt.block_on(set_endpoints(&client, "api", &["n1", "n2", "n2", "n2"]));
+    let prefix = "198.51.100.0/32";
+    let want = |w: &std::collections::BTreeMap<String, u64>, ratio: u64| {
+        w.len() == 2 && w.get(&node_ip("n2")).copied() == w.get(&node_ip("n1")).map(|n1| n1 * ratio)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || want(
+            &kernel_weights(lab, prefix),
+            3
+        )),
+        "router weights: {:?}\n{}",
+        kernel_weights(lab, prefix),
+        lab.vtysh(&format!("show bgp ipv4 unicast {prefix} json"))
+    );
+    let bgp = lab.vtysh(&format!("show bgp ipv4 unicast {prefix} json"));
+    assert!(
+        bgp.contains("LB:64512:125000"),
+        "link bandwidth at FRR: {bgp}"
+    );
+
+    // 400 connections from the router: each node greets with its name.
+    let mut served = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..400 {
+        if let Some((_, greeting)) = connect(None, "198.51.100.0:80") {
+            let node = greeting.split(' ').next().unwrap_or_default().to_string();
+            *served.entry(node).or_default() += 1;
+        }
+    }
+    let total: u32 = served.values().sum();
+    let n1 = f64::from(served.get("n1").copied().unwrap_or(0)) / f64::from(total.max(1));
+    println!("served with weights 1:3: {served:?}");
+    assert_eq!(total, 400, "{served:?}");
+    assert_eq!(served.get("n3"), None, "n3 has no endpoint: {served:?}");
+    // Expected 25 %; 400 flows hashed put it within 15–35 % with overwhelming odds.
+    assert!((0.15..=0.35).contains(&n1), "{served:?}");
+
+    // The endpoints even out; after the damping delay the weights follow.
+    rt.block_on(set_endpoints(&client, "api", &["n1", "n1", "n2", "n2"]));
+    assert!(
+        wait_until(Duration::from_secs(15), || want(
+            &kernel_weights(lab, prefix),
+            1
+        )),
+        "router weights: {:?}",
+        kernel_weights(lab, prefix)
+    );
+}

@@ -234,6 +234,8 @@ pub struct BgpAdvertisementSettings {
     pub pool_selectors: Vec<Selector>,
     pub node_selectors: Vec<Selector>,
     pub service_selectors: Vec<Selector>,
+    /// Link bandwidth in proportion to ready local endpoints (Local Services only).
+    pub weight_by_local_endpoints: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,6 +307,7 @@ pub fn parse_bgp_advertisement(
         pool_selectors: parse_selectors(&spec.ip_address_pool_selectors)?,
         node_selectors: parse_selectors(&spec.node_selectors)?,
         service_selectors: parse_selectors(&spec.service_selectors)?,
+        weight_by_local_endpoints: spec.weight_by_local_endpoints,
     })
 }
 

@@ -11,7 +11,9 @@ pub mod update;
 use std::fmt;
 
 pub use open::{Afi, Capability, GracefulRestart, Open, Safi};
-pub use update::{Prefix, RouteAttributes, UpdateBuilder, UpdateVerdict, validate_update};
+pub use update::{
+    Prefix, RouteAttributes, UpdateBuilder, UpdateVerdict, link_bandwidth, validate_update,
+};
 
 pub const MARKER: [u8; 16] = [0xff; 16];
 pub const HEADER_LEN: usize = 19;

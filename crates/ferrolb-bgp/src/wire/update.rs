@@ -14,6 +14,7 @@ const ATTR_ATOMIC_AGGREGATE: u8 = 6;
 const ATTR_AGGREGATOR: u8 = 7;
 const ATTR_COMMUNITIES: u8 = 8;
 const ATTR_MP_REACH: u8 = 14;
+const ATTR_EXTENDED_COMMUNITIES: u8 = 16;
 const ATTR_MP_UNREACH: u8 = 15;
 const ATTR_AS4_PATH: u8 = 17;
 const ATTR_LARGE_COMMUNITY: u8 = 32;
@@ -113,6 +114,16 @@ pub struct RouteAttributes {
     pub local_pref: Option<u32>,
     pub communities: Vec<u32>,
     pub large_communities: Vec<(u32, u32, u32)>,
+    /// RFC 4360 extended communities, 8 octets each.
+    pub extended_communities: Vec<u64>,
+}
+
+/// The link bandwidth extended community (RFC 10005) in its transitive two-octet AS form
+/// (type 0x00, sub-type 0x04), which FRR reads for weighted ECMP: our AS (AS_TRANS when it
+/// needs four octets) and the bandwidth in bytes per second as an IEEE float.
+pub fn link_bandwidth(asn: u32, bytes_per_second: f32) -> u64 {
+    let asn = u16::try_from(asn).unwrap_or(AS_TRANS);
+    (0x0004u64 << 48) | (u64::from(asn) << 32) | u64::from(bytes_per_second.to_bits())
 }
 
 fn attribute(out: &mut Vec<u8>, flags: u8, ty: u8, value: &[u8]) {
@@ -186,6 +197,19 @@ impl UpdateBuilder {
                 &mut out,
                 FLAG_OPTIONAL | FLAG_TRANSITIVE,
                 ATTR_LARGE_COMMUNITY,
+                &v,
+            );
+        }
+        if !attrs.extended_communities.is_empty() {
+            let v: Vec<u8> = attrs
+                .extended_communities
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
+            attribute(
+                &mut out,
+                FLAG_OPTIONAL | FLAG_TRANSITIVE,
+                ATTR_EXTENDED_COMMUNITIES,
                 &v,
             );
         }
@@ -479,6 +503,7 @@ pub fn validate_update(body: &[u8], four_octet: bool, families: &[(Afi, Safi)]) 
             ATTR_NEXT_HOP | ATTR_MED | ATTR_LOCAL_PREF => value.len() == 4,
             ATTR_COMMUNITIES => value.len().is_multiple_of(4),
             ATTR_LARGE_COMMUNITY => value.len().is_multiple_of(12),
+            ATTR_EXTENDED_COMMUNITIES => value.len().is_multiple_of(8),
             // RFC 6793 6: a malformed AS4_PATH is discarded, the UPDATE is used without it.
             ATTR_AS4_PATH => {
                 if !valid_as_path(value, 4) {
@@ -580,6 +605,7 @@ mod tests {
             local_pref: None,
             communities: vec![(65000 << 16) | 100],
             large_communities: vec![(64512, 1, 2)],
+            extended_communities: Vec::new(),
         }
     }
 
