@@ -302,3 +302,72 @@ async fn malformed_or_misaddressed_packets_are_dropped_and_counted() {
         .is_ok()
     );
 }
+
+/// A BFD lab over another path: FRR with `bgpd` and the speaker's BGP and BFD settings given.
+async fn frr_lab_with(
+    bgpd: &str,
+    config: ferrolb_bgp::driver::PeerConfig,
+    spec: ferrolb_bgp::bfd::PeerSpec,
+    frr_peer: &str,
+) -> (Lab, FrrBfd, BfdPeer) {
+    let lab = Lab::new();
+    let frr = FrrBfd::start(&lab, bgpd, BFDD);
+    let mut peer = start_bfd_peer(&lab, config, spec);
+    assert!(
+        peer.handle
+            .wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{}",
+        frr.vtysh("bgpd", "show bgp summary")
+    );
+    assert!(
+        wait_bfd(&mut peer, BfdState::Up, Duration::from_secs(10)).await,
+        "ours: {:?}; FRR: {}",
+        *peer.status.borrow(),
+        frr.vtysh("bfdd", "show bfd peers json")
+    );
+    // FRR goes Up on our next packet after ours did.
+    assert!(
+        wait_until(Duration::from_secs(5), || frr.bfd_peer_at(frr_peer)["status"]
+            == "up"),
+        "{}",
+        frr.bfd_peer_at(frr_peer)
+    );
+    (lab, frr, peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multihop_bfd_with_frr_for_an_ebgp_multihop_session() {
+    let bgpd = BGPD.replace(
+        " neighbor 192.0.2.1 bfd\n",
+        " neighbor 192.0.2.1 ebgp-multihop 255\n neighbor 192.0.2.1 bfd\n",
+    );
+    let mut config = peer_config(64513);
+    config.ttl = Some(255);
+    let mut spec = bfd_spec(50, 3);
+    spec.multihop = true;
+    let (_lab, frr, mut peer) = frr_lab_with(&bgpd, config, spec, "192.0.2.1").await;
+    assert_eq!(frr.bfd_peer()["multihop"], true, "{}", frr.bfd_peer());
+    // Multi-hop is still BFD: freezing bfdd takes the session down.
+    let bfdd = frr.pid("bfdd");
+    signal(&bfdd, "-STOP");
+    let down = wait_bfd(&mut peer, BfdState::Down, Duration::from_secs(5)).await;
+    signal(&bfdd, "-CONT");
+    assert!(down);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_hop_bfd_with_frr_over_ipv6() {
+    let bgpd = "frr defaults traditional\nhostname rt\n!\nrouter bgp 64513\n bgp router-id 192.0.2.2\n no bgp ebgp-requires-policy\n neighbor 2001:db8:1::1 remote-as 64512\n neighbor 2001:db8:1::1 passive\n neighbor 2001:db8:1::1 bfd\n neighbor 2001:db8:1::1 bfd profile ferrolb\n address-family ipv6 unicast\n  neighbor 2001:db8:1::1 activate\n exit-address-family\n!\n";
+    let mut config = peer_config(64513);
+    config.address = "[2001:db8:1::2]:179".parse().unwrap();
+    config.source = Some("2001:db8:1::1".parse().unwrap());
+    let mut spec = bfd_spec(50, 3);
+    spec.peer = "2001:db8:1::2".parse().unwrap();
+    spec.local = Some("2001:db8:1::1".parse().unwrap());
+    let (_lab, _frr, peer) = frr_lab_with(bgpd, config, spec, "2001:db8:1::1").await;
+    assert_eq!(
+        peer.status.borrow().detection_time,
+        Duration::from_millis(500)
+    );
+}
