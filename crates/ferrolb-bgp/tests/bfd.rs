@@ -38,6 +38,34 @@ async fn wait_bfd(peer: &mut BfdPeer, state: BfdState, limit: Duration) -> bool 
         .is_ok_and(|r| r.is_ok())
 }
 
+/// Freezes the peer's BFD process (SIGSTOP): our BFD must declare it down within the detection
+/// time, and the BGP session must go down with it, long before the 9 s hold time.
+async fn assert_freeze_takes_bfd_and_bgp_down(peer: &mut BfdPeer, pid: &str, who: &str) {
+    let detection = peer.status.borrow().detection_time;
+    let mut bgp = peer.handle.status.clone();
+    signal(pid, "-STOP");
+    let frozen = Instant::now();
+    let down = wait_bfd(peer, BfdState::Down, Duration::from_secs(5)).await;
+    let took = frozen.elapsed();
+    let bgp_down = tokio::time::timeout(
+        Duration::from_secs(2),
+        bgp.wait_for(|s| s.last_down == Some(DownReason::BfdDown)),
+    )
+    .await
+    .is_ok();
+    signal(pid, "-CONT");
+    assert!(down, "BFD still {:?}", *peer.status.borrow());
+    assert_eq!(
+        peer.status.borrow().diagnostic,
+        Diagnostic::ControlDetectionTimeExpired
+    );
+    println!("{who} frozen: down after {took:?} (detection time {detection:?})");
+    // The last packet may have left the peer up to one interval before the freeze; the rest
+    // is scheduling slack on a loaded machine.
+    assert!(took <= detection + Duration::from_millis(300), "{took:?}");
+    assert!(bgp_down, "BGP: {:?}", *bgp.borrow());
+}
+
 /// An FRR lab with BGP and BFD both up.
 async fn frr_lab() -> (Lab, FrrBfd, BfdPeer) {
     let lab = Lab::new();
@@ -85,30 +113,7 @@ async fn bfd_with_frr_comes_up_and_timers_negotiate_as_each_side_configures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_bfdd_takes_the_bgp_session_down_within_the_detection_time() {
     let (_lab, frr, mut peer) = frr_lab().await;
-    let detection = peer.status.borrow().detection_time;
-    let mut bgp = peer.handle.status.clone();
-    let bfdd = frr.pid("bfdd");
-    signal(&bfdd, "-STOP");
-    let frozen = Instant::now();
-    let down = wait_bfd(&mut peer, BfdState::Down, Duration::from_secs(5)).await;
-    let took = frozen.elapsed();
-    let bgp_down = tokio::time::timeout(
-        Duration::from_secs(2),
-        bgp.wait_for(|s| s.last_down == Some(DownReason::BfdDown)),
-    )
-    .await
-    .is_ok();
-    signal(&bfdd, "-CONT");
-    assert!(down, "BFD still {:?}", *peer.status.borrow());
-    assert_eq!(
-        peer.status.borrow().diagnostic,
-        Diagnostic::ControlDetectionTimeExpired
-    );
-    println!("bfdd frozen: down after {took:?} (detection time {detection:?})");
-    // The last packet may have left FRR up to one interval before the freeze; the rest is
-    // scheduling slack on a loaded machine. The hold time (9 s) is far beyond either.
-    assert!(took <= detection + Duration::from_millis(300), "{took:?}");
-    assert!(bgp_down, "BGP: {:?}", *bgp.borrow());
+    assert_freeze_takes_bfd_and_bgp_down(&mut peer, &frr.pid("bfdd"), "bfdd").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,26 +180,8 @@ async fn bfd_with_bird_comes_up_and_a_frozen_bird_is_declared_down() {
     // BIRD: tx 100, rx 100, multiplier 4; ours 50 / 50 x 3.
     assert_eq!(ours.transmit_interval, Duration::from_millis(100));
     assert_eq!(ours.detection_time, Duration::from_millis(400));
-    let mut bgp = peer.handle.status.clone();
     let pid = lab.router.as_ref().unwrap().id().to_string();
-    signal(&pid, "-STOP");
-    let frozen = Instant::now();
-    let down = wait_bfd(&mut peer, BfdState::Down, Duration::from_secs(5)).await;
-    let took = frozen.elapsed();
-    let bgp_down = tokio::time::timeout(
-        Duration::from_secs(2),
-        bgp.wait_for(|s| s.last_down == Some(DownReason::BfdDown)),
-    )
-    .await
-    .is_ok();
-    signal(&pid, "-CONT");
-    println!("BIRD frozen: down after {took:?}");
-    assert!(down);
-    assert!(
-        took <= ours.detection_time + Duration::from_millis(300),
-        "{took:?}"
-    );
-    assert!(bgp_down, "BGP: {:?}", *bgp.borrow());
+    assert_freeze_takes_bfd_and_bgp_down(&mut peer, &pid, "BIRD").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,8 +315,10 @@ async fn frr_lab_with(
     );
     // FRR goes Up on our next packet after ours did.
     assert!(
-        wait_until(Duration::from_secs(5), || frr.bfd_peer_at(frr_peer)["status"]
-            == "up"),
+        wait_until(
+            Duration::from_secs(5),
+            || frr.bfd_peer_at(frr_peer)["status"] == "up"
+        ),
         "{}",
         frr.bfd_peer_at(frr_peer)
     );

@@ -136,6 +136,18 @@ fn attribute(out: &mut Vec<u8>, flags: u8, ty: u8, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// An optional transitive attribute holding a list of fixed-size values; not sent when empty.
+fn optional_list<const N: usize>(
+    out: &mut Vec<u8>,
+    ty: u8,
+    values: impl IntoIterator<Item = [u8; N]>,
+) {
+    let v: Vec<u8> = values.into_iter().flatten().collect();
+    if !v.is_empty() {
+        attribute(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, ty, &v);
+    }
+}
+
 /// Builds UPDATE bodies, packing as many prefixes as fit in 4,096 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct UpdateBuilder {
@@ -173,46 +185,28 @@ impl UpdateBuilder {
                 &lp.to_be_bytes(),
             );
         }
-        if !attrs.communities.is_empty() {
-            let v: Vec<u8> = attrs
-                .communities
-                .iter()
-                .flat_map(|c| c.to_be_bytes())
-                .collect();
-            attribute(
-                &mut out,
-                FLAG_OPTIONAL | FLAG_TRANSITIVE,
-                ATTR_COMMUNITIES,
-                &v,
-            );
-        }
-        if !attrs.large_communities.is_empty() {
-            let v: Vec<u8> = attrs
-                .large_communities
-                .iter()
-                .flat_map(|(a, b, c)| [a.to_be_bytes(), b.to_be_bytes(), c.to_be_bytes()].concat())
-                .collect();
-            // Optional transitive, without the Partial bit: we originate it.
-            attribute(
-                &mut out,
-                FLAG_OPTIONAL | FLAG_TRANSITIVE,
-                ATTR_LARGE_COMMUNITY,
-                &v,
-            );
-        }
-        if !attrs.extended_communities.is_empty() {
-            let v: Vec<u8> = attrs
-                .extended_communities
-                .iter()
-                .flat_map(|c| c.to_be_bytes())
-                .collect();
-            attribute(
-                &mut out,
-                FLAG_OPTIONAL | FLAG_TRANSITIVE,
-                ATTR_EXTENDED_COMMUNITIES,
-                &v,
-            );
-        }
+        optional_list(
+            &mut out,
+            ATTR_COMMUNITIES,
+            attrs.communities.iter().map(|c| c.to_be_bytes()),
+        );
+        // Without the Partial bit: we originate it.
+        optional_list(
+            &mut out,
+            ATTR_LARGE_COMMUNITY,
+            attrs.large_communities.iter().map(|(a, b, c)| {
+                let mut v = [0u8; 12];
+                v[..4].copy_from_slice(&a.to_be_bytes());
+                v[4..8].copy_from_slice(&b.to_be_bytes());
+                v[8..].copy_from_slice(&c.to_be_bytes());
+                v
+            }),
+        );
+        optional_list(
+            &mut out,
+            ATTR_EXTENDED_COMMUNITIES,
+            attrs.extended_communities.iter().map(|c| c.to_be_bytes()),
+        );
         if needs_as4 {
             let mut v = vec![AS_SEQUENCE, attrs.as_path.len() as u8];
             for asn in &attrs.as_path {

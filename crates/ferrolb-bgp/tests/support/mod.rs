@@ -172,11 +172,13 @@ pub fn peer_config(peer_as: u32) -> PeerConfig {
     }
 }
 
-/// Runs `body` on a runtime of its own inside the speaker namespace; it gets a sender for the
-/// peer handle and returns the tasks to abort when the returned stopper fires (or is dropped).
-fn in_speaker_ns<F, Fut>(lab: &Lab, body: F) -> (PeerHandle, std::sync::mpsc::Sender<()>)
+/// Runs `body` on a runtime of its own inside the speaker namespace; it gets a sender for what
+/// the test needs (the peer handle, say) and returns the tasks to abort when the returned
+/// stopper fires (or is dropped).
+fn in_speaker_ns<T, F, Fut>(lab: &Lab, body: F) -> (T, std::sync::mpsc::Sender<()>)
 where
-    F: FnOnce(std::sync::mpsc::Sender<PeerHandle>) -> Fut + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(std::sync::mpsc::Sender<T>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Vec<tokio::task::JoinHandle<()>>>,
 {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -325,31 +327,19 @@ pub fn bfd_spec(ms: u64, multiplier: u8) -> ferrolb_bgp::bfd::PeerSpec {
 
 /// Runs a peer and BFD for it in the speaker namespace; BFD down takes the session down.
 pub fn start_bfd_peer(lab: &Lab, config: PeerConfig, spec: ferrolb_bgp::bfd::PeerSpec) -> BfdPeer {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let path = format!("/var/run/netns/{}", lab.sp);
-    std::thread::spawn(move || {
-        enter_ns(&path);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let bfd = ferrolb_bgp::bfd::Bfd::start().expect("bfd sockets");
-            let status = bfd.add(spec);
-            let (handle, task) = spawn_peer(config);
-            handle.follow_bfd(status.clone());
-            tx.send((handle, bfd, status)).unwrap();
-            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-            task.abort();
-        });
+    let ((handle, bfd, status), stop) = in_speaker_ns(lab, move |tx| async move {
+        let bfd = ferrolb_bgp::bfd::Bfd::start().expect("bfd sockets");
+        let status = bfd.add(spec);
+        let (handle, task) = spawn_peer(config);
+        handle.follow_bfd(status.clone());
+        tx.send((handle, bfd, status)).unwrap();
+        vec![task]
     });
-    let (handle, bfd, status) = rx.recv().unwrap();
     BfdPeer {
         handle,
         bfd,
         status,
-        stop: stop_tx,
+        stop,
     }
 }
 

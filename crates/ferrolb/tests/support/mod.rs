@@ -208,34 +208,7 @@ impl Lab {
         let zebra_conf = zebra_dir.join("zebra.conf");
         std::fs::write(&zebra_conf, "hostname rt\n").unwrap();
         let zserv = zebra_dir.join("zserv.api");
-        let zebra = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("rt"),
-                "/usr/lib/frr/zebra",
-                "-P",
-                "0",
-            ])
-            .arg("-f")
-            .arg(&zebra_conf)
-            .arg("-i")
-            .arg(zebra_dir.join("zebra.pid"))
-            .arg("-z")
-            .arg(&zserv)
-            .arg("--vty_socket")
-            .arg(&zebra_dir)
-            .arg("--log")
-            .arg(format!("file:{}", zebra_dir.join("zebra.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("zebra starts");
-        self.frr.push(zebra);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !zserv.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.start_frr_daemon("zebra", &[], &zebra_conf, &zebra_dir, &zserv, &zserv);
         if bfd {
             let bfdd_conf = zebra_dir.join("bfdd.conf");
             std::fs::write(
@@ -243,64 +216,50 @@ impl Lab {
                 "bfd\n profile ferrolb\n  transmit-interval 50\n  receive-interval 50\n  detect-multiplier 3\n !\n!\n",
             )
             .unwrap();
-            let bfdd = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.ns("rt"),
-                    "/usr/lib/frr/bfdd",
-                    "-P",
-                    "0",
-                ])
-                .arg("-f")
-                .arg(&bfdd_conf)
-                .arg("-i")
-                .arg(zebra_dir.join("bfdd.pid"))
-                .arg("-z")
-                .arg(&zserv)
-                .arg("--vty_socket")
-                .arg(&zebra_dir)
-                .arg("--log")
-                .arg(format!("file:{}", zebra_dir.join("bfdd.log").display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("bfdd starts");
-            self.frr.push(bfdd);
             let vty = zebra_dir.join("bfdd.vty");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !vty.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.start_frr_daemon("bfdd", &[], &bfdd_conf, &zebra_dir, &zserv, &vty);
         }
+        // bgpd keeps root (-S): its files are in the lab's directory.
+        let dir = self.dir.clone();
+        self.start_frr_daemon("bgpd", &["-S"], &path, &dir, &zserv, &dir.join("bgpd.vty"));
+    }
+
+    /// Starts one FRR daemon in the router's namespace, its pid file, log and vty socket in
+    /// `dir`; waits up to 10 s for `ready` to exist.
+    fn start_frr_daemon(
+        &mut self,
+        daemon: &str,
+        flags: &[&str],
+        conf: &std::path::Path,
+        dir: &std::path::Path,
+        zserv: &std::path::Path,
+        ready: &std::path::Path,
+    ) {
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("rt"),
-                "/usr/lib/frr/bgpd",
-                "-S",
-                "-P",
-                "0",
-            ])
-            .arg("-z")
-            .arg(&zserv)
-            .arg("-f")
-            .arg(&path)
+            .args(["netns", "exec", &self.ns("rt")])
+            .arg(format!("/usr/lib/frr/{daemon}"))
+            .args(flags)
+            .args(["-P", "0", "-f"])
+            .arg(conf)
             .arg("-i")
-            .arg(self.dir.join("bgpd.pid"))
+            .arg(dir.join(format!("{daemon}.pid")))
+            .arg("-z")
+            .arg(zserv)
             .arg("--vty_socket")
-            .arg(&self.dir)
+            .arg(dir)
             .arg("--log")
-            .arg(format!("file:{}", self.dir.join("bgpd.log").display()))
+            .arg(format!(
+                "file:{}",
+                dir.join(format!("{daemon}.log")).display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("bgpd starts");
+            .unwrap_or_else(|e| panic!("{daemon} starts: {e}"));
         self.frr.push(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.dir.join("bgpd.vty").exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
