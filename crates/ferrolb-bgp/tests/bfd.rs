@@ -47,6 +47,8 @@ async fn assert_freeze_takes_bfd_and_bgp_down(peer: &mut BfdPeer, pid: &str, who
     let frozen = Instant::now();
     let down = wait_bfd(peer, BfdState::Down, Duration::from_secs(5)).await;
     let took = frozen.elapsed();
+    // Read now: once thawed, the peer's packets start the handshake again.
+    let diagnostic = peer.status.borrow().diagnostic;
     let bgp_down = tokio::time::timeout(
         Duration::from_secs(2),
         bgp.wait_for(|s| s.last_down == Some(DownReason::BfdDown)),
@@ -55,10 +57,7 @@ async fn assert_freeze_takes_bfd_and_bgp_down(peer: &mut BfdPeer, pid: &str, who
     .is_ok();
     signal(pid, "-CONT");
     assert!(down, "BFD still {:?}", *peer.status.borrow());
-    assert_eq!(
-        peer.status.borrow().diagnostic,
-        Diagnostic::ControlDetectionTimeExpired
-    );
+    assert_eq!(diagnostic, Diagnostic::ControlDetectionTimeExpired);
     println!("{who} frozen: down after {took:?} (detection time {detection:?})");
     // The last packet may have left the peer up to one interval before the freeze; the rest
     // is scheduling slack on a loaded machine.

@@ -321,15 +321,22 @@ impl Lab {
         }
     }
 
-    /// bfdd's sessions: peer address and status ("up", "down", ...).
-    pub fn frr_bfd_peers(&self) -> BTreeMap<String, String> {
+    /// A vtysh command to zebra or bfdd (their sockets are in zebra's directory).
+    pub fn vtysh_daemon(&self, daemon: &str, command: &str) -> String {
         let out = Command::new("vtysh")
             .arg("--vty_socket")
             .arg(self.dir.join("zebra"))
-            .args(["-d", "bfdd", "-c", "show bfd peers json"])
+            .args(["-d", daemon, "-c", command])
             .output()
             .expect("vtysh runs");
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// bfdd's sessions: peer address and status ("up", "down", ...).
+    pub fn frr_bfd_peers(&self) -> BTreeMap<String, String> {
+        let json: serde_json::Value =
+            serde_json::from_str(&self.vtysh_daemon("bfdd", "show bfd peers json"))
+                .unwrap_or_default();
         json.as_array()
             .into_iter()
             .flatten()
@@ -339,6 +346,22 @@ impl Lab {
                     p["status"].as_str().unwrap_or_default().to_string(),
                 )
             })
+            .collect()
+    }
+
+    /// zebra's next hops for an IPv4 `prefix` with their weights (`show ip route json`).
+    pub fn frr_route_weights(&self, prefix: &str) -> BTreeMap<String, u64> {
+        let json: serde_json::Value = serde_json::from_str(
+            &self.vtysh_daemon("zebra", &format!("show ip route {prefix} json")),
+        )
+        .unwrap_or_default();
+        json[prefix]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["selected"] == true)
+            .flat_map(|r| r["nexthops"].as_array().cloned().unwrap_or_default())
+            .filter_map(|h| Some((h["ip"].as_str()?.to_string(), h["weight"].as_u64()?)))
             .collect()
     }
 
