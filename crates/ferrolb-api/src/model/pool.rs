@@ -81,7 +81,7 @@ pub enum PoolError {
     Address(#[from] AddressError),
     #[error("spec.addresses: {0} and {1} overlap")]
     RangesOverlap(IpRange, IpRange),
-    #[error("spec.addresses: {range} overlaps pool {other:?}")]
+    #[error("spec.addresses: {range} overlaps pool \"{other}\"")]
     OverlapsPool { range: IpRange, other: PoolName },
     #[error("spec.serviceAllocation: {0}")]
     Selector(#[from] SelectorError),
