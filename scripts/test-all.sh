@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables)
 . scripts/packages.sh
 ensure_packages "${PACKAGES[@]}"
+# The Kubernetes schemas (1.30-1.33) the install manifests are validated against, offline.
+ensure_pip_tool kubernetes-validate
 
 if ! command -v kubectl >/dev/null; then
   echo "kubectl not found after installing packages" >&2

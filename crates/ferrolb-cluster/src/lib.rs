@@ -2,6 +2,7 @@
 //! reflectors that keep a cache and report what changed, an Event publisher off the hot path,
 //! and the few facts about a Service both sides read the same way.
 
+pub mod api_calls;
 pub mod events;
 pub mod follow;
 pub mod http;

@@ -20,3 +20,66 @@ pub mod weights;
 
 pub use metrics::Metrics;
 pub use run::{SpeakerConfig, SpeakerError, limit_malloc_arenas, run};
+
+/// Every request the speaker makes: its followers (list, watch), Events, the `Valid`
+/// conditions on configuration objects, and its own reports (`reports`).
+pub fn api_calls() -> Vec<ferrolb_cluster::api_calls::ApiCall> {
+    use ferrolb_cluster::api_calls::calls;
+    [
+        calls("", &["services", "nodes"], &["list", "watch"], true),
+        calls(
+            "discovery.k8s.io",
+            &["endpointslices"],
+            &["list", "watch"],
+            true,
+        ),
+        calls("events.k8s.io", &["events"], &["create"], true),
+        calls(
+            "ferrolb.io",
+            &[
+                "ipaddresspools",
+                "l2advertisements",
+                "bgpadvertisements",
+                "bgppeers",
+                "bfdprofiles",
+                "communities",
+            ],
+            &["list", "watch"],
+            false,
+        ),
+        calls("", &["secrets"], &["list", "watch"], false),
+        calls(
+            "ferrolb.io",
+            &[
+                "l2advertisements/status",
+                "bgpadvertisements/status",
+                "bgppeers/status",
+                "bfdprofiles/status",
+                "communities/status",
+            ],
+            &["patch"],
+            false,
+        ),
+        calls(
+            "ferrolb.io",
+            &[
+                "servicel2statuses",
+                "servicebgpstatuses",
+                "bgpsessionstates",
+            ],
+            &["list", "create", "delete"],
+            false,
+        ),
+        calls(
+            "ferrolb.io",
+            &[
+                "servicel2statuses/status",
+                "servicebgpstatuses/status",
+                "bgpsessionstates/status",
+            ],
+            &["patch"],
+            false,
+        ),
+    ]
+    .concat()
+}
