@@ -3,11 +3,18 @@
 //! pure; fetching the lists is the only I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
-use ferrolb_api::crd::{BGPSessionState, IPAddressPool, ServiceBGPStatus, ServiceL2Status};
+use ferrolb_api::crd::{
+    BGPAdvertisement, BGPSessionState, IPAddressPool, L2Advertisement, ServiceBGPStatus,
+    ServiceL2Status,
+};
 use ferrolb_api::model::{IpFamily, IpRange};
-use k8s_openapi::api::core::v1::Service;
+use ferrolb_speaker::cluster::{Objects, cluster_state};
+use ferrolb_speaker::decide::{TrafficPolicy, Unannounced, decide};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
@@ -58,7 +65,11 @@ pub struct PoolRow {
 #[derive(Default)]
 pub struct Snapshot {
     pub services: Vec<Service>,
+    pub slices: Vec<EndpointSlice>,
+    pub nodes: Vec<Node>,
     pub pools: Vec<IPAddressPool>,
+    pub l2_adverts: Vec<L2Advertisement>,
+    pub bgp_adverts: Vec<BGPAdvertisement>,
     pub l2: Vec<ServiceL2Status>,
     pub bgp: Vec<ServiceBGPStatus>,
     pub sessions: Vec<BGPSessionState>,
@@ -138,6 +149,7 @@ pub fn status(snapshot: &Snapshot) -> Status {
             why.insert(key, (when, note));
         }
     }
+    let unannounced = why_unannounced(snapshot);
     let mut services: Vec<ServiceRow> = snapshot
         .services
         .iter()
@@ -157,11 +169,19 @@ pub fn status(snapshot: &Snapshot) -> Status {
             modes.sort();
             modes.dedup();
             by.sort();
-            let why_not = match why.get(&key) {
-                Some((_, note)) if by.is_empty() || addresses.is_empty() => Some(note.clone()),
-                _ if addresses.is_empty() => Some("no address assigned yet".into()),
-                _ if by.is_empty() => Some("no speaker reports announcing it".into()),
-                _ => None,
+            let event = why.get(&key).map(|(_, note)| note.clone());
+            let why_not = if addresses.is_empty() {
+                Some(event.unwrap_or_else(|| "no address assigned yet".into()))
+            } else if by.is_empty() {
+                Some(
+                    unannounced
+                        .get(&key)
+                        .cloned()
+                        .or(event)
+                        .unwrap_or_else(|| "should be announced, but no speaker reports doing so: no live speaker on the nodes the advertisements select".into()),
+                )
+            } else {
+                None
             };
             ServiceRow {
                 service: format!("{}/{}", key.0, key.1),
@@ -193,6 +213,66 @@ pub fn status(snapshot: &Snapshot) -> Status {
         .collect();
     sessions.sort_by(|a, b| (&a.node, &a.peer).cmp(&(&b.node, &b.peer)));
     Status { services, sessions }
+}
+
+fn arcs<T: Clone>(v: &[T]) -> Vec<Arc<T>> {
+    v.iter().cloned().map(Arc::new).collect()
+}
+
+/// For Services with an address that no node should announce, why: the speakers' own decision
+/// run on what the cluster holds, with every node assumed to have a live speaker. A Service
+/// that decision would announce but no report shows is left out (no live speaker answers).
+fn why_unannounced(snapshot: &Snapshot) -> BTreeMap<(String, String), String> {
+    let (nodes, services, slices, pools) = (
+        arcs(&snapshot.nodes),
+        arcs(&snapshot.services),
+        arcs(&snapshot.slices),
+        arcs(&snapshot.pools),
+    );
+    let (l2, bgp) = (arcs(&snapshot.l2_adverts), arcs(&snapshot.bgp_adverts));
+    let objects = Objects {
+        nodes: &nodes,
+        services: &services,
+        slices: &slices,
+        pools: &pools,
+        l2: &l2,
+        bgp: &bgp,
+        peers: &[],
+        communities: &[],
+        bfd_profiles: &[],
+        secrets: &[],
+        lb_class: None,
+    };
+    let (state, _, _) = cluster_state(&objects);
+    let live: std::collections::BTreeSet<String> = state.nodes.keys().cloned().collect();
+    let Some(any_node) = live.iter().next() else {
+        return BTreeMap::new();
+    };
+    let plan = decide(&state, &live, any_node);
+    let mut out = BTreeMap::new();
+    for (ip, (keys, why)) in &plan.unannounced {
+        for key in keys {
+            let service = state.services.iter().find(|s| s.key == *key);
+            let detail = match (why, service) {
+                (Unannounced::NoEligibleNode, Some(s)) if !s.any_ready_endpoint => {
+                    format!("{ip} is not announced: the Service has no ready endpoint")
+                }
+                (Unannounced::NoEligibleNode, Some(s))
+                    if s.policy == TrafficPolicy::Local && s.endpoint_nodes.is_empty() =>
+                {
+                    format!(
+                        "{ip} is not announced: externalTrafficPolicy Local and no ready endpoint runs on a known node"
+                    )
+                }
+                _ => why.sentence(*ip),
+            };
+            out.insert(
+                (key.namespace().to_string(), key.name().to_string()),
+                detail,
+            );
+        }
+    }
+    out
 }
 
 /// Usage per pool and family, from the controller's pool status, and the Services holding
@@ -261,7 +341,11 @@ pub async fn fetch(
     let ns = ferrolb_namespace;
     Ok(Snapshot {
         services: services.list(&lp).await?.items,
+        slices: Api::all(client.clone()).list(&lp).await?.items,
+        nodes: Api::all(client.clone()).list(&lp).await?.items,
         pools: Api::namespaced(client.clone(), ns).list(&lp).await?.items,
+        l2_adverts: Api::namespaced(client.clone(), ns).list(&lp).await?.items,
+        bgp_adverts: Api::namespaced(client.clone(), ns).list(&lp).await?.items,
         l2: Api::namespaced(client.clone(), ns).list(&lp).await?.items,
         bgp: Api::namespaced(client.clone(), ns).list(&lp).await?.items,
         sessions: Api::namespaced(client.clone(), ns).list(&lp).await?.items,

@@ -81,6 +81,47 @@ metadata: {name: internal, namespace: default}
 spec:
   ports: [{port: 80}]
 ---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: ferrolb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: orphan, namespace: ferrolb-system}
+spec: {addresses: [203.0.113.0/28]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: orphaned, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: idle, namespace: default}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: quiet, namespace: default}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: quiet-1
+  namespace: default
+  labels: {kubernetes.io/service-name: quiet}
+addressType: IPv4
+endpoints: [{addresses: [10.244.0.5], conditions: {ready: true}, nodeName: n1}]
+ports: [{port: 8080, protocol: TCP}]
+---
 apiVersion: ferrolb.io/v1beta1
 kind: ServiceL2Status
 metadata: {name: n1-default-web, namespace: ferrolb-system}
@@ -231,6 +272,22 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
             r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.200"}]}}}"#,
         ),
         (
+            vec!["svc", "orphaned", "-n", "default"],
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.1"}]}}}"#,
+        ),
+        (
+            vec!["svc", "idle", "-n", "default"],
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.201"}]}}}"#,
+        ),
+        (
+            vec!["svc", "quiet", "-n", "default"],
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.202"}]}}}"#,
+        ),
+        (
+            vec!["node", "n1"],
+            r#"{"status":{"conditions":[{"type":"Ready","status":"True"}],"addresses":[{"type":"InternalIP","address":"192.0.2.11"}]}}"#,
+        ),
+        (
             vec!["servicel2status", "n1-default-web", "-n", "ferrolb-system"],
             r#"{"status":{"node":"n1","serviceName":"web","serviceNamespace":"default","addresses":["192.0.2.200"]}}"#,
         ),
@@ -259,6 +316,7 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
     // status: a table by default, JSON for scripts; the kubeconfig flags work.
     let (ok, out, err, _) = run(vec!["ferrolb", "status", "--context", "fake"], None).await;
     assert!(ok, "{err}");
+    println!("kubectl ferrolb status:\n{out}");
     let web = out
         .lines()
         .find(|l| l.starts_with("default/web"))
@@ -307,8 +365,15 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
     .await;
     assert!(ok, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).expect(&out);
-    assert_eq!(json["services"][1]["service"], "default/web");
-    assert_eq!(json["services"][1]["announced_by"][0], "n1 (L2)");
+    let web = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "default/web")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(web["announced_by"][0], "n1 (L2)", "{out}");
+    assert_eq!(web["why_not"], serde_json::Value::Null);
     assert_eq!(json["sessions"][0]["bfd"], "Up");
     // Without --context the kubeconfig's current context reaches nothing: a clear failure.
     let (ok, _, err, _) = run(vec!["ferrolb", "status"], None).await;
