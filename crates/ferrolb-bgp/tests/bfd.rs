@@ -65,25 +65,9 @@ async fn assert_freeze_takes_bfd_and_bgp_down(peer: &mut BfdPeer, pid: &str, who
     assert!(bgp_down, "BGP: {:?}", *bgp.borrow());
 }
 
-/// An FRR lab with BGP and BFD both up.
+/// An FRR lab with BGP and BFD both up, over IPv4.
 async fn frr_lab() -> (Lab, FrrBfd, BfdPeer) {
-    let lab = Lab::new();
-    let frr = FrrBfd::start(&lab, BGPD, BFDD);
-    let mut peer = start_bfd_peer(&lab, peer_config(64513), bfd_spec(50, 3));
-    assert!(
-        peer.handle
-            .wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "{}",
-        frr.vtysh("bgpd", "show bgp summary")
-    );
-    assert!(
-        wait_bfd(&mut peer, BfdState::Up, Duration::from_secs(10)).await,
-        "ours: {:?}; FRR: {}",
-        *peer.status.borrow(),
-        frr.bfd_peer()
-    );
-    (lab, frr, peer)
+    frr_lab_with(BGPD, peer_config(64513), bfd_spec(50, 3), "192.0.2.1").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

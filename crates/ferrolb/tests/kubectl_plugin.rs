@@ -2,7 +2,6 @@
 //! same binary, found on PATH as `kubectl-ferrolb`) run by kubectl against what they made.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use fake_apiserver::{Config, FakeApiServer};
 
@@ -21,38 +20,14 @@ fn repo() -> PathBuf {
 
 /// Runs kubectl with the plugin on PATH; returns (success, stdout, stderr, exit code).
 fn kubectl(scratch: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String, i32) {
-    use std::io::Write;
-    let path = format!(
-        "{}:{}",
-        scratch.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let ran = fake_apiserver::testing::kubectl(
+        &scratch.join("kubeconfig"),
+        &repo(),
+        args,
+        stdin,
+        Some(scratch),
     );
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", scratch.join("kubeconfig"))
-        .env("PATH", path)
-        .current_dir(repo())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl is installed (the test command installs it)");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
+    (ran.ok, ran.stdout, ran.stderr, ran.code)
 }
 
 /// What the controller and the speakers would have written: two Services (one announced in
