@@ -377,5 +377,26 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
     )
     .await;
     assert!(ok && out.contains("pool: public"), "{out}");
+
+    // migrate and plan through the plugin too (standard input passes through kubectl).
+    let (ok, out, err, _) = run(
+        vec!["ferrolb", "migrate"],
+        Some("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: old, namespace: metallb-system}\nspec: {addresses: [198.51.100.0/28]}\n"),
+    )
+    .await;
+    assert!(
+        ok && out.contains("apiVersion: ferrolb.io/v1beta1")
+            && out.contains("namespace: ferrolb-system"),
+        "{out}{err}"
+    );
+    let (ok, out, err, _) = run(
+        vec!["ferrolb", "plan", "-"],
+        Some("apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p, namespace: ferrolb-system}\nspec: {addresses: [198.51.100.0/28]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: default}\nspec: {type: LoadBalancer}\n"),
+    )
+    .await;
+    assert!(
+        ok && out.contains("default/s") && out.contains("198.51.100.0"),
+        "{out}{err}"
+    );
     drop(scratch);
 }
