@@ -651,14 +651,41 @@ fn start_watch(
     // The common case (plain JSON, stored version) shares one serialized line among watchers.
     let plain = !as_table && rt.crd.is_none();
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
-    let matches = {
+    // What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
+    // an object that starts matching arrives as ADDED, one that stops matching as DELETED
+    // (its last matching state at the event's version), others as they happened.
+    let view = {
         let storage_key = rt.storage_key();
         let ns = ns.clone();
-        move |e: &WatchEvent| {
-            e.storage_key == storage_key
-                && ns.as_deref().is_none_or(|n| n == e.namespace)
-                && labels.matches_labels(&e.object)
-                && fields.matches_fields(&e.object)
+        move |e: &WatchEvent| -> Option<(&'static str, Option<Value>)> {
+            if e.storage_key != storage_key || ns.as_deref().is_some_and(|n| n != e.namespace) {
+                return None;
+            }
+            let passes = |o: &Value| labels.matches_labels(o) && fields.matches_fields(o);
+            let now = e.event_type != "DELETED" && passes(&e.object);
+            let before = e.previous.as_deref().is_some_and(passes);
+            match (now, before) {
+                (true, false) => Some(("ADDED", None)),
+                (true, true) => Some((e.event_type, None)),
+                (false, true) if e.event_type == "DELETED" => Some(("DELETED", None)),
+                (false, true) => {
+                    let mut last = e.previous.as_deref().cloned().unwrap_or_default();
+                    last["metadata"]["resourceVersion"] = json!(e.rv.to_string());
+                    Some(("DELETED", Some(last)))
+                }
+                (false, false) => None,
+            }
+        }
+    };
+    // One JSON line for an event as this watcher sees it; the shared line when it is the same.
+    let line_for = {
+        let render = render.clone();
+        move |e: &WatchEvent, seen: (&'static str, Option<Value>)| -> Bytes {
+            match seen {
+                (t, None) if plain && t == e.event_type => e.line(),
+                (t, None) => event_line(t, &render(&e.object)),
+                (t, Some(last)) => event_line(t, &render(&last)),
+            }
         }
     };
     let rv_param = query.get("resourceVersion").unwrap_or("");
@@ -671,7 +698,7 @@ fn start_watch(
                 .unwrap_or("")
                 .to_string();
             let pseudo = WatchEvent::new(rv, rt.storage_key(), namespace, "ADDED", obj.clone());
-            if matches(&pseudo) {
+            if view(&pseudo).is_some() {
                 initial.push(event_line("ADDED", &render(&obj)));
             }
         }
@@ -682,8 +709,10 @@ fn start_watch(
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?;
         match store.watch_from(rv) {
             Ok((replay, rx)) => {
-                for e in replay.iter().filter(|e| matches(e)) {
-                    initial.push(event_line(e.event_type, &render(&e.object)));
+                for e in &replay {
+                    if let Some(seen) = view(e) {
+                        initial.push(line_for(e, seen));
+                    }
                 }
                 (store.resource_version(), rx)
             }
@@ -729,8 +758,9 @@ fn start_watch(
                 received = events.recv() => match received {
                     Ok(e) => {
                         seen_rv = seen_rv.max(e.rv);
-                        if e.rv > start_rv && matches(&e)
-                            && tx.send(if plain { e.line() } else { event_line(e.event_type, &render(&e.object)) }).await.is_err()
+                        let seen = if e.rv > start_rv { view(&e) } else { None };
+                        if let Some(seen) = seen
+                            && tx.send(line_for(&e, seen)).await.is_err()
                         {
                             return;
                         }

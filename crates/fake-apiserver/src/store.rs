@@ -21,6 +21,9 @@ pub struct WatchEvent {
     /// `ADDED`, `MODIFIED` or `DELETED`.
     pub event_type: &'static str,
     pub object: Arc<Value>,
+    /// The object before this change (none for a creation): a watch with selectors sees an
+    /// object that starts or stops matching as ADDED or DELETED, as kube-apiserver's do.
+    pub previous: Option<Arc<Value>>,
     /// The event as one JSON line, serialized once for every watcher.
     line: std::sync::OnceLock<bytes::Bytes>,
 }
@@ -39,8 +42,14 @@ impl WatchEvent {
             namespace,
             event_type,
             object,
+            previous: None,
             line: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn with_previous(mut self, previous: Option<Arc<Value>>) -> Self {
+        self.previous = previous;
+        self
     }
 
     pub fn line(&self) -> bytes::Bytes {
@@ -291,8 +300,8 @@ impl Store {
         let value = Arc::new(value);
         let storage_key = rt.storage_key();
         let bucket = self.objects.entry(storage_key.clone()).or_default();
-        if event_type == "DELETED" {
-            bucket.remove(&key);
+        let previous = if event_type == "DELETED" {
+            bucket.remove(&key)
         } else {
             bucket.insert(
                 key.clone(),
@@ -300,15 +309,12 @@ impl Store {
                     value: value.clone(),
                     owners,
                 },
-            );
-        }
-        let event = Arc::new(WatchEvent::new(
-            self.rv,
-            storage_key,
-            key.0,
-            event_type,
-            value.clone(),
-        ));
+            )
+        };
+        let event = Arc::new(
+            WatchEvent::new(self.rv, storage_key, key.0, event_type, value.clone())
+                .with_previous(previous.map(|p| p.value)),
+        );
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
@@ -720,13 +726,16 @@ impl Store {
         };
         for (key, obj) in bucket {
             self.rv += 1;
-            let event = Arc::new(WatchEvent::new(
-                self.rv,
-                storage_key.to_string(),
-                key.0,
-                "DELETED",
-                obj.value,
-            ));
+            let event = Arc::new(
+                WatchEvent::new(
+                    self.rv,
+                    storage_key.to_string(),
+                    key.0,
+                    "DELETED",
+                    obj.value.clone(),
+                )
+                .with_previous(Some(obj.value)),
+            );
             self.history.push_back(event.clone());
             let _ = self.tx.send(event);
         }

@@ -658,3 +658,57 @@ async fn http_knobs_inject_faults_and_report_stats() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_watch_sees_objects_enter_as_added_and_leave_as_deleted() {
+    use kube::api::{WatchEvent, WatchParams};
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let labelled = |app: &str| json!({"metadata": {"labels": {"app": app}}});
+    api.create(&PostParams::default(), &config_map("c", "1"))
+        .await
+        .unwrap();
+    let stream = api
+        .watch(&WatchParams::default().labels("app=web"), "0")
+        .await
+        .unwrap();
+    let events = tokio::spawn(async move {
+        stream
+            .filter_map(|e| async move {
+                match e.ok()? {
+                    WatchEvent::Added(o) => Some(("ADDED", o.labels().get("app").cloned())),
+                    WatchEvent::Modified(o) => Some(("MODIFIED", o.labels().get("app").cloned())),
+                    WatchEvent::Deleted(o) => Some(("DELETED", o.labels().get("app").cloned())),
+                    _ => None,
+                }
+            })
+            .take(5)
+            .collect::<Vec<_>>()
+            .await
+    });
+    let pp = PatchParams::default();
+    for (app, value) in [("web", "2"), ("web", "3"), ("db", "4"), ("web", "5")] {
+        let mut patch = labelled(app);
+        patch["data"] = json!({"v": value});
+        api.patch("c", &pp, &Patch::Merge(&patch)).await.unwrap();
+    }
+    api.delete("c", &DeleteParams::default()).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), events)
+        .await
+        .expect("five events")
+        .unwrap();
+    let web = Some("web".to_string());
+    assert_eq!(
+        seen,
+        [
+            // Starts matching: ADDED, not MODIFIED.
+            ("ADDED", web.clone()),
+            ("MODIFIED", web.clone()),
+            // Stops matching: DELETED with its last matching state.
+            ("DELETED", web.clone()),
+            ("ADDED", web.clone()),
+            // Deleted while matching.
+            ("DELETED", web),
+        ]
+    );
+}
