@@ -18,6 +18,8 @@ enum Requirement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector {
     requirements: Vec<Requirement>,
+    /// For a field selector: the (group, plural) whose fields it reads.
+    fields_of: Option<(String, String)>,
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -82,7 +84,10 @@ impl Selector {
             };
             requirements.push(req);
         }
-        Ok(Selector { requirements })
+        Ok(Selector {
+            requirements,
+            fields_of: None,
+        })
     }
 
     /// Matches with `lookup` giving the value of a key, if present.
@@ -102,14 +107,148 @@ impl Selector {
         self.matches_with(|k| labels.get(k).and_then(Value::as_str))
     }
 
-    /// Field selectors on `metadata.name` and `metadata.namespace` (what our clients use).
-    pub fn matches_fields(&self, obj: &Value) -> bool {
-        self.matches_with(|k| match k {
-            "metadata.name" => obj["metadata"]["name"].as_str(),
-            "metadata.namespace" => Some(obj["metadata"]["namespace"].as_str().unwrap_or("")),
-            _ => None,
+    /// A `fieldSelector` for a kind: `=`, `==` and `!=` on the fields kube-apiserver indexes
+    /// for it; any other field or operator is a 400 naming it, never an empty list.
+    pub fn parse_fields(
+        text: &str,
+        group: &str,
+        plural: &str,
+        custom: bool,
+    ) -> Result<Self, ApiError> {
+        let selector = Selector::parse(text)?;
+        let known = field_paths(group, plural);
+        for r in &selector.requirements {
+            let key = match r {
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => k,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid field selector {text:?}: only =, == and != are supported"
+                    )));
+                }
+            };
+            if !known.iter().any(|(field, _, _)| field == key) {
+                return Err(ApiError::bad_request(if custom {
+                    format!(
+                        "{key:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )
+                } else {
+                    format!("field label not supported: {key}")
+                }));
+            }
+        }
+        Ok(Selector {
+            requirements: selector.requirements,
+            fields_of: Some((group.to_string(), plural.to_string())),
         })
     }
+
+    /// Whether `obj` (of the kind the field selector was parsed for) matches.
+    pub fn matches_fields(&self, obj: &Value) -> bool {
+        if self.requirements.is_empty() {
+            return true;
+        }
+        let (group, plural) = self
+            .fields_of
+            .as_ref()
+            .map_or(("", ""), |(g, p)| (g.as_str(), p.as_str()));
+        let known = field_paths(group, plural);
+        let values: Vec<(String, String)> = self
+            .requirements
+            .iter()
+            .filter_map(|r| match r {
+                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) => Some(k),
+                _ => None,
+            })
+            .filter_map(|k| {
+                let (_, path, default) = known.iter().find(|(f, _, _)| f == k)?;
+                Some((
+                    k.clone(),
+                    field_value(obj, path).unwrap_or_else(|| default.to_string()),
+                ))
+            })
+            .collect();
+        self.matches_with(|k| {
+            values
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+/// The value at a dotted path, as a field selector compares it (booleans and numbers as text).
+fn field_value(obj: &Value, path: &str) -> Option<String> {
+    let mut v = obj;
+    for part in path.split('.') {
+        v = v.get(part)?;
+    }
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// (field, path in the object, value when absent) that kube-apiserver accepts in field
+/// selectors for a resource; `metadata.name` and `metadata.namespace` for every kind.
+fn field_paths(group: &str, plural: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = vec![
+        ("metadata.name", "metadata.name", ""),
+        ("metadata.namespace", "metadata.namespace", ""),
+    ];
+    let more: &[(&str, &str, &str)] = match (group, plural) {
+        ("", "events") => &[
+            ("involvedObject.kind", "involvedObject.kind", ""),
+            ("involvedObject.namespace", "involvedObject.namespace", ""),
+            ("involvedObject.name", "involvedObject.name", ""),
+            ("involvedObject.uid", "involvedObject.uid", ""),
+            ("involvedObject.apiVersion", "involvedObject.apiVersion", ""),
+            (
+                "involvedObject.resourceVersion",
+                "involvedObject.resourceVersion",
+                "",
+            ),
+            ("involvedObject.fieldPath", "involvedObject.fieldPath", ""),
+            ("reason", "reason", ""),
+            ("reportingComponent", "reportingComponent", ""),
+            ("source", "source.component", ""),
+            ("type", "type", ""),
+        ],
+        ("events.k8s.io", "events") => &[
+            ("regarding.kind", "regarding.kind", ""),
+            ("regarding.namespace", "regarding.namespace", ""),
+            ("regarding.name", "regarding.name", ""),
+            ("regarding.uid", "regarding.uid", ""),
+            ("regarding.apiVersion", "regarding.apiVersion", ""),
+            ("regarding.resourceVersion", "regarding.resourceVersion", ""),
+            ("regarding.fieldPath", "regarding.fieldPath", ""),
+            ("reason", "reason", ""),
+            ("reportingController", "reportingController", ""),
+            ("type", "type", ""),
+        ],
+        ("", "pods") => &[
+            ("spec.nodeName", "spec.nodeName", ""),
+            ("spec.restartPolicy", "spec.restartPolicy", ""),
+            ("spec.schedulerName", "spec.schedulerName", ""),
+            ("spec.serviceAccountName", "spec.serviceAccountName", ""),
+            ("spec.hostNetwork", "spec.hostNetwork", "false"),
+            ("status.phase", "status.phase", ""),
+            ("status.podIP", "status.podIP", ""),
+            ("status.nominatedNodeName", "status.nominatedNodeName", ""),
+        ],
+        ("", "nodes") => &[("spec.unschedulable", "spec.unschedulable", "false")],
+        ("", "services") => &[
+            ("spec.type", "spec.type", ""),
+            ("spec.clusterIP", "spec.clusterIP", ""),
+        ],
+        ("", "secrets") => &[("type", "type", "")],
+        ("", "namespaces") => &[("status.phase", "status.phase", "")],
+        ("apps", "replicasets") => &[("status.replicas", "status.replicas", "0")],
+        _ => &[],
+    };
+    out.extend_from_slice(more);
+    out
 }
 
 #[cfg(test)]
@@ -135,16 +274,59 @@ mod tests {
                 "{sel}"
             );
         }
+        let fields = |sel: &str| Selector::parse_fields(sel, "", "configmaps", false);
+        assert!(fields("metadata.name=a").unwrap().matches_fields(&obj));
         assert!(
-            Selector::parse("metadata.name=a")
-                .unwrap()
-                .matches_fields(&obj)
-        );
-        assert!(
-            !Selector::parse("metadata.namespace!=ns")
+            !fields("metadata.namespace!=ns")
                 .unwrap()
                 .matches_fields(&obj)
         );
         assert!(Selector::parse("app in web").is_err());
+    }
+
+    #[test]
+    fn field_selectors_know_each_kinds_fields_and_refuse_others() {
+        let node = json!({"metadata": {"name": "n1"}, "spec": {}});
+        let parse = |sel: &str, plural: &str| Selector::parse_fields(sel, "", plural, false);
+        // Absent booleans read as false, as kube-apiserver formats them.
+        assert!(
+            parse("spec.unschedulable=false", "nodes")
+                .unwrap()
+                .matches_fields(&node)
+        );
+        assert!(
+            !parse("spec.unschedulable==true", "nodes")
+                .unwrap()
+                .matches_fields(&node)
+        );
+        let event = json!({"metadata": {"name": "e", "namespace": "default"},
+            "involvedObject": {"kind": "Service", "name": "web"}, "reason": "IPAllocated",
+            "type": "Normal", "source": {"component": "ferrolb"}});
+        let events = |sel: &str| parse(sel, "events").unwrap().matches_fields(&event);
+        assert!(events(
+            "involvedObject.kind=Service,involvedObject.name=web"
+        ));
+        assert!(events("source=ferrolb,type!=Warning"));
+        assert!(!events("reason=Other"));
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        assert!(
+            parse("spec.nodeName=n1,status.phase=Running", "pods")
+                .unwrap()
+                .matches_fields(&pod)
+        );
+        // Unknown fields and set operators are refused, naming what is wrong.
+        let err = parse("spec.nodeName=n1", "services").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("field label not supported: spec.nodeName"),
+            "{err}"
+        );
+        let err = Selector::parse_fields("spec.size=3", "ferrolb.io", "ipaddresspools", true)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a known field selector"),
+            "{err}"
+        );
+        assert!(parse("metadata.name in (a)", "pods").is_err());
     }
 }

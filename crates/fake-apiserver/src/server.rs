@@ -419,7 +419,12 @@ async fn handle_api(
     };
     let wants_table = accept.contains("as=Table");
     let labels = Selector::parse(query.get("labelSelector").unwrap_or(""))?;
-    let fields = Selector::parse(query.get("fieldSelector").unwrap_or(""))?;
+    let fields = Selector::parse_fields(
+        query.get("fieldSelector").unwrap_or(""),
+        &rt.group,
+        &rt.plural,
+        rt.crd.is_some(),
+    )?;
     match (method, name) {
         (Method::GET, Some(name)) => {
             let obj = store.get(&rt, &ns_str, &name)?;

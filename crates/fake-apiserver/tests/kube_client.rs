@@ -712,3 +712,46 @@ async fn a_selector_watch_sees_objects_enter_as_added_and_leave_as_deleted() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_selectors_filter_on_each_kinds_fields_and_unknown_ones_are_a_400() {
+    use k8s_openapi::api::core::v1::Node;
+    let (_server, client) = fast().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (name, unschedulable) in [("a", false), ("b", true)] {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": if unschedulable { json!({"unschedulable": true}) } else { json!({}) },
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    let names = |list: kube::core::ObjectList<Node>| -> Vec<String> {
+        list.items.iter().map(|n| n.name_any()).collect()
+    };
+    let schedulable = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await
+        .unwrap();
+    assert_eq!(names(schedulable), ["a"]);
+    let cordoned = nodes
+        .list(&ListParams::default().fields("spec.unschedulable!=false,metadata.name==b"))
+        .await
+        .unwrap();
+    assert_eq!(names(cordoned), ["b"]);
+    match nodes
+        .list(&ListParams::default().fields("spec.podCIDR=10.0.0.0/24"))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 400);
+            assert!(
+                e.message
+                    .contains("field label not supported: spec.podCIDR"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("an unknown field must be refused, not answered: {other:?}"),
+    }
+}
