@@ -694,8 +694,11 @@ fn start_watch(
         }
     };
     let rv_param = query.get("resourceVersion").unwrap_or("");
+    // A streaming list (sendInitialEvents=true): the current state as ADDED events, then a
+    // bookmark marked as the end of them (the store is always at least as new as asked).
+    let streaming = query.flag("sendInitialEvents");
     let mut initial: Vec<Bytes> = Vec::new();
-    let (start_rv, events) = if rv_param.is_empty() || rv_param == "0" {
+    let (start_rv, events) = if streaming || rv_param.is_empty() || rv_param == "0" {
         let (items, rv, rx) = store.watch_now(rt);
         for obj in items {
             let namespace = obj["metadata"]["namespace"]
@@ -706,6 +709,12 @@ fn start_watch(
             if view(&pseudo).is_some() {
                 initial.push(event_line("ADDED", &render(&obj)));
             }
+        }
+        if streaming {
+            let end = json!({"kind": rt.kind, "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": rv.to_string(),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}});
+            initial.push(event_line("BOOKMARK", &end));
         }
         (rv, rx)
     } else {

@@ -755,3 +755,47 @@ async fn field_selectors_filter_on_each_kinds_fields_and_unknown_ones_are_a_400(
         other => panic!("an unknown field must be refused, not answered: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_ends_its_initial_events_and_goes_on_watching() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["a", "b"] {
+        api.create(&PostParams::default(), &config_map(name, "1"))
+            .await
+            .unwrap();
+    }
+    let stream = watcher::watcher(api.clone(), watcher::Config::default().streaming_lists());
+    let seen = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(e)) = stream.next().await {
+            let label = match &e {
+                Event::Init => "Init".to_string(),
+                Event::InitApply(o) => format!("InitApply {}", o.name_any()),
+                Event::InitDone => "InitDone".to_string(),
+                Event::Apply(o) => format!("Apply {}", o.name_any()),
+                Event::Delete(o) => format!("Delete {}", o.name_any()),
+            };
+            let done = label == "Apply c";
+            out.push(label);
+            if done {
+                break;
+            }
+        }
+        out
+    });
+    // Created once the initial events are out, so it arrives as a change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.create(&PostParams::default(), &config_map("c", "1"))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("InitDone, then the new object")
+        .unwrap();
+    assert_eq!(
+        seen,
+        ["Init", "InitApply a", "InitApply b", "InitDone", "Apply c"]
+    );
+}
