@@ -430,20 +430,22 @@ impl Store {
         if let Some(schema) = &rt.schema {
             crate::resources::prune_and_default(&mut body, schema);
         }
+        // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
+        // kubelets register with.
+        let keeps_status = rt.group.is_empty() && rt.plural == "nodes";
+        if rt.has_status
+            && !keeps_status
+            && let Some(m) = body.as_object_mut()
+        {
+            m.remove("status");
+        }
         match (rt.group.as_str(), rt.plural.as_str()) {
             ("", "services") => service::prepare_create(&mut body, &mut self.services)?,
             ("", "namespaces") => body["status"] = json!({"phase": "Active"}),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 self.register_crd(&mut body)?
             }
-            _ => {
-                if rt.has_status
-                    && rt.crd.is_some()
-                    && let Some(m) = body.as_object_mut()
-                {
-                    m.remove("status");
-                }
-            }
+            _ => {}
         }
         // Field ownership is tracked from an object's first server-side apply on: only apply
         // conflicts need it, and it costs more memory than the object.

@@ -799,3 +799,34 @@ async fn a_streaming_list_ends_its_initial_events_and_goes_on_watching() {
         ["Init", "InitApply a", "InitApply b", "InitDone", "Apply c"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_ignores_the_status_it_was_sent_but_a_nodes() {
+    use k8s_openapi::api::core::v1::Node;
+    let (_server, client) = fast().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let mut svc = lb_service("web");
+    svc.status =
+        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}))
+            .unwrap();
+    let created = services.create(&PostParams::default(), &svc).await.unwrap();
+    let stored = services.get("web").await.unwrap();
+    for s in [created, stored] {
+        let ingress = s
+            .status
+            .and_then(|st| st.load_balancer)
+            .and_then(|lb| lb.ingress);
+        assert!(ingress.as_ref().is_none_or(|i| i.is_empty()), "{ingress:?}");
+    }
+    // Kubelets register Nodes with their status.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let stored = nodes.get("n1").await.unwrap();
+    assert_eq!(
+        stored.status.unwrap().addresses.unwrap()[0].address,
+        "192.0.2.11"
+    );
+}
