@@ -345,12 +345,26 @@ async fn handle_api(
     if body_bytes.len() > MAX_BODY {
         return Err(ApiError::bad_request("request body too large"));
     }
-    if query.get("dryRun").is_some() {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by the fake API server",
-        ));
-    }
-    let mut store = shared.store.lock().await;
+    // `dryRun=All`: the write runs (validation, defaults, conflicts) and is answered, then
+    // undone when the guard drops; watchers see nothing.
+    let dry_run = match query.get("dryRun") {
+        None => false,
+        Some("All") => method != Method::GET,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )));
+        }
+    };
+    // A DELETE may carry it in its DeleteOptions body instead.
+    let dry_run = dry_run
+        || (method == Method::DELETE
+            && serde_json::from_slice::<Value>(&body_bytes).is_ok_and(|o| {
+                o["dryRun"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|x| x == "All"))
+            }));
+    let mut store = DryRun::new(shared.store.lock().await, dry_run);
     let route = route(&store, &path)?;
     let (rt, ns, name, sub) = match route {
         Route::Version => return Ok(json_response(200, &version())),
@@ -532,6 +546,7 @@ async fn handle_api(
             Ok(json_response(200, &as_version(&patched, &rt)))
         }
         (Method::DELETE, Some(name)) => {
+            check_preconditions(&store, &rt, &ns_str, &name, &body_bytes)?;
             let deleted = store.delete(&rt, &ns_str, &name)?;
             Ok(json_response(200, &as_version(&deleted, &rt)))
         }
@@ -604,6 +619,81 @@ fn group_list(store: &Store) -> Value {
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// The store for one request; a dry run's changes are undone when it drops.
+struct DryRun<'a> {
+    store: tokio::sync::MutexGuard<'a, Store>,
+    saved: Option<crate::store::Saved>,
+}
+
+impl<'a> DryRun<'a> {
+    fn new(mut store: tokio::sync::MutexGuard<'a, Store>, dry_run: bool) -> Self {
+        let saved = dry_run.then(|| store.save());
+        DryRun { store, saved }
+    }
+}
+
+impl std::ops::Deref for DryRun<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for DryRun<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl Drop for DryRun<'_> {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            self.store.restore(saved);
+        }
+    }
+}
+
+/// DeleteOptions' preconditions: the object must still have this uid / resourceVersion
+/// (409 otherwise, worded as kube-apiserver words it).
+fn check_preconditions(
+    store: &Store,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let options: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?;
+    let preconditions = &options["preconditions"];
+    if !preconditions.is_object() {
+        return Ok(());
+    }
+    let current = store.get(rt, ns, name)?;
+    let resource = if rt.group.is_empty() {
+        rt.plural.clone()
+    } else {
+        format!("{}.{}", rt.plural, rt.group)
+    };
+    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+        if let Some(wanted) = preconditions[field].as_str() {
+            let actual = current["metadata"][field].as_str().unwrap_or_default();
+            if wanted != actual {
+                return Err(ApiError::conflict(
+                    &resource,
+                    name,
+                    &format!(
+                        "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn event_line(event_type: &str, object: &Value) -> Bytes {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 
 /// Cluster IP ranges and the NodePort range, and what is taken from them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ServiceAllocations {
     v4_base: u32,
     v4_size: u32,

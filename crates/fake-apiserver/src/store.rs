@@ -112,6 +112,18 @@ pub struct Store {
     tx: broadcast::Sender<Arc<WatchEvent>>,
     services: ServiceAllocations,
     next_uid: u64,
+    /// During a dry run: changes are made (so validation and defaulting run) but neither
+    /// recorded nor sent to watchers, and [`Store::restore`] puts the state back.
+    silent: bool,
+}
+
+/// Everything a write can change, kept to undo a dry run.
+pub struct Saved {
+    registry: Registry,
+    rv: u64,
+    objects: HashMap<String, BTreeMap<Key, StoredObject>>,
+    services: ServiceAllocations,
+    next_uid: u64,
 }
 
 fn now() -> String {
@@ -163,6 +175,7 @@ impl Store {
             tx,
             services,
             next_uid: 1,
+            silent: false,
         };
         let ns_type = store
             .registry
@@ -315,6 +328,9 @@ impl Store {
             WatchEvent::new(self.rv, storage_key, key.0, event_type, value.clone())
                 .with_previous(previous.map(|p| p.value)),
         );
+        if self.silent {
+            return value;
+        }
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
@@ -324,6 +340,27 @@ impl Store {
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(event);
         value
+    }
+
+    /// Starts a dry run: what follows is validated and answered, then undone by `restore`.
+    pub fn save(&mut self) -> Saved {
+        self.silent = true;
+        Saved {
+            registry: self.registry.clone(),
+            rv: self.rv,
+            objects: self.objects.clone(),
+            services: self.services.clone(),
+            next_uid: self.next_uid,
+        }
+    }
+
+    pub fn restore(&mut self, saved: Saved) {
+        self.silent = false;
+        self.registry = saved.registry;
+        self.rv = saved.rv;
+        self.objects = saved.objects;
+        self.services = saved.services;
+        self.next_uid = saved.next_uid;
     }
 
     fn check_namespace(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
@@ -738,8 +775,10 @@ impl Store {
                 )
                 .with_previous(Some(obj.value)),
             );
-            self.history.push_back(event.clone());
-            let _ = self.tx.send(event);
+            if !self.silent {
+                self.history.push_back(event.clone());
+                let _ = self.tx.send(event);
+            }
         }
     }
 }

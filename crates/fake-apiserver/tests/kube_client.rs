@@ -830,3 +830,118 @@ async fn a_create_ignores_the_status_it_was_sent_but_a_nodes() {
         "192.0.2.11"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_validate_and_answer_without_storing() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let before = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = api.create(&dry, &config_map("ghost", "1")).await.unwrap();
+    assert_eq!(answered.name_any(), "ghost");
+    assert!(
+        answered.metadata.uid.is_some(),
+        "the would-be object, as created"
+    );
+    assert!(api.get_opt("ghost").await.unwrap().is_none());
+    // An invalid object is still refused.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let mut bad = lb_service("bad");
+    bad.spec.as_mut().unwrap().ports = Some(Vec::new());
+    bad.spec.as_mut().unwrap().type_ = Some("NotAType".into());
+    match services.create(&dry, &bad).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422),
+        other => panic!("{other:?}"),
+    }
+    // Patch and delete in dry run change nothing.
+    api.create(&PostParams::default(), &config_map("real", "1"))
+        .await
+        .unwrap();
+    let patched = api
+        .patch(
+            "real",
+            &PatchParams {
+                dry_run: true,
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"data": {"v": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["v"], "2");
+    assert_eq!(api.get("real").await.unwrap().data.unwrap()["v"], "1");
+    api.delete(
+        "real",
+        &DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("real").await.unwrap().is_some());
+    // Only the real create moved the resource version.
+    let after = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let n = |v: Option<String>| v.unwrap().parse::<u64>().unwrap();
+    assert_eq!(n(after), n(before) + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_preconditions_are_honoured() {
+    use kube::api::Preconditions;
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let made = api
+        .create(&PostParams::default(), &config_map("c", "1"))
+        .await
+        .unwrap();
+    let with = |uid: Option<String>, rv: Option<String>| DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: rv,
+        }),
+        ..DeleteParams::default()
+    };
+    match api
+        .delete("c", &with(Some("not-the-uid".into()), None))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409);
+            assert!(
+                e.message
+                    .contains("Precondition failed: UID in precondition: not-the-uid"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match api.delete("c", &with(None, Some("1".into()))).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409, "{}", e.message),
+        other => panic!("{other:?}"),
+    }
+    api.delete(
+        "c",
+        &with(
+            made.metadata.uid.clone(),
+            made.metadata.resource_version.clone(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("c").await.unwrap().is_none());
+}
