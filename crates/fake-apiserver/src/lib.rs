@@ -7,6 +7,7 @@
 //! and injected faults (dropped watches, 500s, 429s, latency, restarts). It is not a product.
 
 mod error;
+mod events;
 mod faults;
 mod patch;
 mod resources;

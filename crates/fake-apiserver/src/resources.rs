@@ -43,6 +43,10 @@ impl ResourceType {
 
     /// Versions of one resource share storage under this key.
     pub fn storage_key(&self) -> String {
+        // events.k8s.io/v1 Events are core/v1 Events seen through another API.
+        if crate::events::is_events_api(self) {
+            return "/events".to_string();
+        }
         format!("{}/{}", self.group, self.plural)
     }
 

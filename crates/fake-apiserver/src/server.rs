@@ -508,12 +508,21 @@ async fn handle_api(
             ))
         }
         (Method::POST, None) => {
-            let body = parse_body(&content_type, &body_bytes)?;
+            let mut body = parse_body(&content_type, &body_bytes)?;
+            if rt.plural == "events" && (rt.group.is_empty() || rt.group == "events.k8s.io") {
+                crate::events::validate_create(&rt, &body)?;
+            }
+            if crate::events::is_events_api(&rt) {
+                body = crate::events::to_core(&body);
+            }
             let created = store.create(&rt, &ns_str, body)?;
             Ok(json_response(201, &as_version(&created, &rt)))
         }
         (Method::PUT, Some(name)) => {
-            let body = parse_body(&content_type, &body_bytes)?;
+            let mut body = parse_body(&content_type, &body_bytes)?;
+            if crate::events::is_events_api(&rt) {
+                body = crate::events::to_core(&body);
+            }
             let updated = store.update(&rt, &ns_str, &name, body, write)?;
             Ok(json_response(200, &as_version(&updated, &rt)))
         }
@@ -541,7 +550,13 @@ async fn handle_api(
             } else {
                 return Err(ApiError::unsupported_media_type(&content_type));
             };
-            let body = parse_body(&content_type, &body_bytes)?;
+            let mut body = parse_body(&content_type, &body_bytes)?;
+            if crate::events::is_events_api(&rt) {
+                body = match kind {
+                    PatchKind::Json => crate::events::json_patch_to_core(&body),
+                    _ => crate::events::to_core(&body),
+                };
+            }
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
             Ok(json_response(200, &as_version(&patched, &rt)))
         }
@@ -582,6 +597,11 @@ async fn handle_api(
 /// only when the version differs from the stored one.
 fn as_version<'a>(obj: &'a Value, rt: &ResourceType) -> std::borrow::Cow<'a, Value> {
     let version = rt.api_version();
+    if crate::events::is_events_api(rt) {
+        let mut v = crate::events::from_core(obj);
+        v["apiVersion"] = json!(version);
+        return std::borrow::Cow::Owned(v);
+    }
     if obj["apiVersion"].as_str() == Some(version.as_str()) {
         std::borrow::Cow::Borrowed(obj)
     } else {
@@ -744,7 +764,7 @@ fn start_watch(
         }
     };
     // The common case (plain JSON, stored version) shares one serialized line among watchers.
-    let plain = !as_table && rt.crd.is_none();
+    let plain = !as_table && rt.crd.is_none() && !crate::events::is_events_api(rt);
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     // What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
     // an object that starts matching arrives as ADDED, one that stops matching as DELETED

@@ -77,17 +77,207 @@ fn service_cells(obj: &Value) -> Vec<Value> {
     ]
 }
 
+fn text(v: &Value) -> Value {
+    json!(v.as_str().filter(|s| !s.is_empty()).unwrap_or("<none>"))
+}
+
+/// Columns kube-apiserver prints for a built-in kind: (name, priority) and the cells of one
+/// object, Name first where the real server puts it first. Priority 1 is `-o wide` only.
+#[allow(clippy::type_complexity)]
+fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> Vec<Value>)> {
+    let events_api = rt.group == "events.k8s.io" && rt.plural == "events";
+    if !(rt.group.is_empty() || events_api) {
+        return None;
+    }
+    match rt.plural.as_str() {
+        "services" => Some((
+            vec![
+                ("Name", 0),
+                ("Type", 0),
+                ("Cluster-IP", 0),
+                ("External-IP", 0),
+                ("Port(s)", 0),
+                ("Age", 0),
+                ("Selector", 1),
+            ],
+            |obj| {
+                let mut cells = vec![obj["metadata"]["name"].clone()];
+                cells.extend(service_cells(obj));
+                cells.push(json!(age(obj["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or(""))));
+                let selector: Vec<String> = obj["spec"]["selector"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                cells.push(json!(if selector.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    selector.join(",")
+                }));
+                cells
+            },
+        )),
+        "nodes" => Some((
+            vec![
+                ("Name", 0),
+                ("Status", 0),
+                ("Roles", 0),
+                ("Age", 0),
+                ("Version", 0),
+                ("Internal-IP", 1),
+                ("External-IP", 1),
+                ("OS-Image", 1),
+                ("Kernel-Version", 1),
+                ("Container-Runtime", 1),
+            ],
+            |obj| {
+                let ready = obj["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "Ready")
+                    .map(|c| {
+                        if c["status"] == "True" {
+                            "Ready"
+                        } else {
+                            "NotReady"
+                        }
+                    })
+                    .unwrap_or("Unknown");
+                let status = if obj["spec"]["unschedulable"] == true {
+                    format!("{ready},SchedulingDisabled")
+                } else {
+                    ready.to_string()
+                };
+                let roles: Vec<&str> = obj["metadata"]["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+                    .collect();
+                let address = |kind: &str| {
+                    obj["status"]["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a["type"] == kind)
+                        .map(|a| text(&a["address"]))
+                        .unwrap_or(json!("<none>"))
+                };
+                let info = &obj["status"]["nodeInfo"];
+                vec![
+                    obj["metadata"]["name"].clone(),
+                    json!(status),
+                    json!(if roles.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        roles.join(",")
+                    }),
+                    json!(age(obj["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or(""))),
+                    text(&info["kubeletVersion"]),
+                    address("InternalIP"),
+                    address("ExternalIP"),
+                    text(&info["osImage"]),
+                    text(&info["kernelVersion"]),
+                    text(&info["containerRuntimeVersion"]),
+                ]
+            },
+        )),
+        // Both Event APIs read the same core/v1-shaped objects here.
+        "events" => Some((
+            vec![
+                ("Last Seen", 0),
+                ("Type", 0),
+                ("Reason", 0),
+                ("Object", 0),
+                ("Subobject", 1),
+                ("Source", 1),
+                ("Message", 0),
+                ("First Seen", 1),
+                ("Count", 1),
+                ("Name", 1),
+            ],
+            |obj| {
+                let when = |fields: &[&str]| {
+                    fields
+                        .iter()
+                        .find_map(|f| obj[*f].as_str())
+                        .map(age)
+                        .unwrap_or_else(|| "<unknown>".into())
+                };
+                let involved = &obj["involvedObject"];
+                let object = format!(
+                    "{}/{}",
+                    involved["kind"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
+                    involved["name"].as_str().unwrap_or_default()
+                );
+                let source = obj["source"]["component"]
+                    .as_str()
+                    .or(obj["reportingComponent"].as_str())
+                    .unwrap_or_default();
+                vec![
+                    json!(when(&["lastTimestamp", "eventTime", "firstTimestamp"])),
+                    text(&obj["type"]),
+                    text(&obj["reason"]),
+                    json!(object),
+                    text(&involved["fieldPath"]),
+                    json!(source),
+                    text(&obj["message"]),
+                    json!(when(&["firstTimestamp", "eventTime"])),
+                    json!(obj["count"].as_u64().unwrap_or(1)),
+                    obj["metadata"]["name"].clone(),
+                ]
+            },
+        )),
+        _ => None,
+    }
+}
+
+fn row(obj: &Value, cells: Vec<Value>) -> Value {
+    json!({
+        "cells": cells,
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"],
+        },
+    })
+}
+
+fn table(columns: Vec<Value>, rows: Vec<Value>, resource_version: u64) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
 /// Renders objects as a Table with the columns kubectl would show.
 pub fn render(rt: &ResourceType, items: &[&Value], resource_version: u64) -> Value {
+    if let Some((names, cells)) = builtin(rt) {
+        let columns = names
+            .iter()
+            .map(|(name, priority)| {
+                let format = if *name == "Name" { "name" } else { "" };
+                json!({"name": name, "type": "string", "format": format, "description": "", "priority": priority})
+            })
+            .collect();
+        let rows = items.iter().map(|obj| row(obj, cells(obj))).collect();
+        return table(columns, rows, resource_version);
+    }
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}),
     ];
-    let is_service = rt.group.is_empty() && rt.plural == "services";
-    if is_service {
-        for name in ["Type", "Cluster-IP", "External-IP", "Port(s)"] {
-            columns.push(json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0}));
-        }
-    }
     for c in &rt.printer_columns {
         let type_ = if c.type_ == "date" {
             "string"
@@ -109,9 +299,6 @@ pub fn render(rt: &ResourceType, items: &[&Value], resource_version: u64) -> Val
         .iter()
         .map(|obj| {
             let mut cells = vec![obj["metadata"]["name"].clone()];
-            if is_service {
-                cells.extend(service_cells(obj));
-            }
             for c in &rt.printer_columns {
                 cells.push(cell(lookup(obj, &c.json_path), &c.type_));
             }
@@ -120,21 +307,8 @@ pub fn render(rt: &ResourceType, items: &[&Value], resource_version: u64) -> Val
                     .as_str()
                     .unwrap_or(""))));
             }
-            json!({
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj["metadata"],
-                },
-            })
+            row(obj, cells)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version.to_string()},
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    table(columns, rows, resource_version)
 }

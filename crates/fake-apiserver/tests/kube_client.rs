@@ -945,3 +945,81 @@ async fn delete_preconditions_are_honoured() {
     .unwrap();
     assert!(api.get_opt("c").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_store_serves_both_event_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let (_server, client) = fast().await;
+    let new_api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let core_api: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let new_style: Event = serde_json::from_value(json!({
+        "metadata": {"name": "web.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "ferrolb.io/speaker", "reportingInstance": "n1",
+        "action": "nodeAssigned", "reason": "nodeAssigned", "type": "Normal",
+        "note": "announcing from node \"n1\"",
+        "regarding": {"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "web", "uid": "u-1"},
+    }))
+    .unwrap();
+    new_api
+        .create(&PostParams::default(), &new_style)
+        .await
+        .unwrap();
+    // Read through core/v1 as kubectl describe does: by involvedObject fields.
+    let seen =
+        core_api
+            .list(&ListParams::default().fields(
+                "involvedObject.kind=Service,involvedObject.name=web,involvedObject.uid=u-1",
+            ))
+            .await
+            .unwrap();
+    assert_eq!(seen.items.len(), 1);
+    let e = &seen.items[0];
+    assert_eq!(e.message.as_deref(), Some("announcing from node \"n1\""));
+    assert_eq!(e.reporting_component.as_deref(), Some("ferrolb.io/speaker"));
+    assert_eq!(e.involved_object.name.as_deref(), Some("web"));
+    // And the other way: a core/v1 Event read through events.k8s.io/v1.
+    let old_style: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"name": "web.2"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "web"},
+        "reason": "Scheduled", "message": "from the old API", "type": "Warning",
+        "source": {"component": "tester"}, "count": 2,
+    }))
+    .unwrap();
+    core_api
+        .create(&PostParams::default(), &old_style)
+        .await
+        .unwrap();
+    let read = new_api.get("web.2").await.unwrap();
+    assert_eq!(read.note.as_deref(), Some("from the old API"));
+    assert_eq!(read.regarding.unwrap().name.as_deref(), Some("web"));
+    assert_eq!(read.deprecated_count, Some(2));
+    let by_regarding = new_api
+        .list(&ListParams::default().fields("regarding.name=web,type=Warning"))
+        .await
+        .unwrap();
+    assert_eq!(by_regarding.items.len(), 1);
+    // Validation as kube-apiserver's: types and the fields events.k8s.io/v1 requires.
+    let mut bad = old_style.clone();
+    bad.metadata.name = Some("web.3".into());
+    bad.type_ = Some("Loud".into());
+    match core_api.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{}", e.message),
+        other => panic!("{other:?}"),
+    }
+    let mut incomplete = new_style.clone();
+    incomplete.metadata.name = Some("web.4".into());
+    incomplete.reporting_controller = None;
+    match new_api.create(&PostParams::default(), &incomplete).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422);
+            assert!(
+                e.message.contains("reportingController: Required value"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -199,6 +199,53 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     .await;
     assert_eq!(out, node_port.to_string());
 
+    // An Event written through events.k8s.io/v1 (as ferrolb writes them) is what
+    // `kubectl describe` and `kubectl get events` show, read through core/v1.
+    let (_, uid, _) = run(
+        vec!["get", "svc", "web", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    )
+    .await;
+    let event = format!(
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: web.1, namespace: default}}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: ferrolb.io/controller\nreportingInstance: c-1\naction: IPAllocated\nreason: IPAllocated\ntype: Normal\nnote: assigned 192.0.2.200 from pool public\nregarding: {{apiVersion: v1, kind: Service, namespace: default, name: web, uid: \"{uid}\"}}\n"
+    );
+    let (ok, _, err) = run(vec!["create", "--validate=false", "-f", "-"], Some(&event)).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(vec!["describe", "svc", "web"], None).await;
+    assert!(ok, "{err}");
+    let events = out.split("Events:").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("IPAllocated") && events.contains("assigned 192.0.2.200 from pool public"),
+        "{out}"
+    );
+    let (ok, out, err) = run(vec!["get", "events"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("LAST SEEN"), "{out}");
+    assert!(
+        out.contains("Normal") && out.contains("service/web"),
+        "{out}"
+    );
+    // -o wide columns as a real server gives them.
+    let (ok, out, err) = run(vec!["get", "svc", "web", "-o", "wide"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().next().unwrap_or_default().contains("SELECTOR") && out.contains("app=web"),
+        "{out}"
+    );
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses: [{type: InternalIP, address: 192.0.2.11}]\n  conditions: [{type: Ready, status: \"True\"}]\n  nodeInfo: {kubeletVersion: v1.33.1}\n";
+    let (ok, _, err) = run(vec!["create", "--validate=false", "-f", "-"], Some(node)).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(vec!["get", "nodes", "-o", "wide"], None).await;
+    assert!(ok, "{err}");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("n1")
+            && row.contains("Ready")
+            && row.contains("192.0.2.11")
+            && row.contains("v1.33.1"),
+        "{out}"
+    );
+
     // Delete.
     let (ok, _, err) = run(vec!["delete", "svc", "web"], None).await;
     assert!(ok, "{err}");

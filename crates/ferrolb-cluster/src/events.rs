@@ -36,12 +36,26 @@ fn event_object(
         type_: Some(if event.warning { "Warning" } else { "Normal" }.into()),
         action: Some(event.reason.clone()),
         reason: Some(event.reason),
-        note: Some(event.note),
+        note: Some(within_note_limit(event.note)),
         regarding: Some(reference.clone()),
         reporting_controller: Some(component.to_string()),
         reporting_instance: Some(instance.to_string()),
         ..Event::default()
     }
+}
+
+/// kube-apiserver refuses notes over 1 kB: a longer one is cut at a character boundary.
+fn within_note_limit(mut note: String) -> String {
+    const LIMIT: usize = 1024;
+    if note.len() > LIMIT {
+        let mut end = LIMIT - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
 }
 
 /// One Event to publish on an object.
@@ -86,5 +100,19 @@ impl EventPublisher {
     /// Queues an Event; dropped when the queue is full.
     pub fn publish(&self, reference: ObjectReference, event: PublishedEvent) {
         let _ = self.tx.try_send((reference, event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_to_what_the_api_server_takes() {
+        assert_eq!(within_note_limit("short".into()), "short");
+        let long = "é".repeat(700);
+        let cut = within_note_limit(long);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.ends_with('…'));
     }
 }
