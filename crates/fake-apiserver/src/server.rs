@@ -432,6 +432,9 @@ async fn handle_api(
         manager: &manager,
     };
     let wants_table = accept.contains("as=Table");
+    // kube's metadata watchers ask for PartialObjectMetadata(List): objects without their
+    // spec and status.
+    let wants_metadata = accept.contains("as=PartialObjectMetadata");
     let labels = Selector::parse(query.get("labelSelector").unwrap_or(""))?;
     let fields = Selector::parse_fields(
         query.get("fieldSelector").unwrap_or(""),
@@ -447,6 +450,9 @@ async fn handle_api(
                     200,
                     &crate::table::render(&rt, &[&obj], store.resource_version()),
                 ));
+            }
+            if wants_metadata {
+                return Ok(json_response(200, &partial_metadata(&obj)));
             }
             Ok(json_response(200, &as_version(&obj, &rt)))
         }
@@ -466,6 +472,7 @@ async fn handle_api(
                 labels,
                 fields,
                 as_table: wants_table,
+                as_metadata: wants_metadata,
             };
             let started = start_watch(shared, &store, &rt, &query, filter);
             drop(store);
@@ -492,6 +499,14 @@ async fn handle_api(
             if let Some(c) = page.continue_token {
                 meta["continue"] = json!(c);
                 meta["remainingItemCount"] = json!(page.remaining);
+            }
+            if wants_metadata {
+                let items: Vec<Value> = page.items.iter().map(|o| partial_metadata(o)).collect();
+                return Ok(json_response(
+                    200,
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                            "metadata": meta, "items": items}),
+                ));
             }
             let items: Vec<std::borrow::Cow<'_, Value>> =
                 page.items.iter().map(|o| as_version(o, &rt)).collect();
@@ -716,6 +731,11 @@ fn check_preconditions(
     Ok(())
 }
 
+/// An object as PartialObjectMetadata: kind and metadata only.
+fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
 pub(crate) fn event_line(event_type: &str, object: &Value) -> Bytes {
     let mut line =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
@@ -730,6 +750,7 @@ struct WatchFilter {
     labels: Selector,
     fields: Selector,
     as_table: bool,
+    as_metadata: bool,
 }
 
 fn start_watch(
@@ -744,12 +765,15 @@ fn start_watch(
         labels,
         fields,
         as_table,
+        as_metadata,
     } = filter;
     // `kubectl get -w` asks for each object as a one-row Table.
     let render = {
         let rt = rt.clone();
         move |obj: &Value| -> Value {
-            if as_table {
+            if as_metadata {
+                partial_metadata(obj)
+            } else if as_table {
                 crate::table::render(
                     &rt,
                     &[obj],
@@ -764,7 +788,7 @@ fn start_watch(
         }
     };
     // The common case (plain JSON, stored version) shares one serialized line among watchers.
-    let plain = !as_table && rt.crd.is_none() && !crate::events::is_events_api(rt);
+    let plain = !as_table && !as_metadata && rt.crd.is_none() && !crate::events::is_events_api(rt);
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     // What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
     // an object that starts matching arrives as ADDED, one that stops matching as DELETED

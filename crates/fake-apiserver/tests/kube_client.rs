@@ -1023,3 +1023,42 @@ async fn one_event_store_serves_both_event_apis() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_requests_get_partial_object_metadata() {
+    let (_server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &config_map("a", "1"))
+        .await
+        .unwrap();
+    let one = api.get_metadata("a").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("a"));
+    assert_eq!(one.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    // kube's metadata watcher: initial list, then changes, all as metadata.
+    let stream = watcher::metadata_watcher(api.clone(), watcher::Config::default());
+    let seen = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut names = Vec::new();
+        while let Some(Ok(e)) = stream.next().await {
+            match e {
+                Event::InitApply(o) | Event::Apply(o) => names.push(o.name_any()),
+                _ => {}
+            }
+            if names.len() == 2 {
+                break;
+            }
+        }
+        names
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.create(&PostParams::default(), &config_map("b", "1"))
+        .await
+        .unwrap();
+    let names = tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("both objects")
+        .unwrap();
+    assert_eq!(names, ["a", "b"]);
+}
