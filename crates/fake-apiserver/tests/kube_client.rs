@@ -1037,7 +1037,9 @@ async fn metadata_only_requests_get_partial_object_metadata() {
     let list = api.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
     // kube's metadata watcher: initial list, then changes, all as metadata.
-    let stream = watcher::metadata_watcher(api.clone(), watcher::Config::default());
+    let meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client.clone(), "default");
+    let stream = watcher::watcher(meta, watcher::Config::default());
     let seen = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut names = Vec::new();
