@@ -54,6 +54,14 @@ impl ApiError {
         )
     }
 
+    pub fn forbidden(resource: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{resource} \"{name}\" is forbidden: {why}"),
+        )
+    }
+
     pub fn apply_conflict(conflicts: &[(String, String)]) -> Self {
         let list: Vec<String> = conflicts
             .iter()

@@ -187,6 +187,16 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
             &[],
         ),
+        // Answered, never stored: every request of the kubeconfig's user is allowed.
+        ResourceType::builtin(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+            false,
+            &[],
+        ),
         ResourceType::builtin(
             "discovery.k8s.io",
             "v1",

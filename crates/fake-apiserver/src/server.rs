@@ -522,6 +522,20 @@ async fn handle_api(
                 serde_json::to_vec(&list).unwrap_or_default(),
             ))
         }
+        (Method::POST, None) if rt.group == "authorization.k8s.io" => {
+            // The answer does not depend on the question: a protobuf body (kubectl's) is not
+            // decoded, a JSON one is echoed back with the answer.
+            let mut review = if content_type.contains("protobuf") {
+                json!({})
+            } else {
+                parse_body(&content_type, &body_bytes)?
+            };
+            review["apiVersion"] = json!(rt.api_version());
+            review["kind"] = json!(rt.kind);
+            review["status"] =
+                json!({"allowed": true, "reason": "the fake API server authorizes every request"});
+            Ok(json_response(201, &review))
+        }
         (Method::POST, None) => {
             let mut body = parse_body(&content_type, &body_bytes)?;
             if rt.plural == "events" && (rt.group.is_empty() || rt.group == "events.k8s.io") {

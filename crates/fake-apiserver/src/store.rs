@@ -186,6 +186,19 @@ impl Store {
                 .create(&ns_type, "", json!({"metadata": {"name": ns}}))
                 .expect("initial namespaces are valid");
         }
+        // The API server's own Service, on every cluster.
+        let svc_type = store
+            .registry
+            .find("", "v1", "services")
+            .expect("services is built in");
+        store
+            .create(
+                &svc_type,
+                "default",
+                json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                       "spec": {"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+            )
+            .expect("the kubernetes Service is valid");
         store
     }
 
@@ -363,7 +376,7 @@ impl Store {
         self.next_uid = saved.next_uid;
     }
 
-    fn check_namespace(&self, rt: &ResourceType, ns: &str) -> Result<(), ApiError> {
+    fn check_namespace(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
         if !rt.namespaced {
             return Ok(());
         }
@@ -377,9 +390,20 @@ impl Store {
             .registry
             .find("", "v1", "namespaces")
             .expect("namespaces is built in");
-        self.stored(&ns_type, "", ns)
-            .map(|_| ())
-            .map_err(|_| ApiError::not_found("namespaces", ns))
+        let namespace = self
+            .stored(&ns_type, "", ns)
+            .map_err(|_| ApiError::not_found("namespaces", ns))?;
+        // NamespaceLifecycle: nothing new in a namespace being deleted.
+        if !namespace.value["metadata"]["deletionTimestamp"].is_null() {
+            return Err(ApiError::forbidden(
+                &rt.plural,
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn create(
@@ -420,7 +444,11 @@ impl Store {
         } else {
             String::new()
         };
-        self.check_namespace(rt, &ns)?;
+        let name_for_errors = body["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.check_namespace(rt, &ns, &name_for_errors)?;
         let name = match body["metadata"]["name"].as_str().filter(|n| !n.is_empty()) {
             Some(n) => n.to_string(),
             None => match body["metadata"]["generateName"].as_str() {
@@ -712,6 +740,17 @@ impl Store {
         let has_finalizers = current.value["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        if is_namespace && current.value["metadata"]["deletionTimestamp"].is_null() {
+            // As the namespace controller: Terminating first (watchers see it), then the
+            // namespace's objects go, then the namespace unless finalizers hold it.
+            let mut v = (*current.value).clone();
+            v["metadata"]["deletionTimestamp"] = json!(now());
+            v["status"]["phase"] = json!("Terminating");
+            self.commit(rt, key.clone(), v, current.owners.clone(), "MODIFIED");
+            self.delete_namespace_contents(name);
+        }
+        let current = self.stored(rt, ns, name)?.clone();
         if has_finalizers {
             if !current.value["metadata"]["deletionTimestamp"].is_null() {
                 return Ok(current.value);
@@ -721,9 +760,6 @@ impl Store {
             return Ok(self.commit(rt, key, v, current.owners, "MODIFIED"));
         }
         self.release(rt, &current.value);
-        if rt.group.is_empty() && rt.plural == "namespaces" {
-            self.delete_namespace_contents(name);
-        }
         if rt.group == "apiextensions.k8s.io" {
             for storage_key in self.registry.remove_crd(name) {
                 self.delete_bucket(&storage_key);

@@ -648,7 +648,10 @@ async fn http_knobs_inject_faults_and_report_stats() {
     let (_, stats) = raw(server.addr(), "GET", "/fake/stats", "").await;
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert!(stats["requests"].as_u64().unwrap() >= 4);
-    assert_eq!(stats["objects"], 4, "the four initial namespaces");
+    assert_eq!(
+        stats["objects"], 5,
+        "the four initial namespaces and the default/kubernetes Service"
+    );
     let (status, _) = raw(server.addr(), "POST", "/fake/restart?downtimeMs=100", "").await;
     assert!(status.contains("200"));
     assert!(
@@ -1063,4 +1066,89 @@ async fn metadata_only_requests_get_partial_object_metadata() {
         .expect("both objects")
         .unwrap();
     assert_eq!(names, ["a", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_goes_through_terminating_and_every_cluster_has_the_kubernetes_service()
+{
+    use kube::api::{WatchEvent, WatchParams};
+    let (_server, client) = fast().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let kubernetes = services.get("kubernetes").await.unwrap();
+    let spec = kubernetes.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(spec.ports.unwrap()[0].port, 443);
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "demo"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
+    maps.create(&PostParams::default(), &config_map("c", "1"))
+        .await
+        .unwrap();
+    let stream = namespaces
+        .watch(&WatchParams::default().fields("metadata.name=demo"), "0")
+        .await
+        .unwrap();
+    let seen = tokio::spawn(async move {
+        stream
+            .filter_map(|e| async move {
+                match e.ok()? {
+                    WatchEvent::Added(n) | WatchEvent::Modified(n) => Some(format!(
+                        "{}",
+                        n.status.and_then(|s| s.phase).unwrap_or_default()
+                    )),
+                    WatchEvent::Deleted(_) => Some("deleted".to_string()),
+                    _ => None,
+                }
+            })
+            .take(3)
+            .collect::<Vec<_>>()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    namespaces
+        .delete("demo", &DeleteParams::default())
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("three events")
+        .unwrap();
+    assert_eq!(seen, ["Active", "Terminating", "deleted"]);
+    assert!(maps.get_opt("c").await.is_err() || maps.get_opt("c").await.unwrap().is_none());
+
+    // A namespace a finalizer holds stays Terminating, and takes nothing new.
+    let held: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &held)
+        .await
+        .unwrap();
+    namespaces
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let still = namespaces.get("held").await.unwrap();
+    assert_eq!(still.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let in_held: Api<ConfigMap> = Api::namespaced(client.clone(), "held");
+    match in_held
+        .create(&PostParams::default(), &config_map("late", "1"))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403);
+            assert!(
+                e.message.contains("because it is being terminated"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -246,6 +246,23 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}"
     );
 
+    // The kubeconfig's user may do anything, and kubectl can ask.
+    let (ok, out, err) = run(vec!["auth", "can-i", "create", "services"], None).await;
+    assert!(ok && out.trim() == "yes", "{out}{err}");
+    // The API server's own Service is there, as on every cluster.
+    let (ok, out, err) = run(
+        vec![
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.ports[0].port}",
+        ],
+        None,
+    )
+    .await;
+    assert!(ok && out == "443", "{out}{err}");
+
     // Delete.
     let (ok, _, err) = run(vec!["delete", "svc", "web"], None).await;
     assert!(ok, "{err}");
