@@ -1097,10 +1097,9 @@ async fn namespace_deletion_goes_through_terminating_and_every_cluster_has_the_k
         stream
             .filter_map(|e| async move {
                 match e.ok()? {
-                    WatchEvent::Added(n) | WatchEvent::Modified(n) => Some(format!(
-                        "{}",
-                        n.status.and_then(|s| s.phase).unwrap_or_default()
-                    )),
+                    WatchEvent::Added(n) | WatchEvent::Modified(n) => {
+                        Some(n.status.and_then(|s| s.phase).unwrap_or_default())
+                    }
                     WatchEvent::Deleted(_) => Some("deleted".to_string()),
                     _ => None,
                 }
