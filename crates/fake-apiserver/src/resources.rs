@@ -25,6 +25,8 @@ pub struct ResourceType {
     /// Whether writes to the main resource ignore `status` (a `status` subresource exists).
     pub has_status: bool,
     pub short_names: Vec<String>,
+    /// Discovery categories (`kubectl get all` is the `all` category).
+    pub categories: Vec<String>,
     pub printer_columns: Vec<PrinterColumn>,
     /// The CRD that defined it, for custom resources.
     pub crd: Option<String>,
@@ -68,6 +70,15 @@ impl ResourceType {
             namespaced,
             has_status,
             short_names: short.iter().map(|s| s.to_string()).collect(),
+            // The built-ins kube-apiserver puts in `all` (of those served here).
+            categories: if matches!(
+                plural,
+                "services" | "pods" | "deployments" | "daemonsets" | "replicasets"
+            ) {
+                vec!["all".to_string()]
+            } else {
+                Vec::new()
+            },
             printer_columns: Vec::new(),
             crd: None,
             schema: None,
@@ -86,8 +97,8 @@ impl ResourceType {
         if !self.short_names.is_empty() {
             main["shortNames"] = json!(self.short_names);
         }
-        if self.crd.is_some() {
-            main["categories"] = json!(["all"]);
+        if !self.categories.is_empty() {
+            main["categories"] = json!(self.categories);
         }
         let mut out = vec![main];
         if self.has_status {
@@ -274,6 +285,12 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
         .flatten()
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
+    let categories: Vec<String> = names["categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
     let mut out = Vec::new();
     for v in versions {
         if v["served"].as_bool() == Some(false) {
@@ -303,6 +320,7 @@ pub fn from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
             namespaced,
             has_status: !v["subresources"]["status"].is_null(),
             short_names: short_names.clone(),
+            categories: categories.clone(),
             printer_columns,
             crd: Some(name.to_string()),
             schema: v["schema"]["openAPIV3Schema"]

@@ -246,6 +246,17 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}"
     );
 
+    // `get all` holds Services (not ferrolb's objects); ferrolb's category holds those.
+    let (ok, out, err) = run(vec!["get", "all"], None).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("service/web") && !out.contains("ipaddresspool"),
+        "{out}"
+    );
+    let (ok, out, err) = run(vec!["get", "ferrolb", "-n", "ferrolb-system"], None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("ipaddresspool.ferrolb.io/public"), "{out}");
+
     // The kubeconfig's user may do anything, and kubectl can ask.
     let (ok, out, err) = run(vec!["auth", "can-i", "create", "services"], None).await;
     assert!(ok && out.trim() == "yes", "{out}{err}");
