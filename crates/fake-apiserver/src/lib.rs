@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod patch;
 mod resources;
+mod schema;
 mod selectors;
 mod server;
 mod service;

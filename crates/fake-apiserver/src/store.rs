@@ -132,6 +132,25 @@ fn now() -> String {
         .to_string()
 }
 
+/// A custom resource against its CRD's schema.
+fn check_schema(rt: &ResourceType, obj: &Value, schema: &Value) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    for part in ["spec", "status"] {
+        if let (Some(value), Some(part_schema)) = (obj.get(part), schema["properties"].get(part)) {
+            crate::schema::validate(value, part_schema, part, &mut causes);
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &rt.kind,
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+            &causes,
+        ))
+    }
+}
+
 /// The resource name for messages: `services`, `ipaddresspools.ferrolb.io`.
 fn qualified(rt: &ResourceType) -> String {
     if rt.group.is_empty() {
@@ -494,6 +513,7 @@ impl Store {
         body["kind"] = json!(rt.kind);
         if let Some(schema) = &rt.schema {
             crate::resources::prune_and_default(&mut body, schema);
+            check_schema(rt, &body, schema)?;
         }
         // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
         // kubelets register with.
@@ -659,6 +679,7 @@ impl Store {
         next["kind"] = json!(rt.kind);
         if let Some(schema) = &rt.schema {
             crate::resources::prune_and_default(&mut next, schema);
+            check_schema(rt, &next, schema)?;
         }
         // Metadata the server owns.
         for field in [

@@ -1151,3 +1151,66 @@ async fn namespace_deletion_goes_through_terminating_and_every_cluster_has_the_k
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_that_break_their_crd_schema_are_a_422() {
+    let (_server, client) = fast().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ferrolb_api::crds::all() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let ar = |kind: &str, plural: &str| kube::discovery::ApiResource {
+        group: "ferrolb.io".into(),
+        version: "v1beta1".into(),
+        api_version: "ferrolb.io/v1beta1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let refused = |kind: &'static str, plural: &'static str, spec: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(client, "default", &ar(kind, plural));
+            let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "ferrolb.io/v1beta1", "kind": kind,
+                "metadata": {"name": "x"}, "spec": spec}))
+            .unwrap();
+            match api.create(&PostParams::default(), &obj).await {
+                Err(kube::Error::Api(e)) => {
+                    assert_eq!(e.code, 422, "{}", e.message);
+                    e.message
+                }
+                other => panic!("{kind} {other:?} should be refused"),
+            }
+        }
+    };
+    let m = refused(
+        "BFDProfile",
+        "bfdprofiles",
+        json!({"detectMultiplier": 300}),
+    )
+    .await;
+    assert!(
+        m.contains("spec.detectMultiplier in body should be less than or equal to 255"),
+        "{m}"
+    );
+    let m = refused(
+        "BGPPeer",
+        "bgppeers",
+        json!({"myASN": 64512, "peerASN": 64500, "peerAddress": "192.0.2.1", "holdTime": "9 seconds"}),
+    )
+    .await;
+    assert!(m.contains("spec.holdTime in body should match"), "{m}");
+    let m = refused(
+        "IPAddressPool",
+        "ipaddresspools",
+        json!({"addresses": "192.0.2.0/24"}),
+    )
+    .await;
+    assert!(
+        m.contains("spec.addresses in body must be of type array"),
+        "{m}"
+    );
+    let m = refused("BGPPeer", "bgppeers", json!({"myASN": 64512})).await;
+    assert!(m.contains("spec.peerASN: Required value"), "{m}");
+}
