@@ -32,8 +32,10 @@ pub fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Stri
     let int_or_string = schema["x-kubernetes-int-or-string"] == true;
     if let Some(want) = schema["type"].as_str() {
         let actual = type_name(value);
-        let fits = actual == want || (want == "number" && actual == "integer");
-        if !fits && !(int_or_string && matches!(actual, "integer" | "string")) {
+        let fits = actual == want
+            || (want == "number" && actual == "integer")
+            || (int_or_string && matches!(actual, "integer" | "string"));
+        if !fits {
             causes.push(format!(
                 "{path}: Invalid value: \"{actual}\": {path} in body must be of type {want}: \"{actual}\""
             ));
