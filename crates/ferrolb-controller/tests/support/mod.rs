@@ -104,8 +104,14 @@ pub async fn addresses(client: &Client, ns: &str) -> BTreeMap<String, Vec<IpAddr
         .expect("list")
         .items
         .iter()
+        .filter(|s| is_load_balancer(s))
         .map(|s| (s.metadata.name.clone().unwrap_or_default(), ingress_ips(s)))
         .collect()
+}
+
+/// LoadBalancer Services only: every cluster also has its own `default/kubernetes` Service.
+pub fn is_load_balancer(s: &Service) -> bool {
+    s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
 }
 
 /// Asserts no address is shown by two Services.
