@@ -18,6 +18,7 @@ mod service;
 mod store;
 mod table;
 pub mod testing;
+mod validation;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -484,6 +484,9 @@ impl Store {
                 }
             },
         };
+        if let Some(cause) = crate::validation::name(rt, &name) {
+            return Err(ApiError::invalid(&rt.kind, &name, &[cause]));
+        }
         let key = (ns.clone(), name.clone());
         if self.bucket(rt).is_some_and(|b| b.contains_key(&key)) {
             return Err(ApiError::already_exists(&qualified(rt), &name));
@@ -525,6 +528,12 @@ impl Store {
             m.remove("status");
         }
         match (rt.group.as_str(), rt.plural.as_str()) {
+            ("coordination.k8s.io", "leases") => {
+                let causes = crate::validation::lease(&body);
+                if !causes.is_empty() {
+                    return Err(ApiError::invalid(&rt.kind, &name, &causes));
+                }
+            }
             ("", "services") => service::prepare_create(&mut body, &mut self.services)?,
             ("", "namespaces") => body["status"] = json!({"phase": "Active"}),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
@@ -700,6 +709,16 @@ impl Store {
         }
         if let Some(m) = next["metadata"].as_object_mut() {
             m.remove("managedFields");
+        }
+        let causes = match (rt.group.as_str(), rt.plural.as_str()) {
+            ("", "services") if write.target == Target::Status => {
+                crate::validation::service_status(&next)
+            }
+            ("coordination.k8s.io", "leases") => crate::validation::lease(&next),
+            _ => Vec::new(),
+        };
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, name, &causes));
         }
         if write.target == Target::Main {
             if rt.group.is_empty() && rt.plural == "services" {

@@ -1214,3 +1214,69 @@ async fn custom_resources_that_break_their_crd_schema_are_a_422() {
     let m = refused("BGPPeer", "bgppeers", json!({"myASN": 64512})).await;
     assert!(m.contains("spec.peerASN: Required value"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_service_status_and_lease_durations_are_validated_as_kube_apiserver_does() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_server, client) = fast().await;
+    fn code<T>(r: Result<T, kube::Error>) -> (u16, String) {
+        match r {
+            Err(kube::Error::Api(e)) => (e.code, e.message),
+            Ok(_) => (200, String::new()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let bad_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "My.Namespace"}})).unwrap();
+    let (c, m) = code(namespaces.create(&PostParams::default(), &bad_ns).await);
+    assert_eq!(c, 422, "{m}");
+    assert!(m.contains("a lowercase RFC 1123 label"), "{m}");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let (c, m) = code(
+        services
+            .create(&PostParams::default(), &lb_service("1web"))
+            .await,
+    );
+    assert_eq!(c, 422, "{m}");
+    assert!(m.contains("a DNS-1035 label"), "{m}");
+    // Status: an ingress ip that is no IP, an ipMode without an ip.
+    services
+        .create(&PostParams::default(), &lb_service("web"))
+        .await
+        .unwrap();
+    for (ingress, expected) in [
+        (json!([{"ip": "not-an-ip"}]), "must be a valid IP address"),
+        (
+            json!([{"hostname": "lb.example", "ipMode": "VIP"}]),
+            "may not be specified when `ip` is not set",
+        ),
+    ] {
+        let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+        let (c, m) = code(
+            services
+                .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        );
+        assert_eq!(c, 422, "{m}");
+        assert!(m.contains(expected), "{m}");
+    }
+    let good =
+        json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "Proxy"}]}}});
+    services
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&good))
+        .await
+        .unwrap();
+    // A Lease that would never expire or already has.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let lease: Lease = serde_json::from_value(
+        json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 0}}),
+    )
+    .unwrap();
+    let (c, m) = code(leases.create(&PostParams::default(), &lease).await);
+    assert_eq!(c, 422, "{m}");
+    assert!(
+        m.contains("spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"),
+        "{m}"
+    );
+}
