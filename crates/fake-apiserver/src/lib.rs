@@ -9,6 +9,7 @@
 mod error;
 mod events;
 mod faults;
+mod openapi;
 mod patch;
 mod resources;
 mod schema;

@@ -202,6 +202,43 @@ fn format_holds(format: &str, s: &str) -> bool {
     }
 }
 
+/// Fields of `value` its schema does not declare (what pruning would drop), as
+/// kube-apiserver names them for `fieldValidation`: `spec.foo`.
+pub fn unknown_fields(value: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, child) in map {
+                    let here = join(path, k);
+                    match props.get(k) {
+                        Some(prop) => unknown_fields(child, prop, &here, out),
+                        // apiVersion, kind and metadata are the server's at the top level.
+                        None if path.is_empty()
+                            && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") => {}
+                        None => out.push(here),
+                    }
+                }
+            } else if let Some(inner) = schema.get("additionalProperties").filter(|v| v.is_object())
+            {
+                for (k, child) in map {
+                    unknown_fields(child, inner, &join(path, k), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_fields(item, item_schema, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,6 +203,11 @@ enum Route {
         version: String,
     },
     Health,
+    OpenApiRoot,
+    OpenApiGroupVersion {
+        group: String,
+        version: String,
+    },
     Resource {
         rt: Arc<ResourceType>,
         ns: Option<String>,
@@ -219,6 +224,19 @@ fn route(store: &Store, path: &str) -> Result<Route, ApiError> {
         .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
+        ["openapi", "v3"] => return Ok(Route::OpenApiRoot),
+        ["openapi", "v3", "api", v] => {
+            return Ok(Route::OpenApiGroupVersion {
+                group: String::new(),
+                version: v.to_string(),
+            });
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            return Ok(Route::OpenApiGroupVersion {
+                group: g.to_string(),
+                version: v.to_string(),
+            });
+        }
         ["healthz" | "readyz" | "livez", ..] => return Ok(Route::Health),
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
@@ -368,6 +386,18 @@ async fn handle_api(
     let route = route(&store, &path)?;
     let (rt, ns, name, sub) = match route {
         Route::Version => return Ok(json_response(200, &version())),
+        Route::OpenApiRoot => {
+            return Ok(json_response(
+                200,
+                &crate::openapi::root(&store.registry, store.resource_version()),
+            ));
+        }
+        Route::OpenApiGroupVersion { group, version } => {
+            return match crate::openapi::group_version(&store.registry, &group, &version) {
+                Some(doc) => Ok(json_response(200, &doc)),
+                None => Err(ApiError::no_route(&path)),
+            };
+        }
         Route::Health => {
             return Ok(Response::builder()
                 .status(200)
@@ -544,16 +574,24 @@ async fn handle_api(
             if crate::events::is_events_api(&rt) {
                 body = crate::events::to_core(&body);
             }
+            let warnings = field_validation(&rt, &query, &body)?;
             let created = store.create(&rt, &ns_str, body)?;
-            Ok(json_response(201, &as_version(&created, &rt)))
+            Ok(with_warnings(
+                json_response(201, &as_version(&created, &rt)),
+                &warnings,
+            ))
         }
         (Method::PUT, Some(name)) => {
             let mut body = parse_body(&content_type, &body_bytes)?;
             if crate::events::is_events_api(&rt) {
                 body = crate::events::to_core(&body);
             }
+            let warnings = field_validation(&rt, &query, &body)?;
             let updated = store.update(&rt, &ns_str, &name, body, write)?;
-            Ok(json_response(200, &as_version(&updated, &rt)))
+            Ok(with_warnings(
+                json_response(200, &as_version(&updated, &rt)),
+                &warnings,
+            ))
         }
         (Method::PATCH, Some(name)) => {
             let kind = if content_type.starts_with("application/merge-patch+json") {
@@ -586,8 +624,15 @@ async fn handle_api(
                     _ => crate::events::to_core(&body),
                 };
             }
+            let warnings = match kind {
+                PatchKind::Json => Vec::new(),
+                _ => field_validation(&rt, &query, &body)?,
+            };
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
-            Ok(json_response(200, &as_version(&patched, &rt)))
+            Ok(with_warnings(
+                json_response(200, &as_version(&patched, &rt)),
+                &warnings,
+            ))
         }
         (Method::DELETE, Some(name)) => {
             check_preconditions(&store, &rt, &ns_str, &name, &body_bytes)?;
@@ -743,6 +788,49 @@ fn check_preconditions(
         }
     }
     Ok(())
+}
+
+/// `fieldValidation` on a write to a custom resource: unknown fields refused (Strict), warned
+/// about (Warn, the default) or dropped (Ignore); returns the warnings to send.
+fn field_validation(
+    rt: &ResourceType,
+    query: &Query,
+    body: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let directive = query.get("fieldValidation").unwrap_or("Warn");
+    if !matches!(directive, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {directive:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+        )));
+    }
+    let Some(schema) = &rt.schema else {
+        return Ok(Vec::new());
+    };
+    let mut unknown = Vec::new();
+    crate::schema::unknown_fields(body, schema, "", &mut unknown);
+    let found: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match directive {
+        "Strict" if !found.is_empty() => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            found.join(", ")
+        ))),
+        "Warn" => Ok(found),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Adds `Warning` headers as kube-apiserver sends them (code 299).
+fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
 }
 
 /// An object as PartialObjectMetadata: kind and metadata only.

@@ -606,7 +606,13 @@ async fn lease_leader_election_with_kube_lease_manager() {
 }
 
 /// One raw HTTP/1.1 request; returns the status line and body.
-async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
+/// One HTTP request; returns the response head (status line and headers) and body.
+async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
@@ -617,10 +623,92 @@ async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
+    (head.to_string(), body.to_string())
+}
+
+/// The status line and body of one request.
+async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
+    let (head, body) = exchange(addr, method, path, body).await;
+    (head.lines().next().unwrap_or("").to_string(), body)
+}
+
+/// The whole response head of one request.
+async fn raw_head(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> String {
+    exchange(addr, method, path, body).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_v3_lists_each_group_version_and_field_validation_is_honoured() {
+    let (server, client) = fast().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ferrolb_api::crds::all() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let (status, root) = raw(server.addr(), "GET", "/openapi/v3", "").await;
+    assert!(status.contains("200"));
+    let root: serde_json::Value = serde_json::from_str(&root).unwrap();
+    let url = root["paths"]["apis/ferrolb.io/v1beta1"]["serverRelativeURL"]
+        .as_str()
+        .expect("the ferrolb group-version is listed")
+        .to_string();
+    assert!(root["paths"]["api/v1"].is_object());
+    let (_, doc) = raw(server.addr(), "GET", &url, "").await;
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let patch = &doc["paths"]["/apis/ferrolb.io/v1beta1/namespaces/{namespace}/ipaddresspools/{name}"]
+        ["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "IPAddressPool"
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")
+    );
+    assert!(
+        doc["components"]["schemas"]["io.ferrolb.v1beta1.IPAddressPool"]["properties"]["spec"]
+            .is_object()
+    );
+
+    let pool = r#"{"apiVersion":"ferrolb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"p"},"spec":{"addresses":["192.0.2.0/28"],"colour":"blue"}}"#;
+    let path = "/apis/ferrolb.io/v1beta1/namespaces/default/ipaddresspools";
+    let head = raw_head(
+        server.addr(),
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        pool,
     )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let head = raw_head(
+        server.addr(),
+        "POST",
+        &format!("{path}?fieldValidation=Warn"),
+        pool,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("warning: 299 - \"unknown field \\\"spec.colour\\\"\""),
+        "{head}"
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&raw(server.addr(), "GET", &format!("{path}/p"), "").await.1).unwrap();
+    assert!(
+        stored["spec"].get("colour").is_none(),
+        "unknown fields are pruned"
+    );
+    let head = raw_head(
+        server.addr(),
+        "POST",
+        &format!("{path}?fieldValidation=Loud"),
+        pool,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

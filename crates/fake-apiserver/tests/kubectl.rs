@@ -257,6 +257,34 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     assert!(ok, "{err}");
     assert!(out.contains("ipaddresspool.ferrolb.io/public"), "{out}");
 
+    // kubectl's default validation: the server publishes OpenAPI v3 and validates fields
+    // itself, so apply, create, replace and diff need no flag; a misspelt field is refused.
+    let typo = "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: typo, namespace: ferrolb-system}\nspec: {addresses: [198.51.100.0/28], autoAsign: false}\n";
+    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(typo)).await;
+    assert!(
+        !ok && err.contains("strict decoding error: unknown field \"spec.autoAsign\""),
+        "{err}"
+    );
+    let fixed = typo.replace("autoAsign", "autoAssign");
+    let (ok, out, err) = run(vec!["apply", "-f", "-"], Some(&fixed)).await;
+    assert!(
+        ok && out.contains("ipaddresspool.ferrolb.io/typo created"),
+        "{out}{err}"
+    );
+    let changed = fixed.replace("198.51.100.0/28", "198.51.100.0/27");
+    let (_, out, err) = run(vec!["diff", "-f", "-"], Some(&changed)).await;
+    assert!(
+        out.contains("+  - 198.51.100.0/27") && out.contains("-  - 198.51.100.0/28"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(vec!["replace", "-f", "-"], Some(&changed)).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(vec!["explain", "ipaddresspool.spec.addresses"], None).await;
+    assert!(
+        ok && out.contains("FIELD: addresses <[]string>"),
+        "{out}{err}"
+    );
+
     // The kubeconfig's user may do anything, and kubectl can ask.
     let (ok, out, err) = run(vec!["auth", "can-i", "create", "services"], None).await;
     assert!(ok && out.trim() == "yes", "{out}{err}");
