@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod openapi;
 mod patch;
+mod protobuf;
 mod resources;
 mod schema;
 mod selectors;

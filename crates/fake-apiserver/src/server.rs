@@ -282,8 +282,12 @@ fn parse_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
-    // Protobuf and CBOR are not spoken here; clients fall back to JSON on 415.
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    // Protobuf for the kinds kubectl creates imperatively; CBOR is not spoken (clients fall
+    // back to JSON on 415).
+    if content_type.contains("protobuf") {
+        return crate::protobuf::decode(bytes, content_type);
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
     if content_type.contains("yaml") {

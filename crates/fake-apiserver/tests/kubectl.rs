@@ -285,6 +285,74 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}{err}"
     );
 
+    // kubectl's imperative creates send protobuf bodies.
+    for args in [
+        vec!["create", "namespace", "demo"],
+        vec![
+            "create",
+            "configmap",
+            "cfg",
+            "-n",
+            "demo",
+            "--from-literal=a=b",
+        ],
+        vec![
+            "create",
+            "secret",
+            "generic",
+            "sec",
+            "-n",
+            "demo",
+            "--from-literal=password=hunter2",
+        ],
+        vec![
+            "create",
+            "service",
+            "loadbalancer",
+            "lb",
+            "-n",
+            "demo",
+            "--tcp=80:8080",
+        ],
+    ] {
+        let (ok, _, err) = run(args.clone(), None).await;
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (_, out, _) = run(
+        vec!["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"],
+        None,
+    )
+    .await;
+    assert_eq!(out, "b");
+    let (_, out, _) = run(
+        vec![
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.password}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, "aHVudGVyMg==", "base64 of hunter2");
+    let (_, out, _) = run(
+        vec![
+            "get",
+            "svc",
+            "lb",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].targetPort} {.spec.selector.app}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out, "LoadBalancer 8080 lb");
+
     // The kubeconfig's user may do anything, and kubectl can ask.
     let (ok, out, err) = run(vec!["auth", "can-i", "create", "services"], None).await;
     assert!(ok && out.trim() == "yes", "{out}{err}");
