@@ -273,8 +273,49 @@ pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
     out
 }
 
-/// Field ownership of one object: leaf path -> field manager.
-pub type Owners = BTreeMap<String, String>;
+/// Who owns a field, and whether by server-side apply (`Apply`) or another write (`Update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub manager: String,
+    pub applied: bool,
+}
+
+/// Field ownership of one object: leaf path -> owner.
+pub type Owners = BTreeMap<String, Owner>;
+
+/// `metadata.managedFields` as kube-apiserver writes them: one entry per manager and
+/// operation, the owned fields as a `FieldsV1` tree (`{"f:spec": {"f:addresses": {}}}`).
+pub fn managed_fields(owners: &Owners, api_version: &str, time: &str) -> Value {
+    let mut by_owner: BTreeMap<(String, bool), serde_json::Map<String, Value>> = BTreeMap::new();
+    for (path, owner) in owners {
+        let tree = by_owner
+            .entry((owner.manager.clone(), owner.applied))
+            .or_default();
+        let mut node = tree;
+        for part in path.trim_start_matches('.').split('.') {
+            let entry = node
+                .entry(format!("f:{part}"))
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            let Value::Object(next) = entry else { break };
+            node = next;
+        }
+    }
+    Value::Array(
+        by_owner
+            .into_iter()
+            .map(|((manager, applied), fields)| {
+                serde_json::json!({
+                    "manager": manager,
+                    "operation": if applied { "Apply" } else { "Update" },
+                    "apiVersion": api_version,
+                    "time": time,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": fields,
+                })
+            })
+            .collect(),
+    )
+}
 
 /// Server-side apply: the conflicts `manager` would cause by applying `applied` to `current`.
 pub fn apply_conflicts(
@@ -289,7 +330,7 @@ pub fn apply_conflicts(
         .filter_map(|(path, value)| {
             let owner = owners.get(&path)?;
             let differs = current_leaves.get(&path) != Some(&value);
-            (owner != manager && differs).then(|| (owner.clone(), path))
+            (owner.manager != manager && differs).then(|| (owner.manager.clone(), path))
         })
         .collect()
 }
@@ -302,7 +343,13 @@ pub fn record_ownership(owners: &mut Owners, manager: &str, before: &Value, afte
     owners.retain(|path, _| new.contains_key(path));
     for (path, value) in &new {
         if old.get(path) != Some(value) {
-            owners.insert(path.clone(), manager.to_string());
+            owners.insert(
+                path.clone(),
+                Owner {
+                    manager: manager.to_string(),
+                    applied: false,
+                },
+            );
         }
     }
 }
@@ -313,7 +360,13 @@ pub fn record_apply(owners: &mut Owners, manager: &str, applied: &Value, after: 
     owners.retain(|path, _| new.contains_key(path));
     for path in leaves(applied).into_keys() {
         if new.contains_key(&path) {
-            owners.insert(path, manager.to_string());
+            owners.insert(
+                path,
+                Owner {
+                    manager: manager.to_string(),
+                    applied: true,
+                },
+            );
         }
     }
 }

@@ -132,6 +132,16 @@ fn now() -> String {
         .to_string()
 }
 
+/// Brings a stored object's `managedFields` to its owners (after an apply recorded them);
+/// returns the object.
+fn with_managed_fields(stored: &mut StoredObject) -> Arc<Value> {
+    let mut v = (*stored.value).clone();
+    let api_version = v["apiVersion"].as_str().unwrap_or_default().to_string();
+    v["metadata"]["managedFields"] = patch::managed_fields(&stored.owners, &api_version, &now());
+    stored.value = Arc::new(v);
+    stored.value.clone()
+}
+
 /// A custom resource against its CRD's schema.
 fn check_schema(rt: &ResourceType, obj: &Value, schema: &Value) -> Result<(), ApiError> {
     let mut causes = Vec::new();
@@ -342,6 +352,11 @@ impl Store {
     ) -> Arc<Value> {
         self.rv += 1;
         value["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if !owners.is_empty() {
+            let api_version = value["apiVersion"].as_str().unwrap_or_default().to_string();
+            value["metadata"]["managedFields"] =
+                patch::managed_fields(&owners, &api_version, &now());
+        }
         let value = Arc::new(value);
         let storage_key = rt.storage_key();
         let bucket = self.objects.entry(storage_key.clone()).or_default();
@@ -617,6 +632,7 @@ impl Store {
                     {
                         stored.owners.clear();
                         patch::record_apply(&mut stored.owners, write.manager, &obj, &created);
+                        return Ok(with_managed_fields(stored));
                     }
                     return Ok(created);
                 }
@@ -649,6 +665,7 @@ impl Store {
                 .and_then(|b| b.get_mut(&key))
             {
                 patch::record_apply(&mut stored.owners, write.manager, &body, &result);
+                return Ok(with_managed_fields(stored));
             }
         }
         Ok(result)
@@ -742,6 +759,10 @@ impl Store {
             }
         }
         next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        // managedFields are the server's: a write that changes nothing else is no change.
+        if !old["metadata"]["managedFields"].is_null() {
+            next["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        }
         if next == **old {
             return Ok(old.clone());
         }

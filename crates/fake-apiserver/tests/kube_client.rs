@@ -1368,3 +1368,93 @@ async fn names_service_status_and_lease_durations_are_validated_as_kube_apiserve
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_records_managed_fields_and_empty_structs_and_missing_objects_read_right()
+{
+    let (server, client) = fast().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let applied = api
+        .patch(
+            "c",
+            &PatchParams::apply("ferrolb-test"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
+    let entries = applied.metadata.managed_fields.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].manager.as_deref(), Some("ferrolb-test"));
+    assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    let fields = serde_json::to_value(entries[0].fields_v1.as_ref().unwrap()).unwrap();
+    assert!(fields["f:data"]["f:a"].is_object(), "{fields}");
+    // Another manager's update is recorded as an Update of the field it changed.
+    let updated = api
+        .patch(
+            "c",
+            &PatchParams {
+                field_manager: Some("editor".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    let managers: Vec<(String, String)> = updated
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.manager.unwrap_or_default(),
+                e.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("editor".into(), "Update".into())),
+        "{managers:?}"
+    );
+    // A no-op apply changes nothing, managedFields included.
+    let again = api
+        .patch(
+            "c",
+            &PatchParams::apply("ferrolb-test"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+
+    // An empty struct sent is an empty struct stored.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ferrolb_api::crds::all() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let states: Api<ferrolb_api::crd::BGPSessionState> = Api::namespaced(client.clone(), "default");
+    let state = ferrolb_api::crd::BGPSessionState::new("n1-tor", Default::default());
+    states.create(&PostParams::default(), &state).await.unwrap();
+    let (_, raw_state) = raw(
+        server.addr(),
+        "GET",
+        "/apis/ferrolb.io/v1beta1/namespaces/default/bgpsessionstates/n1-tor",
+        "",
+    )
+    .await;
+    let raw_state: serde_json::Value = serde_json::from_str(&raw_state).unwrap();
+    assert_eq!(raw_state["spec"], json!({}));
+
+    // A missing object in a missing namespace is the object that is not found.
+    let elsewhere: Api<Service> = Api::namespaced(client.clone(), "no-such-namespace");
+    match elsewhere.get("x").await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 404);
+            assert_eq!(e.message, "services \"x\" not found");
+        }
+        other => panic!("{other:?}"),
+    }
+}
