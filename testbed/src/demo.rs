@@ -126,13 +126,8 @@ pub fn ask(lab: &Lab, client: &str, address: IpAddr, port: u16, limit: Duration)
 /// Applies `examples` (a directory of manifests) and waits until every Service in
 /// `namespace` shows addresses; then asks each from its clients.
 pub fn run(lab: &Lab, examples: &Path, namespace: &str) -> anyhow::Result<Vec<Row>> {
-    lab.kubectl(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &examples.display().to_string(),
-    ])
-    .context("applying the examples")?;
+    lab.kubectl(&["apply", "-f", &examples.display().to_string()])
+        .context("applying the examples")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let services = loop {
         let s = services(lab, namespace)?;

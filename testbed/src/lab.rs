@@ -392,17 +392,11 @@ impl Lab {
         netns::exec_ok(&self.ns(&self.topology.api.name), &full)
     }
 
-    /// kubectl apply of `yaml` (written to a file first). Without client-side validation:
-    /// fake-apiserver serves no OpenAPI documents.
+    /// kubectl apply of `yaml` (written to a file first), with kubectl's default validation.
     pub fn apply(&self, name: &str, yaml: &str) -> anyhow::Result<String> {
         let path = self.dir.join(format!("{name}.yaml"));
         std::fs::write(&path, yaml)?;
-        self.kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            &path.display().to_string(),
-        ])
+        self.kubectl(&["apply", "-f", &path.display().to_string()])
     }
 
     /// CRDs, the ferrolb namespace, the Node objects and the gossip Secret: what a cluster and

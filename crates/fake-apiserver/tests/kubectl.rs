@@ -1,7 +1,7 @@
 //! The real `kubectl` against the fake API server: CRDs, a pool, a LoadBalancer Service.
 //!
-//! kubectl is installed by the test command; the fake server serves no OpenAPI documents, so
-//! `apply` runs with `--validate=false`.
+//! kubectl is installed by the test command; it runs with its default validation (the server
+//! publishes OpenAPI v3 and validates fields itself).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,11 +66,7 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         }
     };
 
-    let (ok, out, err) = run(
-        vec!["apply", "--validate=false", "-f", "manifests/crds/"],
-        None,
-    )
-    .await;
+    let (ok, out, err) = run(vec!["apply", "-f", "manifests/crds/"], None).await;
     assert!(ok, "{err}");
     assert!(out.contains("ipaddresspools.ferrolb.io created"), "{out}");
 
@@ -81,11 +77,7 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}"
     );
 
-    let (ok, _, err) = run(
-        vec!["apply", "--validate=false", "-f", "-"],
-        Some(POOL_AND_SERVICE),
-    )
-    .await;
+    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE)).await;
     assert!(ok, "{err}");
 
     // Read back, with the printer columns of the CRD.
@@ -176,11 +168,7 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     assert_eq!(out, "Local");
 
     // Re-applying is a no-op; the node port stays.
-    let (ok, out, err) = run(
-        vec!["apply", "--validate=false", "-f", "-"],
-        Some(POOL_AND_SERVICE),
-    )
-    .await;
+    let (ok, out, err) = run(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE)).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("service/web configured") || out.contains("service/web unchanged"),
@@ -209,7 +197,7 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     let event = format!(
         "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: web.1, namespace: default}}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: ferrolb.io/controller\nreportingInstance: c-1\naction: IPAllocated\nreason: IPAllocated\ntype: Normal\nnote: assigned 192.0.2.200 from pool public\nregarding: {{apiVersion: v1, kind: Service, namespace: default, name: web, uid: \"{uid}\"}}\n"
     );
-    let (ok, _, err) = run(vec!["create", "--validate=false", "-f", "-"], Some(&event)).await;
+    let (ok, _, err) = run(vec!["create", "-f", "-"], Some(&event)).await;
     assert!(ok, "{err}");
     let (ok, out, err) = run(vec!["describe", "svc", "web"], None).await;
     assert!(ok, "{err}");
@@ -233,7 +221,7 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}"
     );
     let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses: [{type: InternalIP, address: 192.0.2.11}]\n  conditions: [{type: Ready, status: \"True\"}]\n  nodeInfo: {kubeletVersion: v1.33.1}\n";
-    let (ok, _, err) = run(vec!["create", "--validate=false", "-f", "-"], Some(node)).await;
+    let (ok, _, err) = run(vec!["create", "-f", "-"], Some(node)).await;
     assert!(ok, "{err}");
     let (ok, out, err) = run(vec!["get", "nodes", "-o", "wide"], None).await;
     assert!(ok, "{err}");
@@ -409,7 +397,7 @@ async fn kubectl_get_watch_streams_changes() {
         move || {
             kubectl(
                 &path,
-                &["create", "--validate=false", "-f", "-"],
+                &["create", "-f", "-"],
                 Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch}\n"),
             )
         }

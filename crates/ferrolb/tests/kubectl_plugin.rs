@@ -157,18 +157,7 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
     };
 
     // The whole install, then the examples (CRDs first, as a person would).
-    let (ok, out, err, _) = run(
-        vec![
-            "--context",
-            "fake",
-            "apply",
-            "--validate=false",
-            "-k",
-            "manifests/",
-        ],
-        None,
-    )
-    .await;
+    let (ok, out, err, _) = run(vec!["--context", "fake", "apply", "-k", "manifests/"], None).await;
     assert!(ok, "{err}");
     for made in [
         "customresourcedefinition.apiextensions.k8s.io/ipaddresspools.ferrolb.io created",
@@ -182,18 +171,7 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
         assert!(out.contains(made), "{made} missing from:\n{out}");
     }
     for example in ["manifests/examples/l2", "manifests/examples/bgp"] {
-        let (ok, _, err, _) = run(
-            vec![
-                "--context",
-                "fake",
-                "apply",
-                "--validate=false",
-                "-k",
-                example,
-            ],
-            None,
-        )
-        .await;
+        let (ok, _, err, _) = run(vec!["--context", "fake", "apply", "-k", example], None).await;
         assert!(ok, "{example}: {err}");
     }
 
@@ -236,7 +214,7 @@ async fn manifests_apply_and_kubectl_ferrolb_reports_validates_and_lists() {
 
     // What the controller and speakers would have written.
     let (ok, _, err, _) = run(
-        vec!["--context", "fake", "apply", "--validate=false", "-f", "-"],
+        vec!["--context", "fake", "apply", "-f", "-"],
         Some(CLUSTER_STATE),
     )
     .await;
