@@ -14,6 +14,17 @@ use kube::runtime::{WatchStreamExt, reflector};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// Asserts a request was refused with `code` and a message holding `words`.
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, code: u16, words: &str) {
+    match result {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, code, "{}", e.message);
+            assert!(e.message.contains(words), "{}", e.message);
+        }
+        other => panic!("expected {code} ({words}), got {other:?}"),
+    }
+}
+
 async fn start(config: Config) -> (FakeApiServer, Client) {
     let server = FakeApiServer::start(config).await.expect("server starts");
     let kube_config = kube::Config::new(server.url().parse().expect("valid url"));
@@ -830,21 +841,13 @@ async fn field_selectors_filter_on_each_kinds_fields_and_unknown_ones_are_a_400(
         .await
         .unwrap();
     assert_eq!(names(cordoned), ["b"]);
-    match nodes
-        .list(&ListParams::default().fields("spec.podCIDR=10.0.0.0/24"))
-        .await
-    {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 400);
-            assert!(
-                e.message
-                    .contains("field label not supported: spec.podCIDR"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("an unknown field must be refused, not answered: {other:?}"),
-    }
+    assert_refused(
+        nodes
+            .list(&ListParams::default().fields("spec.podCIDR=10.0.0.0/24"))
+            .await,
+        400,
+        "field label not supported: spec.podCIDR",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -948,10 +951,7 @@ async fn dry_runs_validate_and_answer_without_storing() {
     let mut bad = lb_service("bad");
     bad.spec.as_mut().unwrap().ports = Some(Vec::new());
     bad.spec.as_mut().unwrap().type_ = Some("NotAType".into());
-    match services.create(&dry, &bad).await {
-        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422),
-        other => panic!("{other:?}"),
-    }
+    assert_refused(services.create(&dry, &bad).await, 422, "");
     // Patch and delete in dry run change nothing.
     api.create(&PostParams::default(), &config_map("real", "1"))
         .await
@@ -1006,25 +1006,17 @@ async fn delete_preconditions_are_honoured() {
         }),
         ..DeleteParams::default()
     };
-    match api
-        .delete("c", &with(Some("not-the-uid".into()), None))
-        .await
-    {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 409);
-            assert!(
-                e.message
-                    .contains("Precondition failed: UID in precondition: not-the-uid"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    match api.delete("c", &with(None, Some("1".into()))).await {
-        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409, "{}", e.message),
-        other => panic!("{other:?}"),
-    }
+    assert_refused(
+        api.delete("c", &with(Some("not-the-uid".into()), None))
+            .await,
+        409,
+        "Precondition failed: UID in precondition: not-the-uid",
+    );
+    assert_refused(
+        api.delete("c", &with(None, Some("1".into()))).await,
+        409,
+        "",
+    );
     api.delete(
         "c",
         &with(
@@ -1095,24 +1087,15 @@ async fn one_event_store_serves_both_event_apis() {
     let mut bad = old_style.clone();
     bad.metadata.name = Some("web.3".into());
     bad.type_ = Some("Loud".into());
-    match core_api.create(&PostParams::default(), &bad).await {
-        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{}", e.message),
-        other => panic!("{other:?}"),
-    }
+    assert_refused(core_api.create(&PostParams::default(), &bad).await, 422, "");
     let mut incomplete = new_style.clone();
     incomplete.metadata.name = Some("web.4".into());
     incomplete.reporting_controller = None;
-    match new_api.create(&PostParams::default(), &incomplete).await {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 422);
-            assert!(
-                e.message.contains("reportingController: Required value"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_refused(
+        new_api.create(&PostParams::default(), &incomplete).await,
+        422,
+        "reportingController: Required value",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1224,20 +1207,13 @@ async fn namespace_deletion_goes_through_terminating_and_every_cluster_has_the_k
     let still = namespaces.get("held").await.unwrap();
     assert_eq!(still.status.unwrap().phase.as_deref(), Some("Terminating"));
     let in_held: Api<ConfigMap> = Api::namespaced(client.clone(), "held");
-    match in_held
-        .create(&PostParams::default(), &config_map("late", "1"))
-        .await
-    {
-        Err(kube::Error::Api(e)) => {
-            assert_eq!(e.code, 403);
-            assert!(
-                e.message.contains("because it is being terminated"),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_refused(
+        in_held
+            .create(&PostParams::default(), &config_map("late", "1"))
+            .await,
+        403,
+        "because it is being terminated",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
