@@ -124,3 +124,127 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
         "components": {"schemas": schemas},
     }))
 }
+
+/// A protobuf writer: just what the OpenAPI v2 document needs.
+#[derive(Default)]
+struct Proto(Vec<u8>);
+
+impl Proto {
+    fn varint(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(b);
+                return;
+            }
+            self.0.push(b | 0x80);
+        }
+    }
+
+    fn bytes(&mut self, field: u32, data: &[u8]) -> &mut Self {
+        self.varint(u64::from(field) << 3 | 2);
+        self.varint(data.len() as u64);
+        self.0.extend_from_slice(data);
+        self
+    }
+
+    fn string(&mut self, field: u32, s: &str) -> &mut Self {
+        self.bytes(field, s.as_bytes())
+    }
+
+    fn message(&mut self, field: u32, inner: &Proto) -> &mut Self {
+        self.bytes(field, &inner.0)
+    }
+}
+
+/// The PATCH path of each resource with its group-version-kind and query parameters, as
+/// (path, rt) pairs.
+fn patch_paths(registry: &Registry) -> Vec<(String, &ResourceType)> {
+    registry
+        .all()
+        .iter()
+        .map(|rt| {
+            let prefix = if rt.group.is_empty() {
+                format!("/api/{}", rt.version)
+            } else {
+                format!("/apis/{}/{}", rt.group, rt.version)
+            };
+            let scope = if rt.namespaced {
+                "/namespaces/{namespace}"
+            } else {
+                ""
+            };
+            (
+                format!("{prefix}{scope}/{}/{{name}}", rt.plural),
+                rt.as_ref(),
+            )
+        })
+        .collect()
+}
+
+/// `/openapi/v2` in the protobuf form (gnostic's `openapi_v2.Document`) kubectl 1.27 and 1.28
+/// ask for: every resource's PATCH operation with its group-version-kind and the
+/// `fieldValidation` parameter, so kubectl leaves field validation to the server. No
+/// definitions are carried.
+pub fn v2_protobuf(registry: &Registry) -> Vec<u8> {
+    let mut paths = Proto::default();
+    for (path, rt) in patch_paths(registry) {
+        let mut op = Proto::default();
+        for name in ["dryRun", "fieldManager", "fieldValidation", "force"] {
+            let mut query = Proto::default();
+            query.string(2, "query").string(4, name).string(6, "string");
+            let mut non_body = Proto::default();
+            non_body.message(3, &query);
+            let mut parameter = Proto::default();
+            parameter.message(2, &non_body);
+            let mut item = Proto::default();
+            item.message(1, &parameter);
+            op.message(8, &item);
+        }
+        let mut any = Proto::default();
+        any.string(
+            2,
+            &format!(
+                "group: \"{}\"\nkind: {}\nversion: {}\n",
+                rt.group, rt.kind, rt.version
+            ),
+        );
+        let mut extension = Proto::default();
+        extension
+            .string(1, "x-kubernetes-group-version-kind")
+            .message(2, &any);
+        op.message(13, &extension);
+        let mut item = Proto::default();
+        item.message(8, &op);
+        let mut named = Proto::default();
+        named.string(1, &path).message(2, &item);
+        paths.message(2, &named);
+    }
+    let mut info = Proto::default();
+    info.string(1, "Kubernetes").string(2, "v1.33.0");
+    let mut doc = Proto::default();
+    doc.string(1, "2.0").message(2, &info).message(8, &paths);
+    doc.0
+}
+
+/// `/openapi/v2` as JSON (Swagger 2.0): the same paths.
+pub fn v2_json(registry: &Registry) -> Value {
+    let mut paths = Map::new();
+    for (path, rt) in patch_paths(registry) {
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "type": "string", "uniqueItems": true}))
+            .collect();
+        paths.insert(
+            path,
+            json!({"patch": {
+                "operationId": "patch",
+                "parameters": params,
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-group-version-kind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+            }}),
+        );
+    }
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths})
+}

@@ -204,6 +204,7 @@ enum Route {
     },
     Health,
     OpenApiRoot,
+    OpenApiV2,
     OpenApiGroupVersion {
         group: String,
         version: String,
@@ -225,6 +226,7 @@ fn route(store: &Store, path: &str) -> Result<Route, ApiError> {
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
         ["openapi", "v3"] => return Ok(Route::OpenApiRoot),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3", "api", v] => {
             return Ok(Route::OpenApiGroupVersion {
                 group: String::new(),
@@ -394,6 +396,23 @@ async fn handle_api(
             return Ok(json_response(
                 200,
                 &crate::openapi::root(&store.registry, store.resource_version()),
+            ));
+        }
+        Route::OpenApiV2 => {
+            // kubectl 1.27 and 1.28 ask for gnostic's protobuf; other clients get JSON.
+            if accept.contains("com.github.proto-openapi.spec.v2") {
+                return Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header(
+                        "content-type",
+                        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    )
+                    .body(full(crate::openapi::v2_protobuf(&store.registry)))
+                    .expect("static response"));
+            }
+            return Ok(json_response(
+                200,
+                &crate::openapi::v2_json(&store.registry),
             ));
         }
         Route::OpenApiGroupVersion { group, version } => {

@@ -413,3 +413,76 @@ async fn kubectl_get_watch_streams_changes() {
     );
     drop(kc);
 }
+
+/// Every kubectl release we support (the machine carries them all) applies with its default
+/// validation: 1.27 and 1.28 read OpenAPI v2 (protobuf), later ones v3; each leaves unknown
+/// fields to the server, which refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_27_to_1_33_apply_with_their_default_validation() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path);
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    for minor in 27..=33 {
+        let kubectl = format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}");
+        let run = |args: Vec<String>, stdin: String| {
+            let (kubectl, kc) = (kubectl.clone(), kc.0.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let mut child = Command::new(&kubectl)
+                        .args(&args)
+                        .env("KUBECONFIG", &kc)
+                        .current_dir(repo)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap_or_else(|e| panic!("{kubectl}: {e}"));
+                    child
+                        .stdin
+                        .take()
+                        .unwrap()
+                        .write_all(stdin.as_bytes())
+                        .unwrap();
+                    let out = child.wait_with_output().unwrap();
+                    (
+                        out.status.success(),
+                        String::from_utf8_lossy(&out.stdout).into_owned(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    )
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let apply = |yaml: String| run(vec!["apply".into(), "-f".into(), "-".into()], yaml);
+        let (ok, _, err) = run(
+            vec![
+                "apply".into(),
+                "-f".into(),
+                "manifests/crds/ipaddresspools.yaml".into(),
+            ],
+            String::new(),
+        )
+        .await;
+        assert!(ok, "1.{minor}: {err}");
+        let (ok, _, err) = apply(format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{minor}, namespace: default}}\ndata: {{a: b}}\n"
+        ))
+        .await;
+        assert!(ok, "1.{minor}: {err}");
+        let (ok, _, err) = apply(format!(
+            "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: p{minor}, namespace: default}}\nspec: {{addresses: [192.0.2.{minor}/32], colour: blue}}\n"
+        ))
+        .await;
+        assert!(
+            !ok && err.contains("strict decoding error: unknown field \"spec.colour\""),
+            "1.{minor}: {err}"
+        );
+    }
+}
