@@ -598,7 +598,10 @@ async fn handle_api(
                 body = crate::events::to_core(&body);
             }
             let warnings = field_validation(&rt, &query, &body)?;
+            store.field_validation = directive(&query);
             let created = store.create(&rt, &ns_str, body)?;
+            let mut warnings = warnings;
+            warnings.append(&mut store.warnings);
             Ok(with_warnings(
                 json_response(201, &as_version(&created, &rt)),
                 &warnings,
@@ -610,7 +613,10 @@ async fn handle_api(
                 body = crate::events::to_core(&body);
             }
             let warnings = field_validation(&rt, &query, &body)?;
+            store.field_validation = directive(&query);
             let updated = store.update(&rt, &ns_str, &name, body, write)?;
+            let mut warnings = warnings;
+            warnings.append(&mut store.warnings);
             Ok(with_warnings(
                 json_response(200, &as_version(&updated, &rt)),
                 &warnings,
@@ -651,7 +657,10 @@ async fn handle_api(
                 PatchKind::Json => Vec::new(),
                 _ => field_validation(&rt, &query, &body)?,
             };
+            store.field_validation = directive(&query);
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
+            let mut warnings = warnings;
+            warnings.append(&mut store.warnings);
             Ok(with_warnings(
                 json_response(200, &as_version(&patched, &rt)),
                 &warnings,
@@ -811,6 +820,15 @@ fn check_preconditions(
         }
     }
     Ok(())
+}
+
+/// The request's `fieldValidation` (checked by [`field_validation`]); Warn when not given.
+fn directive(query: &Query) -> &'static str {
+    match query.get("fieldValidation") {
+        Some("Strict") => "Strict",
+        Some("Ignore") => "Ignore",
+        _ => "Warn",
+    }
 }
 
 /// `fieldValidation` on a write to a custom resource: unknown fields refused (Strict), warned

@@ -115,6 +115,11 @@ pub struct Store {
     /// During a dry run: changes are made (so validation and defaulting run) but neither
     /// recorded nor sent to watchers, and [`Store::restore`] puts the state back.
     silent: bool,
+    /// The request's `fieldValidation` (Strict, Warn, Ignore) for built-in objects; the server
+    /// sets it before a write, as it holds the store for the whole request.
+    pub field_validation: &'static str,
+    /// Warnings of the current request (unknown fields dropped under Warn), for the server.
+    pub warnings: Vec<String>,
 }
 
 /// Everything a write can change, kept to undo a dry run.
@@ -205,6 +210,8 @@ impl Store {
             services,
             next_uid: 1,
             silent: false,
+            field_validation: "Warn",
+            warnings: Vec::new(),
         };
         let ns_type = store
             .registry
@@ -389,6 +396,49 @@ impl Store {
         value
     }
 
+    /// A built-in object as its type reads it: unknown fields dropped (refused under Strict,
+    /// reported under Warn), a value of the wrong type refused.
+    fn read_builtin(&mut self, rt: &ResourceType, value: &mut Value) -> Result<(), ApiError> {
+        // events.k8s.io Events are kept in the core/v1 shape: read as core/v1 Events.
+        let events_api = crate::events::is_events_api(rt);
+        let group = if events_api { "" } else { rt.group.as_str() };
+        let mut sent = value.clone();
+        if events_api {
+            sent["apiVersion"] = json!("v1");
+        }
+        let Some(decoded) = crate::builtin::decode(group, &rt.kind, &sent) else {
+            return Ok(());
+        };
+        let mut kept = decoded.map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: {e}",
+                kind = rt.kind,
+                v = rt.version
+            ))
+        })?;
+        let mut unknown = Vec::new();
+        crate::builtin::dropped(&sent, &kept, "", &mut unknown);
+        let found: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        match self.field_validation {
+            "Strict" if !found.is_empty() => {
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    found.join(", ")
+                )));
+            }
+            "Warn" => self.warnings.extend(found),
+            _ => {}
+        }
+        if events_api {
+            kept["apiVersion"] = value["apiVersion"].clone();
+        }
+        *value = kept;
+        Ok(())
+    }
+
     /// Starts a dry run: what follows is validated and answered, then undone by `restore`.
     pub fn save(&mut self) -> Saved {
         self.silent = true;
@@ -532,6 +582,8 @@ impl Store {
         if let Some(schema) = &rt.schema {
             crate::resources::prune_and_default(&mut body, schema);
             check_schema(rt, &body, schema)?;
+        } else {
+            self.read_builtin(rt, &mut body)?;
         }
         // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
         // kubelets register with.
@@ -706,6 +758,8 @@ impl Store {
         if let Some(schema) = &rt.schema {
             crate::resources::prune_and_default(&mut next, schema);
             check_schema(rt, &next, schema)?;
+        } else {
+            self.read_builtin(rt, &mut next)?;
         }
         // Metadata the server owns.
         for field in [

@@ -720,6 +720,46 @@ async fn openapi_v3_lists_each_group_version_and_field_validation_is_honoured() 
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+
+    // Built-in objects are read as their types: unknown fields refused, warned about and
+    // dropped; a value of the wrong type refused.
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"b"},"dta":{"x":"y"}}"#;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (status, body) = raw(
+        server.addr(),
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        cm,
+    )
+    .await;
+    assert!(
+        status.contains("400") && body.contains(r#"unknown field \"dta\""#),
+        "{status} {body}"
+    );
+    let head = raw_head(server.addr(), "POST", path, cm).await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("unknown field"),
+        "{head}"
+    );
+    let (_, stored) = raw(server.addr(), "GET", &format!("{path}/c"), "").await;
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert!(
+        stored.get("dta").is_none() && stored["data"]["a"] == "b",
+        "{stored}"
+    );
+    let svc = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":"eighty"}]}}"#;
+    let (status, body) = raw(
+        server.addr(),
+        "POST",
+        "/api/v1/namespaces/default/services",
+        svc,
+    )
+    .await;
+    assert!(
+        status.contains("400") && body.contains("cannot be handled as a Service"),
+        "{status} {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -484,5 +484,14 @@ async fn kubectl_1_27_to_1_33_apply_with_their_default_validation() {
             !ok && err.contains("strict decoding error: unknown field \"spec.colour\""),
             "1.{minor}: {err}"
         );
+        // Built-in kinds too.
+        let (ok, _, err) = apply(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s{minor}, namespace: default}}\nspec: {{typ: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        ))
+        .await;
+        assert!(
+            !ok && err.contains("strict decoding error: unknown field \"spec.typ\""),
+            "1.{minor}: {err}"
+        );
     }
 }
