@@ -380,15 +380,23 @@ async fn handle_api(
             )));
         }
     };
-    // A DELETE may carry it in its DeleteOptions body instead.
+    // A DELETE's DeleteOptions body, read once: it may carry dryRun and preconditions.
+    let delete_options = if method == Method::DELETE && !body_bytes.is_empty() {
+        serde_json::from_slice::<Value>(&body_bytes)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
+    } else {
+        Value::Null
+    };
     let dry_run = dry_run
-        || (method == Method::DELETE
-            && serde_json::from_slice::<Value>(&body_bytes).is_ok_and(|o| {
-                o["dryRun"]
-                    .as_array()
-                    .is_some_and(|v| v.iter().any(|x| x == "All"))
-            }));
+        || delete_options["dryRun"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == "All"));
+    let directive = field_validation(&query)?;
     let mut store = DryRun::new(shared.store.lock().await, dry_run);
+    // The store reads written objects under this request's fieldValidation; its warnings
+    // are this request's alone.
+    store.field_validation = directive;
+    store.warnings.clear();
     let route = route(&store, &path)?;
     let (rt, ns, name, sub) = match route {
         Route::Version => return Ok(json_response(200, &version())),
@@ -597,11 +605,8 @@ async fn handle_api(
             if crate::events::is_events_api(&rt) {
                 body = crate::events::to_core(&body);
             }
-            let warnings = field_validation(&rt, &query, &body)?;
-            store.field_validation = directive(&query);
             let created = store.create(&rt, &ns_str, body)?;
-            let mut warnings = warnings;
-            warnings.append(&mut store.warnings);
+            let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
                 json_response(201, &as_version(&created, &rt)),
                 &warnings,
@@ -612,11 +617,8 @@ async fn handle_api(
             if crate::events::is_events_api(&rt) {
                 body = crate::events::to_core(&body);
             }
-            let warnings = field_validation(&rt, &query, &body)?;
-            store.field_validation = directive(&query);
             let updated = store.update(&rt, &ns_str, &name, body, write)?;
-            let mut warnings = warnings;
-            warnings.append(&mut store.warnings);
+            let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
                 json_response(200, &as_version(&updated, &rt)),
                 &warnings,
@@ -653,21 +655,15 @@ async fn handle_api(
                     _ => crate::events::to_core(&body),
                 };
             }
-            let warnings = match kind {
-                PatchKind::Json => Vec::new(),
-                _ => field_validation(&rt, &query, &body)?,
-            };
-            store.field_validation = directive(&query);
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
-            let mut warnings = warnings;
-            warnings.append(&mut store.warnings);
+            let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
                 json_response(200, &as_version(&patched, &rt)),
                 &warnings,
             ))
         }
         (Method::DELETE, Some(name)) => {
-            check_preconditions(&store, &rt, &ns_str, &name, &body_bytes)?;
+            check_preconditions(&store, &rt, &ns_str, &name, &delete_options)?;
             let deleted = store.delete(&rt, &ns_str, &name)?;
             Ok(json_response(200, &as_version(&deleted, &rt)))
         }
@@ -788,23 +784,14 @@ fn check_preconditions(
     rt: &ResourceType,
     ns: &str,
     name: &str,
-    body: &[u8],
+    options: &Value,
 ) -> Result<(), ApiError> {
-    if body.is_empty() {
-        return Ok(());
-    }
-    let options: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?;
     let preconditions = &options["preconditions"];
     if !preconditions.is_object() {
         return Ok(());
     }
     let current = store.get(rt, ns, name)?;
-    let resource = if rt.group.is_empty() {
-        rt.plural.clone()
-    } else {
-        format!("{}.{}", rt.plural, rt.group)
-    };
+    let resource = crate::store::qualified(rt);
     for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
         if let Some(wanted) = preconditions[field].as_str() {
             let actual = current["metadata"][field].as_str().unwrap_or_default();
@@ -822,44 +809,15 @@ fn check_preconditions(
     Ok(())
 }
 
-/// The request's `fieldValidation` (checked by [`field_validation`]); Warn when not given.
-fn directive(query: &Query) -> &'static str {
+/// The request's `fieldValidation`: Warn when not given, as kube-apiserver.
+fn field_validation(query: &Query) -> Result<&'static str, ApiError> {
     match query.get("fieldValidation") {
-        Some("Strict") => "Strict",
-        Some("Ignore") => "Ignore",
-        _ => "Warn",
-    }
-}
-
-/// `fieldValidation` on a write to a custom resource: unknown fields refused (Strict), warned
-/// about (Warn, the default) or dropped (Ignore); returns the warnings to send.
-fn field_validation(
-    rt: &ResourceType,
-    query: &Query,
-    body: &Value,
-) -> Result<Vec<String>, ApiError> {
-    let directive = query.get("fieldValidation").unwrap_or("Warn");
-    if !matches!(directive, "Strict" | "Warn" | "Ignore") {
-        return Err(ApiError::bad_request(format!(
-            "fieldValidation: Unsupported value: {directive:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
-        )));
-    }
-    let Some(schema) = &rt.schema else {
-        return Ok(Vec::new());
-    };
-    let mut unknown = Vec::new();
-    crate::schema::unknown_fields(body, schema, "", &mut unknown);
-    let found: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field \"{f}\""))
-        .collect();
-    match directive {
-        "Strict" if !found.is_empty() => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            found.join(", ")
+        None | Some("Warn") => Ok("Warn"),
+        Some("Strict") => Ok("Strict"),
+        Some("Ignore") => Ok("Ignore"),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
         ))),
-        "Warn" => Ok(found),
-        _ => Ok(Vec::new()),
     }
 }
 

@@ -167,7 +167,7 @@ fn check_schema(rt: &ResourceType, obj: &Value, schema: &Value) -> Result<(), Ap
 }
 
 /// The resource name for messages: `services`, `ipaddresspools.ferrolb.io`.
-fn qualified(rt: &ResourceType) -> String {
+pub(crate) fn qualified(rt: &ResourceType) -> String {
     if rt.group.is_empty() {
         rt.plural.clone()
     } else {
@@ -396,9 +396,18 @@ impl Store {
         value
     }
 
-    /// A built-in object as its type reads it: unknown fields dropped (refused under Strict,
-    /// reported under Warn), a value of the wrong type refused.
-    fn read_builtin(&mut self, rt: &ResourceType, value: &mut Value) -> Result<(), ApiError> {
+    /// An object as kube-apiserver reads it, for every kind: fields it does not have are
+    /// dropped, refused under `fieldValidation=Strict` and reported under Warn. A custom
+    /// resource is pruned, defaulted and checked against its CRD's schema; a built-in one is
+    /// decoded into its type (a value of the wrong type refused).
+    fn read_fields(&mut self, rt: &ResourceType, value: &mut Value) -> Result<(), ApiError> {
+        let mut unknown = Vec::new();
+        if let Some(schema) = &rt.schema {
+            crate::schema::unknown_fields(value, schema, "", &mut unknown);
+            self.judge_unknown(&unknown)?;
+            crate::resources::prune_and_default(value, schema);
+            return check_schema(rt, value, schema);
+        }
         // events.k8s.io Events are kept in the core/v1 shape: read as core/v1 Events.
         let events_api = crate::events::is_events_api(rt);
         let group = if events_api { "" } else { rt.group.as_str() };
@@ -416,27 +425,29 @@ impl Store {
                 v = rt.version
             ))
         })?;
-        let mut unknown = Vec::new();
         crate::builtin::dropped(&sent, &kept, "", &mut unknown);
-        let found: Vec<String> = unknown
-            .iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
-        match self.field_validation {
-            "Strict" if !found.is_empty() => {
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    found.join(", ")
-                )));
-            }
-            "Warn" => self.warnings.extend(found),
-            _ => {}
-        }
+        self.judge_unknown(&unknown)?;
         if events_api {
             kept["apiVersion"] = value["apiVersion"].clone();
         }
         *value = kept;
         Ok(())
+    }
+
+    /// Unknown fields under the request's `fieldValidation`.
+    fn judge_unknown(&mut self, unknown: &[String]) -> Result<(), ApiError> {
+        let found = unknown.iter().map(|f| format!("unknown field \"{f}\""));
+        match self.field_validation {
+            "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                found.collect::<Vec<_>>().join(", ")
+            ))),
+            "Warn" => {
+                self.warnings.extend(found);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Starts a dry run: what follows is validated and answered, then undone by `restore`.
@@ -579,12 +590,7 @@ impl Store {
         self.next_uid += 1;
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
-        if let Some(schema) = &rt.schema {
-            crate::resources::prune_and_default(&mut body, schema);
-            check_schema(rt, &body, schema)?;
-        } else {
-            self.read_builtin(rt, &mut body)?;
-        }
+        self.read_fields(rt, &mut body)?;
         // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
         // kubelets register with.
         let keeps_status = rt.group.is_empty() && rt.plural == "nodes";
@@ -755,12 +761,7 @@ impl Store {
         }
         next["apiVersion"] = json!(rt.api_version());
         next["kind"] = json!(rt.kind);
-        if let Some(schema) = &rt.schema {
-            crate::resources::prune_and_default(&mut next, schema);
-            check_schema(rt, &next, schema)?;
-        } else {
-            self.read_builtin(rt, &mut next)?;
-        }
+        self.read_fields(rt, &mut next)?;
         // Metadata the server owns.
         for field in [
             "uid",

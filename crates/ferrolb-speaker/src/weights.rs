@@ -4,7 +4,7 @@
 //! appears is sent at once with its weight, and a route that goes is withdrawn at once (those
 //! are announcement changes, not weight changes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::decide::{Route, RouteAttributes};
@@ -29,7 +29,7 @@ impl WeightDamper {
         now: Instant,
         delay: Duration,
     ) -> Option<Instant> {
-        let mut seen = Vec::new();
+        let mut seen = BTreeSet::new();
         let mut next: Option<Instant> = None;
         for (peer, routes) in bgp.iter_mut() {
             for (route, attrs) in routes.iter_mut() {
@@ -55,11 +55,10 @@ impl WeightDamper {
                         next = Some(next.map_or(due, |n| n.min(due)));
                     }
                 }
-                seen.push(key);
+                seen.insert(key);
             }
         }
         // Routes gone (or no longer weighted) are forgotten.
-        let seen: std::collections::BTreeSet<Key> = seen.into_iter().collect();
         self.sent.retain(|k, _| seen.contains(k));
         self.waiting.retain(|k, _| seen.contains(k));
         next

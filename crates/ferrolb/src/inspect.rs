@@ -10,7 +10,8 @@ use ferrolb_api::crd::{
     BGPAdvertisement, BGPSessionState, IPAddressPool, L2Advertisement, ServiceBGPStatus,
     ServiceL2Status,
 };
-use ferrolb_api::model::{IpFamily, IpRange};
+use ferrolb_api::model::{IpFamily, IpRange, ServiceKey};
+use ferrolb_cluster::service::{ingress, service_key};
 use ferrolb_speaker::cluster::{Objects, cluster_state};
 use ferrolb_speaker::decide::{TrafficPolicy, Unannounced, decide};
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -80,13 +81,6 @@ fn is_load_balancer(s: &Service) -> bool {
     s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
 }
 
-fn key_of(s: &Service) -> (String, String) {
-    (
-        s.metadata.namespace.clone().unwrap_or_default(),
-        s.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
 fn pool_of(s: &Service) -> Option<String> {
     s.metadata
         .annotations
@@ -97,11 +91,11 @@ fn pool_of(s: &Service) -> Option<String> {
 
 /// Joins Services with the speakers' reports and the latest explaining Event of each.
 pub fn status(snapshot: &Snapshot) -> Status {
-    let mut announced: BTreeMap<(String, String), (Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut announced: BTreeMap<ServiceKey, (Vec<String>, Vec<String>)> = BTreeMap::new();
     for r in &snapshot.l2 {
         let Some(s) = &r.status else { continue };
         let entry = announced
-            .entry((s.service_namespace.clone(), s.service_name.clone()))
+            .entry(ServiceKey::new(&s.service_namespace, &s.service_name))
             .or_default();
         entry.0.push("L2".into());
         entry.1.push(format!("{} (L2)", s.node));
@@ -109,7 +103,7 @@ pub fn status(snapshot: &Snapshot) -> Status {
     for r in &snapshot.bgp {
         let Some(s) = &r.status else { continue };
         let entry = announced
-            .entry((s.service_namespace.clone(), s.service_name.clone()))
+            .entry(ServiceKey::new(&s.service_namespace, &s.service_name))
             .or_default();
         entry.0.push("BGP".into());
         entry
@@ -117,7 +111,7 @@ pub fn status(snapshot: &Snapshot) -> Status {
             .push(format!("{} (BGP: {})", s.node, s.peers.join(", ")));
     }
     // The newest explaining Event per Service.
-    let mut why: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    let mut why: BTreeMap<ServiceKey, (String, String)> = BTreeMap::new();
     for e in &snapshot.events {
         let Some(reason) = e.reason.as_deref().filter(|r| WHY_NOT_REASONS.contains(r)) else {
             continue;
@@ -129,9 +123,9 @@ pub fn status(snapshot: &Snapshot) -> Status {
         else {
             continue;
         };
-        let key = (
-            regarding.namespace.clone().unwrap_or_default(),
-            regarding.name.clone().unwrap_or_default(),
+        let key = ServiceKey::new(
+            regarding.namespace.as_deref().unwrap_or_default(),
+            regarding.name.as_deref().unwrap_or_default(),
         );
         let when = e
             .event_time
@@ -155,16 +149,8 @@ pub fn status(snapshot: &Snapshot) -> Status {
         .iter()
         .filter(|s| is_load_balancer(s))
         .map(|s| {
-            let key = key_of(s);
-            let addresses: Vec<String> = s
-                .status
-                .as_ref()
-                .and_then(|st| st.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.clone())
-                .collect();
+            let key = service_key(s);
+            let addresses: Vec<String> = ingress(s).filter_map(|i| i.ip.clone()).collect();
             let (mut modes, mut by) = announced.get(&key).cloned().unwrap_or_default();
             modes.sort();
             modes.dedup();
@@ -184,7 +170,7 @@ pub fn status(snapshot: &Snapshot) -> Status {
                 None
             };
             ServiceRow {
-                service: format!("{}/{}", key.0, key.1),
+                service: key.to_string(),
                 addresses,
                 pool: pool_of(s),
                 modes,
@@ -222,7 +208,7 @@ fn arcs<T: Clone>(v: &[T]) -> Vec<Arc<T>> {
 /// For Services with an address that no node should announce, why: the speakers' own decision
 /// run on what the cluster holds, with every node assumed to have a live speaker. A Service
 /// that decision would announce but no report shows is left out (no live speaker answers).
-fn why_unannounced(snapshot: &Snapshot) -> BTreeMap<(String, String), String> {
+fn why_unannounced(snapshot: &Snapshot) -> BTreeMap<ServiceKey, String> {
     let (nodes, services, slices, pools) = (
         arcs(&snapshot.nodes),
         arcs(&snapshot.services),
@@ -266,10 +252,7 @@ fn why_unannounced(snapshot: &Snapshot) -> BTreeMap<(String, String), String> {
                 }
                 _ => why.sentence(*ip),
             };
-            out.insert(
-                (key.namespace().to_string(), key.name().to_string()),
-                detail,
-            );
+            out.insert(key.clone(), detail);
         }
     }
     out
@@ -281,11 +264,10 @@ pub fn pools(snapshot: &Snapshot) -> Vec<PoolRow> {
     let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in snapshot.services.iter().filter(|s| is_load_balancer(s)) {
         if let Some(pool) = pool_of(s) {
-            let (ns, name) = key_of(s);
             holders
                 .entry(pool)
                 .or_default()
-                .push(format!("{ns}/{name}"));
+                .push(service_key(s).to_string());
         }
     }
     let mut rows = Vec::new();

@@ -279,5 +279,9 @@ mod tests {
         let mut long = [0u8; 40];
         long[..LENGTH].copy_from_slice(&good);
         assert_eq!(ControlPacket::decode(&long), Ok(sample()));
+        // Counters are indexed by the reason.
+        for (i, m) in Malformed::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+        }
     }
 }

@@ -71,8 +71,8 @@ impl Status {
 pub struct Counters {
     pub received: AtomicU64,
     pub sent: AtomicU64,
-    /// Indexed like [`Malformed::ALL`].
-    pub malformed: [AtomicU64; 7],
+    /// Indexed by [`Malformed`] (declared in [`Malformed::ALL`]'s order).
+    pub malformed: [AtomicU64; Malformed::ALL.len()],
     /// Single hop below 255, multi-hop below the session's minimum.
     pub wrong_ttl: AtomicU64,
     /// No session for the discriminator or source address.
@@ -85,19 +85,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn malformed(&self, reason: Malformed) -> u64 {
-        let i = Malformed::ALL
-            .iter()
-            .position(|m| *m == reason)
-            .unwrap_or(0);
-        self.malformed[i].load(Ordering::Relaxed)
+        self.malformed[reason as usize].load(Ordering::Relaxed)
     }
 
     fn count_malformed(&self, reason: Malformed) {
-        let i = Malformed::ALL
-            .iter()
-            .position(|m| *m == reason)
-            .unwrap_or(0);
-        self.malformed[i].fetch_add(1, Ordering::Relaxed);
+        self.malformed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
