@@ -1,26 +1,149 @@
-//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`) for the built-in kinds
-//! kubectl creates imperatively (`create namespace | configmap | secret | service`), read
-//! into the JSON the rest of the server works on. The envelope is kube-apiserver's: the magic
-//! `k8s\0`, then a `runtime.Unknown` whose `raw` is the object. Field numbers are those of
-//! k8s.io/api's and k8s.io/apimachinery's `generated.proto`.
+//! Kubernetes' protobuf (`application/vnd.kubernetes.protobuf`) for the built-in kinds: request
+//! bodies read into the JSON the rest of the server works on, and objects, lists, watch events
+//! and Status answered in it when a client asks. One table (`protobuf_messages.txt`) gives each
+//! message's fields; the transcoder walks it both ways, so every kind in it is covered alike.
+//!
+//! The envelope is kube-apiserver's: the magic `k8s\0`, then a `runtime.Unknown` whose `raw` is
+//! the object. Go writes every field that is not a pointer, zero or not; a zero value there
+//! means "unset" and is left out of the JSON as Go's `omitempty` leaves it out, while a zero in
+//! a pointer field (or one without `omitempty`) is kept.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 
-/// One field of a message: its number and its value.
-enum Field<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
+/// The media type, and the framing of a watch in it.
+pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
+pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
+const MAGIC: &[u8] = b"k8s\0";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scalar {
+    String,
+    Bytes,
+    Bool,
+    Int32,
+    Int64,
+    Double,
 }
 
-/// Walks the fields of a protobuf message; a malformed one is an error, never a panic.
-struct Reader<'a> {
-    rest: &'a [u8],
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Type {
+    Scalar(Scalar),
+    Message(&'static str),
 }
+
+#[derive(Debug)]
+enum Shape {
+    Single(Type),
+    Repeated(Type),
+    /// `map<string, V>`: entries of key 1, value 2.
+    Map(Type),
+}
+
+#[derive(Debug)]
+struct Field {
+    number: u32,
+    json: &'static str,
+    shape: Shape,
+    /// A zero value on the wire is a value, not "unset".
+    zero_is_value: bool,
+}
+
+type Schema = HashMap<&'static str, Vec<Field>>;
+
+static TABLE: &str = include_str!("protobuf_messages.txt");
+
+static SCHEMA: LazyLock<Schema> = LazyLock::new(|| parse_table(TABLE));
+
+fn parse_type(name: &'static str) -> Type {
+    match name {
+        "string" => Type::Scalar(Scalar::String),
+        "bytes" => Type::Scalar(Scalar::Bytes),
+        "bool" => Type::Scalar(Scalar::Bool),
+        "int32" => Type::Scalar(Scalar::Int32),
+        "int64" => Type::Scalar(Scalar::Int64),
+        "double" => Type::Scalar(Scalar::Double),
+        message => Type::Message(message),
+    }
+}
+
+/// The table is part of the binary; a line it cannot read is a build mistake, caught by the
+/// tests (`every_message_the_table_names_is_in_it`), and skipped here.
+fn parse_table(table: &'static str) -> Schema {
+    let mut schema = Schema::new();
+    let mut current: Option<&'static str> = None;
+    for line in table.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("message ") {
+            current = Some(name.trim());
+            schema.entry(name.trim()).or_default();
+            continue;
+        }
+        let words: Vec<&'static str> = line.split_whitespace().collect();
+        let (Some(message), [number, json, rest @ ..]) = (current, words.as_slice()) else {
+            continue;
+        };
+        let Ok(number) = number.parse() else { continue };
+        let (shape, flags) = match rest {
+            ["repeated", t, flags @ ..] => (Shape::Repeated(parse_type(t)), flags),
+            ["map", "string", v, flags @ ..] => (Shape::Map(parse_type(v)), flags),
+            [t, flags @ ..] => (Shape::Single(parse_type(t)), flags),
+            [] => continue,
+        };
+        let zero_is_value = flags.iter().any(|f| *f == "ptr" || *f == "keep");
+        if let Some(fields) = schema.get_mut(message) {
+            fields.push(Field {
+                number,
+                json,
+                shape,
+                zero_is_value,
+            });
+        }
+    }
+    schema
+}
+
+/// The message of a built-in kind: `core.v1.Service`; `None` for kinds without one (custom
+/// resources, which kube-apiserver serves in JSON only).
+pub fn message_for(group: &str, version: &str, kind: &str) -> Option<&'static str> {
+    // The table names messages by package: `core.v1`, `rbac.v1`, and apiextensions' v1 alone.
+    let name = match group {
+        "" => format!("core.{version}.{kind}"),
+        "apiextensions.k8s.io" if version == "v1" => format!("apiextensions.{kind}"),
+        "apiextensions.k8s.io" => return None,
+        other => {
+            let package = other.split('.').next().unwrap_or(other);
+            format!("{package}.{version}.{kind}")
+        }
+    };
+    SCHEMA.get_key_value(name.as_str()).map(|(k, _)| *k)
+}
+
+// ---- reading ----
 
 fn bad() -> ApiError {
     ApiError::bad_request("malformed protobuf body")
+}
+
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    /// No field in the table is 32-bit fixed; read past, as an unknown field.
+    Fixed32,
+    Bytes(&'a [u8]),
+}
+
+/// Walks the fields of a message; malformed input is an error, never a panic.
+struct Reader<'a> {
+    rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -37,39 +160,41 @@ impl<'a> Reader<'a> {
         Err(bad())
     }
 
-    fn next_field(&mut self) -> Result<Option<(u32, Field<'a>)>, ApiError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ApiError> {
+        if n > self.rest.len() {
+            return Err(bad());
+        }
+        let (data, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(data)
+    }
+
+    fn next_field(&mut self) -> Result<Option<(u32, Wire<'a>)>, ApiError> {
         if self.rest.is_empty() {
             return Ok(None);
         }
         let tag = self.varint()?;
         let number = u32::try_from(tag >> 3).map_err(|_| bad())?;
-        let field = match tag & 7 {
-            0 => Field::Varint(self.varint()?),
+        let wire = match tag & 7 {
+            0 => Wire::Varint(self.varint()?),
+            1 => Wire::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().map_err(|_| bad())?,
+            )),
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| bad())?;
-                if len > self.rest.len() {
-                    return Err(bad());
-                }
-                let (data, rest) = self.rest.split_at(len);
-                self.rest = rest;
-                Field::Bytes(data)
+                Wire::Bytes(self.take(len)?)
             }
-            // Fixed-width fields: skipped (none of the kinds read here uses them).
-            1 | 5 => {
-                let width = if tag & 7 == 1 { 8 } else { 4 };
-                if width > self.rest.len() {
-                    return Err(bad());
-                }
-                self.rest = &self.rest[width..];
-                return self.next_field();
+            5 => {
+                self.take(4)?;
+                Wire::Fixed32
             }
             _ => return Err(bad()),
         };
-        Ok(Some((number, field)))
+        Ok(Some((number, wire)))
     }
 }
 
-fn fields(data: &[u8]) -> Result<Vec<(u32, Field<'_>)>, ApiError> {
+fn fields(data: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, ApiError> {
     let mut reader = Reader { rest: data };
     let mut out = Vec::new();
     while let Some(f) = reader.next_field()? {
@@ -82,301 +207,655 @@ fn text(data: &[u8]) -> Result<String, ApiError> {
     String::from_utf8(data.to_vec()).map_err(|_| bad())
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+/// One scalar as JSON; `None` for Go's zero value.
+fn read_scalar(scalar: Scalar, wire: &Wire<'_>) -> Result<(Value, bool), ApiError> {
+    Ok(match (scalar, wire) {
+        (Scalar::String, Wire::Bytes(d)) => (json!(text(d)?), d.is_empty()),
+        (Scalar::Bytes, Wire::Bytes(d)) => (json!(BASE64.encode(d)), d.is_empty()),
+        (Scalar::Bool, Wire::Varint(v)) => (json!(*v != 0), *v == 0),
+        // int32 travels sign-extended to 64 bits.
+        (Scalar::Int32, Wire::Varint(v)) => (json!(*v as i64 as i32), *v == 0),
+        (Scalar::Int64, Wire::Varint(v)) => (json!(*v as i64), *v == 0),
+        (Scalar::Double, Wire::Fixed64(v)) => (json!(f64::from_bits(*v)), *v == 0),
+        _ => return Err(bad()),
+    })
+}
+
+/// A packed repeated scalar (proto3 style; Go writes proto2's unpacked form, both are read).
+fn read_packed(scalar: Scalar, data: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let mut reader = Reader { rest: data };
+    let mut out = Vec::new();
+    while !reader.rest.is_empty() {
+        let wire = match scalar {
+            Scalar::Double => Wire::Fixed64(u64::from_le_bytes(
+                reader.take(8)?.try_into().map_err(|_| bad())?,
+            )),
+            _ => Wire::Varint(reader.varint()?),
+        };
+        out.push(read_scalar(scalar, &wire)?.0);
+    }
+    Ok(out)
+}
+
+fn read_value(ty: Type, wire: &Wire<'_>, depth: usize) -> Result<(Value, bool), ApiError> {
+    match (ty, wire) {
+        (Type::Scalar(s), w) => read_scalar(s, w),
+        (Type::Message(m), Wire::Bytes(d)) => Ok((read_message(m, d, depth + 1)?, false)),
+        _ => Err(bad()),
+    }
+}
+
+fn seconds_text(seconds: i64, micros: Option<i64>) -> Result<Value, ApiError> {
+    let at = jiff::Timestamp::from_second(seconds).map_err(|_| bad())?;
+    let day = at.strftime("%Y-%m-%dT%H:%M:%S");
+    Ok(match micros {
+        None => json!(format!("{day}Z")),
+        Some(us) => json!(format!("{day}.{us:06}Z")),
+    })
+}
+
+fn int_of(fields: &[(u32, Wire<'_>)], number: u32) -> i64 {
+    fields
+        .iter()
+        .find_map(|(n, w)| match w {
+            Wire::Varint(v) if *n == number => Some(*v as i64),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn bytes_of<'a>(fields: &[(u32, Wire<'a>)], number: u32) -> Option<&'a [u8]> {
+    fields.iter().find_map(|(n, w)| match w {
+        Wire::Bytes(d) if *n == number => Some(*d),
+        _ => None,
+    })
+}
+
+/// Messages whose JSON is not an object of their fields (apimachinery's and apiextensions'
+/// hand-written JSON forms).
+fn read_special(message: &str, data: &[u8], depth: usize) -> Result<Option<Value>, ApiError> {
+    let f = || fields(data);
+    Ok(Some(match message {
+        "meta.Time" | "meta.MicroTime" => {
+            let f = f()?;
+            let (seconds, nanos) = (int_of(&f, 1), int_of(&f, 2));
+            if seconds == 0 && nanos == 0 {
+                Value::Null
+            } else if message == "meta.Time" {
+                seconds_text(seconds, None)?
             } else {
-                out.push('=');
+                seconds_text(seconds, Some(nanos / 1000))?
+            }
+        }
+        "util.intstr.IntOrString" => {
+            let f = f()?;
+            if int_of(&f, 1) == 1 {
+                json!(text(bytes_of(&f, 3).unwrap_or_default())?)
+            } else {
+                json!(int_of(&f, 2) as i32)
+            }
+        }
+        "resource.Quantity" => json!(text(bytes_of(&f()?, 1).unwrap_or_default())?),
+        "runtime.RawExtension" | "meta.FieldsV1" | "apiextensions.JSON" => {
+            match bytes_of(&f()?, 1) {
+                None | Some([]) => Value::Null,
+                Some(raw) => serde_json::from_slice(raw)
+                    .map_err(|_| ApiError::bad_request("protobuf body holds malformed JSON"))?,
+            }
+        }
+        "apiextensions.JSONSchemaPropsOrArray"
+        | "apiextensions.JSONSchemaPropsOrBool"
+        | "apiextensions.JSONSchemaPropsOrStringArray" => {
+            let f = f()?;
+            let schema_field = if message.ends_with("OrBool") { 2 } else { 1 };
+            if let Some(schema) = bytes_of(&f, schema_field) {
+                read_message("apiextensions.JSONSchemaProps", schema, depth + 1)?
+            } else if message.ends_with("OrBool") {
+                json!(int_of(&f, 1) != 0)
+            } else {
+                let mut items = Vec::new();
+                for (n, w) in &f {
+                    match (n, w) {
+                        (2, Wire::Bytes(d)) if message.ends_with("OrArray") => {
+                            items.push(read_message("apiextensions.JSONSchemaProps", d, depth + 1)?)
+                        }
+                        (2, Wire::Bytes(d)) => items.push(json!(text(d)?)),
+                        _ => {}
+                    }
+                }
+                Value::Array(items)
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Deep enough for any object kube-apiserver accepts; deeper is a malformed (or hostile) body.
+const MAX_DEPTH: usize = 64;
+
+fn read_message(message: &'static str, data: &[u8], depth: usize) -> Result<Value, ApiError> {
+    if depth > MAX_DEPTH {
+        return Err(bad());
+    }
+    if let Some(special) = read_special(message, data, depth)? {
+        return Ok(special);
+    }
+    let Some(table) = SCHEMA.get(message) else {
+        return Err(bad());
+    };
+    let mut out = Map::new();
+    for (number, wire) in fields(data)? {
+        // Fields this server's version does not know are skipped, as Go's decoder skips them.
+        let Some(field) = table.iter().find(|f| f.number == number) else {
+            continue;
+        };
+        match &field.shape {
+            Shape::Single(ty) => {
+                let (value, zero) = read_value(*ty, &wire, depth)?;
+                if (zero && !field.zero_is_value) || value.is_null() {
+                    continue;
+                }
+                out.insert(field.json.to_string(), value);
+            }
+            Shape::Repeated(ty) => {
+                let values = match (ty, &wire) {
+                    (Type::Scalar(s), Wire::Bytes(d))
+                        if *s != Scalar::String && *s != Scalar::Bytes =>
+                    {
+                        read_packed(*s, d)?
+                    }
+                    _ => vec![read_value(*ty, &wire, depth)?.0],
+                };
+                let list = out
+                    .entry(field.json.to_string())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(list) = list {
+                    list.extend(values);
+                }
+            }
+            Shape::Map(ty) => {
+                let Wire::Bytes(entry) = wire else {
+                    return Err(bad());
+                };
+                let (mut key, mut value) = (String::new(), None);
+                for (n, w) in fields(entry)? {
+                    match (n, w) {
+                        (1, Wire::Bytes(d)) => key = text(d)?,
+                        (2, w) => value = Some(read_value(*ty, &w, depth)?.0),
+                        _ => {}
+                    }
+                }
+                let value = value.unwrap_or_else(|| zero_json(*ty));
+                let map = out
+                    .entry(field.json.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(map) = map {
+                    map.insert(key, value);
+                }
             }
         }
     }
-    out
+    Ok(Value::Object(out))
 }
 
-/// A `map<string, string>` (or bytes, base64 as JSON has them) entry into `map`.
-fn map_entry(map: &mut Map<String, Value>, entry: &[u8], bytes: bool) -> Result<(), ApiError> {
-    let (mut key, mut value) = (String::new(), Value::String(String::new()));
-    for (n, f) in fields(entry)? {
-        match (n, f) {
-            (1, Field::Bytes(d)) => key = text(d)?,
-            (2, Field::Bytes(d)) if bytes => value = json!(base64(d)),
-            (2, Field::Bytes(d)) => value = json!(text(d)?),
+/// A map entry without its value holds the zero value.
+fn zero_json(ty: Type) -> Value {
+    match ty {
+        Type::Scalar(Scalar::String | Scalar::Bytes) => json!(""),
+        Type::Scalar(Scalar::Bool) => json!(false),
+        Type::Scalar(_) => json!(0),
+        Type::Message(_) => json!({}),
+    }
+}
+
+/// The envelope's type and raw object.
+fn unwrap_envelope(bytes: &[u8]) -> Result<(String, String, &[u8]), ApiError> {
+    let body = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| ApiError::bad_request("protobuf body without the k8s envelope"))?;
+    let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
+    for (n, w) in fields(body)? {
+        match (n, w) {
+            (1, Wire::Bytes(d)) => {
+                for (n, w) in fields(d)? {
+                    match (n, w) {
+                        (1, Wire::Bytes(s)) => api_version = text(s)?,
+                        (2, Wire::Bytes(s)) => kind = text(s)?,
+                        _ => {}
+                    }
+                }
+            }
+            (2, Wire::Bytes(d)) => raw = d,
             _ => {}
         }
     }
-    map.insert(key, value);
+    Ok((api_version, kind, raw))
+}
+
+/// A protobuf request body as JSON. A kind without a message (custom resources, or a kind this
+/// server does not serve) is a 415, as kube-apiserver answers for a media type a resource does
+/// not take.
+pub fn decode(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    let (api_version, kind, raw) = unwrap_envelope(bytes)?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let message = message_for(group, version, &kind)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+    let mut obj = match read_message(message, raw, 0)? {
+        Value::Object(o) => o,
+        _ => return Err(bad()),
+    };
+    obj.insert("apiVersion".into(), json!(api_version));
+    obj.insert("kind".into(), json!(kind));
+    Ok(Value::Object(obj))
+}
+
+// ---- writing ----
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn put_tag(out: &mut Vec<u8>, number: u32, wire: u64) {
+    put_varint(out, (u64::from(number) << 3) | wire);
+}
+
+fn put_bytes(out: &mut Vec<u8>, number: u32, data: &[u8]) {
+    put_tag(out, number, 2);
+    put_varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+/// Why an object could not be written: the JSON does not fit the kind's message.
+type WriteError = String;
+
+fn mismatch(field: &str, value: &Value) -> WriteError {
+    format!("{field}: {value} does not fit its protobuf type")
+}
+
+fn write_scalar(
+    out: &mut Vec<u8>,
+    number: u32,
+    scalar: Scalar,
+    value: &Value,
+    name: &str,
+) -> Result<(), WriteError> {
+    match (scalar, value) {
+        (Scalar::String, Value::String(s)) => put_bytes(out, number, s.as_bytes()),
+        (Scalar::Bytes, Value::String(s)) => {
+            let data = BASE64.decode(s).map_err(|_| mismatch(name, value))?;
+            put_bytes(out, number, &data);
+        }
+        (Scalar::Bool, Value::Bool(b)) => {
+            put_tag(out, number, 0);
+            put_varint(out, u64::from(*b));
+        }
+        (Scalar::Int32 | Scalar::Int64, Value::Number(n)) => {
+            let v = n.as_i64().ok_or_else(|| mismatch(name, value))?;
+            put_tag(out, number, 0);
+            put_varint(out, v as u64);
+        }
+        (Scalar::Double, Value::Number(n)) => {
+            let v = n.as_f64().ok_or_else(|| mismatch(name, value))?;
+            put_tag(out, number, 1);
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        _ => return Err(mismatch(name, value)),
+    }
     Ok(())
 }
 
-fn object_meta(data: &[u8]) -> Result<Value, ApiError> {
-    let mut meta = Map::new();
-    let (mut labels, mut annotations, mut finalizers) = (Map::new(), Map::new(), Vec::new());
-    for (n, f) in fields(data)? {
-        match (n, f) {
-            (1, Field::Bytes(d)) => {
-                meta.insert("name".into(), json!(text(d)?));
-            }
-            (2, Field::Bytes(d)) => {
-                meta.insert("generateName".into(), json!(text(d)?));
-            }
-            (3, Field::Bytes(d)) => {
-                meta.insert("namespace".into(), json!(text(d)?));
-            }
-            (11, Field::Bytes(d)) => map_entry(&mut labels, d, false)?,
-            (12, Field::Bytes(d)) => map_entry(&mut annotations, d, false)?,
-            (14, Field::Bytes(d)) => finalizers.push(json!(text(d)?)),
-            _ => {}
+fn write_value(
+    out: &mut Vec<u8>,
+    number: u32,
+    ty: Type,
+    value: &Value,
+    name: &str,
+    depth: usize,
+) -> Result<(), WriteError> {
+    match ty {
+        Type::Scalar(s) => write_scalar(out, number, s, value, name),
+        Type::Message(m) => {
+            let mut inner = Vec::new();
+            write_message(&mut inner, m, value, depth + 1)?;
+            put_bytes(out, number, &inner);
+            Ok(())
         }
     }
-    if !labels.is_empty() {
-        meta.insert("labels".into(), Value::Object(labels));
-    }
-    if !annotations.is_empty() {
-        meta.insert("annotations".into(), Value::Object(annotations));
-    }
-    if !finalizers.is_empty() {
-        meta.insert("finalizers".into(), Value::Array(finalizers));
-    }
-    Ok(Value::Object(meta))
 }
 
-fn service_port(data: &[u8]) -> Result<Value, ApiError> {
-    let mut port = Map::new();
-    for (n, f) in fields(data)? {
-        match (n, f) {
-            (1, Field::Bytes(d)) => {
-                port.insert("name".into(), json!(text(d)?));
-            }
-            (2, Field::Bytes(d)) => {
-                port.insert("protocol".into(), json!(text(d)?));
-            }
-            (3, Field::Varint(v)) => {
-                port.insert("port".into(), json!(v as i32));
-            }
-            (4, Field::Bytes(d)) => {
-                // IntOrString: type 0 int (intVal), 1 string (strVal).
-                let (mut kind, mut int, mut string) = (0, 0i64, String::new());
-                for (n, f) in fields(d)? {
-                    match (n, f) {
-                        (1, Field::Varint(v)) => kind = v,
-                        (2, Field::Varint(v)) => int = i64::from(v as i32),
-                        (3, Field::Bytes(s)) => string = text(s)?,
-                        _ => {}
-                    }
-                }
-                let target = if kind == 1 { json!(string) } else { json!(int) };
-                port.insert("targetPort".into(), target);
-            }
-            // Zero is how protobuf carries an unset NodePort.
-            (5, Field::Varint(v)) if v != 0 => {
-                port.insert("nodePort".into(), json!(v as i32));
-            }
-            (6, Field::Bytes(d)) => {
-                port.insert("appProtocol".into(), json!(text(d)?));
-            }
-            _ => {}
-        }
-    }
-    Ok(Value::Object(port))
+fn parse_time(text: &str) -> Result<(i64, i32), WriteError> {
+    let at: jiff::Timestamp = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time"))?;
+    Ok((at.as_second(), at.subsec_nanosecond()))
 }
 
-fn service_spec(data: &[u8]) -> Result<Value, ApiError> {
-    let mut spec = Map::new();
-    let (mut ports, mut selector, mut lists) = (Vec::new(), Map::new(), Map::new());
-    let strings = [
-        (3, "clusterIP"),
-        (4, "type"),
-        (7, "sessionAffinity"),
-        (8, "loadBalancerIP"),
-        (10, "externalName"),
-        (11, "externalTrafficPolicy"),
-        (17, "ipFamilyPolicy"),
-        (21, "loadBalancerClass"),
-        (22, "internalTrafficPolicy"),
-    ];
-    let repeated = [
-        (5, "externalIPs"),
-        (9, "loadBalancerSourceRanges"),
-        (18, "clusterIPs"),
-        (19, "ipFamilies"),
-    ];
-    for (n, f) in fields(data)? {
-        match (n, f) {
-            (1, Field::Bytes(d)) => ports.push(service_port(d)?),
-            (2, Field::Bytes(d)) => map_entry(&mut selector, d, false)?,
-            // Empty strings are how protobuf carries unset (JSON's omitempty) fields.
-            (_, Field::Bytes([])) => {}
-            (n, Field::Bytes(d)) if strings.iter().any(|(k, _)| *k == n) => {
-                let name = strings
-                    .iter()
-                    .find(|(k, _)| *k == n)
-                    .map(|(_, v)| *v)
-                    .unwrap_or_default();
-                spec.insert(name.into(), json!(text(d)?));
-            }
-            (n, Field::Bytes(d)) if repeated.iter().any(|(k, _)| *k == n) => {
-                let name = repeated
-                    .iter()
-                    .find(|(k, _)| *k == n)
-                    .map(|(_, v)| *v)
-                    .unwrap_or_default();
-                let list = lists.entry(name.to_string()).or_insert_with(|| json!([]));
-                if let Some(a) = list.as_array_mut() {
-                    a.push(json!(text(d)?));
-                }
-            }
-            (13, Field::Varint(v)) if v != 0 => {
-                spec.insert("publishNotReadyAddresses".into(), json!(true));
-            }
-            (20, Field::Varint(v)) => {
-                spec.insert("allocateLoadBalancerNodePorts".into(), json!(v != 0));
-            }
-            _ => {}
+fn write_special(
+    out: &mut Vec<u8>,
+    message: &str,
+    value: &Value,
+    depth: usize,
+) -> Result<bool, WriteError> {
+    match (message, value) {
+        ("meta.Time" | "meta.MicroTime", Value::String(s)) => {
+            let (seconds, nanos) = parse_time(s)?;
+            write_scalar(out, 1, Scalar::Int64, &json!(seconds), message)?;
+            write_scalar(out, 2, Scalar::Int32, &json!(nanos), message)?;
         }
+        ("util.intstr.IntOrString", Value::Number(_)) => {
+            write_scalar(out, 1, Scalar::Int64, &json!(0), message)?;
+            write_scalar(out, 2, Scalar::Int32, value, message)?;
+        }
+        ("util.intstr.IntOrString", Value::String(_)) => {
+            write_scalar(out, 1, Scalar::Int64, &json!(1), message)?;
+            write_scalar(out, 3, Scalar::String, value, message)?;
+        }
+        ("resource.Quantity", Value::String(_)) => {
+            write_scalar(out, 1, Scalar::String, value, message)?;
+        }
+        ("runtime.RawExtension" | "meta.FieldsV1" | "apiextensions.JSON", v) => {
+            let raw = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+            put_bytes(out, 1, &raw);
+        }
+        ("apiextensions.JSONSchemaPropsOrBool", Value::Bool(b)) => {
+            write_scalar(out, 1, Scalar::Bool, &json!(b), message)?;
+        }
+        (
+            "apiextensions.JSONSchemaPropsOrArray"
+            | "apiextensions.JSONSchemaPropsOrBool"
+            | "apiextensions.JSONSchemaPropsOrStringArray",
+            Value::Object(_),
+        ) => {
+            let number = if message.ends_with("OrBool") { 2 } else { 1 };
+            if message.ends_with("OrBool") {
+                write_scalar(out, 1, Scalar::Bool, &json!(true), message)?;
+            }
+            let ty = Type::Message("apiextensions.JSONSchemaProps");
+            write_value(out, number, ty, value, message, depth)?;
+        }
+        ("apiextensions.JSONSchemaPropsOrArray", Value::Array(items)) => {
+            let ty = Type::Message("apiextensions.JSONSchemaProps");
+            for item in items {
+                write_value(out, 2, ty, item, message, depth)?;
+            }
+        }
+        ("apiextensions.JSONSchemaPropsOrStringArray", Value::Array(items)) => {
+            for item in items {
+                write_scalar(out, 2, Scalar::String, item, message)?;
+            }
+        }
+        (
+            "meta.Time"
+            | "meta.MicroTime"
+            | "util.intstr.IntOrString"
+            | "resource.Quantity"
+            | "apiextensions.JSONSchemaPropsOrArray"
+            | "apiextensions.JSONSchemaPropsOrBool"
+            | "apiextensions.JSONSchemaPropsOrStringArray",
+            v,
+        ) => return Err(mismatch(message, v)),
+        _ => return Ok(false),
     }
-    if !ports.is_empty() {
-        spec.insert("ports".into(), Value::Array(ports));
-    }
-    if !selector.is_empty() {
-        spec.insert("selector".into(), Value::Object(selector));
-    }
-    spec.extend(lists);
-    Ok(Value::Object(spec))
+    Ok(true)
 }
 
-/// A protobuf request body as JSON; kinds not read here are a 415, as for unknown media.
-pub fn decode(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
-    let body = bytes
-        .strip_prefix(b"k8s\0")
-        .ok_or_else(|| ApiError::bad_request("protobuf body without the k8s envelope"))?;
-    let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
-    for (n, f) in fields(body)? {
-        match (n, f) {
-            (1, Field::Bytes(d)) => {
-                for (n, f) in fields(d)? {
-                    match (n, f) {
-                        (1, Field::Bytes(s)) => api_version = text(s)?,
-                        (2, Field::Bytes(s)) => kind = text(s)?,
-                        _ => {}
-                    }
+fn write_message(
+    out: &mut Vec<u8>,
+    message: &'static str,
+    value: &Value,
+    depth: usize,
+) -> Result<(), WriteError> {
+    if depth > MAX_DEPTH {
+        return Err(format!("{message}: nested too deep"));
+    }
+    if write_special(out, message, value, depth)? {
+        return Ok(());
+    }
+    let table = SCHEMA
+        .get(message)
+        .ok_or_else(|| format!("no protobuf message {message}"))?;
+    let Value::Object(obj) = value else {
+        return Err(mismatch(message, value));
+    };
+    for field in table {
+        let Some(v) = obj.get(field.json).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        match (&field.shape, v) {
+            (Shape::Single(ty), v) => write_value(out, field.number, *ty, v, field.json, depth)?,
+            (Shape::Repeated(ty), Value::Array(items)) => {
+                for item in items {
+                    write_value(out, field.number, *ty, item, field.json, depth)?;
                 }
             }
-            (2, Field::Bytes(d)) => raw = d,
-            _ => {}
+            (Shape::Map(ty), Value::Object(entries)) => {
+                for (key, item) in entries {
+                    let mut entry = Vec::new();
+                    put_bytes(&mut entry, 1, key.as_bytes());
+                    write_value(&mut entry, 2, *ty, item, field.json, depth)?;
+                    put_bytes(out, field.number, &entry);
+                }
+            }
+            (_, v) => return Err(mismatch(field.json, v)),
         }
     }
-    let mut obj = Map::new();
-    obj.insert("apiVersion".into(), json!(api_version));
-    obj.insert("kind".into(), json!(kind));
-    let (mut data, mut binary, mut string_data) = (Map::new(), Map::new(), Map::new());
-    for (n, f) in fields(raw)? {
-        match (kind.as_str(), n, f) {
-            (_, 1, Field::Bytes(d)) => {
-                obj.insert("metadata".into(), object_meta(d)?);
-            }
-            ("Namespace", 2, Field::Bytes(d)) => {
-                let finalizers: Vec<Value> = fields(d)?
-                    .into_iter()
-                    .filter_map(|(n, f)| match (n, f) {
-                        (1, Field::Bytes(s)) => text(s).ok().map(Value::String),
-                        _ => None,
-                    })
-                    .collect();
-                obj.insert("spec".into(), json!({"finalizers": finalizers}));
-            }
-            ("ConfigMap", 2, Field::Bytes(d)) => map_entry(&mut data, d, false)?,
-            ("ConfigMap", 3, Field::Bytes(d)) => map_entry(&mut binary, d, true)?,
-            ("ConfigMap", 4, Field::Varint(v)) | ("Secret", 5, Field::Varint(v)) => {
-                obj.insert("immutable".into(), json!(v != 0));
-            }
-            ("Secret", 2, Field::Bytes(d)) => map_entry(&mut data, d, true)?,
-            ("Secret", 3, Field::Bytes(d)) => {
-                obj.insert("type".into(), json!(text(d)?));
-            }
-            ("Secret", 4, Field::Bytes(d)) => map_entry(&mut string_data, d, false)?,
-            ("Service", 2, Field::Bytes(d)) => {
-                obj.insert("spec".into(), service_spec(d)?);
-            }
-            ("Namespace" | "ConfigMap" | "Secret" | "Service", _, _) => {}
-            _ => return Err(ApiError::unsupported_media_type(content_type)),
-        }
+    Ok(())
+}
+
+/// `object` (JSON with `apiVersion` and `kind`) as `message`, in the `k8s\0` envelope.
+pub fn encode(message: &'static str, object: &Value) -> Result<Vec<u8>, WriteError> {
+    let mut raw = Vec::new();
+    write_message(&mut raw, message, object, 0)?;
+    let mut type_meta = Vec::new();
+    for (number, key) in [(1, "apiVersion"), (2, "kind")] {
+        put_bytes(
+            &mut type_meta,
+            number,
+            object[key].as_str().unwrap_or_default().as_bytes(),
+        );
     }
-    if !matches!(
-        kind.as_str(),
-        "Namespace" | "ConfigMap" | "Secret" | "Service"
-    ) {
-        return Err(ApiError::unsupported_media_type(content_type));
-    }
-    for (name, map) in [
-        ("data", data),
-        ("binaryData", binary),
-        ("stringData", string_data),
-    ] {
-        if !map.is_empty() {
-            obj.insert(name.into(), Value::Object(map));
-        }
-    }
-    Ok(Value::Object(obj))
+    let mut out = MAGIC.to_vec();
+    put_bytes(&mut out, 1, &type_meta);
+    put_bytes(&mut out, 2, &raw);
+    // Go writes the two empty strings too; readers take them as unset.
+    put_bytes(&mut out, 3, b"");
+    put_bytes(&mut out, 4, b"");
+    Ok(out)
+}
+
+/// One watch frame: a `meta.WatchEvent` (its object in the envelope), behind its length as
+/// four big-endian bytes, as kube-apiserver frames a protobuf watch.
+pub fn watch_frame(
+    event_type: &str,
+    message: &'static str,
+    object: &Value,
+) -> Result<Vec<u8>, WriteError> {
+    let embedded = encode(message, object)?;
+    let mut raw_extension = Vec::new();
+    put_bytes(&mut raw_extension, 1, &embedded);
+    let mut event = Vec::new();
+    put_bytes(&mut event, 1, event_type.as_bytes());
+    put_bytes(&mut event, 2, &raw_extension);
+    let len = u32::try_from(event.len()).map_err(|_| "watch event too large".to_string())?;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&event);
+    Ok(frame)
+}
+
+/// Whether a client asked for protobuf first (kubectl's typed clients send
+/// `application/vnd.kubernetes.protobuf,application/json`). Requests for another shape of the
+/// object (`as=Table`, `as=PartialObjectMetadata`) are answered in JSON.
+pub fn asked_first(accept: &str) -> bool {
+    let first = accept.split(',').next().unwrap_or("").trim();
+    let mut parts = first.split(';').map(str::trim);
+    parts.next() == Some(MEDIA_TYPE) && !parts.any(|p| p.starts_with("as="))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
+    #[test]
+    fn every_message_the_table_names_is_in_it() {
+        let specials = [
+            "meta.Time",
+            "meta.MicroTime",
+            "util.intstr.IntOrString",
+            "resource.Quantity",
+        ];
+        let lines = TABLE
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.trim().is_empty())
+            .count();
+        let fields: usize = SCHEMA.values().map(Vec::len).sum();
+        assert_eq!(lines, fields, "every field line parses");
+        for (name, fields) in SCHEMA.iter() {
+            for f in fields {
+                let ty = match f.shape {
+                    Shape::Single(t) | Shape::Repeated(t) | Shape::Map(t) => t,
+                };
+                if let Type::Message(m) = ty {
+                    assert!(SCHEMA.contains_key(m), "{name}.{} names {m}", f.json);
+                }
             }
-            out.push(b | 0x80);
+            assert!(
+                fields.windows(2).all(|w| w[0].number < w[1].number),
+                "{name} in field order"
+            );
         }
-    }
-
-    fn bytes_field(n: u32, data: &[u8], out: &mut Vec<u8>) {
-        varint(u64::from(n) << 3 | 2, out);
-        varint(data.len() as u64, out);
-        out.extend_from_slice(data);
+        for s in specials {
+            assert!(SCHEMA.contains_key(s));
+        }
+        assert_eq!(message_for("", "v1", "Service"), Some("core.v1.Service"));
+        assert_eq!(
+            message_for("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            Some("rbac.v1.ClusterRole")
+        );
+        assert_eq!(
+            message_for("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            Some("apiextensions.CustomResourceDefinition")
+        );
+        assert_eq!(message_for("ferrolb.io", "v1beta1", "IPAddressPool"), None);
+        // Every built-in kind served, and its list, has its message (reviews have no list).
+        for rt in crate::resources::builtins() {
+            let kinds = if rt.group == "authorization.k8s.io" {
+                vec![rt.kind.clone()]
+            } else {
+                vec![rt.kind.clone(), format!("{}List", rt.kind)]
+            };
+            for kind in kinds {
+                assert!(
+                    message_for(&rt.group, &rt.version, &kind).is_some(),
+                    "{}/{} {kind}",
+                    rt.group,
+                    rt.version
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_configmap_and_garbage() {
-        let mut meta = Vec::new();
-        bytes_field(1, b"cm", &mut meta);
-        let mut entry = Vec::new();
-        bytes_field(1, b"k", &mut entry);
-        bytes_field(2, b"v", &mut entry);
-        let mut cm = Vec::new();
-        bytes_field(1, &meta, &mut cm);
-        bytes_field(2, &entry, &mut cm);
-        let mut type_meta = Vec::new();
-        bytes_field(1, b"v1", &mut type_meta);
-        bytes_field(2, b"ConfigMap", &mut type_meta);
-        let mut unknown = b"k8s\0".to_vec();
-        bytes_field(1, &type_meta, &mut unknown);
-        bytes_field(2, &cm, &mut unknown);
-        let v = decode(&unknown, "application/vnd.kubernetes.protobuf").unwrap();
-        assert_eq!(
-            v,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}})
-        );
-        // Truncated and garbage bodies are errors, not panics.
-        for cut in 0..unknown.len() {
-            let _ = decode(&unknown[..cut], "x");
+    fn objects_round_trip_through_protobuf() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "demo", "labels": {"app": "web"},
+                    "creationTimestamp": "2026-11-26T19:00:00Z", "resourceVersion": "7"},
+                "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                    "ports": [{"port": 80, "targetPort": "http", "protocol": "TCP"},
+                              {"port": 443, "targetPort": 8443, "nodePort": 30443}],
+                    "selector": {"app": "web"}},
+                "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10", "ipMode": "VIP"}]}}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                "data": {"password": "aHVudGVyMg=="}, "type": "Opaque"}),
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "l"}, "spec": {"holderIdentity": "a",
+                    "leaseDurationSeconds": 15, "renewTime": "2026-11-26T19:00:00.123456Z"}}),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                "status": {"capacity": {"cpu": "2", "memory": "24Gi"}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "d"}},
+                    "template": {"metadata": {"labels": {"app": "d"}},
+                        "spec": {"containers": [{"name": "c", "image": "nginx",
+                            "resources": {"limits": {"cpu": "500m"}}}]}}}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "pools.ferrolb.io"},
+                "spec": {"group": "ferrolb.io", "scope": "Namespaced",
+                    "names": {"plural": "pools", "kind": "Pool"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "properties": {"spec": {"type": "object",
+                                "properties": {"n": {"type": "integer", "minimum": 1.0},
+                                    "any": {"x-kubernetes-int-or-string": true}},
+                                "additionalProperties": false,
+                                "required": ["n"]}}}}}]}}),
+        ];
+        for obj in objects {
+            let (group, version) = obj["apiVersion"]
+                .as_str()
+                .unwrap()
+                .rsplit_once('/')
+                .unwrap_or(("", "v1"));
+            let message = message_for(group, version, obj["kind"].as_str().unwrap()).unwrap();
+            let bytes = encode(message, &obj).unwrap();
+            assert_eq!(decode(&bytes, MEDIA_TYPE).unwrap(), obj, "{message}");
+            // Truncated bodies are errors, never panics.
+            for cut in 0..bytes.len() {
+                let _ = decode(&bytes[..cut], MEDIA_TYPE);
+            }
         }
-        assert!(decode(b"k8s\0\xff\xff\xff", "x").is_err());
-        assert_eq!(base64(b"hello"), "aGVsbG8=");
+    }
+
+    #[test]
+    fn go_zero_values_are_left_out_and_pointer_zeros_kept() {
+        // What Go writes for `kubectl create service`: every non-pointer field, zero or not.
+        let mut port = Vec::new();
+        put_bytes(&mut port, 2, b"TCP");
+        write_scalar(&mut port, 3, Scalar::Int32, &json!(80), "").unwrap();
+        write_scalar(&mut port, 5, Scalar::Int32, &json!(0), "").unwrap();
+        let mut spec = Vec::new();
+        put_bytes(&mut spec, 1, &port);
+        put_bytes(&mut spec, 3, b"");
+        write_scalar(&mut spec, 12, Scalar::Int32, &json!(0), "").unwrap();
+        write_scalar(&mut spec, 13, Scalar::Bool, &json!(false), "").unwrap();
+        write_scalar(&mut spec, 20, Scalar::Bool, &json!(false), "").unwrap();
+        let mut svc = Vec::new();
+        put_bytes(&mut svc, 1, b"\x0a\x02lb");
+        put_bytes(&mut svc, 2, &spec);
+        let value = read_message("core.v1.Service", &svc, 0).unwrap();
+        assert_eq!(
+            value,
+            json!({"metadata": {"name": "lb"}, "spec": {"ports": [{"protocol": "TCP", "port": 80}],
+                "allocateLoadBalancerNodePorts": false}})
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(decode(b"k8s\0\xff\xff\xff", MEDIA_TYPE).is_err());
+        assert!(decode(b"{}", MEDIA_TYPE).is_err());
+        // A message nested past any real object's depth.
+        let mut nested = Vec::new();
+        for _ in 0..200 {
+            let mut outer = Vec::new();
+            put_bytes(&mut outer, 28, &nested);
+            nested = outer;
+        }
+        assert!(read_message("apiextensions.JSONSchemaProps", &nested, 0).is_err());
+        assert!(asked_first(
+            "application/vnd.kubernetes.protobuf,application/json"
+        ));
+        assert!(!asked_first("application/json, */*"));
+        assert!(!asked_first(
+            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
     }
 }

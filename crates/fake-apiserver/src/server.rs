@@ -79,8 +79,29 @@ struct ListBody<'a> {
     items: Vec<std::borrow::Cow<'a, Value>>,
 }
 
-fn error_response(e: &ApiError) -> Response<Body> {
-    let mut r = json_response(e.code, &e.to_status());
+/// An object in the form the client asked for: protobuf (`message`) when it asked for that
+/// first and the object fits its kind's message, JSON otherwise.
+fn object_response(code: u16, value: &Value, message: Option<&'static str>) -> Response<Body> {
+    if let Some(message) = message {
+        match crate::protobuf::encode(message, value) {
+            Ok(bytes) => {
+                return Response::builder()
+                    .status(code)
+                    .header("content-type", crate::protobuf::MEDIA_TYPE)
+                    .body(full(bytes))
+                    .expect("static response parts are valid");
+            }
+            // Stored built-ins are read through their types, so this is a server bug; the
+            // client still gets the object, in JSON, which it accepts too.
+            Err(e) => eprintln!("fake-apiserver: answering in JSON: {e}"),
+        }
+    }
+    json_response(code, value)
+}
+
+fn error_response(e: &ApiError, protobuf: bool) -> Response<Body> {
+    let status = e.to_status();
+    let mut r = object_response(e.code, &status, protobuf.then_some("meta.Status"));
     if e.code == 429 {
         r.headers_mut()
             .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
@@ -321,6 +342,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         return handle_knob(&shared, knob, req).await;
     }
     let is_api = path.starts_with("/api/") || path.starts_with("/apis/");
+    // Errors go back as Status in the client's first choice of the two.
+    let protobuf = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::protobuf::asked_first);
     if is_api {
         let (faults, decision) = {
             let mut f = shared.faults.lock().await;
@@ -332,14 +359,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             tokio::time::sleep(faults.delay()).await;
         }
         match decision {
-            FaultDecision::Error => return error_response(&ApiError::internal("injected fault")),
-            FaultDecision::Throttle => return error_response(&ApiError::too_many_requests()),
+            FaultDecision::Error => {
+                return error_response(&ApiError::internal("injected fault"), protobuf);
+            }
+            FaultDecision::Throttle => {
+                return error_response(&ApiError::too_many_requests(), protobuf);
+            }
             FaultDecision::Serve => {}
         }
     }
     match handle_api(&shared, req).await {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        Err(e) => error_response(&e, protobuf),
     }
 }
 
@@ -496,6 +527,13 @@ async fn handle_api(
     // kube's metadata watchers ask for PartialObjectMetadata(List): objects without their
     // spec and status.
     let wants_metadata = accept.contains("as=PartialObjectMetadata");
+    // Built-in kinds in protobuf when the client asks for it first (kubectl's typed clients).
+    let protobuf_message = |kind: &str| {
+        crate::protobuf::asked_first(&accept)
+            .then(|| crate::protobuf::message_for(&rt.group, &rt.version, kind))
+            .flatten()
+    };
+    let as_protobuf = protobuf_message(&rt.kind);
     let labels = Selector::parse(query.get("labelSelector").unwrap_or(""))?;
     let fields = Selector::parse_fields(
         query.get("fieldSelector").unwrap_or(""),
@@ -515,7 +553,7 @@ async fn handle_api(
             if wants_metadata {
                 return Ok(json_response(200, &partial_metadata(&obj)));
             }
-            Ok(json_response(200, &as_version(&obj, &rt)))
+            Ok(object_response(200, &as_version(&obj, &rt), as_protobuf))
         }
         (Method::GET, None) if query.flag("watch") => {
             if shared
@@ -534,6 +572,7 @@ async fn handle_api(
                 fields,
                 as_table: wants_table,
                 as_metadata: wants_metadata,
+                as_protobuf,
             };
             let started = start_watch(shared, &store, &rt, &query, filter);
             drop(store);
@@ -571,6 +610,11 @@ async fn handle_api(
             }
             let items: Vec<std::borrow::Cow<'_, Value>> =
                 page.items.iter().map(|o| as_version(o, &rt)).collect();
+            if let Some(message) = protobuf_message(&format!("{}List", rt.kind)) {
+                let list = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),
+                    "metadata": meta, "items": items});
+                return Ok(object_response(200, &list, Some(message)));
+            }
             // Serialized straight from the stored objects: no copy of a large list.
             let list = ListBody {
                 kind: format!("{}List", rt.kind),
@@ -584,18 +628,13 @@ async fn handle_api(
             ))
         }
         (Method::POST, None) if rt.group == "authorization.k8s.io" => {
-            // The answer does not depend on the question: a protobuf body (kubectl's) is not
-            // decoded, a JSON one is echoed back with the answer.
-            let mut review = if content_type.contains("protobuf") {
-                json!({})
-            } else {
-                parse_body(&content_type, &body_bytes)?
-            };
+            // The answer does not depend on the question, which is echoed back with it.
+            let mut review = parse_body(&content_type, &body_bytes)?;
             review["apiVersion"] = json!(rt.api_version());
             review["kind"] = json!(rt.kind);
             review["status"] =
                 json!({"allowed": true, "reason": "the fake API server authorizes every request"});
-            Ok(json_response(201, &review))
+            Ok(object_response(201, &review, as_protobuf))
         }
         (Method::POST, None) => {
             let mut body = parse_body(&content_type, &body_bytes)?;
@@ -608,7 +647,7 @@ async fn handle_api(
             let created = store.create(&rt, &ns_str, body)?;
             let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
-                json_response(201, &as_version(&created, &rt)),
+                object_response(201, &as_version(&created, &rt), as_protobuf),
                 &warnings,
             ))
         }
@@ -620,7 +659,7 @@ async fn handle_api(
             let updated = store.update(&rt, &ns_str, &name, body, write)?;
             let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
-                json_response(200, &as_version(&updated, &rt)),
+                object_response(200, &as_version(&updated, &rt), as_protobuf),
                 &warnings,
             ))
         }
@@ -658,14 +697,18 @@ async fn handle_api(
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
             let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
-                json_response(200, &as_version(&patched, &rt)),
+                object_response(200, &as_version(&patched, &rt), as_protobuf),
                 &warnings,
             ))
         }
         (Method::DELETE, Some(name)) => {
             check_preconditions(&store, &rt, &ns_str, &name, &delete_options)?;
             let deleted = store.delete(&rt, &ns_str, &name)?;
-            Ok(json_response(200, &as_version(&deleted, &rt)))
+            Ok(object_response(
+                200,
+                &as_version(&deleted, &rt),
+                as_protobuf,
+            ))
         }
         (Method::DELETE, None) => {
             let page = store.list(&rt, ns.as_deref(), &labels, &fields, None, None)?;
@@ -679,7 +722,7 @@ async fn handle_api(
                 let gone = store.delete(&rt, &obj_ns, &obj_name)?;
                 deleted.push(as_version(&gone, &rt).into_owned());
             }
-            Ok(json_response(
+            Ok(object_response(
                 200,
                 &json!({
                     "kind": format!("{}List", rt.kind),
@@ -687,6 +730,7 @@ async fn handle_api(
                     "metadata": {"resourceVersion": store.resource_version().to_string()},
                     "items": deleted,
                 }),
+                protobuf_message(&format!("{}List", rt.kind)),
             ))
         }
         (m, _) => Err(ApiError::method_not_allowed(format!(
@@ -852,6 +896,8 @@ struct WatchFilter {
     fields: Selector,
     as_table: bool,
     as_metadata: bool,
+    /// Frames of protobuf `WatchEvent`s with objects of this message, instead of JSON lines.
+    as_protobuf: Option<&'static str>,
 }
 
 fn start_watch(
@@ -867,7 +913,26 @@ fn start_watch(
         fields,
         as_table,
         as_metadata,
+        as_protobuf,
     } = filter;
+    // One event as this watch frames it.
+    let event_line = move |event_type: &str, object: &Value| -> Bytes {
+        let Some(message) = as_protobuf else {
+            return event_line(event_type, object);
+        };
+        let status_message = if event_type == "ERROR" {
+            "meta.Status"
+        } else {
+            message
+        };
+        crate::protobuf::watch_frame(event_type, status_message, object)
+            .or_else(|e| {
+                let status = ApiError::internal(format!("cannot encode the object: {e}"));
+                crate::protobuf::watch_frame("ERROR", "meta.Status", &status.to_status())
+            })
+            .map(Bytes::from)
+            .unwrap_or_default()
+    };
     // `kubectl get -w` asks for each object as a one-row Table.
     let render = {
         let rt = rt.clone();
@@ -889,7 +954,16 @@ fn start_watch(
         }
     };
     // The common case (plain JSON, stored version) shares one serialized line among watchers.
-    let plain = !as_table && !as_metadata && rt.crd.is_none() && !crate::events::is_events_api(rt);
+    let plain = !as_table
+        && !as_metadata
+        && as_protobuf.is_none()
+        && rt.crd.is_none()
+        && !crate::events::is_events_api(rt);
+    let content_type = if as_protobuf.is_some() {
+        crate::protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     // What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
     // an object that starts matching arrives as ADDED, one that stops matching as DELETED
@@ -970,7 +1044,7 @@ fn start_watch(
                 let line = event_line("ERROR", &gone.to_status());
                 return Ok(Response::builder()
                     .status(StatusCode::OK)
-                    .header("content-type", "application/json")
+                    .header("content-type", content_type)
                     .body(full(line))
                     .expect("static response"));
             }
@@ -1032,7 +1106,7 @@ fn start_watch(
     });
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("transfer-encoding", "chunked")
         .body(ChannelBody { rx }.boxed())
         .expect("static response"))
@@ -1076,7 +1150,7 @@ async fn handle_knob(shared: &Arc<Shared>, knob: &str, req: Request<Incoming>) -
                 let f = shared.faults.lock().await.0;
                 json_response(200, &serde_json::to_value(f).unwrap_or_default())
             }
-            Err(e) => error_response(&ApiError::bad_request(format!("faults: {e}"))),
+            Err(e) => error_response(&ApiError::bad_request(format!("faults: {e}")), false),
         },
         "compact" => {
             shared.store.lock().await.compact();
@@ -1111,6 +1185,6 @@ async fn handle_knob(shared: &Arc<Shared>, knob: &str, req: Request<Incoming>) -
                 }),
             )
         }
-        _ => error_response(&ApiError::no_route(&format!("/fake/{knob}"))),
+        _ => error_response(&ApiError::no_route(&format!("/fake/{knob}")), false),
     }
 }

@@ -495,3 +495,215 @@ async fn kubectl_1_27_to_1_33_apply_with_their_default_validation() {
         );
     }
 }
+
+/// Whether kubectl's `-v=8` log shows a response in protobuf (its requests carry the same
+/// header, so only the lines under a "Response" count).
+fn answered_in_protobuf(log: &str, media_type: &str) -> bool {
+    let lines: Vec<&str> = log.lines().collect();
+    lines.iter().enumerate().any(|(i, line)| {
+        line.contains("\"Response\"")
+            && lines[i + 1..]
+                .iter()
+                .take(6)
+                .any(|l| l.trim() == format!("Content-Type: {media_type}"))
+    })
+}
+
+/// kubectl's typed clients speak protobuf: its imperative creates send it for every kind they
+/// make, `describe` reads objects and lists in it, `events -w` watches in it, and errors come
+/// back as a protobuf Status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_speaks_protobuf_with_built_in_kinds() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-pb-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path.clone());
+    let run = |args: Vec<&'static str>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
+    };
+    for args in [
+        vec!["create", "namespace", "demo"],
+        vec![
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=0",
+            "-n",
+            "demo",
+        ],
+        vec!["create", "serviceaccount", "sa", "-n", "demo"],
+        vec![
+            "create",
+            "clusterrole",
+            "reader",
+            "--verb=get,list",
+            "--resource=services",
+        ],
+        vec![
+            "create",
+            "clusterrolebinding",
+            "reader",
+            "--clusterrole=reader",
+            "--serviceaccount=demo:sa",
+        ],
+        vec![
+            "create",
+            "rolebinding",
+            "reader",
+            "--clusterrole=reader",
+            "--user=u",
+            "-n",
+            "demo",
+        ],
+        vec![
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+            "-n",
+            "demo",
+        ],
+        vec![
+            "create",
+            "service",
+            "loadbalancer",
+            "lb",
+            "--tcp=80:8080",
+            "-n",
+            "demo",
+        ],
+    ] {
+        let (ok, out, err) = run(args.clone()).await.unwrap();
+        assert!(ok && out.contains("created"), "{args:?}: {out}{err}");
+    }
+    // What protobuf carried arrives whole: a zero in a pointer field (replicas) is kept, an
+    // int-or-string is an int, a binding's subject and a rule's verbs are there.
+    for (args, want) in [
+        (
+            vec![
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+            ],
+            "0 nginx",
+        ),
+        (
+            vec![
+                "get",
+                "pdb",
+                "web",
+                "-n",
+                "demo",
+                "-o",
+                "jsonpath={.spec.minAvailable} {.spec.selector.matchLabels.app}",
+            ],
+            "1 web",
+        ),
+        (
+            vec![
+                "get",
+                "clusterrolebinding",
+                "reader",
+                "-o",
+                "jsonpath={.subjects[0].kind} {.subjects[0].namespace} {.roleRef.name}",
+            ],
+            "ServiceAccount demo reader",
+        ),
+        (
+            vec![
+                "get",
+                "clusterrole",
+                "reader",
+                "-o",
+                "jsonpath={.rules[0].verbs}",
+            ],
+            r#"["get","list"]"#,
+        ),
+    ] {
+        let (ok, out, err) = run(args.clone()).await.unwrap();
+        assert!(ok && out == want, "{args:?}: {out}{err}");
+    }
+    // An error in protobuf: kubectl reads the Status.
+    let (ok, _, err) = run(vec!["create", "namespace", "demo"]).await.unwrap();
+    assert!(
+        !ok && err.contains(r#"namespaces "demo" already exists"#),
+        "{err}"
+    );
+
+    // A protobuf watch: `kubectl events -w` sees an Event written afterwards.
+    let watcher = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            Command::new("timeout")
+                .args(["5", "kubectl", "events", "-n", "demo", "-w", "-v=8"])
+                .env("KUBECONFIG", &path)
+                .output()
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // `describe` finds a Service's Events by its uid.
+    let (_, uid, _) = run(vec![
+        "get",
+        "svc",
+        "lb",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+    .await
+    .unwrap();
+    let event = format!(
+        r#"{{"apiVersion": "v1", "kind": "Event", "metadata": {{"name": "lb.1", "namespace": "demo"}},
+        "involvedObject": {{"kind": "Service", "name": "lb", "namespace": "demo", "uid": "{uid}"}},
+        "reason": "IPAllocated", "message": "Assigned IP 192.0.2.10", "type": "Normal",
+        "source": {{"component": "ferrolb-controller"}}}}"#
+    );
+    let created = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || kubectl(&path, &["create", "-f", "-"], Some(&event))
+    })
+    .await
+    .unwrap();
+    assert!(created.0, "{}", created.2);
+    let out = watcher.await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("IPAllocated") && stdout.contains("Assigned IP 192.0.2.10"),
+        "{stdout}"
+    );
+    assert!(
+        answered_in_protobuf(&stderr, "application/vnd.kubernetes.protobuf;stream=watch"),
+        "{stderr}"
+    );
+
+    // `describe` reads the Service, its EndpointSlices and its Events in protobuf.
+    let (ok, out, err) = run(vec!["describe", "svc", "lb", "-n", "demo", "-v=8"])
+        .await
+        .unwrap();
+    assert!(ok && out.contains("Assigned IP 192.0.2.10"), "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Type:") && l.ends_with("LoadBalancer")),
+        "{out}"
+    );
+    assert!(
+        answered_in_protobuf(&err, "application/vnd.kubernetes.protobuf"),
+        "{err}"
+    );
+    drop(kc);
+}
