@@ -6,6 +6,7 @@
 //! 410 Gone, the status subresource, finalizers, server-side apply ownership, Service defaulting,
 //! and injected faults (dropped watches, 500s, 429s, latency, restarts). It is not a product.
 
+mod api_types;
 mod builtin;
 mod error;
 mod events;

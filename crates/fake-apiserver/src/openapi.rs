@@ -1,9 +1,9 @@
 //! OpenAPI v3 as kube-apiserver publishes it, enough for kubectl: a root listing each
 //! group-version, and per group-version the paths of its resources (with the group, version
 //! and kind of each operation and the `fieldValidation` and `dryRun` parameters), and the
-//! schemas of custom resources (from their CRDs). kubectl sees that the server validates
-//! fields itself and applies with its default validation. Built-in kinds have paths but no
-//! schemas: `kubectl explain` works for custom resources only.
+//! schemas of every kind: custom resources' from their CRDs, built-in kinds' from their
+//! Kubernetes 1.33 types. kubectl sees that the server validates fields itself and applies with
+//! its default validation; `kubectl explain` works for every kind.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +76,8 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
     };
     let mut paths = Map::new();
     let mut schemas = Map::new();
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut builtin_kinds = Vec::new();
     for rt in &types {
         let scope = if rt.namespaced {
             "/namespaces/{namespace}"
@@ -110,11 +112,23 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
                 }),
             );
         }
+        let gvk = json!([{"group": rt.group, "version": rt.version, "kind": rt.kind}]);
         if let Some(schema) = &rt.schema {
             let mut schema = schema.clone();
-            schema["x-kubernetes-group-version-kind"] =
-                json!([{"group": rt.group, "version": rt.version, "kind": rt.kind}]);
+            schema["x-kubernetes-group-version-kind"] = gvk;
             schemas.insert(schema_name(rt), schema);
+        } else if let Some(name) = crate::builtin::describe(&rt.group, &rt.kind, &mut generator) {
+            builtin_kinds.push((name, gvk));
+        }
+    }
+    // Built-in kinds: their Kubernetes 1.33 schemas and those of every type they use, with
+    // the merge extensions of their Go types.
+    let mut definitions = generator.take_definitions(true);
+    crate::api_types::add_merge_extensions(&mut definitions);
+    schemas.extend(definitions);
+    for (name, gvk) in builtin_kinds {
+        if let Some(schema) = schemas.get_mut(&name) {
+            schema["x-kubernetes-group-version-kind"] = gvk;
         }
     }
     Some(json!({

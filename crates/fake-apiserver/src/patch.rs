@@ -26,22 +26,52 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Merge keys of lists that strategic merge patch merges element-wise, as in the Kubernetes types
-/// our clients patch. Other lists are replaced.
-fn merge_key(field: &str) -> Option<&'static str> {
-    match field {
-        "ports" => Some("port"),
-        "conditions" => Some("type"),
-        "containers" | "initContainers" | "volumes" | "env" => Some("name"),
-        "endpoints" => None,
-        _ => None,
+/// How strategic merge patch treats one field: from the Go type's patch strategy.
+enum FieldMerge {
+    /// Maps merge, recursing with the value's message (if known).
+    Object(Option<&'static str>),
+    /// A `map[string]T`: entries merge, each as `T`.
+    Entries(Option<&'static str>),
+    /// `patchStrategy: merge` on a list of objects: merged element-wise by this key.
+    ListByKey(&'static str, Option<&'static str>),
+    /// `patchStrategy: merge` on a list of scalars: a set union.
+    ListUnion,
+    /// Everything else is replaced.
+    Replace,
+}
+
+fn field_merge(message: Option<&'static str>, field: &str) -> FieldMerge {
+    use crate::api_types::{Shape, Type};
+    let Some(message) = message else {
+        // Not a known type (nothing below a field the table lacks): maps merge, lists are
+        // replaced, as for a type without patch directives.
+        return FieldMerge::Object(None);
+    };
+    let Some(f) =
+        crate::api_types::message(message).and_then(|m| m.fields.iter().find(|f| f.json == field))
+    else {
+        return FieldMerge::Object(None);
+    };
+    let merges = f
+        .merge
+        .patch_strategy
+        .is_some_and(|s| s.split(',').any(|p| p == "merge"));
+    match (&f.shape, merges, f.merge.patch_merge_key) {
+        (Shape::Single(Type::Message(m)), _, _) => FieldMerge::Object(Some(m)),
+        (Shape::Map(Type::Message(m)), _, _) => FieldMerge::Entries(Some(m)),
+        (Shape::Map(Type::Scalar(_)), _, _) => FieldMerge::Entries(None),
+        (Shape::Repeated(Type::Message(m)), true, Some(key)) => FieldMerge::ListByKey(key, Some(m)),
+        (Shape::Repeated(Type::Scalar(_)), true, _) => FieldMerge::ListUnion,
+        _ => FieldMerge::Replace,
     }
 }
 
-/// Strategic merge patch, enough for `kubectl apply` / `kubectl patch` and kube's
-/// `Patch::Strategic`: maps merge, `null` deletes, known lists merge by key, `$patch: delete`
-/// and `$setElementOrder` directives are honoured, other directives are dropped.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
+/// Strategic merge patch as kube-apiserver applies it to a built-in kind, directed by the Go
+/// type's patch strategies (`message`: the kind's message, `core.v1.Service`): maps merge,
+/// `null` deletes, lists with `patchStrategy: merge` merge by their key (scalars as a set),
+/// others are replaced; `$patch: replace | delete`, `$setElementOrder` and
+/// `$deleteFromPrimitiveList` are honoured, other directives dropped.
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value, message: Option<&'static str>) {
     let Value::Object(patch_map) = patch else {
         *target = patch.clone();
         return;
@@ -66,6 +96,14 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
             }
             continue;
         }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(gone)) =
+                (target_map.get_mut(field), v.as_array())
+            {
+                list.retain(|item| !gone.contains(item));
+            }
+            continue;
+        }
         if k.starts_with('$') {
             continue;
         }
@@ -73,12 +111,46 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
             target_map.remove(k);
             continue;
         }
-        match (merge_key(k), target_map.get_mut(k), v) {
-            (Some(key), Some(Value::Array(current)), Value::Array(items)) => {
-                merge_list(current, items, key);
+        match (field_merge(message, k), target_map.get_mut(k), v) {
+            (
+                FieldMerge::ListByKey(key, inner),
+                Some(Value::Array(current)),
+                Value::Array(items),
+            ) => {
+                merge_list(current, items, key, inner);
             }
-            (_, Some(existing), Value::Object(_)) if existing.is_object() => {
-                strategic_merge_patch(existing, v);
+            (FieldMerge::ListUnion, Some(Value::Array(current)), Value::Array(items)) => {
+                for item in items {
+                    if !current.contains(item) {
+                        current.push(item.clone());
+                    }
+                }
+            }
+            (
+                FieldMerge::Entries(inner),
+                Some(Value::Object(entries)),
+                Value::Object(patch_entries),
+            ) => {
+                for (name, value) in patch_entries {
+                    match entries.get_mut(name) {
+                        _ if value.is_null() => {
+                            entries.remove(name);
+                        }
+                        Some(existing) if existing.is_object() && value.is_object() => {
+                            strategic_merge_patch(existing, value, inner);
+                        }
+                        _ => {
+                            let mut clean = value.clone();
+                            strip_directives(&mut clean);
+                            entries.insert(name.clone(), clean);
+                        }
+                    }
+                }
+            }
+            (FieldMerge::Object(inner), Some(existing), Value::Object(_))
+                if existing.is_object() =>
+            {
+                strategic_merge_patch(existing, v, inner);
             }
             _ => {
                 let mut clean = v.clone();
@@ -88,13 +160,19 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
         }
     }
     for (field, order) in orders {
-        if let (Some(key), Some(Value::Array(list))) =
-            (merge_key(&field), target_map.get_mut(&field))
-        {
+        let key = match field_merge(message, &field) {
+            FieldMerge::ListByKey(key, _) => Some(key),
+            FieldMerge::ListUnion => None,
+            _ => continue,
+        };
+        if let Some(Value::Array(list)) = target_map.get_mut(&field) {
             let position = |item: &Value| {
                 order
                     .iter()
-                    .position(|o| o.get(key) == item.get(key))
+                    .position(|o| match key {
+                        Some(key) => o.get(key) == item.get(key),
+                        None => o == item,
+                    })
                     .unwrap_or(usize::MAX)
             };
             list.sort_by_key(position);
@@ -102,7 +180,7 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str) {
+fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str, message: Option<&'static str>) {
     for item in items {
         let id = item.get(key);
         let existing = current
@@ -114,7 +192,7 @@ fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str) {
                 current.remove(i);
             }
             (None, true) => {}
-            (Some(i), false) => strategic_merge_patch(&mut current[i], item),
+            (Some(i), false) => strategic_merge_patch(&mut current[i], item, message),
             (None, false) => {
                 let mut clean = item.clone();
                 strip_directives(&mut clean);
@@ -395,15 +473,46 @@ mod tests {
     }
 
     #[test]
-    fn strategic_patch_merges_ports_by_port() {
-        let mut svc = json!({"spec": {"ports": [{"port": 80, "nodePort": 30001}, {"port": 443}]}});
+    fn strategic_patch_follows_the_types_patch_strategies() {
+        let mut svc = json!({"spec": {"ports": [{"port": 80, "nodePort": 30001}, {"port": 443}],
+            "externalIPs": ["192.0.2.1"]}, "metadata": {"finalizers": ["a"]}});
         strategic_merge_patch(
             &mut svc,
-            &json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}], "ports": [{"port": 80, "name": "http"}]}}),
+            &json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}],
+                "ports": [{"port": 80, "name": "http"}], "externalIPs": ["192.0.2.2"]},
+                "metadata": {"finalizers": ["b"]}}),
+            Some("core.v1.Service"),
         );
         assert_eq!(
             svc["spec"]["ports"],
             json!([{"port": 443}, {"port": 80, "nodePort": 30001, "name": "http"}])
+        );
+        // No patch strategy: replaced; finalizers merge as a set.
+        assert_eq!(svc["spec"]["externalIPs"], json!(["192.0.2.2"]));
+        assert_eq!(svc["metadata"]["finalizers"], json!(["a", "b"]));
+        strategic_merge_patch(
+            &mut svc,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+            Some("core.v1.Service"),
+        );
+        assert_eq!(svc["metadata"]["finalizers"], json!(["b"]));
+
+        // A container's ports merge by containerPort, containers by name, conditions (no
+        // strategy on a Deployment's status) are replaced.
+        let mut deploy = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "a:1", "ports": [{"containerPort": 80, "name": "http"}]},
+            {"name": "b", "image": "b:1"}]}}}});
+        strategic_merge_patch(
+            &mut deploy,
+            &json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "a", "ports": [{"containerPort": 443, "name": "https"}]},
+                {"name": "b", "$patch": "delete"}]}}}}),
+            Some("apps.v1.Deployment"),
+        );
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "a:1", "ports": [{"containerPort": 80, "name": "http"},
+                {"containerPort": 443, "name": "https"}]}])
         );
     }
 

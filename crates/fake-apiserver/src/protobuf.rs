@@ -1,115 +1,24 @@
 //! Kubernetes' protobuf (`application/vnd.kubernetes.protobuf`) for the built-in kinds: request
 //! bodies read into the JSON the rest of the server works on, and objects, lists, watch events
-//! and Status answered in it when a client asks. One table (`protobuf_messages.txt`) gives each
-//! message's fields; the transcoder walks it both ways, so every kind in it is covered alike.
+//! and Status answered in it when a client asks. One table (`api_types`) gives each message's
+//! fields; the transcoder walks it both ways, so every kind in it is covered alike.
 //!
 //! The envelope is kube-apiserver's: the magic `k8s\0`, then a `runtime.Unknown` whose `raw` is
 //! the object. Go writes every field that is not a pointer, zero or not; a zero value there
 //! means "unset" and is left out of the JSON as Go's `omitempty` leaves it out, while a zero in
 //! a pointer field (or one without `omitempty`) is kept.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
+use crate::api_types::{self, Scalar, Shape, Type};
 use crate::error::ApiError;
 
 /// The media type, and the framing of a watch in it.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 pub const WATCH_MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf;stream=watch";
 const MAGIC: &[u8] = b"k8s\0";
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Scalar {
-    String,
-    Bytes,
-    Bool,
-    Int32,
-    Int64,
-    Double,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Type {
-    Scalar(Scalar),
-    Message(&'static str),
-}
-
-#[derive(Debug)]
-enum Shape {
-    Single(Type),
-    Repeated(Type),
-    /// `map<string, V>`: entries of key 1, value 2.
-    Map(Type),
-}
-
-#[derive(Debug)]
-struct Field {
-    number: u32,
-    json: &'static str,
-    shape: Shape,
-    /// A zero value on the wire is a value, not "unset".
-    zero_is_value: bool,
-}
-
-type Schema = HashMap<&'static str, Vec<Field>>;
-
-static TABLE: &str = include_str!("protobuf_messages.txt");
-
-static SCHEMA: LazyLock<Schema> = LazyLock::new(|| parse_table(TABLE));
-
-fn parse_type(name: &'static str) -> Type {
-    match name {
-        "string" => Type::Scalar(Scalar::String),
-        "bytes" => Type::Scalar(Scalar::Bytes),
-        "bool" => Type::Scalar(Scalar::Bool),
-        "int32" => Type::Scalar(Scalar::Int32),
-        "int64" => Type::Scalar(Scalar::Int64),
-        "double" => Type::Scalar(Scalar::Double),
-        message => Type::Message(message),
-    }
-}
-
-/// The table is part of the binary; a line it cannot read is a build mistake, caught by the
-/// tests (`every_message_the_table_names_is_in_it`), and skipped here.
-fn parse_table(table: &'static str) -> Schema {
-    let mut schema = Schema::new();
-    let mut current: Option<&'static str> = None;
-    for line in table.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix("message ") {
-            current = Some(name.trim());
-            schema.entry(name.trim()).or_default();
-            continue;
-        }
-        let words: Vec<&'static str> = line.split_whitespace().collect();
-        let (Some(message), [number, json, rest @ ..]) = (current, words.as_slice()) else {
-            continue;
-        };
-        let Ok(number) = number.parse() else { continue };
-        let (shape, flags) = match rest {
-            ["repeated", t, flags @ ..] => (Shape::Repeated(parse_type(t)), flags),
-            ["map", "string", v, flags @ ..] => (Shape::Map(parse_type(v)), flags),
-            [t, flags @ ..] => (Shape::Single(parse_type(t)), flags),
-            [] => continue,
-        };
-        let zero_is_value = flags.iter().any(|f| *f == "ptr" || *f == "keep");
-        if let Some(fields) = schema.get_mut(message) {
-            fields.push(Field {
-                number,
-                json,
-                shape,
-                zero_is_value,
-            });
-        }
-    }
-    schema
-}
 
 /// The message of a built-in kind: `core.v1.Service`; `None` for kinds without one (custom
 /// resources, which kube-apiserver serves in JSON only).
@@ -124,7 +33,7 @@ pub fn message_for(group: &str, version: &str, kind: &str) -> Option<&'static st
             format!("{package}.{version}.{kind}")
         }
     };
-    SCHEMA.get_key_value(name.as_str()).map(|(k, _)| *k)
+    api_types::message_name(&name)
 }
 
 // ---- reading ----
@@ -340,13 +249,13 @@ fn read_message(message: &'static str, data: &[u8], depth: usize) -> Result<Valu
     if let Some(special) = read_special(message, data, depth)? {
         return Ok(special);
     }
-    let Some(table) = SCHEMA.get(message) else {
+    let Some(table) = api_types::message(message) else {
         return Err(bad());
     };
     let mut out = Map::new();
     for (number, wire) in fields(data)? {
         // Fields this server's version does not know are skipped, as Go's decoder skips them.
-        let Some(field) = table.iter().find(|f| f.number == number) else {
+        let Some(field) = table.fields.iter().find(|f| f.number == number) else {
             continue;
         };
         match &field.shape {
@@ -619,13 +528,12 @@ fn write_message(
     if write_special(out, message, value, depth)? {
         return Ok(());
     }
-    let table = SCHEMA
-        .get(message)
-        .ok_or_else(|| format!("no protobuf message {message}"))?;
+    let table =
+        api_types::message(message).ok_or_else(|| format!("no protobuf message {message}"))?;
     let Value::Object(obj) = value else {
         return Err(mismatch(message, value));
     };
-    for field in table {
+    for field in &table.fields {
         let Some(v) = obj.get(field.json).filter(|v| !v.is_null()) else {
             continue;
         };
@@ -704,36 +612,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_message_the_table_names_is_in_it() {
-        let specials = [
-            "meta.Time",
-            "meta.MicroTime",
-            "util.intstr.IntOrString",
-            "resource.Quantity",
-        ];
-        let lines = TABLE
-            .lines()
-            .filter(|l| l.starts_with("  ") && !l.trim().is_empty())
-            .count();
-        let fields: usize = SCHEMA.values().map(Vec::len).sum();
-        assert_eq!(lines, fields, "every field line parses");
-        for (name, fields) in SCHEMA.iter() {
-            for f in fields {
-                let ty = match f.shape {
-                    Shape::Single(t) | Shape::Repeated(t) | Shape::Map(t) => t,
-                };
-                if let Type::Message(m) = ty {
-                    assert!(SCHEMA.contains_key(m), "{name}.{} names {m}", f.json);
-                }
-            }
-            assert!(
-                fields.windows(2).all(|w| w[0].number < w[1].number),
-                "{name} in field order"
-            );
-        }
-        for s in specials {
-            assert!(SCHEMA.contains_key(s));
-        }
+    fn every_built_in_kind_has_its_message() {
         assert_eq!(message_for("", "v1", "Service"), Some("core.v1.Service"));
         assert_eq!(
             message_for("rbac.authorization.k8s.io", "v1", "ClusterRole"),

@@ -700,7 +700,15 @@ impl Store {
         let mut next = (*current.value).clone();
         match kind {
             PatchKind::Merge => patch::merge_patch(&mut next, &body),
-            PatchKind::Strategic => patch::strategic_merge_patch(&mut next, &body),
+            PatchKind::Strategic => {
+                // events.k8s.io Events are kept, and patched, as core/v1 Events.
+                let message = if crate::events::is_events_api(rt) {
+                    crate::protobuf::message_for("", "v1", "Event")
+                } else {
+                    crate::protobuf::message_for(&rt.group, &rt.version, &rt.kind)
+                };
+                patch::strategic_merge_patch(&mut next, &body, message)
+            }
             PatchKind::Json => patch::json_patch(&mut next, &body)
                 .map_err(|e| ApiError::invalid(&rt.kind, name, &[e.to_string()]))?,
             PatchKind::Apply { force } => {

@@ -707,3 +707,111 @@ async fn kubectl_speaks_protobuf_with_built_in_kinds() {
     );
     drop(kc);
 }
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: a, image: "a:1"}
+      - {name: b, image: "b:1"}
+"#;
+
+/// The built-in kinds' schemas are published as kube-apiserver publishes them (`kubectl
+/// explain` reads them; the merge extensions of the Go types are there), and the strategic
+/// merge patch kubectl's client-side apply sends is merged by the type's keys: a container
+/// another writer changed keeps that change when apply changes its sibling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_and_merges_built_in_kinds() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-x-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path.clone());
+    let run = |args: Vec<&'static str>, stdin: Option<String>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || kubectl(&path, &args, stdin.as_deref()))
+    };
+    let (ok, out, err) = run(vec!["explain", "service.spec.ports"], None)
+        .await
+        .unwrap();
+    assert!(
+        ok && out.contains("FIELD: ports <[]ServicePort>")
+            && out.contains("port\t<integer> -required-"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = run(
+        vec!["explain", "deployment.spec.template.spec.containers"],
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        ok && out.contains("GROUP:      apps") && out.contains("FIELD: containers <[]Container>"),
+        "{out}{err}"
+    );
+
+    let (ok, out, err) = run(vec!["get", "--raw", "/openapi/v3/apis/apps/v1"], None)
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let containers =
+        &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(
+        containers["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"]
+            [0]["kind"],
+        "Deployment"
+    );
+
+    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(DEPLOYMENT.to_string()))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        vec![
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"b","env":[{"name":"X","value":"1"}]}]}}}}"#,
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        vec!["apply", "-f", "-"],
+        Some(DEPLOYMENT.replace("a:1", "a:2")),
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(
+        vec![
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[1].env[0].name}",
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(ok && out == "a:2 b:1 X", "{out}{err}");
+    drop(kc);
+}
