@@ -144,22 +144,8 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
 struct Proto(Vec<u8>);
 
 impl Proto {
-    fn varint(&mut self, mut v: u64) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                self.0.push(b);
-                return;
-            }
-            self.0.push(b | 0x80);
-        }
-    }
-
     fn bytes(&mut self, field: u32, data: &[u8]) -> &mut Self {
-        self.varint(u64::from(field) << 3 | 2);
-        self.varint(data.len() as u64);
-        self.0.extend_from_slice(data);
+        crate::protobuf::put_bytes(&mut self.0, field, data);
         self
     }
 

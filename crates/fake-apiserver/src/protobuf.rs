@@ -376,7 +376,8 @@ fn put_tag(out: &mut Vec<u8>, number: u32, wire: u64) {
     put_varint(out, (u64::from(number) << 3) | wire);
 }
 
-fn put_bytes(out: &mut Vec<u8>, number: u32, data: &[u8]) {
+/// A length-delimited field.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, number: u32, data: &[u8]) {
     put_tag(out, number, 2);
     put_varint(out, data.len() as u64);
     out.extend_from_slice(data);
