@@ -15,6 +15,7 @@ mod openapi;
 mod patch;
 mod protobuf;
 mod resources;
+mod scale;
 mod schema;
 mod selectors;
 mod server;

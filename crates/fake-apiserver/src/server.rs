@@ -513,6 +513,19 @@ async fn handle_api(
         Route::Resource { rt, ns, name, sub } => (rt, ns, name, sub),
     };
     let ns_str = ns.clone().unwrap_or_default();
+    if let (Some("scale"), Some(name)) = (sub.as_deref(), name.as_deref())
+        && crate::scale::served(&rt)
+    {
+        let manager = field_manager(&query, &user_agent);
+        let request = ScaleRequest {
+            method: &method,
+            content_type: &content_type,
+            body: &body_bytes,
+            protobuf: crate::protobuf::asked_first(&accept),
+            manager: &manager,
+        };
+        return scale_request(&mut store, &rt, &ns_str, name, request);
+    }
     let target = match sub.as_deref() {
         None => Target::Main,
         Some("status") if rt.has_status => Target::Status,
@@ -737,6 +750,79 @@ async fn handle_api(
             "{m} is not supported on {path}"
         ))),
     }
+}
+
+/// A request to a `scale` subresource.
+struct ScaleRequest<'a> {
+    method: &'a Method,
+    content_type: &'a str,
+    body: &'a [u8],
+    protobuf: bool,
+    manager: &'a str,
+}
+
+/// GET, PUT or PATCH of a Deployment's or ReplicaSet's Scale: the new replica count is written
+/// to the object's `spec.replicas` as any spec write (its `generation` moves on).
+fn scale_request(
+    store: &mut Store,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    request: ScaleRequest<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let message = request.protobuf.then_some("autoscaling.v1.Scale");
+    let current = crate::scale::of(&*store.get(rt, ns, name)?);
+    let wanted = match *request.method {
+        Method::GET => return Ok(object_response(200, &current, message)),
+        Method::PUT => {
+            let scale = parse_body(request.content_type, request.body)?;
+            let sent_version = scale["metadata"]["resourceVersion"].as_str();
+            if sent_version
+                .is_some_and(|v| Some(v) != current["metadata"]["resourceVersion"].as_str())
+            {
+                return Err(ApiError::conflict(
+                    &crate::store::qualified(rt),
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            scale
+        }
+        Method::PATCH => {
+            let patch = parse_body(request.content_type, request.body)?;
+            let mut scale = current.clone();
+            if request
+                .content_type
+                .starts_with("application/json-patch+json")
+            {
+                crate::patch::json_patch(&mut scale, &patch)
+                    .map_err(|e| ApiError::invalid("Scale", name, &[e.to_string()]))?;
+            } else {
+                crate::patch::merge_patch(&mut scale, &patch);
+            }
+            scale
+        }
+        ref m => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{m} is not supported on the scale subresource"
+            )));
+        }
+    };
+    let replicas = crate::scale::replicas(&wanted)
+        .map_err(|causes| ApiError::invalid("Scale", name, &causes))?;
+    let write = Write {
+        target: Target::Main,
+        manager: request.manager,
+    };
+    let updated = store.patch(
+        rt,
+        ns,
+        name,
+        PatchKind::Merge,
+        json!({"spec": {"replicas": replicas}}),
+        write,
+    )?;
+    Ok(object_response(200, &crate::scale::of(&updated), message))
 }
 
 /// The object as the requested version (custom resources may be served in several); copies

@@ -77,6 +77,36 @@ fn service_cells(obj: &Value) -> Vec<Value> {
     ]
 }
 
+/// A status count; unset is zero, as kubectl prints it.
+fn count(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+/// The cells every workload kind ends with: Age, and (wide) Containers, Images, Selector.
+fn workload_cells(obj: &Value) -> Vec<Value> {
+    let containers = obj["spec"]["template"]["spec"]["containers"].as_array();
+    let joined = |key: &str| {
+        json!(
+            containers
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c[key].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    vec![
+        json!(age(obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or(""))),
+        joined("name"),
+        joined("image"),
+        text(&json!(crate::scale::selector_text(
+            &obj["spec"]["selector"]
+        ))),
+    ]
+}
+
 fn text(v: &Value) -> Value {
     json!(v.as_str().filter(|s| !s.is_empty()).unwrap_or("<none>"))
 }
@@ -86,10 +116,97 @@ fn text(v: &Value) -> Value {
 #[allow(clippy::type_complexity)]
 fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> Vec<Value>)> {
     let events_api = rt.group == "events.k8s.io" && rt.plural == "events";
-    if !(rt.group.is_empty() || events_api) {
+    if !(rt.group.is_empty() || events_api || rt.group == "apps") {
         return None;
     }
     match rt.plural.as_str() {
+        "deployments" => Some((
+            vec![
+                ("Name", 0),
+                ("Ready", 0),
+                ("Up-to-date", 0),
+                ("Available", 0),
+                ("Age", 0),
+                ("Containers", 1),
+                ("Images", 1),
+                ("Selector", 1),
+            ],
+            |obj| {
+                let status = &obj["status"];
+                let mut cells = vec![
+                    obj["metadata"]["name"].clone(),
+                    json!(format!(
+                        "{}/{}",
+                        count(&status["readyReplicas"]),
+                        obj["spec"]["replicas"].as_i64().unwrap_or(1)
+                    )),
+                    json!(count(&status["updatedReplicas"])),
+                    json!(count(&status["availableReplicas"])),
+                ];
+                cells.extend(workload_cells(obj));
+                cells
+            },
+        )),
+        "replicasets" => Some((
+            vec![
+                ("Name", 0),
+                ("Desired", 0),
+                ("Current", 0),
+                ("Ready", 0),
+                ("Age", 0),
+                ("Containers", 1),
+                ("Images", 1),
+                ("Selector", 1),
+            ],
+            |obj| {
+                let status = &obj["status"];
+                let mut cells = vec![
+                    obj["metadata"]["name"].clone(),
+                    json!(obj["spec"]["replicas"].as_i64().unwrap_or(1)),
+                    json!(count(&status["replicas"])),
+                    json!(count(&status["readyReplicas"])),
+                ];
+                cells.extend(workload_cells(obj));
+                cells
+            },
+        )),
+        "daemonsets" => Some((
+            vec![
+                ("Name", 0),
+                ("Desired", 0),
+                ("Current", 0),
+                ("Ready", 0),
+                ("Up-to-date", 0),
+                ("Available", 0),
+                ("Node Selector", 0),
+                ("Age", 0),
+                ("Containers", 1),
+                ("Images", 1),
+                ("Selector", 1),
+            ],
+            |obj| {
+                let status = &obj["status"];
+                let node_selector: Vec<String> = obj["spec"]["template"]["spec"]["nodeSelector"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                let mut cells = vec![obj["metadata"]["name"].clone()];
+                for field in [
+                    "desiredNumberScheduled",
+                    "currentNumberScheduled",
+                    "numberReady",
+                    "updatedNumberScheduled",
+                    "numberAvailable",
+                ] {
+                    cells.push(json!(count(&status[field])));
+                }
+                cells.push(text(&json!(node_selector.join(","))));
+                cells.extend(workload_cells(obj));
+                cells
+            },
+        )),
         "services" => Some((
             vec![
                 ("Name", 0),

@@ -815,3 +815,89 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
     assert!(ok && out == "a:2 b:1 X", "{out}{err}");
     drop(kc);
 }
+
+/// `kubectl scale` goes through the Deployment's `scale` subresource (with its precondition),
+/// and `kubectl get` shows workloads with kubectl's columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scales_and_lists_workloads() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-s-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    let kc = Kubeconfig(path.clone());
+    let run = |args: Vec<&'static str>| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
+    };
+    let (ok, _, err) = run(vec!["create", "deployment", "web", "--image=nginx"])
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(vec!["scale", "deployment", "web", "--replicas=3"])
+        .await
+        .unwrap();
+    assert!(
+        ok && out.contains("deployment.apps/web scaled"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(vec![
+        "scale",
+        "deployment",
+        "web",
+        "--replicas=1",
+        "--current-replicas=2",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        !ok && err.contains("Expected replicas to be 2, was 3"),
+        "{err}"
+    );
+    let (ok, out, err) = run(vec![
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.generation}",
+    ])
+    .await
+    .unwrap();
+    assert!(ok && out == "3 2", "{out}{err}");
+    let (ok, out, err) = run(vec![
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let scale: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    let (ok, out, err) = run(vec!["get", "deployments", "-o", "wide"]).await.unwrap();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(ok, "{err}");
+    assert_eq!(
+        lines[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(lines[1][..4], ["web", "0/3", "0", "0"]);
+    assert_eq!(lines[1][5..], ["nginx", "nginx", "app=web"]);
+    drop(kc);
+}
