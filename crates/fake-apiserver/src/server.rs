@@ -1001,8 +1001,8 @@ fn start_watch(
         as_metadata,
         as_protobuf,
     } = filter;
-    // One event as this watch frames it.
-    let event_line = move |event_type: &str, object: &Value| -> Bytes {
+    // One event as this watch frames it: a JSON line, or a protobuf frame.
+    let frame = move |event_type: &str, object: &Value| -> Bytes {
         let Some(message) = as_protobuf else {
             return event_line(event_type, object);
         };
@@ -1083,8 +1083,8 @@ fn start_watch(
         move |e: &WatchEvent, seen: (&'static str, Option<Value>)| -> Bytes {
             match seen {
                 (t, None) if plain && t == e.event_type => e.line(),
-                (t, None) => event_line(t, &render(&e.object)),
-                (t, Some(last)) => event_line(t, &render(&last)),
+                (t, None) => frame(t, &render(&e.object)),
+                (t, Some(last)) => frame(t, &render(&last)),
             }
         }
     };
@@ -1102,14 +1102,14 @@ fn start_watch(
                 .to_string();
             let pseudo = WatchEvent::new(rv, rt.storage_key(), namespace, "ADDED", obj.clone());
             if view(&pseudo).is_some() {
-                initial.push(event_line("ADDED", &render(&obj)));
+                initial.push(frame("ADDED", &render(&obj)));
             }
         }
         if streaming {
             let end = json!({"kind": rt.kind, "apiVersion": rt.api_version(),
                 "metadata": {"resourceVersion": rv.to_string(),
                              "annotations": {"k8s.io/initial-events-end": "true"}}});
-            initial.push(event_line("BOOKMARK", &end));
+            initial.push(frame("BOOKMARK", &end));
         }
         (rv, rx)
     } else {
@@ -1127,7 +1127,7 @@ fn start_watch(
             }
             Err(gone) => {
                 // As the real server: a 200 stream carrying one ERROR event.
-                let line = event_line("ERROR", &gone.to_status());
+                let line = frame("ERROR", &gone.to_status());
                 return Ok(Response::builder()
                     .status(StatusCode::OK)
                     .header("content-type", content_type)
@@ -1179,7 +1179,7 @@ fn start_watch(
                 },
                 _ = ticker.tick(), if bookmarks => {
                     let bookmark = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": seen_rv.to_string()}});
-                    if tx.send(event_line("BOOKMARK", &bookmark)).await.is_err() {
+                    if tx.send(frame("BOOKMARK", &bookmark)).await.is_err() {
                         return;
                     }
                 }
