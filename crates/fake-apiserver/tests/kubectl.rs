@@ -17,6 +17,18 @@ impl Drop for Kubeconfig {
     }
 }
 
+/// A fake API server and a kubeconfig file for it (named with `tag` and the port), removed when
+/// the test ends.
+async fn started(tag: &str) -> (FakeApiServer, Kubeconfig) {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "fake-apiserver-kubeconfig-{tag}-{}",
+        server.addr().port()
+    ));
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    (server, Kubeconfig(path))
+}
+
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let ran = fake_apiserver::testing::kubectl(kubeconfig, repo, args, stdin, None);
@@ -45,13 +57,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path);
+    let (_server, kc) = started("crds").await;
     let run = |args: Vec<&str>, stdin: Option<&str>| {
         let path = kc.0.clone();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -374,13 +380,8 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_watch_streams_changes() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-w-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path.clone());
+    let (_server, kc) = started("w").await;
+    let path = kc.0.clone();
     let watcher = tokio::task::spawn_blocking({
         let path = path.clone();
         move || {
@@ -419,13 +420,7 @@ async fn kubectl_get_watch_streams_changes() {
 /// fields to the server, which refuses them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_27_to_1_33_apply_with_their_default_validation() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path);
+    let (_server, kc) = started("versions").await;
     let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     for minor in 27..=33 {
         let kubectl = format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}");
@@ -514,13 +509,8 @@ fn answered_in_protobuf(log: &str, media_type: &str) -> bool {
 /// back as a protobuf Status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_speaks_protobuf_with_built_in_kinds() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-pb-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path.clone());
+    let (_server, kc) = started("pb").await;
+    let path = kc.0.clone();
     let run = |args: Vec<&'static str>| {
         let path = path.clone();
         tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
@@ -728,13 +718,8 @@ spec:
 /// another writer changed keeps that change when apply changes its sibling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explains_and_merges_built_in_kinds() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-x-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path.clone());
+    let (_server, kc) = started("x").await;
+    let path = kc.0.clone();
     let run = |args: Vec<&'static str>, stdin: Option<String>| {
         let path = path.clone();
         tokio::task::spawn_blocking(move || kubectl(&path, &args, stdin.as_deref()))
@@ -820,13 +805,8 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
 /// and `kubectl get` shows workloads with kubectl's columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_scales_and_lists_workloads() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let path = std::env::temp_dir().join(format!(
-        "fake-apiserver-kubeconfig-s-{}",
-        server.addr().port()
-    ));
-    std::fs::write(&path, server.kubeconfig()).unwrap();
-    let kc = Kubeconfig(path.clone());
+    let (_server, kc) = started("s").await;
+    let path = kc.0.clone();
     let run = |args: Vec<&'static str>| {
         let path = path.clone();
         tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
