@@ -11,6 +11,24 @@ use fake_apiserver::{Config, FakeApiServer};
 /// A kubeconfig file that is removed when the test ends, however it ends.
 struct Kubeconfig(PathBuf);
 
+impl Kubeconfig {
+    /// `kubectl args` (with `stdin`) against the server; (succeeded, stdout, stderr).
+    async fn run_with(
+        &self,
+        args: Vec<&'static str>,
+        stdin: Option<String>,
+    ) -> (bool, String, String) {
+        let path = self.0.clone();
+        tokio::task::spawn_blocking(move || kubectl(&path, &args, stdin.as_deref()))
+            .await
+            .unwrap()
+    }
+
+    async fn run(&self, args: Vec<&'static str>) -> (bool, String, String) {
+        self.run_with(args, None).await
+    }
+}
+
 impl Drop for Kubeconfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
@@ -27,6 +45,41 @@ async fn started(tag: &str) -> (FakeApiServer, Kubeconfig) {
     ));
     std::fs::write(&path, server.kubeconfig()).unwrap();
     (server, Kubeconfig(path))
+}
+
+/// What `kubectl <watch>` printed (stdout, stderr) in `seconds`, while `manifest` was created
+/// 1.5 s in.
+async fn watch_while_creating(
+    kubeconfig: &Path,
+    watch: &[&str],
+    seconds: u32,
+    manifest: String,
+) -> (String, String) {
+    let watcher = tokio::task::spawn_blocking({
+        let path = kubeconfig.to_path_buf();
+        let mut args = vec![seconds.to_string(), "kubectl".to_string()];
+        args.extend(watch.iter().map(|a| a.to_string()));
+        move || {
+            Command::new("timeout")
+                .args(&args)
+                .env("KUBECONFIG", &path)
+                .output()
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let created = tokio::task::spawn_blocking({
+        let path = kubeconfig.to_path_buf();
+        move || kubectl(&path, &["create", "-f", "-"], Some(&manifest))
+    })
+    .await
+    .unwrap();
+    assert!(created.0, "{}", created.2);
+    let out = watcher.await.unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -381,33 +434,13 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_watch_streams_changes() {
     let (_server, kc) = started("w").await;
-    let path = kc.0.clone();
-    let watcher = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            Command::new("timeout")
-                .args(["4", "kubectl", "get", "configmaps", "-w", "-o", "name"])
-                .env("KUBECONFIG", &path)
-                .output()
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let created = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            kubectl(
-                &path,
-                &["create", "-f", "-"],
-                Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch}\n"),
-            )
-        }
-    })
-    .await
-    .unwrap();
-    assert!(created.0, "{}", created.2);
-    let out = watcher.await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (stdout, _) = watch_while_creating(
+        &kc.0,
+        &["get", "configmaps", "-w", "-o", "name"],
+        4,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seen-by-watch}\n".to_string(),
+    )
+    .await;
     assert!(
         stdout.contains("configmap/seen-by-watch"),
         "watch printed: {stdout}"
@@ -510,11 +543,6 @@ fn answered_in_protobuf(log: &str, media_type: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_speaks_protobuf_with_built_in_kinds() {
     let (_server, kc) = started("pb").await;
-    let path = kc.0.clone();
-    let run = |args: Vec<&'static str>| {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
-    };
     for args in [
         vec!["create", "namespace", "demo"],
         vec![
@@ -569,7 +597,7 @@ async fn kubectl_speaks_protobuf_with_built_in_kinds() {
             "demo",
         ],
     ] {
-        let (ok, out, err) = run(args.clone()).await.unwrap();
+        let (ok, out, err) = kc.run(args.clone()).await;
         assert!(ok && out.contains("created"), "{args:?}: {out}{err}");
     }
     // What protobuf carried arrives whole: a zero in a pointer field (replicas) is kept, an
@@ -620,58 +648,37 @@ async fn kubectl_speaks_protobuf_with_built_in_kinds() {
             r#"["get","list"]"#,
         ),
     ] {
-        let (ok, out, err) = run(args.clone()).await.unwrap();
+        let (ok, out, err) = kc.run(args.clone()).await;
         assert!(ok && out == want, "{args:?}: {out}{err}");
     }
     // An error in protobuf: kubectl reads the Status.
-    let (ok, _, err) = run(vec!["create", "namespace", "demo"]).await.unwrap();
+    let (ok, _, err) = kc.run(vec!["create", "namespace", "demo"]).await;
     assert!(
         !ok && err.contains(r#"namespaces "demo" already exists"#),
         "{err}"
     );
 
-    // A protobuf watch: `kubectl events -w` sees an Event written afterwards.
-    let watcher = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || {
-            Command::new("timeout")
-                .args(["5", "kubectl", "events", "-n", "demo", "-w", "-v=8"])
-                .env("KUBECONFIG", &path)
-                .output()
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    // `describe` finds a Service's Events by its uid.
-    let (_, uid, _) = run(vec![
-        "get",
-        "svc",
-        "lb",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ])
-    .await
-    .unwrap();
+    // A protobuf watch: `kubectl events -w` sees an Event written afterwards; `describe`
+    // finds a Service's Events by its uid.
+    let (_, uid, _) = kc
+        .run(vec![
+            "get",
+            "svc",
+            "lb",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .await;
     let event = format!(
         r#"{{"apiVersion": "v1", "kind": "Event", "metadata": {{"name": "lb.1", "namespace": "demo"}},
         "involvedObject": {{"kind": "Service", "name": "lb", "namespace": "demo", "uid": "{uid}"}},
         "reason": "IPAllocated", "message": "Assigned IP 192.0.2.10", "type": "Normal",
         "source": {{"component": "ferrolb-controller"}}}}"#
     );
-    let created = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || kubectl(&path, &["create", "-f", "-"], Some(&event))
-    })
-    .await
-    .unwrap();
-    assert!(created.0, "{}", created.2);
-    let out = watcher.await.unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (stdout, stderr) =
+        watch_while_creating(&kc.0, &["events", "-n", "demo", "-w", "-v=8"], 5, event).await;
     assert!(
         stdout.contains("IPAllocated") && stdout.contains("Assigned IP 192.0.2.10"),
         "{stdout}"
@@ -682,9 +689,9 @@ async fn kubectl_speaks_protobuf_with_built_in_kinds() {
     );
 
     // `describe` reads the Service, its EndpointSlices and its Events in protobuf.
-    let (ok, out, err) = run(vec!["describe", "svc", "lb", "-n", "demo", "-v=8"])
-        .await
-        .unwrap();
+    let (ok, out, err) = kc
+        .run(vec!["describe", "svc", "lb", "-n", "demo", "-v=8"])
+        .await;
     assert!(ok && out.contains("Assigned IP 192.0.2.10"), "{out}{err}");
     assert!(
         out.lines()
@@ -719,33 +726,28 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explains_and_merges_built_in_kinds() {
     let (_server, kc) = started("x").await;
-    let path = kc.0.clone();
-    let run = |args: Vec<&'static str>, stdin: Option<String>| {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || kubectl(&path, &args, stdin.as_deref()))
-    };
-    let (ok, out, err) = run(vec!["explain", "service.spec.ports"], None)
-        .await
-        .unwrap();
+    let (ok, out, err) = kc
+        .run_with(vec!["explain", "service.spec.ports"], None)
+        .await;
     assert!(
         ok && out.contains("FIELD: ports <[]ServicePort>")
             && out.contains("port\t<integer> -required-"),
         "{out}{err}"
     );
-    let (ok, out, err) = run(
-        vec!["explain", "deployment.spec.template.spec.containers"],
-        None,
-    )
-    .await
-    .unwrap();
+    let (ok, out, err) = kc
+        .run_with(
+            vec!["explain", "deployment.spec.template.spec.containers"],
+            None,
+        )
+        .await;
     assert!(
         ok && out.contains("GROUP:      apps") && out.contains("FIELD: containers <[]Container>"),
         "{out}{err}"
     );
 
-    let (ok, out, err) = run(vec!["get", "--raw", "/openapi/v3/apis/apps/v1"], None)
-        .await
-        .unwrap();
+    let (ok, out, err) = kc
+        .run_with(vec!["get", "--raw", "/openapi/v3/apis/apps/v1"], None)
+        .await;
     assert!(ok, "{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let containers =
@@ -761,11 +763,11 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
         "Deployment"
     );
 
-    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(DEPLOYMENT.to_string()))
-        .await
-        .unwrap();
+    let (ok, _, err) = kc
+        .run_with(vec!["apply", "-f", "-"], Some(DEPLOYMENT.to_string()))
+        .await;
     assert!(ok, "{err}");
-    let (ok, _, err) = run(
+    let (ok, _, err) = kc.run_with(
         vec![
             "patch",
             "deployment",
@@ -774,18 +776,16 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
             r#"{"spec":{"template":{"spec":{"containers":[{"name":"b","env":[{"name":"X","value":"1"}]}]}}}}"#,
         ],
         None,
-    )
-    .await
-    .unwrap();
+    ).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = run(
-        vec!["apply", "-f", "-"],
-        Some(DEPLOYMENT.replace("a:1", "a:2")),
-    )
-    .await
-    .unwrap();
+    let (ok, _, err) = kc
+        .run_with(
+            vec!["apply", "-f", "-"],
+            Some(DEPLOYMENT.replace("a:1", "a:2")),
+        )
+        .await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(
+    let (ok, out, err) = kc.run_with(
         vec![
             "get",
             "deployment",
@@ -794,9 +794,7 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
             "jsonpath={.spec.template.spec.containers[*].image} {.spec.template.spec.containers[1].env[0].name}",
         ],
         None,
-    )
-    .await
-    .unwrap();
+    ).await;
     assert!(ok && out == "a:2 b:1 X", "{out}{err}");
     drop(kc);
 }
@@ -806,59 +804,54 @@ async fn kubectl_explains_and_merges_built_in_kinds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_scales_and_lists_workloads() {
     let (_server, kc) = started("s").await;
-    let path = kc.0.clone();
-    let run = |args: Vec<&'static str>| {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || kubectl(&path, &args, None))
-    };
-    let (ok, _, err) = run(vec!["create", "deployment", "web", "--image=nginx"])
-        .await
-        .unwrap();
+    let (ok, _, err) = kc
+        .run(vec!["create", "deployment", "web", "--image=nginx"])
+        .await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(vec!["scale", "deployment", "web", "--replicas=3"])
-        .await
-        .unwrap();
+    let (ok, out, err) = kc
+        .run(vec!["scale", "deployment", "web", "--replicas=3"])
+        .await;
     assert!(
         ok && out.contains("deployment.apps/web scaled"),
         "{out}{err}"
     );
-    let (ok, _, err) = run(vec![
-        "scale",
-        "deployment",
-        "web",
-        "--replicas=1",
-        "--current-replicas=2",
-    ])
-    .await
-    .unwrap();
+    let (ok, _, err) = kc
+        .run(vec![
+            "scale",
+            "deployment",
+            "web",
+            "--replicas=1",
+            "--current-replicas=2",
+        ])
+        .await;
     assert!(
         !ok && err.contains("Expected replicas to be 2, was 3"),
         "{err}"
     );
-    let (ok, out, err) = run(vec![
-        "get",
-        "deployment",
-        "web",
-        "-o",
-        "jsonpath={.spec.replicas} {.metadata.generation}",
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = kc
+        .run(vec![
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ])
+        .await;
     assert!(ok && out == "3 2", "{out}{err}");
-    let (ok, out, err) = run(vec![
-        "get",
-        "--raw",
-        "/apis/apps/v1/namespaces/default/deployments/web/scale",
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = kc
+        .run(vec![
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ])
+        .await;
     assert!(ok, "{err}");
     let scale: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "app=web");
 
-    let (ok, out, err) = run(vec!["get", "deployments", "-o", "wide"]).await.unwrap();
+    let (ok, out, err) = kc.run(vec!["get", "deployments", "-o", "wide"]).await;
     let lines: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
