@@ -43,6 +43,16 @@ impl ResourceType {
         }
     }
 
+    /// The group whose shape this resource's objects are stored (read, patched) in:
+    /// events.k8s.io Events are kept as core/v1 Events.
+    pub fn stored_group(&self) -> &str {
+        if crate::events::is_events_api(self) {
+            ""
+        } else {
+            &self.group
+        }
+    }
+
     /// Versions of one resource share storage under this key.
     pub fn storage_key(&self) -> String {
         // events.k8s.io/v1 Events are core/v1 Events seen through another API.
@@ -52,7 +62,7 @@ impl ResourceType {
         format!("{}/{}", self.group, self.plural)
     }
 
-    fn builtin(
+    pub(crate) fn builtin(
         group: &str,
         version: &str,
         plural: &str,
@@ -127,135 +137,7 @@ impl ResourceType {
 
 /// The built-in kinds ferrolb and its tests use.
 pub fn builtins() -> Vec<ResourceType> {
-    vec![
-        ResourceType::builtin("", "v1", "namespaces", "Namespace", false, true, &["ns"]),
-        ResourceType::builtin("", "v1", "nodes", "Node", false, true, &["no"]),
-        ResourceType::builtin("", "v1", "services", "Service", true, true, &["svc"]),
-        ResourceType::builtin("", "v1", "secrets", "Secret", true, false, &[]),
-        ResourceType::builtin("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
-        ResourceType::builtin("", "v1", "events", "Event", true, false, &["ev"]),
-        ResourceType::builtin("", "v1", "pods", "Pod", true, true, &["po"]),
-        ResourceType::builtin(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            false,
-            &["sa"],
-        ),
-        // Stored and served so whole install manifests apply; no Pods are run from them.
-        ResourceType::builtin(
-            "apps",
-            "v1",
-            "deployments",
-            "Deployment",
-            true,
-            true,
-            &["deploy"],
-        ),
-        ResourceType::builtin("apps", "v1", "daemonsets", "DaemonSet", true, true, &["ds"]),
-        ResourceType::builtin(
-            "apps",
-            "v1",
-            "replicasets",
-            "ReplicaSet",
-            true,
-            true,
-            &["rs"],
-        ),
-        ResourceType::builtin(
-            "policy",
-            "v1",
-            "poddisruptionbudgets",
-            "PodDisruptionBudget",
-            true,
-            true,
-            &["pdb"],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "clusterroles",
-            "ClusterRole",
-            false,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "clusterrolebindings",
-            "ClusterRoleBinding",
-            false,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "roles",
-            "Role",
-            true,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "rolebindings",
-            "RoleBinding",
-            true,
-            false,
-            &[],
-        ),
-        // Answered, never stored: every request of the kubeconfig's user is allowed.
-        ResourceType::builtin(
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectaccessreviews",
-            "SelfSubjectAccessReview",
-            false,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "discovery.k8s.io",
-            "v1",
-            "endpointslices",
-            "EndpointSlice",
-            true,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "coordination.k8s.io",
-            "v1",
-            "leases",
-            "Lease",
-            true,
-            false,
-            &[],
-        ),
-        ResourceType::builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            false,
-            &["ev"],
-        ),
-        ResourceType::builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            false,
-            true,
-            &["crd", "crds"],
-        ),
-    ]
+    crate::builtin::resource_types()
 }
 
 /// The resource types a CRD defines (one per served version), or why it is invalid.

@@ -1,6 +1,5 @@
 //! The `scale` subresource of Deployments and ReplicaSets (`kubectl scale`): an
-//! `autoscaling/v1` Scale read from the object, and a new replica count written back to it;
-//! and label selectors as the text kubectl shows.
+//! `autoscaling/v1` Scale read from the object, and a new replica count written back to it.
 
 use serde_json::{Value, json};
 
@@ -9,38 +8,6 @@ use crate::resources::ResourceType;
 /// Whether `rt` has a `scale` subresource here.
 pub fn served(rt: &ResourceType) -> bool {
     rt.group == "apps" && matches!(rt.kind.as_str(), "Deployment" | "ReplicaSet")
-}
-
-/// A label selector as the Scale's `status.selector` string: `app=web,tier in (a,b)`.
-pub(crate) fn selector_text(selector: &Value) -> String {
-    let mut terms: Vec<String> = selector["matchLabels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for e in selector["matchExpressions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        terms.push(match e["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            _ => format!("!{key}"),
-        });
-    }
-    terms.join(",")
 }
 
 /// The Scale of a Deployment or ReplicaSet.
@@ -58,7 +25,7 @@ pub fn of(obj: &Value) -> Value {
         "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
         "status": {
             "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_text(&obj["spec"]["selector"]),
+            "selector": crate::selectors::label_selector_text(&obj["spec"]["selector"]),
         },
     })
 }

@@ -4,6 +4,47 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+/// Labels (a `map[string]string`) as selector text: `app=web,tier=edge`.
+pub fn labels_text(labels: &Value) -> String {
+    labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A `LabelSelector` as the text a Scale's `status.selector` and kubectl show:
+/// `app=web,tier in (a,b)`.
+pub fn label_selector_text(selector: &Value) -> String {
+    let mut terms: Vec<String> = Vec::new();
+    let labels = labels_text(&selector["matchLabels"]);
+    if !labels.is_empty() {
+        terms.push(labels);
+    }
+    for e in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        terms.push(match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            _ => format!("!{key}"),
+        });
+    }
+    terms.join(",")
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
     Equals(String, String),

@@ -410,12 +410,11 @@ impl Store {
         }
         // events.k8s.io Events are kept in the core/v1 shape: read as core/v1 Events.
         let events_api = crate::events::is_events_api(rt);
-        let group = if events_api { "" } else { rt.group.as_str() };
         let mut sent = value.clone();
         if events_api {
             sent["apiVersion"] = json!("v1");
         }
-        let Some(decoded) = crate::builtin::decode(group, &rt.kind, &sent) else {
+        let Some(decoded) = crate::builtin::decode(rt.stored_group(), &rt.kind, &sent) else {
             return Ok(());
         };
         let mut kept = decoded.map_err(|e| {
@@ -701,12 +700,8 @@ impl Store {
         match kind {
             PatchKind::Merge => patch::merge_patch(&mut next, &body),
             PatchKind::Strategic => {
-                // events.k8s.io Events are kept, and patched, as core/v1 Events.
-                let message = if crate::events::is_events_api(rt) {
-                    crate::protobuf::message_for("", "v1", "Event")
-                } else {
-                    crate::protobuf::message_for(&rt.group, &rt.version, &rt.kind)
-                };
+                let message =
+                    crate::protobuf::message_for(rt.stored_group(), &rt.version, &rt.kind);
                 patch::strategic_merge_patch(&mut next, &body, message)
             }
             PatchKind::Json => patch::json_patch(&mut next, &body)

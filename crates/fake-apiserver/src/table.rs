@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::resources::ResourceType;
+use crate::selectors::{label_selector_text, labels_text};
 
 /// `5s`, `3m`, `2h`, `4d`: what kubectl shows as AGE.
 fn age(timestamp: &str) -> String {
@@ -101,9 +102,7 @@ fn workload_cells(obj: &Value) -> Vec<Value> {
             .unwrap_or(""))),
         joined("name"),
         joined("image"),
-        text(&json!(crate::scale::selector_text(
-            &obj["spec"]["selector"]
-        ))),
+        text(&json!(label_selector_text(&obj["spec"]["selector"]))),
     ]
 }
 
@@ -186,12 +185,6 @@ fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> 
             ],
             |obj| {
                 let status = &obj["status"];
-                let node_selector: Vec<String> = obj["spec"]["template"]["spec"]["nodeSelector"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
                 let mut cells = vec![obj["metadata"]["name"].clone()];
                 for field in [
                     "desiredNumberScheduled",
@@ -202,7 +195,9 @@ fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> 
                 ] {
                     cells.push(json!(count(&status[field])));
                 }
-                cells.push(text(&json!(node_selector.join(","))));
+                cells.push(text(&json!(labels_text(
+                    &obj["spec"]["template"]["spec"]["nodeSelector"]
+                ))));
                 cells.extend(workload_cells(obj));
                 cells
             },
@@ -223,17 +218,7 @@ fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> 
                 cells.push(json!(age(obj["metadata"]["creationTimestamp"]
                     .as_str()
                     .unwrap_or(""))));
-                let selector: Vec<String> = obj["spec"]["selector"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
-                cells.push(json!(if selector.is_empty() {
-                    "<none>".to_string()
-                } else {
-                    selector.join(",")
-                }));
+                cells.push(text(&json!(labels_text(&obj["spec"]["selector"]))));
                 cells
             },
         )),

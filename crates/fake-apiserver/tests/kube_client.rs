@@ -14,6 +14,33 @@ use kube::runtime::{WatchStreamExt, reflector};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// What a kube-runtime watcher reports (`Init`, `InitApply a`, `InitDone`, `Apply c`,
+/// `Delete c`), collected until `last`.
+fn follow<K: kube::Resource + Send + 'static>(
+    stream: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    last: &'static str,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(e)) = stream.next().await {
+            let label = match &e {
+                Event::Init => "Init".to_string(),
+                Event::InitApply(o) => format!("InitApply {}", o.name_any()),
+                Event::InitDone => "InitDone".to_string(),
+                Event::Apply(o) => format!("Apply {}", o.name_any()),
+                Event::Delete(o) => format!("Delete {}", o.name_any()),
+            };
+            let done = label == last;
+            out.push(label);
+            if done {
+                break;
+            }
+        }
+        out
+    })
+}
+
 /// Asserts a request was refused with `code` and a message holding `words`.
 fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, code: u16, words: &str) {
     match result {
@@ -900,25 +927,7 @@ async fn a_streaming_list_ends_its_initial_events_and_goes_on_watching() {
             .unwrap();
     }
     let stream = watcher::watcher(api.clone(), watcher::Config::default().streaming_lists());
-    let seen = tokio::spawn(async move {
-        let mut out = Vec::new();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(Ok(e)) = stream.next().await {
-            let label = match &e {
-                Event::Init => "Init".to_string(),
-                Event::InitApply(o) => format!("InitApply {}", o.name_any()),
-                Event::InitDone => "InitDone".to_string(),
-                Event::Apply(o) => format!("Apply {}", o.name_any()),
-                Event::Delete(o) => format!("Delete {}", o.name_any()),
-            };
-            let done = label == "Apply c";
-            out.push(label);
-            if done {
-                break;
-            }
-        }
-        out
-    });
+    let seen = follow(stream, "Apply c");
     // Created once the initial events are out, so it arrives as a change.
     tokio::time::sleep(Duration::from_millis(300)).await;
     api.create(&PostParams::default(), &config_map("c", "1"))
@@ -1154,29 +1163,16 @@ async fn metadata_only_requests_get_partial_object_metadata() {
     let meta: Api<kube::core::PartialObjectMeta<ConfigMap>> =
         Api::namespaced(client.clone(), "default");
     let stream = watcher::watcher(meta, watcher::Config::default());
-    let seen = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        let mut names = Vec::new();
-        while let Some(Ok(e)) = stream.next().await {
-            match e {
-                Event::InitApply(o) | Event::Apply(o) => names.push(o.name_any()),
-                _ => {}
-            }
-            if names.len() == 2 {
-                break;
-            }
-        }
-        names
-    });
+    let seen = follow(stream, "Apply b");
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.create(&PostParams::default(), &config_map("b", "1"))
         .await
         .unwrap();
-    let names = tokio::time::timeout(Duration::from_secs(5), seen)
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen)
         .await
         .expect("both objects")
         .unwrap();
-    assert_eq!(names, ["a", "b"]);
+    assert_eq!(seen, ["Init", "InitApply a", "InitDone", "Apply b"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

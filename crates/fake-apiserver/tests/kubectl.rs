@@ -111,36 +111,27 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     let (_server, kc) = started("crds").await;
-    let run = |args: Vec<&str>, stdin: Option<&str>| {
-        let path = kc.0.clone();
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let stdin = stdin.map(str::to_string);
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                kubectl(&path, &refs, stdin.as_deref())
-            })
-            .await
-            .unwrap()
-        }
-    };
 
-    let (ok, out, err) = run(vec!["apply", "-f", "manifests/crds/"], None).await;
+    let (ok, out, err) = kc.run(vec!["apply", "-f", "manifests/crds/"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("ipaddresspools.ferrolb.io created"), "{out}");
 
-    let (ok, out, err) = run(vec!["api-resources", "--api-group=ferrolb.io"], None).await;
+    let (ok, out, err) = kc
+        .run(vec!["api-resources", "--api-group=ferrolb.io"])
+        .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("ipaddresspools") && out.contains("ipp"),
         "{out}"
     );
 
-    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE)).await;
+    let (ok, _, err) = kc
+        .run_with(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE.to_string()))
+        .await;
     assert!(ok, "{err}");
 
     // Read back, with the printer columns of the CRD.
-    let (ok, out, err) = run(vec!["get", "ipp", "-n", "ferrolb-system"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "ipp", "-n", "ferrolb-system"]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("ADDRESSES") && out.contains("AUTO ASSIGN"),
@@ -150,17 +141,15 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         out.contains("192.0.2.0/28") && out.contains("true"),
         "{out}"
     );
-    let (ok, out, _) = run(
-        vec![
+    let (ok, out, _) = kc
+        .run(vec![
             "get",
             "svc",
             "web",
             "-o",
             "jsonpath={.spec.type} {.spec.ports[0].nodePort}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert!(ok);
     let mut parts = out.split_whitespace();
     assert_eq!(parts.next(), Some("LoadBalancer"));
@@ -168,8 +157,8 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     assert!((30000..=32767).contains(&node_port));
 
     // Patch both.
-    let (ok, _, err) = run(
-        vec![
+    let (ok, _, err) = kc
+        .run(vec![
             "patch",
             "ipp",
             "public",
@@ -179,13 +168,11 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
             "merge",
             "-p",
             r#"{"spec":{"autoAssign":false}}"#,
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert!(ok, "{err}");
-    let (_, out, _) = run(
-        vec![
+    let (_, out, _) = kc
+        .run(vec![
             "get",
             "ipp",
             "public",
@@ -193,79 +180,73 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
             "ferrolb-system",
             "-o",
             "jsonpath={.spec.autoAssign}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out, "false");
-    let (ok, _, err) = run(vec!["label", "svc", "web", "tier=edge"], None).await;
+    let (ok, _, err) = kc.run(vec!["label", "svc", "web", "tier=edge"]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = run(
-        vec![
+    let (ok, _, err) = kc
+        .run(vec![
             "patch",
             "svc",
             "web",
             "-p",
             r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert!(ok, "{err}");
-    let (_, out, _) = run(
-        vec![
+    let (_, out, _) = kc
+        .run(vec![
             "get",
             "svc",
             "-l",
             "tier=edge",
             "-o",
             "jsonpath={.items[0].spec.externalTrafficPolicy}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out, "Local");
 
     // Re-applying is a no-op; the node port stays.
-    let (ok, out, err) = run(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE)).await;
+    let (ok, out, err) = kc
+        .run_with(vec!["apply", "-f", "-"], Some(POOL_AND_SERVICE.to_string()))
+        .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("service/web configured") || out.contains("service/web unchanged"),
         "{out}"
     );
-    let (_, out, _) = run(
-        vec![
+    let (_, out, _) = kc
+        .run(vec![
             "get",
             "svc",
             "web",
             "-o",
             "jsonpath={.spec.ports[0].nodePort}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out, node_port.to_string());
 
     // An Event written through events.k8s.io/v1 (as ferrolb writes them) is what
     // `kubectl describe` and `kubectl get events` show, read through core/v1.
-    let (_, uid, _) = run(
-        vec!["get", "svc", "web", "-o", "jsonpath={.metadata.uid}"],
-        None,
-    )
-    .await;
+    let (_, uid, _) = kc
+        .run(vec!["get", "svc", "web", "-o", "jsonpath={.metadata.uid}"])
+        .await;
     let event = format!(
         "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {{name: web.1, namespace: default}}\neventTime: \"2026-01-01T00:00:00.000000Z\"\nreportingController: ferrolb.io/controller\nreportingInstance: c-1\naction: IPAllocated\nreason: IPAllocated\ntype: Normal\nnote: assigned 192.0.2.200 from pool public\nregarding: {{apiVersion: v1, kind: Service, namespace: default, name: web, uid: \"{uid}\"}}\n"
     );
-    let (ok, _, err) = run(vec!["create", "-f", "-"], Some(&event)).await;
+    let (ok, _, err) = kc
+        .run_with(vec!["create", "-f", "-"], Some(event.clone()))
+        .await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(vec!["describe", "svc", "web"], None).await;
+    let (ok, out, err) = kc.run(vec!["describe", "svc", "web"]).await;
     assert!(ok, "{err}");
     let events = out.split("Events:").nth(1).unwrap_or_default();
     assert!(
         events.contains("IPAllocated") && events.contains("assigned 192.0.2.200 from pool public"),
         "{out}"
     );
-    let (ok, out, err) = run(vec!["get", "events"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "events"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("LAST SEEN"), "{out}");
     assert!(
@@ -273,16 +254,18 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
         "{out}"
     );
     // -o wide columns as a real server gives them.
-    let (ok, out, err) = run(vec!["get", "svc", "web", "-o", "wide"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "svc", "web", "-o", "wide"]).await;
     assert!(ok, "{err}");
     assert!(
         out.lines().next().unwrap_or_default().contains("SELECTOR") && out.contains("app=web"),
         "{out}"
     );
     let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus:\n  addresses: [{type: InternalIP, address: 192.0.2.11}]\n  conditions: [{type: Ready, status: \"True\"}]\n  nodeInfo: {kubeletVersion: v1.33.1}\n";
-    let (ok, _, err) = run(vec!["create", "-f", "-"], Some(node)).await;
+    let (ok, _, err) = kc
+        .run_with(vec!["create", "-f", "-"], Some(node.to_string()))
+        .await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(vec!["get", "nodes", "-o", "wide"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "nodes", "-o", "wide"]).await;
     assert!(ok, "{err}");
     let row = out.lines().nth(1).unwrap_or_default();
     assert!(
@@ -294,39 +277,49 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
     );
 
     // `get all` holds Services (not ferrolb's objects); ferrolb's category holds those.
-    let (ok, out, err) = run(vec!["get", "all"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "all"]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("service/web") && !out.contains("ipaddresspool"),
         "{out}"
     );
-    let (ok, out, err) = run(vec!["get", "ferrolb", "-n", "ferrolb-system"], None).await;
+    let (ok, out, err) = kc.run(vec!["get", "ferrolb", "-n", "ferrolb-system"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("ipaddresspool.ferrolb.io/public"), "{out}");
 
     // kubectl's default validation: the server publishes OpenAPI v3 and validates fields
     // itself, so apply, create, replace and diff need no flag; a misspelt field is refused.
     let typo = "apiVersion: ferrolb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: typo, namespace: ferrolb-system}\nspec: {addresses: [198.51.100.0/28], autoAsign: false}\n";
-    let (ok, _, err) = run(vec!["apply", "-f", "-"], Some(typo)).await;
+    let (ok, _, err) = kc
+        .run_with(vec!["apply", "-f", "-"], Some(typo.to_string()))
+        .await;
     assert!(
         !ok && err.contains("strict decoding error: unknown field \"spec.autoAsign\""),
         "{err}"
     );
     let fixed = typo.replace("autoAsign", "autoAssign");
-    let (ok, out, err) = run(vec!["apply", "-f", "-"], Some(&fixed)).await;
+    let (ok, out, err) = kc
+        .run_with(vec!["apply", "-f", "-"], Some(fixed.clone()))
+        .await;
     assert!(
         ok && out.contains("ipaddresspool.ferrolb.io/typo created"),
         "{out}{err}"
     );
     let changed = fixed.replace("198.51.100.0/28", "198.51.100.0/27");
-    let (_, out, err) = run(vec!["diff", "-f", "-"], Some(&changed)).await;
+    let (_, out, err) = kc
+        .run_with(vec!["diff", "-f", "-"], Some(changed.clone()))
+        .await;
     assert!(
         out.contains("+  - 198.51.100.0/27") && out.contains("-  - 198.51.100.0/28"),
         "{out}{err}"
     );
-    let (ok, _, err) = run(vec!["replace", "-f", "-"], Some(&changed)).await;
+    let (ok, _, err) = kc
+        .run_with(vec!["replace", "-f", "-"], Some(changed.clone()))
+        .await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(vec!["explain", "ipaddresspool.spec.addresses"], None).await;
+    let (ok, out, err) = kc
+        .run(vec!["explain", "ipaddresspool.spec.addresses"])
+        .await;
     assert!(
         ok && out.contains("FIELD: addresses <[]string>"),
         "{out}{err}"
@@ -362,17 +355,23 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
             "--tcp=80:8080",
         ],
     ] {
-        let (ok, _, err) = run(args.clone(), None).await;
+        let (ok, _, err) = kc.run(args.clone()).await;
         assert!(ok, "{args:?}: {err}");
     }
-    let (_, out, _) = run(
-        vec!["get", "cm", "cfg", "-n", "demo", "-o", "jsonpath={.data.a}"],
-        None,
-    )
-    .await;
+    let (_, out, _) = kc
+        .run(vec![
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.a}",
+        ])
+        .await;
     assert_eq!(out, "b");
-    let (_, out, _) = run(
-        vec![
+    let (_, out, _) = kc
+        .run(vec![
             "get",
             "secret",
             "sec",
@@ -380,13 +379,11 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
             "demo",
             "-o",
             "jsonpath={.data.password}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out, "aHVudGVyMg==", "base64 of hunter2");
-    let (_, out, _) = run(
-        vec![
+    let (_, out, _) = kc
+        .run(vec![
             "get",
             "svc",
             "lb",
@@ -394,40 +391,34 @@ async fn kubectl_applies_crds_and_manages_a_pool_and_a_service() {
             "demo",
             "-o",
             "jsonpath={.spec.type} {.spec.ports[0].targetPort} {.spec.selector.app}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(out, "LoadBalancer 8080 lb");
 
     // The kubeconfig's user may do anything, and kubectl can ask.
-    let (ok, out, err) = run(vec!["auth", "can-i", "create", "services"], None).await;
+    let (ok, out, err) = kc.run(vec!["auth", "can-i", "create", "services"]).await;
     assert!(ok && out.trim() == "yes", "{out}{err}");
     // The API server's own Service is there, as on every cluster.
-    let (ok, out, err) = run(
-        vec![
+    let (ok, out, err) = kc
+        .run(vec![
             "get",
             "svc",
             "kubernetes",
             "-o",
             "jsonpath={.spec.ports[0].port}",
-        ],
-        None,
-    )
-    .await;
+        ])
+        .await;
     assert!(ok && out == "443", "{out}{err}");
 
     // Delete.
-    let (ok, _, err) = run(vec!["delete", "svc", "web"], None).await;
+    let (ok, _, err) = kc.run(vec!["delete", "svc", "web"]).await;
     assert!(ok, "{err}");
-    let (ok, out, err) = run(
-        vec!["delete", "ipp", "public", "-n", "ferrolb-system"],
-        None,
-    )
-    .await;
+    let (ok, out, err) = kc
+        .run(vec!["delete", "ipp", "public", "-n", "ferrolb-system"])
+        .await;
     assert!(ok, "{err}");
     assert!(out.contains("deleted"));
-    let (ok, _, err) = run(vec!["get", "svc", "web"], None).await;
+    let (ok, _, err) = kc.run(vec!["get", "svc", "web"]).await;
     assert!(!ok && err.contains("NotFound"), "{err}");
 }
 
