@@ -41,6 +41,21 @@ fn follow<K: kube::Resource + Send + 'static>(
     })
 }
 
+/// The first `n` events of a raw watch that `pick` keeps, collected in a task.
+fn take_events<K: Send + 'static, T: Send + 'static>(
+    stream: impl futures::Stream<Item = Result<kube::api::WatchEvent<K>, kube::Error>> + Send + 'static,
+    n: usize,
+    pick: fn(kube::api::WatchEvent<K>) -> Option<T>,
+) -> tokio::task::JoinHandle<Vec<T>> {
+    tokio::spawn(async move {
+        stream
+            .filter_map(|e| async move { pick(e.ok()?) })
+            .take(n)
+            .collect::<Vec<_>>()
+            .await
+    })
+}
+
 /// Asserts a request was refused with `code` and a message holding `words`.
 fn assert_refused<T: std::fmt::Debug>(result: Result<T, kube::Error>, code: u16, words: &str) {
     match result {
@@ -841,19 +856,11 @@ async fn a_selector_watch_sees_objects_enter_as_added_and_leave_as_deleted() {
         .watch(&WatchParams::default().labels("app=web"), "0")
         .await
         .unwrap();
-    let events = tokio::spawn(async move {
-        stream
-            .filter_map(|e| async move {
-                match e.ok()? {
-                    WatchEvent::Added(o) => Some(("ADDED", o.labels().get("app").cloned())),
-                    WatchEvent::Modified(o) => Some(("MODIFIED", o.labels().get("app").cloned())),
-                    WatchEvent::Deleted(o) => Some(("DELETED", o.labels().get("app").cloned())),
-                    _ => None,
-                }
-            })
-            .take(5)
-            .collect::<Vec<_>>()
-            .await
+    let events = take_events(stream, 5, |e| match e {
+        WatchEvent::Added(o) => Some(("ADDED", o.labels().get("app").cloned())),
+        WatchEvent::Modified(o) => Some(("MODIFIED", o.labels().get("app").cloned())),
+        WatchEvent::Deleted(o) => Some(("DELETED", o.labels().get("app").cloned())),
+        _ => None,
     });
     let pp = PatchParams::default();
     for (app, value) in [("web", "2"), ("web", "3"), ("db", "4"), ("web", "5")] {
@@ -1200,20 +1207,12 @@ async fn namespace_deletion_goes_through_terminating_and_every_cluster_has_the_k
         .watch(&WatchParams::default().fields("metadata.name=demo"), "0")
         .await
         .unwrap();
-    let seen = tokio::spawn(async move {
-        stream
-            .filter_map(|e| async move {
-                match e.ok()? {
-                    WatchEvent::Added(n) | WatchEvent::Modified(n) => {
-                        Some(n.status.and_then(|s| s.phase).unwrap_or_default())
-                    }
-                    WatchEvent::Deleted(_) => Some("deleted".to_string()),
-                    _ => None,
-                }
-            })
-            .take(3)
-            .collect::<Vec<_>>()
-            .await
+    let seen = take_events(stream, 3, |e| match e {
+        WatchEvent::Added(n) | WatchEvent::Modified(n) => {
+            Some(n.status.and_then(|s| s.phase).unwrap_or_default())
+        }
+        WatchEvent::Deleted(_) => Some("deleted".to_string()),
+        _ => None,
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     namespaces
