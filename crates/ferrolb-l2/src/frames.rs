@@ -129,7 +129,7 @@ fn parse_ns(eth_source: [u8; 6], payload: &[u8]) -> Result<Solicitation, Malform
         return Err(Malformed::MulticastTarget);
     }
     let source = ip.get_source();
-    let source_lladdr = source_lladdr_option(&body[24..])?;
+    let source_lladdr = lladdr_option(&body[24..], OPT_SOURCE_LLADDR)?;
     Ok(Solicitation::Ns {
         eth_source,
         source,
@@ -138,8 +138,71 @@ fn parse_ns(eth_source: [u8; 6], payload: &[u8]) -> Result<Solicitation, Malform
     })
 }
 
+/// Another host saying that an address is at its link-layer address: any ARP packet it sent
+/// from that address (a gratuitous one included), or a Neighbor Advertisement for it. A node
+/// that owns the address and sees this from another host has a rival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+}
+
+/// The claim a frame makes, if any; ARP probes (sender 0.0.0.0) and solicitations claim nothing.
+pub fn parse_claim(frame: &[u8]) -> Option<Claim> {
+    let eth = EthernetPacket::new(frame)?;
+    match eth.get_ethertype() {
+        EtherTypes::Arp => {
+            let payload = eth.payload();
+            if payload.len() < ARP_LEN {
+                return None;
+            }
+            let arp = ArpPacket::new(payload)?;
+            let sender = arp.get_sender_proto_addr();
+            let ethernet_ipv4 = arp.get_hardware_type() == ArpHardwareTypes::Ethernet
+                && arp.get_protocol_type() == EtherTypes::Ipv4
+                && arp.get_hw_addr_len() == 6
+                && arp.get_proto_addr_len() == 4;
+            (ethernet_ipv4 && !sender.is_unspecified()).then(|| Claim {
+                ip: IpAddr::V4(sender),
+                mac: arp.get_sender_hw_addr().octets(),
+            })
+        }
+        EtherTypes::Ipv6 => parse_advert(eth.get_source().octets(), eth.payload()),
+        _ => None,
+    }
+}
+
+/// A Neighbor Advertisement's target and link-layer address (the option's, else the frame's).
+fn parse_advert(eth_source: [u8; 6], payload: &[u8]) -> Option<Claim> {
+    let ip = Ipv6Packet::new(payload)?;
+    if payload.len() < IPV6_HEADER
+        || ip.get_next_header() != IpNextHeaderProtocols::Icmpv6
+        || ip.get_hop_limit() != NDP_HOP_LIMIT
+    {
+        return None;
+    }
+    let declared = usize::from(ip.get_payload_length());
+    let body = payload.get(IPV6_HEADER..IPV6_HEADER + declared)?;
+    if body.len() < 24 || body[0] != Icmpv6Types::NeighborAdvert.0 || body[1] != 0 {
+        return None;
+    }
+    let mut target = [0u8; 16];
+    target.copy_from_slice(&body[8..24]);
+    let target = Ipv6Addr::from(target);
+    if target.is_multicast() || target.is_unspecified() {
+        return None;
+    }
+    let mac = lladdr_option(&body[24..], OPT_TARGET_LLADDR)
+        .ok()?
+        .unwrap_or(eth_source);
+    Some(Claim {
+        ip: IpAddr::V6(target),
+        mac,
+    })
+}
+
 /// Walks NDP options (RFC 4861 4.6), each a multiple of 8 octets; a zero length is invalid.
-fn source_lladdr_option(mut options: &[u8]) -> Result<Option<[u8; 6]>, Malformed> {
+fn lladdr_option(mut options: &[u8], kind: u8) -> Result<Option<[u8; 6]>, Malformed> {
     let mut found = None;
     while !options.is_empty() {
         if options.len() < 2 {
@@ -149,7 +212,7 @@ fn source_lladdr_option(mut options: &[u8]) -> Result<Option<[u8; 6]>, Malformed
         if len == 0 || len > options.len() {
             return Err(Malformed::BadOption);
         }
-        if options[0] == OPT_SOURCE_LLADDR && len >= 8 {
+        if options[0] == kind && len >= 8 {
             let mut mac = [0u8; 6];
             mac.copy_from_slice(&options[2..8]);
             found = Some(mac);
@@ -477,6 +540,54 @@ mod tests {
             assert_eq!(arp.get_sender_proto_addr(), ip);
             assert_eq!(arp.get_target_proto_addr(), ip);
             assert_eq!(arp.get_sender_hw_addr().octets(), MAC);
+        }
+    }
+
+    #[test]
+    fn announcements_and_replies_claim_their_address_and_probes_do_not() {
+        let ip = Ipv4Addr::new(192, 0, 2, 100);
+        let claim = Some(Claim {
+            ip: IpAddr::V4(ip),
+            mac: PEER,
+        });
+        for garp in gratuitous_arp(PEER, ip) {
+            assert_eq!(parse_claim(&garp), claim);
+        }
+        let reply = arp_reply(PEER, ip, MAC, Ipv4Addr::new(192, 0, 2, 10));
+        assert_eq!(parse_claim(&reply), claim);
+        // An ARP probe (RFC 5227) asks whether the address is taken: no claim.
+        let probe = arp_frame(
+            BROADCAST,
+            ArpOperations::Request,
+            PEER,
+            Ipv4Addr::UNSPECIFIED,
+            [0; 6],
+            ip,
+        );
+        assert_eq!(parse_claim(&probe), None);
+        // A request claims only its sender's own address.
+        assert_eq!(
+            parse_claim(&arp_request_bytes()).map(|c| c.ip),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)))
+        );
+    }
+
+    #[test]
+    fn neighbor_adverts_claim_their_target_and_solicitations_do_not() {
+        let target: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let claim = Some(Claim {
+            ip: IpAddr::V6(target),
+            mac: PEER,
+        });
+        assert_eq!(parse_claim(&unsolicited_advert(PEER, target)), claim);
+        let solicited = solicited_advert(PEER, target, MAC, "2001:db8::10".parse().unwrap());
+        assert_eq!(parse_claim(&solicited), claim);
+        let ns = ns_bytes(target, "2001:db8::10".parse().unwrap(), 255, 1);
+        assert_eq!(parse_claim(&ns), None);
+        // Cut anywhere, an advert claims nothing and parsing does not panic.
+        let na = unsolicited_advert(PEER, target);
+        for cut in 0..na.len() - 8 {
+            assert_eq!(parse_claim(&na[..cut]), None, "cut at {cut}");
         }
     }
 }

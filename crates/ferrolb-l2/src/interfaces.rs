@@ -5,13 +5,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::frames::Solicitation;
+use crate::frames::{Claim, Solicitation};
 
 pub const IFF_UP: u32 = libc::IFF_UP as u32;
 pub const IFF_BROADCAST: u32 = libc::IFF_BROADCAST as u32;
 pub const IFF_LOOPBACK: u32 = libc::IFF_LOOPBACK as u32;
 pub const IFF_NOARP: u32 = libc::IFF_NOARP as u32;
 pub const IFF_SLAVE: u32 = libc::IFF_SLAVE as u32;
+/// The link has carrier (a cable, a peer that is up).
+pub const IFF_LOWER_UP: u32 = libc::IFF_LOWER_UP as u32;
+/// Operationally up (RFC 2863 operstate up or unknown).
+pub const IFF_RUNNING: u32 = libc::IFF_RUNNING as u32;
 
 /// A network interface as netlink reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +31,14 @@ pub struct Interface {
 }
 
 impl Interface {
-    /// Up, broadcast-capable, ARP-capable, not loopback, not a port of a bridge or bond.
+    /// Up with carrier, broadcast-capable, ARP-capable, not loopback, not a port of a bridge or
+    /// bond. Administratively up is not enough: a pulled cable or a switch port gone down
+    /// leaves the interface up without carrier, and what is sent there reaches nobody.
     pub fn usable(&self) -> bool {
         let f = self.flags;
         f & IFF_UP != 0
+            && f & IFF_LOWER_UP != 0
+            && f & IFF_RUNNING != 0
             && f & IFF_BROADCAST != 0
             && f & (IFF_NOARP | IFF_LOOPBACK | IFF_SLAVE) == 0
             && !self.enslaved
@@ -152,9 +160,21 @@ impl Snapshot {
     }
 }
 
+/// Whether `claim` comes from a rival: another host's MAC claiming an address we own.
+pub fn is_rival(snapshot: &Snapshot, claim: &Claim) -> bool {
+    snapshot.owned.contains_key(&claim.ip)
+        && !snapshot.interfaces.iter().any(|i| i.mac == claim.mac)
+}
+
 /// The reply to a solicitation received on interface `index`, if we own the target there.
 pub fn answer(snapshot: &Snapshot, index: u32, solicitation: &Solicitation) -> Option<Vec<u8>> {
     let target = solicitation.target();
+    // A gratuitous ARP announces; it asks nothing.
+    if let Solicitation::Arp { sender_ip, .. } = solicitation
+        && IpAddr::V4(*sender_ip) == target
+    {
+        return None;
+    }
     let owned = snapshot.owned.get(&target)?;
     owned.counters.requests_seen.fetch_add(1, Ordering::Relaxed);
     if !snapshot.is_eligible(target, index) {
@@ -192,7 +212,7 @@ mod tests {
             index,
             name: name.into(),
             mac: [2, 0, 0, 0, 0, index as u8],
-            flags: IFF_UP | IFF_BROADCAST,
+            flags: IFF_UP | IFF_LOWER_UP | IFF_RUNNING | IFF_BROADCAST,
             enslaved: false,
             addresses: addrs
                 .iter()
@@ -232,13 +252,20 @@ mod tests {
     fn unusable_interfaces_are_skipped() {
         let mut down = iface(1, "down", &[]);
         down.flags = IFF_BROADCAST;
+        // Administratively up, but the switch port went down: no carrier.
+        let mut no_carrier = iface(6, "eth1", &[]);
+        no_carrier.flags &= !(IFF_LOWER_UP | IFF_RUNNING);
         let mut noarp = iface(2, "tun", &[]);
         noarp.flags |= IFF_NOARP;
         let mut port = iface(3, "port", &[]);
         port.enslaved = true;
         let mut lo = iface(4, "lo", &[]);
         lo.flags |= IFF_LOOPBACK;
-        assert!(![down, noarp, port, lo].iter().any(Interface::usable));
+        assert!(
+            ![down, no_carrier, noarp, port, lo]
+                .iter()
+                .any(Interface::usable)
+        );
         assert!(iface(5, "eth0", &[]).usable());
     }
 
@@ -305,5 +332,26 @@ mod tests {
             .unwrap()
             .interfaces = Some(BTreeSet::from(["eth0".to_string()]));
         assert!(!s.is_eligible("192.0.2.100".parse().unwrap(), 2));
+    }
+
+    #[test]
+    fn only_another_hosts_claim_on_an_owned_address_is_a_rival() {
+        let s = snapshot(
+            vec![iface(1, "eth0", &[("192.0.2.11", 24)])],
+            &["192.0.2.100"],
+        );
+        let claim = |ip: &str, mac| Claim {
+            ip: ip.parse().unwrap(),
+            mac,
+        };
+        assert!(is_rival(&s, &claim("192.0.2.100", [2, 0, 0, 0, 0, 99])));
+        assert!(
+            !is_rival(&s, &claim("192.0.2.100", [2, 0, 0, 0, 0, 1])),
+            "our own MAC"
+        );
+        assert!(
+            !is_rival(&s, &claim("192.0.2.101", [2, 0, 0, 0, 0, 99])),
+            "not owned"
+        );
     }
 }

@@ -9,4 +9,4 @@ pub mod speaker;
 pub mod sys;
 
 pub use interfaces::{CountersSnapshot, Interface};
-pub use speaker::{L2Config, L2Speaker, SpeakerCounters, default_schedule};
+pub use speaker::{Conflict, L2Config, L2Speaker, SpeakerCounters, default_schedule};

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use futures::StreamExt;
 
 use crate::frames::{self, solicited_node};
-use crate::interfaces::{CountersSnapshot, Interface, Owned, Snapshot, answer};
+use crate::interfaces::{CountersSnapshot, Interface, Owned, Snapshot, answer, is_rival};
 use crate::netlink;
 use crate::sys::{self, PacketKind};
 
@@ -34,6 +34,19 @@ pub struct L2Config {
     /// When to send gratuitous ARP / unsolicited NA after acquiring an address, from the moment
     /// of acquiring.
     pub schedule: Vec<Duration>,
+    /// Where rivals are reported: other hosts announcing or answering for an owned address.
+    /// Reports beyond the channel's room are dropped (a flood must not grow memory).
+    pub conflicts: Option<mpsc::Sender<Conflict>>,
+}
+
+/// Another host claims an address this node owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub ip: IpAddr,
+    /// The rival's link-layer address.
+    pub mac: [u8; 6],
+    /// Where its claim was seen.
+    pub interface: String,
 }
 
 /// The default announcement schedule: at once (clients follow in one frame's time), again at
@@ -51,6 +64,7 @@ impl Default for L2Config {
         L2Config {
             allow: None,
             schedule: default_schedule(),
+            conflicts: None,
         }
     }
 }
@@ -62,12 +76,15 @@ pub struct SpeakerCounters {
     pub malformed: AtomicU64,
     pub not_owned: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Claims by other hosts on owned addresses.
+    pub conflicts: AtomicU64,
 }
 
 enum Command {
     Own(Vec<(IpAddr, Option<BTreeSet<String>>)>, oneshot::Sender<()>),
     Release(Vec<IpAddr>, oneshot::Sender<()>),
     StopAnnouncing(IpAddr, oneshot::Sender<()>),
+    Announce(Vec<IpAddr>, oneshot::Sender<()>),
 }
 
 /// A handle to a running speaker.
@@ -127,6 +144,18 @@ impl L2Speaker {
         }
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Own(addresses, done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Announces owned addresses again, on the whole schedule, as when they were acquired: after
+    /// a time in which clients may have been moved elsewhere (a partition, a rival's claim).
+    pub async fn announce_again(&self, addresses: Vec<IpAddr>) {
+        if addresses.is_empty() {
+            return;
+        }
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Announce(addresses, done)).is_ok() {
             let _ = wait.await;
         }
     }
@@ -272,6 +301,16 @@ async fn run(
                     state.sync_groups();
                     let _ = done.send(());
                 }
+                Some(Command::Announce(addresses, done)) => {
+                    let owned: Vec<IpAddr> = {
+                        let snap = state.snapshot.borrow();
+                        addresses.into_iter().filter(|ip| snap.owned.contains_key(ip)).collect()
+                    };
+                    for ip in owned {
+                        state.announce(ip);
+                    }
+                    let _ = done.send(());
+                }
                 Some(Command::StopAnnouncing(ip, done)) => {
                     if let Some(a) = state.announcers.remove(&ip) {
                         a.abort();
@@ -363,8 +402,8 @@ impl Running {
             }
             let open = |kind| sys::packet_socket(index, kind).and_then(sys::async_fd);
             let (arp, ns, mcast) = match (
-                open(PacketKind::ArpRequests),
-                open(PacketKind::NeighborSolicitations),
+                open(PacketKind::Arp),
+                open(PacketKind::NeighborDiscovery),
                 sys::multicast_socket(),
             ) {
                 (Ok(a), Ok(n), Ok(m)) => (a, n, m),
@@ -375,11 +414,15 @@ impl Running {
                 }
             };
             let task = tokio::spawn(respond(
-                index,
+                Port {
+                    index,
+                    name: iface.name.clone(),
+                    snapshot: self.snapshot.subscribe(),
+                    counters: self.counters.clone(),
+                    conflicts: self.config.conflicts.clone(),
+                },
                 arp,
                 ns,
-                self.snapshot.subscribe(),
-                self.counters.clone(),
             ));
             self.responders.insert(
                 index,
@@ -462,25 +505,28 @@ async fn announce(
     }
 }
 
-/// Answers ARP requests and Neighbor Solicitations on one interface.
-async fn respond(
+/// What a responder knows of its interface and whom it tells.
+struct Port {
     index: u32,
-    arp: AsyncFd<OwnedFd>,
-    ns: AsyncFd<OwnedFd>,
+    name: String,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     counters: Arc<SpeakerCounters>,
-) {
+    conflicts: Option<mpsc::Sender<Conflict>>,
+}
+
+/// Answers ARP requests and Neighbor Solicitations on one interface, and reports rivals.
+async fn respond(port: Port, arp: AsyncFd<OwnedFd>, ns: AsyncFd<OwnedFd>) {
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
             ready = arp.readable() => {
                 let Ok(mut guard) = ready else { return };
-                serve_frames(arp.get_ref().as_raw_fd(), index, &snapshot, &counters, &mut buf);
+                serve_frames(arp.get_ref().as_raw_fd(), &port, &mut buf);
                 guard.clear_ready();
             }
             ready = ns.readable() => {
                 let Ok(mut guard) = ready else { return };
-                serve_frames(ns.get_ref().as_raw_fd(), index, &snapshot, &counters, &mut buf);
+                serve_frames(ns.get_ref().as_raw_fd(), &port, &mut buf);
                 guard.clear_ready();
             }
         }
@@ -508,29 +554,41 @@ fn join_groups(mcast: &OwnedFd, index: u32, snapshot: &Snapshot, joined: &mut BT
     }
 }
 
-/// Reads every queued frame (at most 1,024 per wake-up) and answers those for owned addresses.
-fn serve_frames(
-    fd: i32,
-    index: u32,
-    snapshot: &watch::Receiver<Arc<Snapshot>>,
-    counters: &SpeakerCounters,
-    buf: &mut [u8],
-) {
+/// Reads every queued frame (at most 1,024 per wake-up): reports rivals, answers requests
+/// for owned addresses.
+fn serve_frames(fd: i32, port: &Port, buf: &mut [u8]) {
+    let counters = &port.counters;
     for _ in 0..1024 {
         let n = match sys::recv_frame(fd, buf) {
             Ok(n) => n,
             Err(_) => return,
         };
         counters.frames.fetch_add(1, Ordering::Relaxed);
-        let solicitation = match frames::parse(&buf[..n]) {
+        let frame = &buf[..n];
+        let snap = port.snapshot.borrow().clone();
+        if let Some(claim) = frames::parse_claim(frame)
+            && is_rival(&snap, &claim)
+        {
+            counters.conflicts.fetch_add(1, Ordering::Relaxed);
+            if let Some(tx) = &port.conflicts {
+                let _ = tx.try_send(Conflict {
+                    ip: claim.ip,
+                    mac: claim.mac,
+                    interface: port.name.clone(),
+                });
+            }
+        }
+        let solicitation = match frames::parse(frame) {
             Ok(s) => s,
+            Err(frames::Malformed::NotArpRequest | frames::Malformed::NotNeighborSolicitation) => {
+                continue;
+            }
             Err(_) => {
                 counters.malformed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
-        let snap = snapshot.borrow().clone();
-        match answer(&snap, index, &solicitation) {
+        match answer(&snap, port.index, &solicitation) {
             Some(reply) => {
                 if sys::send_frame(fd, &reply).is_ok() {
                     if let Some(o) = snap.owned.get(&solicitation.target()) {

@@ -26,27 +26,28 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Classic BPF: ARP requests only (ethertype 0x0806, opcode 1).
-fn arp_request_filter() -> Vec<libc::sock_filter> {
+/// Classic BPF: ARP only (ethertype 0x0806): requests to answer, and other hosts'
+/// announcements and replies, which tell of a rival for an owned address.
+fn arp_filter() -> Vec<libc::sock_filter> {
     vec![
         bpf(0x28, 0, 0, 12),               // ldh [12]
-        bpf(0x15, 0, 3, ETH_P_ARP as u32), // jeq ARP
-        bpf(0x28, 0, 0, 20),               // ldh [20] (opcode)
-        bpf(0x15, 0, 1, 1),                // jeq request
+        bpf(0x15, 0, 1, ETH_P_ARP as u32), // jeq ARP
         bpf(0x06, 0, 0, 0xffff),           // accept
         bpf(0x06, 0, 0, 0),                // drop
     ]
 }
 
-/// Classic BPF: Neighbor Solicitations only (IPv6, next header ICMPv6, type 135).
-fn neighbor_solicitation_filter() -> Vec<libc::sock_filter> {
+/// Classic BPF: Neighbor Solicitations and Advertisements (IPv6, next header ICMPv6, type
+/// 135 or 136).
+fn neighbor_discovery_filter() -> Vec<libc::sock_filter> {
     vec![
         bpf(0x28, 0, 0, 12),                // ldh [12]
-        bpf(0x15, 0, 5, ETH_P_IPV6 as u32), // jeq IPv6
+        bpf(0x15, 0, 6, ETH_P_IPV6 as u32), // jeq IPv6
         bpf(0x30, 0, 0, 20),                // ldb [20] (next header)
-        bpf(0x15, 0, 3, 58),                // jeq ICMPv6
+        bpf(0x15, 0, 4, 58),                // jeq ICMPv6
         bpf(0x30, 0, 0, 54),                // ldb [54] (ICMPv6 type)
-        bpf(0x15, 0, 1, 135),               // jeq NS
+        bpf(0x15, 1, 0, 135),               // jeq NS: accept
+        bpf(0x15, 0, 1, 136),               // jeq NA
         bpf(0x06, 0, 0, 0xffff),            // accept
         bpf(0x06, 0, 0, 0),                 // drop
     ]
@@ -59,8 +60,8 @@ fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 /// What a packet socket receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
-    ArpRequests,
-    NeighborSolicitations,
+    Arp,
+    NeighborDiscovery,
     /// Sends only.
     Nothing,
 }
@@ -69,8 +70,8 @@ pub enum PacketKind {
 /// is bound so it never wakes up for other frames.
 pub fn packet_socket(ifindex: u32, kind: PacketKind) -> io::Result<OwnedFd> {
     let protocol = match kind {
-        PacketKind::ArpRequests => ETH_P_ARP,
-        PacketKind::NeighborSolicitations => ETH_P_IPV6,
+        PacketKind::Arp => ETH_P_ARP,
+        PacketKind::NeighborDiscovery => ETH_P_IPV6,
         PacketKind::Nothing => 0,
     };
     // SAFETY: plain socket(2); the descriptor is owned right away.
@@ -83,8 +84,8 @@ pub fn packet_socket(ifindex: u32, kind: PacketKind) -> io::Result<OwnedFd> {
         OwnedFd::from_raw_fd(raw)
     };
     let filter = match kind {
-        PacketKind::ArpRequests => Some(arp_request_filter()),
-        PacketKind::NeighborSolicitations => Some(neighbor_solicitation_filter()),
+        PacketKind::Arp => Some(arp_filter()),
+        PacketKind::NeighborDiscovery => Some(neighbor_discovery_filter()),
         PacketKind::Nothing => None,
     };
     if let Some(mut program) = filter {

@@ -304,3 +304,76 @@ async fn address_removal_and_interface_down_up_are_followed() {
     assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
     assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carrier_regained_on_the_switch_side_announces_the_address_again() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    let b = lab.speaker("b", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
+    assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
+    // The switch port goes down (a cable pulled): a's eth0 stays up but loses carrier.
+    ip(&["-n", &lab.ns("br"), "link", "set", "va0", "down"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !a.speaker.announcing_on(addr(VIP4)).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        a.speaker.announcing_on(addr(VIP4)).is_empty(),
+        "no carrier, nowhere to announce"
+    );
+    // Meanwhile b took the address and the client followed; then b let it go again.
+    b.speaker.own(addr(VIP4), None).await;
+    assert!(
+        lab.wait_client_neighbour(VIP4, MAC_B, Duration::from_secs(3)),
+        "client followed b"
+    );
+    b.speaker.release(addr(VIP4)).await;
+    // The port comes back: a, which never stopped owning the address, announces it at once,
+    // so the client's entry (still b's) moves back without waiting for it to go stale.
+    ip(&["-n", &lab.ns("br"), "link", "set", "va0", "up"]);
+    assert!(
+        lab.wait_client_neighbour(VIP4, MAC_A, Duration::from_secs(2)),
+        "client's entry back on a: {:?}",
+        lab.client_neighbour(VIP4)
+    );
+    assert_eq!(a.speaker.announcing_on(addr(VIP4)), ["eth0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_hosts_claim_on_an_owned_address_is_reported_for_both_families() {
+    let lab = Lab::new();
+    let (tx, mut conflicts) = tokio::sync::mpsc::channel(16);
+    let a = lab.speaker(
+        "a",
+        L2Config {
+            conflicts: Some(tx),
+            ..L2Config::default()
+        },
+    );
+    let b = lab.speaker("b", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    a.speaker.own(addr(VIP6), None).await;
+    // b announces an address a does not own: no rival.
+    b.speaker.own(addr("192.0.2.101"), None).await;
+    // b announces both of a's: two rivals, each with b's MAC and where it was seen.
+    b.speaker.own(addr(VIP4), None).await;
+    b.speaker.own(addr(VIP6), None).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while seen.len() < 2 {
+        let Ok(Some(c)) = tokio::time::timeout_at(deadline, conflicts.recv()).await else {
+            break;
+        };
+        assert_eq!(c.mac, [2, 0, 0, 0, 0, 0x0b]);
+        assert_eq!(c.interface, "eth0");
+        seen.insert(c.ip);
+    }
+    assert_eq!(
+        seen,
+        [addr(VIP4), addr(VIP6)].into_iter().collect(),
+        "both families reported"
+    );
+    assert!(a.speaker.counters.conflicts.load(Ordering::Relaxed) >= 2);
+}
