@@ -406,6 +406,38 @@ impl Announcer {
         self.release_all().await;
     }
 
+    /// Whether this node owns `ip` by its plan (not merely answering while handing it over).
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        self.owned.contains_key(&ip) && !self.handing_over.contains_key(&ip)
+    }
+
+    /// Stops answering for `ip` at once: a higher-ranked rival holds it.
+    pub async fn defer(&mut self, ip: IpAddr) {
+        self.owned.remove(&ip);
+        self.handing_over.remove(&ip);
+        if let Some(l2) = &self.l2 {
+            l2.release(ip).await;
+        }
+    }
+
+    /// Announces `addresses` again, those this node holds; returns them.
+    pub async fn announce_again(&self, addresses: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+        let again: Vec<IpAddr> = addresses.into_iter().filter(|ip| self.holds(*ip)).collect();
+        if let Some(l2) = &self.l2 {
+            l2.announce_again(again.clone()).await;
+        }
+        again
+    }
+
+    /// Addresses this node owns by its plan.
+    pub fn held(&self) -> Vec<IpAddr> {
+        self.owned
+            .keys()
+            .filter(|ip| self.holds(**ip))
+            .copied()
+            .collect()
+    }
+
     /// Addresses this node answers for now (owned or being handed over).
     pub fn answering(&self) -> BTreeSet<IpAddr> {
         self.owned.keys().copied().collect()

@@ -2,7 +2,8 @@
 //! drives `ferrolb-l2` and `ferrolb-bgp` to do it.
 //!
 //! `decide` (pure) says what a node announces; `cluster` turns Kubernetes objects into its
-//! inputs; `membership` learns which speakers are alive by authenticated gossip; `announce`
+//! inputs; `membership` learns which speakers are alive by authenticated gossip; `rivals` settles
+//! two nodes answering for one address; `announce`
 //! applies a plan to the L2 responder and the BGP sessions; `run` follows the cluster and ties
 //! them together; `metrics` serves Prometheus metrics and health.
 
@@ -15,6 +16,7 @@ pub mod hrw;
 pub mod membership;
 pub mod metrics;
 pub mod reports;
+pub mod rivals;
 pub mod run;
 pub mod weights;
 

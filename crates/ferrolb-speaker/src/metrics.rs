@@ -1,6 +1,8 @@
 //! The speaker's Prometheus metrics; served with `ferrolb_cluster::http::serve`.
 
-use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -10,6 +12,8 @@ pub struct Metrics {
     pub l2_requests: IntGaugeVec,
     pub l2_replies: IntGaugeVec,
     pub l2_announcements: IntGaugeVec,
+    /// Other hosts' claims on owned addresses, by what this node did (`defended`, `deferred`).
+    pub l2_conflicts: IntCounterVec,
     /// Forwarding counters per address, read from the kernel (`--forwarding nftables`).
     pub forwarded_packets: IntGaugeVec,
     pub forwarded_bytes: IntGaugeVec,
@@ -58,6 +62,17 @@ impl Metrics {
             "Gratuitous ARP and unsolicited NA sent for an owned address.",
             &["ip"],
         );
+        let l2_conflicts = IntCounterVec::new(
+            Opts::new(
+                "ferrolb_l2_conflicts_total",
+                "Claims by another host on an address this node owned, by what this node did.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(l2_conflicts.clone()))
+            .expect("unique metric");
         let forwarded_packets = int_gauge(
             "ferrolb_forwarded_packets",
             "Packets that arrived for the address and were forwarded to its NodePort.",
@@ -139,6 +154,7 @@ impl Metrics {
             l2_requests,
             l2_replies,
             l2_announcements,
+            l2_conflicts,
             forwarded_packets,
             forwarded_bytes,
             source_range_dropped,

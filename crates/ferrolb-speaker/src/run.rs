@@ -45,6 +45,7 @@ use crate::metrics::Metrics;
 use crate::reports::{
     Background, ConditionWriter, Conditions, ReportWriter, Reports, desired_reports,
 };
+use crate::rivals::{self, Deferrals, Verdict};
 
 /// How long a stopping speaker keeps forwarding after its routes are withdrawn.
 const FORWARDING_LINGER: Duration = Duration::from_secs(1);
@@ -355,6 +356,22 @@ fn node_addresses(node: &Node) -> Vec<IpAddr> {
 /// Hands freed heap pages back to the kernel. A reconcile after a burst of cluster changes
 /// allocates and frees a lot; glibc keeps those pages otherwise, and the speaker runs on every
 /// node, so its resident size matters more than the few milliseconds this takes.
+/// The MACs of the interfaces this node may announce from.
+fn announcing_macs(interfaces: &[ferrolb_l2::Interface]) -> Vec<[u8; 6]> {
+    let mut macs: Vec<[u8; 6]> = interfaces
+        .iter()
+        .filter(|i| i.mac != [0; 6])
+        .map(|i| i.mac)
+        .collect();
+    macs.sort_unstable();
+    macs.dedup();
+    macs
+}
+
+fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 fn release_free_memory() {
     // SAFETY: malloc_trim(3) has no preconditions.
     unsafe {
@@ -476,17 +493,26 @@ pub async fn run(
     } else {
         None
     };
-    let (membership, _gossip_task) = Membership::start(gossip)
-        .await
-        .map_err(SpeakerError::Gossip)?;
+    // Other hosts' claims on owned addresses; a flood beyond this room is dropped.
+    let (conflicts_tx, mut conflicts) = mpsc::channel(256);
     let l2 = if config.l2 {
-        let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config::default())
-            .await
-            .map_err(SpeakerError::L2)?;
+        let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config {
+            conflicts: Some(conflicts_tx),
+            ..ferrolb_l2::L2Config::default()
+        })
+        .await
+        .map_err(SpeakerError::L2)?;
         Some(speaker)
     } else {
         None
     };
+    // The others learn this node's MACs, to trace a claim on an address back to its node.
+    if let Some(l2) = &l2 {
+        gossip.macs = announcing_macs(&l2.interfaces());
+    }
+    let (membership, _gossip_task) = Membership::start(gossip)
+        .await
+        .map_err(SpeakerError::Gossip)?;
     let announcer = Announcer::new(
         NodeIdentity {
             name: config.node.clone(),
@@ -527,6 +553,9 @@ pub async fn run(
         ticks: 0,
         weights: crate::weights::WeightDamper::default(),
         weight_due: None,
+        deferrals: Deferrals::default(),
+        live_before: BTreeSet::new(),
+        defended_at: HashMap::new(),
     };
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
 
@@ -571,6 +600,11 @@ pub async fn run(
                 dirty = true;
             }
             _ = live.changed() => dirty = true,
+            Some(conflict) = conflicts.recv() => {
+                if speaker.on_conflict(conflict).await {
+                    dirty = true;
+                }
+            }
             _ = tokio::time::sleep_until(next_reconcile), if dirty => {}
             _ = tokio::time::sleep_until(weight_due.unwrap_or(release_at)), if weight_due.is_some() => {
                 speaker.weight_due = None;
@@ -598,6 +632,10 @@ pub async fn run(
                 // only when one did.
                 if speaker.sessions_changed() {
                     speaker.write_reports();
+                }
+                // An address held back for a rival is claimed again when its deferral ends.
+                if speaker.deferrals.next_expiry().is_some_and(|t| t <= std::time::Instant::now()) {
+                    dirty = true;
                 }
                 // A drain for a cordoned or excluded node ends with the withdrawal.
                 if speaker.drain_since.is_some_and(|t| t.elapsed() >= config.drain_delay) {
@@ -647,6 +685,12 @@ struct Speaker {
     /// Weighted-ECMP changes held back, and when the next is due.
     weights: crate::weights::WeightDamper,
     weight_due: Option<Instant>,
+    /// L2 addresses held back because a higher-ranked rival claims them.
+    deferrals: Deferrals,
+    /// The live speakers at the last reconcile.
+    live_before: BTreeSet<String>,
+    /// When each address was last announced again against a rival.
+    defended_at: HashMap<IpAddr, Instant>,
 }
 
 impl Speaker {
@@ -709,6 +753,12 @@ impl Speaker {
             .drain_since
             .is_some_and(|t| t.elapsed() < self.config.drain_delay);
         let mut effective = plan.clone();
+        let membership_changed = live != self.live_before;
+        self.deferrals
+            .refresh(membership_changed, Instant::now().into_std());
+        for ip in self.deferrals.addresses() {
+            effective.l2.remove(&ip);
+        }
         if draining {
             effective.bgp = self.last_plan.bgp.clone();
             effective.peers = self.last_plan.peers.clone();
@@ -734,6 +784,20 @@ impl Speaker {
             .announcer
             .apply(&effective, &state.peers, &passwords)
             .await;
+        if rivals::regained(&self.live_before, &live) {
+            let held = self.announcer.held();
+            let again = self
+                .announcer
+                .announce_again(held.into_iter().filter(|ip| !applied.owned.contains(ip)))
+                .await;
+            if !again.is_empty() {
+                tracing::info!(
+                    count = again.len(),
+                    "speakers regained: owned addresses announced again"
+                );
+            }
+        }
+        self.live_before = live.clone();
         // Addresses this node no longer announces stop being forwarded once nothing draws
         // their traffic here (after the handover).
         self.forward(false).await;
@@ -774,6 +838,51 @@ impl Speaker {
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
         self.refresh_metrics();
+    }
+
+    /// Judges another host's claim on an address this node holds: announces it again, or
+    /// stops answering for it. Returns whether the plan must be applied again.
+    async fn on_conflict(&mut self, conflict: ferrolb_l2::Conflict) -> bool {
+        let ip = conflict.ip;
+        if !self.announcer.holds(ip) {
+            // Being handed over (the rival is the next owner) or already gone.
+            return false;
+        }
+        let rival = self.membership.macs.borrow().get(&conflict.mac).cloned();
+        let mac = format_mac(conflict.mac);
+        match rivals::judge(ip, &self.config.node, rival.as_deref()) {
+            Verdict::Defend => {
+                let now = Instant::now();
+                // One burst covers a rival's whole burst of claims.
+                if self
+                    .defended_at
+                    .get(&ip)
+                    .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(1))
+                {
+                    return false;
+                }
+                self.defended_at.insert(ip, now);
+                self.defended_at
+                    .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+                tracing::warn!(%ip, %mac, rival = ?rival, interface = %conflict.interface, "another host claims an owned address; announcing it again");
+                self.metrics
+                    .l2_conflicts
+                    .with_label_values(&["defended"])
+                    .inc();
+                self.announcer.announce_again([ip]).await;
+                false
+            }
+            Verdict::Defer { winner } => {
+                tracing::warn!(%ip, %mac, %winner, interface = %conflict.interface, "a higher-ranked node claims this address (gossip cut?); no longer answering for it");
+                self.metrics
+                    .l2_conflicts
+                    .with_label_values(&["deferred"])
+                    .inc();
+                self.announcer.defer(ip).await;
+                self.deferrals.defer(ip, winner, Instant::now().into_std());
+                true
+            }
+        }
     }
 
     /// Events: where each Service is announced from, addresses nobody announces, bad objects.

@@ -30,7 +30,12 @@ async fn member(
         .map(|p| format!("127.0.0.1:{p}").parse().unwrap())
         .collect();
     config.join_timeout = Duration::from_millis(500);
+    config.macs = vec![mac_of(name)];
     Membership::start(config).await.expect("gossip starts")
+}
+
+fn mac_of(name: &str) -> [u8; 6] {
+    [2, 0, 0, 0, 0, name.as_bytes()[0]]
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -75,6 +80,14 @@ async fn speakers_with_the_same_key_join_and_see_a_killed_one_go() {
     );
     eprintln!("crash noticed by both after {:?}", started.elapsed());
     assert!(a.counters.members_down.load(Ordering::Relaxed) >= 1);
+    // Each learnt the others' MACs, and keeps the dead one's: a partitioned speaker still
+    // claims addresses with it.
+    for (m, others) in [(&a, ["b", "c"]), (&b, ["a", "c"])] {
+        let macs = m.macs.borrow();
+        for name in others {
+            assert_eq!(macs.get(&mac_of(name)).map(String::as_str), Some(name));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

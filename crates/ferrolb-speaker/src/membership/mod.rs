@@ -12,7 +12,7 @@
 pub mod auth;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::io;
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -37,6 +37,9 @@ pub struct Member {
     pub node: String,
     pub addr: SocketAddr,
     pub generation: u64,
+    /// The link-layer addresses it announces from, so that another node's claim on an address
+    /// can be traced to that node.
+    pub macs: Vec<[u8; 6]>,
 }
 
 // The gossip address identifies a member: an announce to a seed, whose name is not known
@@ -83,6 +86,8 @@ pub struct MembershipConfig {
     pub seeds: Vec<SocketAddr>,
     /// How long to wait for an answer from a seed before deciding this speaker is alone.
     pub join_timeout: Duration,
+    /// This node's link-layer addresses, told to the others.
+    pub macs: Vec<[u8; 6]>,
 }
 
 impl MembershipConfig {
@@ -102,6 +107,7 @@ impl MembershipConfig {
             max_clock_skew: Duration::from_secs(30),
             seeds: Vec::new(),
             join_timeout: Duration::from_secs(2),
+            macs: Vec::new(),
         }
     }
 
@@ -158,6 +164,9 @@ pub struct Membership {
     /// then it knows too little to decide anything, since it would see itself alone.
     pub settled: Arc<AtomicBool>,
     pub counters: Arc<MembershipCounters>,
+    /// The node each link-layer address belongs to, of every speaker seen since start; kept
+    /// when a member goes down, since a partitioned one still claims with its MACs.
+    pub macs: watch::Receiver<BTreeMap<[u8; 6], String>>,
 }
 
 impl Membership {
@@ -170,6 +179,7 @@ impl Membership {
             node: config.node.clone(),
             addr: config.advertise,
             generation: now_ns(),
+            macs: config.macs.clone(),
         };
         let rng = SmallRng::seed_from_u64(
             now_ns() ^ crate::hrw::weight(&config.node, config.advertise.ip()),
@@ -180,6 +190,7 @@ impl Membership {
         let counters = Arc::new(MembershipCounters::default());
         let settled = Arc::new(AtomicBool::new(false));
         let seeds = config.seeds.clone();
+        let (macs_tx, macs_rx) = watch::channel(BTreeMap::new());
         let task = Gossip {
             settled: settled.clone(),
             join_deadline: Instant::now() + config.join_timeout,
@@ -194,6 +205,7 @@ impl Membership {
             live: live_tx,
             counters: counters.clone(),
             seeds,
+            macs: macs_tx,
         };
         let handle = tokio::spawn(task.run(rx));
         Ok((
@@ -202,6 +214,7 @@ impl Membership {
                 live: live_rx,
                 settled,
                 counters,
+                macs: macs_rx,
             },
             handle,
         ))
@@ -248,6 +261,7 @@ struct Gossip {
     live: watch::Sender<BTreeSet<String>>,
     counters: Arc<MembershipCounters>,
     seeds: Vec<SocketAddr>,
+    macs: watch::Sender<BTreeMap<[u8; 6], String>>,
     settled: Arc<AtomicBool>,
     join_deadline: Instant,
 }
@@ -370,6 +384,7 @@ impl Gossip {
                 node: String::new(),
                 addr: seed,
                 generation: 0,
+                macs: Vec::new(),
             };
             if self.foca.announce(dst, &mut self.runtime).is_err() {
                 self.counters
@@ -377,6 +392,28 @@ impl Gossip {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Records the MACs of the members now known (a MAC that moved goes with its new node).
+    fn learn_macs(&mut self) {
+        let members: Vec<(String, Vec<[u8; 6]>)> = self
+            .foca
+            .iter_members()
+            .map(|m| (m.id().node.clone(), m.id().macs.clone()))
+            .filter(|(node, _)| !node.is_empty())
+            .collect();
+        self.macs.send_if_modified(|known| {
+            let mut modified = false;
+            for (node, macs) in members {
+                for mac in macs {
+                    if known.get(&mac) != Some(&node) {
+                        known.insert(mac, node.clone());
+                        modified = true;
+                    }
+                }
+            }
+            modified
+        });
     }
 
     /// Sends what foca queued, schedules its timers, and publishes membership changes.
@@ -399,6 +436,7 @@ impl Gossip {
         if changed {
             // Spread news of a change now rather than on the next periodic round.
             let _ = self.foca.gossip(&mut self.runtime);
+            self.learn_macs();
         }
         while let Some((to, data)) = self.runtime.to_send() {
             let seq = self.clock.next(now_ns());

@@ -1,0 +1,157 @@
+//! Two nodes answering for one L2 address: who keeps it. Pure.
+//!
+//! Gossip can be cut while the LAN is not (a firewall rule, a congested port): each side then
+//! sees the other dead and takes its addresses, and both answer ARP for them. The network
+//! itself tells a node of this: another host announces, or answers for, an address it owns
+//! (`ferrolb_l2::Conflict`). Both nodes see each other's claims and judge them the same way,
+//! by the rendezvous order that decides ownership when gossip is whole: the higher-ranked node
+//! announces again (clients come back to it), the other stops answering (defers) until the
+//! membership changes. So the address ends where the whole cluster would put it, without a
+//! quorum: a node alone keeps serving what no one else claims.
+//!
+//! ```text
+//!  responder ── Conflict {ip, mac} ──▶ judge(ip, me, node of mac) ─┬─ Defend: announce again
+//!                                                                   └─ Defer: release, hold back
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::hrw;
+
+/// What a node does about a rival's claim on an address it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the address and announce it again, so clients the rival drew away come back.
+    Defend,
+    /// Stop answering for it: `winner` outranks this node for the address.
+    Defer { winner: String },
+}
+
+/// Judges a claim on `ip` by `rival` (the node its MAC belongs to; `None`: not a speaker this
+/// node knows, such as a misconfigured host, to which an assigned address is never yielded).
+pub fn judge(ip: IpAddr, me: &str, rival: Option<&str>) -> Verdict {
+    match rival {
+        Some(rival) if rival != me && hrw::owner(ip, [me, rival]) == Some(rival) => {
+            Verdict::Defer {
+                winner: rival.to_string(),
+            }
+        }
+        _ => Verdict::Defend,
+    }
+}
+
+/// How long a deferral holds at most without a membership change. After it the node claims
+/// the address again; a rival still holding it defends, and the node defers again within a
+/// frame's round trip. It bounds the time an address stays dark if the winner went quiet
+/// without the membership changing (its own view of the endpoints changed, say).
+pub const DEFER_LIMIT: Duration = Duration::from_secs(30);
+
+/// Addresses this node holds back because a higher-ranked rival claims them.
+#[derive(Debug, Default)]
+pub struct Deferrals {
+    by_ip: BTreeMap<IpAddr, (String, Instant)>,
+}
+
+impl Deferrals {
+    pub fn defer(&mut self, ip: IpAddr, winner: String, now: Instant) {
+        self.by_ip.insert(ip, (winner, now));
+    }
+
+    /// Forgets every deferral when the membership changed (the plan now knows better), and
+    /// those older than [`DEFER_LIMIT`].
+    pub fn refresh(&mut self, membership_changed: bool, now: Instant) {
+        if membership_changed {
+            self.by_ip.clear();
+        }
+        self.by_ip
+            .retain(|_, (_, since)| now.duration_since(*since) < DEFER_LIMIT);
+    }
+
+    /// When the oldest deferral runs out.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.by_ip
+            .values()
+            .map(|(_, since)| *since + DEFER_LIMIT)
+            .min()
+    }
+
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.by_ip.keys().copied().collect()
+    }
+
+    pub fn winner(&self, ip: IpAddr) -> Option<&str> {
+        self.by_ip.get(&ip).map(|(w, _)| w.as_str())
+    }
+}
+
+/// Whether the membership now has a node the last one did not: one joined, or one this node had
+/// lost returned (a healed partition, carrier back). Either may have drawn clients away while
+/// the two could not see each other, so the node announces what it owns again.
+pub fn regained(before: &BTreeSet<String>, now: &BTreeSet<String>) -> bool {
+    now.difference(before).next().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The rendezvous owner of `ip` between two nodes.
+    fn ranked(ip: IpAddr, a: &'static str, b: &'static str) -> (&'static str, &'static str) {
+        if hrw::owner(ip, [a, b]) == Some(a) {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    #[test]
+    fn both_sides_of_a_claim_agree_on_one_winner() {
+        for last in 1..=50u8 {
+            let addr = IpAddr::from([192, 0, 2, last]);
+            let (high, low) = ranked(addr, "n1", "n3");
+            assert_eq!(judge(addr, high, Some(low)), Verdict::Defend);
+            assert_eq!(
+                judge(addr, low, Some(high)),
+                Verdict::Defer {
+                    winner: high.to_string()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_claimant_or_our_own_name_never_takes_an_address() {
+        assert_eq!(judge(ip("192.0.2.200"), "n1", None), Verdict::Defend);
+        assert_eq!(judge(ip("192.0.2.200"), "n1", Some("n1")), Verdict::Defend);
+    }
+
+    #[test]
+    fn deferrals_end_with_a_membership_change_or_the_limit() {
+        let t0 = Instant::now();
+        let mut d = Deferrals::default();
+        d.defer(ip("192.0.2.200"), "n1".into(), t0);
+        d.refresh(false, t0 + Duration::from_secs(1));
+        assert_eq!(d.winner(ip("192.0.2.200")), Some("n1"));
+        assert_eq!(d.next_expiry(), Some(t0 + DEFER_LIMIT));
+        d.refresh(false, t0 + DEFER_LIMIT);
+        assert!(d.addresses().is_empty(), "limit reached");
+        d.defer(ip("192.0.2.200"), "n1".into(), t0);
+        d.refresh(true, t0);
+        assert!(d.addresses().is_empty(), "membership changed");
+    }
+
+    #[test]
+    fn a_node_joining_or_returning_is_regained_and_one_leaving_is_not() {
+        let set = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert!(regained(&set(&["n1"]), &set(&["n1", "n2", "n3"])));
+        assert!(regained(&set(&["n1", "n2"]), &set(&["n1", "n3"])));
+        assert!(!regained(&set(&["n1", "n2", "n3"]), &set(&["n1", "n2"])));
+        assert!(!regained(&set(&["n1"]), &set(&["n1"])));
+    }
+}
