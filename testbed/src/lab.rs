@@ -58,6 +58,8 @@ pub struct Lab {
 }
 
 const SPEAKER_METRICS_PORT: u16 = 7472;
+/// The speakers' gossip port (their default).
+const GOSSIP_PORT: u16 = 7946;
 
 impl Lab {
     pub fn ns(&self, host: &str) -> String {
@@ -555,6 +557,61 @@ impl Lab {
     pub fn mac(&self, host: &str) -> Option<String> {
         let h = self.topology.hosts().iter().position(|x| x.name == host)?;
         Some(format!("02:00:00:00:{h:02x}:00"))
+    }
+
+    /// Takes `host`'s switch port down or up, as a pulled cable or a failed switch port does:
+    /// the host's own interface stays administratively up and loses carrier, and keeps its
+    /// addresses and routes (a cut inside the host would remove them).
+    pub fn set_switch_port(&self, host: &str, up: bool) -> anyhow::Result<()> {
+        let h = self
+            .topology
+            .hosts()
+            .iter()
+            .position(|x| x.name == host)
+            .with_context(|| format!("no host {host}"))?;
+        let state = if up { "up" } else { "down" };
+        netns::ip(&["-n", &self.ns("sw"), "link", "set", &format!("h{h}l0"), state])
+    }
+
+    /// Drops (or lets through again) the speakers' gossip to and from `host`, and nothing
+    /// else: its LAN, ARP and API traffic go on.
+    pub fn set_gossip_blocked(&self, host: &str, blocked: bool) -> anyhow::Result<()> {
+        const TABLE: &str = "ftb_gossip_cut";
+        let ns = self.ns(host);
+        if blocked {
+            let rules = format!(
+                "table inet {TABLE} {{\n chain input {{ type filter hook input priority -10; udp dport {GOSSIP_PORT} drop; }}\n chain output {{ type filter hook output priority -10; udp dport {GOSSIP_PORT} drop; }}\n}}\n"
+            );
+            let file = self.dir.join(format!("{TABLE}-{host}.nft"));
+            std::fs::write(&file, rules)?;
+            netns::exec_ok(&ns, &["nft", "-f", &file.display().to_string()])?;
+        } else {
+            netns::exec_ok(&ns, &["nft", "delete", "table", "inet", TABLE])?;
+        }
+        Ok(())
+    }
+
+    /// The MACs that answer one ARP request for `target` from `client`, within `listen`.
+    pub fn arp_answerers(
+        &self,
+        client: &str,
+        target: std::net::Ipv4Addr,
+        listen: Duration,
+    ) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let h = self
+            .topology
+            .hosts()
+            .iter()
+            .position(|x| x.name == client)
+            .with_context(|| format!("no host {client}"))?;
+        let host = &self.topology.hosts()[h];
+        let IpAddr::V4(ip) = host.links[0].ipv4 else {
+            anyhow::bail!("{client} has no IPv4 address");
+        };
+        let mac = [2, 0, 0, 0, h as u8, 0];
+        netns::in_ns(&self.ns(client), move || {
+            crate::arp::answerers("eth0", mac, ip, target, listen)
+        })?
     }
 
     /// The MAC `client`'s neighbour table holds for `addr` (a usable entry only).

@@ -2,12 +2,14 @@
 //! from network namespaces on one Linux machine (`lab`), the demo, and the containerlab
 //! topology generated from the same description (`clab`).
 
+pub mod arp;
 pub mod clab;
 pub mod client;
 pub mod demo;
 pub mod lab;
 pub mod listener;
 pub mod netns;
+pub mod probe;
 pub mod routers;
 pub mod topology;
 

@@ -532,3 +532,107 @@ fn a_rolling_restart_of_every_speaker_loses_no_request() {
         );
     }
 }
+
+/// The owner of an L2 address is cut off the way networks fail — its switch port goes down
+/// (carrier lost, the node untouched) for 3 s and for 20 s, then only its gossip is dropped
+/// for 10 s while the LAN works — and a client asks every 10 ms throughout. When the fault
+/// ends the owner takes the address back and the client must be answered within one
+/// announcement round; during the partition at most one node may answer ARP for it.
+#[test]
+fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once() {
+    use ferrolb_testbed::probe::{Prober, ask, longest_silence};
+    let lab = lab("back");
+    let all = ["n1", "n2", "n3"];
+    let mut yaml = NAMESPACE.to_string();
+    yaml += &service(
+        "web",
+        "ports: [{port: 80, nodePort: 30080}]",
+        "ferrolb.io/address-pool: l2",
+        &all,
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+    let web = addresses(&lab, "web", 1, Duration::from_secs(20))[0];
+    let IpAddr::V4(web4) = web else {
+        panic!("an IPv4 address from the l2 pool: {web}")
+    };
+    let target = std::net::SocketAddr::new(web, 80);
+    let client = lab.ns("client-lan");
+    let answered_by = || {
+        let client = client.clone();
+        ferrolb_testbed::netns::in_ns(&client, move || ask(target))
+            .ok()
+            .flatten()
+    };
+    let mut owner = None;
+    assert!(wait_for(Duration::from_secs(20), || {
+        owner = answered_by();
+        owner.is_some()
+    }));
+    let owner = owner.unwrap();
+    let prober = Prober::start(
+        &client,
+        vec![target],
+        Duration::from_millis(10),
+        Duration::from_secs(150),
+    );
+    let settle = Duration::from_secs(6);
+    let mut returns = Vec::new();
+    for cut in [Duration::from_secs(3), Duration::from_secs(20)] {
+        std::thread::sleep(Duration::from_secs(1));
+        lab.set_switch_port(&owner, false).unwrap();
+        std::thread::sleep(cut);
+        lab.set_switch_port(&owner, true).unwrap();
+        returns.push((format!("switch port down {cut:?}"), Instant::now()));
+        std::thread::sleep(settle);
+        assert_eq!(answered_by(), Some(owner.clone()), "back on {owner}");
+    }
+
+    std::thread::sleep(Duration::from_secs(1));
+    lab.set_gossip_blocked(&owner, true).unwrap();
+    let blocked = Instant::now();
+    // Both sides claim at first (each sees the other dead); the claims meet on the LAN and
+    // the lower-ranked node stops answering within a frame's round trip. Allowed: 1 s.
+    let window = Duration::from_secs(1);
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        if blocked.elapsed() >= Duration::from_secs(10) {
+            break;
+        }
+        let at = blocked.elapsed();
+        let macs = lab
+            .arp_answerers("client-lan", web4, Duration::from_millis(50))
+            .unwrap();
+        samples.push((at, macs));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.set_gossip_blocked(&owner, false).unwrap();
+    returns.push(("gossip blocked 10s".to_string(), Instant::now()));
+    std::thread::sleep(settle);
+    assert_eq!(answered_by(), Some(owner.clone()), "back on {owner}");
+    let log = prober.finish();
+
+    let doubles: Vec<_> = samples.iter().filter(|(_, m)| m.len() > 1).collect();
+    let dark: Vec<_> = samples.iter().filter(|(_, m)| m.is_empty()).collect();
+    println!(
+        "gossip partition: {} ARP samples, {} with two answerers ({:?}), {} with none",
+        samples.len(),
+        doubles.len(),
+        doubles.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+        dark.len()
+    );
+    assert!(samples.len() >= 30, "only {} samples", samples.len());
+    assert!(
+        doubles.iter().all(|(at, _)| *at < window),
+        "two nodes answer ARP for {web} during the partition: {doubles:?}"
+    );
+    assert!(dark.is_empty(), "nobody answers ARP for {web}: {dark:?}");
+    for (fault, back) in returns {
+        let silence = longest_silence(&log, 0, back, back + settle);
+        println!("{fault}: longest silence after it ended {silence:?}");
+        assert!(
+            silence < Duration::from_secs(1),
+            "{fault}: the client went unanswered for {silence:?} after it ended"
+        );
+    }
+}
