@@ -4,7 +4,8 @@
 //!   lab_bench create [N]     create → first answered request for N new Services, L2 and BGP
 //!   lab_bench rolling        a rolling restart of every speaker under a stream of requests
 //!   lab_bench failover [N [PROBE_MS SUSPECT_MS ADVERT]]
-//!                            L2 failover: the owner's link cut / its speaker killed, beside keepalived
+//!                            L2 failover and failback: the owner's switch port down, its gossip
+//!                            dropped, its speaker killed; beside keepalived
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -32,6 +33,7 @@ fn lab_with(speaker_args: Vec<String>, listener_addresses: Vec<IpAddr>) -> Lab {
         bin_dir,
         speaker_args,
         listener_addresses,
+        api: ferrolb_testbed::Api::from_env().expect("FERROLB_LAB_API"),
     };
     let lab = Lab::up(Topology::builtin(), config).expect("lab up");
     let config = std::fs::read_to_string("examples/lab/10-ferrolb.yaml")
@@ -232,11 +234,13 @@ fn main() {
 }
 
 mod failover {
-    //! The owner of an L2 address loses its link (or its speaker is killed), and the client
-    //! keeps asking every 10 ms; beside it, keepalived (VRRP) protects another address on the
-    //! same nodes, with the same node as master, and loses it in the same event.
+    //! The owner of an L2 address loses its switch port (carrier gone, the node untouched),
+    //! its speaker is killed, or its gossip alone is dropped, while a client asks every 10 ms;
+    //! beside it, keepalived (VRRP) protects another address on the same nodes, with the same
+    //! node as master, and meets the same link and process events.
 
     use super::*;
+    use ferrolb_testbed::probe::{Probe, Prober, longest_silence, lost_until_moved, moved_after};
 
     const VRRP_VIP: &str = "192.0.2.250";
     const FERROLB_VIP: &str = "192.0.2.200";
@@ -247,28 +251,6 @@ mod failover {
         )
     }
 
-    /// Probe results: (when, which target, the node that answered).
-    type Log = Vec<(Instant, usize, Option<String>)>;
-
-    /// The first answer from a node other than `old` after `from`, as a gap.
-    fn gap(log: &Log, target: usize, from: Instant, old: &str) -> Option<Duration> {
-        log.iter()
-            .filter(|(t, i, node)| {
-                *i == target && *t >= from && node.as_deref().is_some_and(|n| n != old)
-            })
-            .map(|(t, _, _)| *t - from)
-            .next()
-    }
-
-    /// Probes lost (no answer) after `from` until the first answer by another node.
-    fn lost(log: &Log, target: usize, from: Instant, old: &str) -> usize {
-        log.iter()
-            .filter(|(t, i, _)| *i == target && *t >= from)
-            .take_while(|(_, _, node)| node.as_deref().is_none_or(|n| n == old))
-            .filter(|(_, _, node)| node.is_none())
-            .count()
-    }
-
     fn answered_by(lab: &Lab, target: SocketAddr) -> Option<String> {
         netns::in_ns(&lab.ns("client-lan"), move || {
             probe(target, Duration::from_millis(200))
@@ -277,8 +259,9 @@ mod failover {
         .flatten()
     }
 
-    /// `failover N` runs ferrolb at its defaults and at 10 ms probes beside keepalived at 1 s
-    /// and at 10 ms adverts; `failover N PROBE_MS SUSPECT_MS ADVERT` runs one pairing.
+    /// `failover N` runs ferrolb at its defaults beside keepalived at 1 s adverts, and ferrolb
+    /// at 10 ms probes beside keepalived at 10 ms adverts; `failover N PROBE_MS SUSPECT_MS
+    /// ADVERT` runs one pairing.
     pub fn run(rounds: usize, args: &[String]) {
         if let [probe, suspect, advert] = args {
             let flags = ["--probe-period-ms", probe, "--suspect-to-down-ms", suspect]
@@ -288,22 +271,20 @@ mod failover {
             one(rounds, &name, flags, advert);
             return;
         }
-        for (ferrolb, speaker_args) in [
-            (
-                "defaults (probe 100 ms, suspect 60 ms)",
-                Vec::<String>::new(),
-            ),
-            (
-                "fast (probe 10 ms, suspect 10 ms)",
-                ["--probe-period-ms", "10", "--suspect-to-down-ms", "10"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
-        ] {
-            for advert in ["1", "0.01"] {
-                one(rounds, ferrolb, speaker_args.clone(), advert);
-            }
-        }
+        one(
+            rounds,
+            "defaults (probe 100 ms, suspect 60 ms)",
+            Vec::new(),
+            "1",
+        );
+        one(
+            rounds,
+            "fast (probe 10 ms, suspect 10 ms)",
+            ["--probe-period-ms", "10", "--suspect-to-down-ms", "10"]
+                .map(String::from)
+                .to_vec(),
+            "0.01",
+        );
     }
 
     fn start_keepalived(lab: &mut Lab, node: &str, priority: u8, advert: &str) {
@@ -332,6 +313,53 @@ mod failover {
         ];
         lab.start(&format!("keepalived-{node}"), node, args)
             .unwrap();
+    }
+
+    /// Failover (event → first answer by another node) and failback (the longest time
+    /// unanswered in `settle` after the fault ended), per implementation.
+    fn report(
+        log: &[Probe],
+        event: &str,
+        names: &[String],
+        at: &[(Instant, Instant)],
+        owner: &str,
+        settle: Duration,
+        failover: bool,
+    ) {
+        for (i, name) in names.iter().enumerate() {
+            if failover {
+                let gaps: Vec<Duration> = at
+                    .iter()
+                    .filter_map(|(e, _)| moved_after(log, i, *e, owner))
+                    .collect();
+                let lost: usize = at
+                    .iter()
+                    .map(|(e, _)| lost_until_moved(log, i, *e, owner))
+                    .sum();
+                assert_eq!(gaps.len(), at.len(), "{name}: every {event} recovered");
+                println!(
+                    "{event}, {name}: failover (event → first answer by the next node) {} ; probes unanswered {lost}",
+                    percentiles(gaps)
+                );
+            } else {
+                let during: Vec<Duration> = at
+                    .iter()
+                    .map(|(e, end)| longest_silence(log, i, *e, *end))
+                    .collect();
+                println!(
+                    "{event}, {name}: longest silence during the fault {}",
+                    percentiles(during)
+                );
+            }
+            let back: Vec<Duration> = at
+                .iter()
+                .map(|(_, end)| longest_silence(log, i, *end, *end + settle))
+                .collect();
+            println!(
+                "{event}, {name}: failback (longest silence in {settle:?} after the fault ended) {}",
+                percentiles(back)
+            );
+        }
     }
 
     fn one(rounds: usize, ferrolb: &str, speaker_args: Vec<String>, advert: &str) {
@@ -367,41 +395,32 @@ mod failover {
             "keepalived master on {owner}"
         );
 
-        // Probes every 10 ms, both addresses, each on a new connection (10 ms connect timeout).
-        let stop = Arc::new(AtomicBool::new(false));
-        let prober = {
-            let ns = lab.ns("client-lan");
-            let stop = stop.clone();
-            std::thread::spawn(move || -> Log {
-                netns::enter(&ns).unwrap();
-                let mut log = Log::new();
-                let deadline = Instant::now() + Duration::from_secs(1800);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let tick = Instant::now();
-                    for (i, t) in [ferrolb_target, vrrp_target].into_iter().enumerate() {
-                        let node =
-                            probe_with(t, Duration::from_millis(10), Duration::from_millis(50));
-                        log.push((Instant::now(), i, node));
-                    }
-                    std::thread::sleep(Duration::from_millis(10).saturating_sub(tick.elapsed()));
-                }
-                log
-            })
-        };
+        // Probes every 10 ms, both addresses, each on a new connection.
+        let prober = Prober::start(
+            &lab.ns("client-lan"),
+            vec![ferrolb_target, vrrp_target],
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        );
         let back_on_owner = |lab: &Lab| {
             wait_for(Duration::from_secs(30), || {
                 answered_by(lab, ferrolb_target).as_deref() == Some(owner.as_str())
                     && answered_by(lab, vrrp_target).as_deref() == Some(owner.as_str())
             })
         };
-        // The owner's link is cut; both move; the link comes back and both return.
+        let outage = Duration::from_secs(if advert == "1" { 6 } else { 3 });
+        // Failback is read over this long after a fault ends.
+        let settle = Duration::from_secs(5);
+        // The owner's switch port goes down (carrier lost, the node untouched) and comes back.
         let mut cuts = Vec::new();
         for _ in 0..rounds {
             std::thread::sleep(Duration::from_millis(500));
-            cuts.push(Instant::now());
-            netns::ip(&["-n", &lab.ns(&owner), "link", "set", "eth0", "down"]).unwrap();
-            std::thread::sleep(Duration::from_secs(if advert == "1" { 6 } else { 3 }));
-            netns::ip(&["-n", &lab.ns(&owner), "link", "set", "eth0", "up"]).unwrap();
+            let at = Instant::now();
+            lab.set_switch_port(&owner, false).unwrap();
+            std::thread::sleep(outage);
+            lab.set_switch_port(&owner, true).unwrap();
+            cuts.push((at, Instant::now()));
+            std::thread::sleep(settle);
             assert!(
                 back_on_owner(&lab),
                 "both back on {owner}? ferrolb's address answered by {:?}, keepalived's by {:?}",
@@ -409,12 +428,24 @@ mod failover {
                 answered_by(&lab, vrrp_target)
             );
         }
+        // Only the owner's gossip is dropped; the LAN works (ferrolb only: VRRP has no gossip).
+        let mut partitions = Vec::new();
+        for _ in 0..rounds {
+            std::thread::sleep(Duration::from_millis(500));
+            let at = Instant::now();
+            lab.set_gossip_blocked(&owner, true).unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            lab.set_gossip_blocked(&owner, false).unwrap();
+            partitions.push((at, Instant::now()));
+            std::thread::sleep(settle);
+            assert!(back_on_owner(&lab), "back on {owner} after the partition");
+        }
         // The owner's speaker and its keepalived are killed (the node itself stays up).
         let mut kills = Vec::new();
         let owner_index = ["n1", "n2", "n3"].iter().position(|n| *n == owner).unwrap();
         for _ in 0..rounds {
             std::thread::sleep(Duration::from_millis(500));
-            kills.push(Instant::now());
+            let at = Instant::now();
             lab.signal(
                 &format!("speaker-{owner}"),
                 libc::SIGKILL,
@@ -427,7 +458,7 @@ mod failover {
             );
             // keepalived killed leaves its address on the interface; as a crash would, and
             // the node answers for it until the next master's announcements win the client.
-            std::thread::sleep(Duration::from_secs(if advert == "1" { 6 } else { 3 }));
+            std::thread::sleep(outage);
             let _ = netns::exec(
                 &lab.ns(&owner),
                 &[
@@ -441,24 +472,32 @@ mod failover {
             );
             lab.start_speaker(&owner).unwrap();
             start_keepalived(&mut lab, &owner, priority(&owner, owner_index), advert);
+            kills.push((at, Instant::now()));
             assert!(back_on_owner(&lab), "both back on {owner}");
         }
-        stop.store(true, Ordering::Relaxed);
-        let log = prober.join().unwrap();
-        for (event, at) in [("link cut", &cuts), ("process killed", &kills)] {
-            for (i, name) in [
-                (0, format!("ferrolb {ferrolb}")),
-                (1, format!("keepalived advert_int {advert} s")),
-            ] {
-                let gaps: Vec<Duration> =
-                    at.iter().filter_map(|e| gap(&log, i, *e, &owner)).collect();
-                let lost_total: usize = at.iter().map(|e| lost(&log, i, *e, &owner)).sum();
-                assert_eq!(gaps.len(), at.len(), "{name}: every {event} recovered");
-                println!(
-                    "{event}, {name}: event → first answer by the next node {} ; probes unanswered {lost_total}",
-                    percentiles(gaps)
-                );
-            }
-        }
+        let log = prober.finish();
+        let names = [
+            format!("ferrolb {ferrolb}"),
+            format!("keepalived advert_int {advert} s"),
+        ];
+        report(
+            &log,
+            "switch port down",
+            &names,
+            &cuts,
+            &owner,
+            settle,
+            true,
+        );
+        report(
+            &log,
+            "gossip partition 3 s",
+            &names[..1],
+            &partitions,
+            &owner,
+            settle,
+            false,
+        );
+        report(&log, "process killed", &names, &kills, &owner, settle, true);
     }
 }

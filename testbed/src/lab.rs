@@ -24,6 +24,38 @@ pub struct LabConfig {
     /// Addresses every node's listener serves besides the node's own (bound even while the
     /// node does not hold them).
     pub listener_addresses: Vec<IpAddr>,
+    /// Which API server the cluster runs on.
+    pub api: Api,
+}
+
+/// The lab's API server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Api {
+    /// fake-apiserver: fast, in memory; the components use its admin kubeconfig.
+    #[default]
+    Fake,
+    /// The real kube-apiserver with etcd and kube-controller-manager (see `control_plane`);
+    /// ferrolb is installed from `manifests/` and its components run as their
+    /// ServiceAccounts, with the command lines of the rendered Deployment and DaemonSet.
+    KubeApiserver,
+}
+
+impl Api {
+    /// From `FERROLB_LAB_API` (`fake`, the default, or `kube-apiserver`).
+    pub fn from_env() -> anyhow::Result<Api> {
+        match std::env::var("FERROLB_LAB_API").as_deref() {
+            Err(_) | Ok("") | Ok("fake") => Ok(Api::Fake),
+            Ok("kube-apiserver") => Ok(Api::KubeApiserver),
+            Ok(other) => bail!("FERROLB_LAB_API={other}: fake or kube-apiserver"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Fake => "fake-apiserver",
+            Api::KubeApiserver => "kube-apiserver",
+        }
+    }
 }
 
 impl LabConfig {
@@ -37,6 +69,7 @@ impl LabConfig {
             bin_dir,
             speaker_args: Vec::new(),
             listener_addresses: Vec::new(),
+            api: Api::from_env()?,
         })
     }
 }
@@ -55,6 +88,15 @@ pub struct Lab {
     state: State,
     /// Whether dropping the lab leaves it up.
     keep: bool,
+    /// On kube-apiserver: the components' rendered command lines.
+    workloads: Option<Workloads>,
+}
+
+/// The ferrolb components' command lines from `kubectl kustomize manifests/`.
+#[derive(Debug, Clone)]
+struct Workloads {
+    speaker: Vec<String>,
+    controller: Vec<String>,
 }
 
 const SPEAKER_METRICS_PORT: u16 = 7472;
@@ -70,8 +112,18 @@ impl Lab {
         self.dir.join("state.json")
     }
 
+    /// The administrator's kubeconfig (kubectl, the tests).
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("kubeconfig")
+    }
+
+    /// The kubeconfig a ferrolb component runs with: its ServiceAccount's token on
+    /// kube-apiserver, the administrator's on fake-apiserver.
+    pub fn component_kubeconfig(&self, service_account: &str) -> PathBuf {
+        match self.config.api {
+            Api::Fake => self.kubeconfig(),
+            Api::KubeApiserver => self.dir.join(format!("kubeconfig-{service_account}")),
+        }
     }
 
     pub fn log(&self, name: &str) -> PathBuf {
@@ -114,6 +166,7 @@ impl Lab {
             dir,
             state: State::default(),
             keep: false,
+            workloads: None,
         };
         lab.build().context("building the lab")?;
         lab.start_cluster().context("starting the cluster")?;
@@ -256,50 +309,12 @@ impl Lab {
 
     fn start_cluster(&mut self) -> anyhow::Result<()> {
         let api = self.topology.api.clone();
-        let listen = format!("{}:{}", api.ipv4, api.port);
-        self.start(
-            "fake-apiserver",
-            &api.name,
-            vec![
-                self.bin("fake-apiserver"),
-                "--listen".into(),
-                listen,
-                "--kubeconfig".into(),
-                self.kubeconfig().display().to_string(),
-                "--bookmark-interval-ms".into(),
-                "1000".into(),
-            ],
-        )?;
-        let kubeconfig = self.kubeconfig();
-        if !netns::wait_for(Duration::from_secs(10), || kubeconfig.exists()) {
-            bail!(
-                "fake-apiserver did not start: {}",
-                self.read_log("fake-apiserver")
-            );
+        match self.config.api {
+            Api::Fake => self.start_fake_apiserver()?,
+            Api::KubeApiserver => self.start_kube_apiserver()?,
         }
-        self.bootstrap()?;
         for i in 0..api.controllers {
-            let name = format!("controller-{i}");
-            let metrics = 7480 + 2 * u16::from(i);
-            let args = vec![
-                self.bin("ferrolb"),
-                "controller".into(),
-                "--kubeconfig".into(),
-                self.kubeconfig().display().to_string(),
-                "--identity".into(),
-                name.clone(),
-                "--forwarding".into(),
-                "nftables".into(),
-                "--lease-duration".into(),
-                "3".into(),
-                "--lease-grace".into(),
-                "1".into(),
-                "--metrics-addr".into(),
-                format!("127.0.0.1:{metrics}"),
-                "--health-addr".into(),
-                format!("127.0.0.1:{}", metrics + 1),
-            ];
-            self.start(&name, &api.name, args)?;
+            self.start_controller(i)?;
         }
         for r in self.topology.routers.clone() {
             match r.daemon {
@@ -343,13 +358,214 @@ impl Lab {
         Ok(())
     }
 
+    fn start_fake_apiserver(&mut self) -> anyhow::Result<()> {
+        let api = self.topology.api.clone();
+        let listen = format!("{}:{}", api.ipv4, api.port);
+        self.start(
+            "fake-apiserver",
+            &api.name,
+            vec![
+                self.bin("fake-apiserver"),
+                "--listen".into(),
+                listen,
+                "--kubeconfig".into(),
+                self.kubeconfig().display().to_string(),
+                "--bookmark-interval-ms".into(),
+                "1000".into(),
+            ],
+        )?;
+        let kubeconfig = self.kubeconfig();
+        if !netns::wait_for(Duration::from_secs(10), || kubeconfig.exists()) {
+            bail!(
+                "fake-apiserver did not start: {}",
+                self.read_log("fake-apiserver")
+            );
+        }
+        self.bootstrap()
+    }
+
+    /// etcd, kube-apiserver and kube-controller-manager on the API host; then ferrolb's
+    /// install (`kubectl apply -k manifests/`), the Nodes, the gossip Secret, and a bound token
+    /// for each ferrolb ServiceAccount.
+    fn start_kube_apiserver(&mut self) -> anyhow::Result<()> {
+        let bin = crate::control_plane::binaries()?;
+        let tool = |name: &str| bin.join(name).display().to_string();
+        let api = self.topology.api.clone();
+        let pki = crate::control_plane::Pki::create(
+            &self.dir.join("pki"),
+            &[
+                api.ipv4.to_string(),
+                api.ipv6.to_string(),
+                "127.0.0.1".into(),
+                "localhost".into(),
+                "kubernetes.default.svc".into(),
+            ],
+        )?;
+        let etcd_dir = self.dir.join("etcd");
+        self.start(
+            "etcd",
+            &api.name,
+            vec![
+                tool("etcd"),
+                "--name=lab".into(),
+                format!("--data-dir={}", etcd_dir.display()),
+                "--listen-client-urls=http://127.0.0.1:2379".into(),
+                "--advertise-client-urls=http://127.0.0.1:2379".into(),
+                "--listen-peer-urls=http://127.0.0.1:2380".into(),
+                "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
+                "--initial-cluster=lab=http://127.0.0.1:2380".into(),
+                // The lab's state lives as long as the lab: no fsync.
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        let server = format!("https://{}:{}", api.ipv4, api.port);
+        self.start(
+            "kube-apiserver",
+            &api.name,
+            vec![
+                tool("kube-apiserver"),
+                "--etcd-servers=http://127.0.0.1:2379".into(),
+                "--bind-address=0.0.0.0".into(),
+                format!("--secure-port={}", api.port),
+                format!("--advertise-address={}", api.ipv4),
+                // Cluster IPs from a range no pool, segment or endpoint of the lab uses.
+                "--service-cluster-ip-range=203.0.113.128/27".into(),
+                "--service-node-port-range=30000-32767".into(),
+                format!("--tls-cert-file={}", pki.file("apiserver.crt")),
+                format!("--tls-private-key-file={}", pki.file("apiserver.key")),
+                format!("--client-ca-file={}", pki.file("ca.crt")),
+                "--authorization-mode=Node,RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!("--service-account-key-file={}", pki.file("sa.pub")),
+                format!("--service-account-signing-key-file={}", pki.file("sa.key")),
+                format!("--token-auth-file={}", pki.file("tokens.csv")),
+                "--profiling=false".into(),
+            ],
+        )?;
+        std::fs::write(
+            self.kubeconfig(),
+            pki.kubeconfig(&server, "lab-admin", &pki.admin_token)?,
+        )?;
+        let ready = netns::wait_every(Duration::from_secs(60), Duration::from_millis(250), || {
+            self.kubectl(&["get", "--raw", "/readyz"]).is_ok()
+        });
+        if !ready {
+            bail!(
+                "kube-apiserver not ready: {}\n{}",
+                self.read_log("kube-apiserver"),
+                self.read_log("etcd")
+            );
+        }
+        self.start(
+            "kube-controller-manager",
+            &api.name,
+            vec![
+                tool("kube-controller-manager"),
+                format!("--kubeconfig={}", self.kubeconfig().display()),
+                // No kubelet keeps Nodes' heartbeats: their lifecycle is the lab's.
+                "--controllers=*,-node-lifecycle-controller".into(),
+                format!("--service-account-private-key-file={}", pki.file("sa.key")),
+                format!("--root-ca-file={}", pki.file("ca.crt")),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                "--secure-port=10257".into(),
+            ],
+        )?;
+        let manifests = crate::control_plane::repository().join("manifests");
+        let manifests = manifests.display().to_string();
+        self.kubectl(&["apply", "-k", &manifests])?;
+        let rendered = self.kubectl(&["kustomize", &manifests])?;
+        self.workloads = Some(Workloads {
+            speaker: crate::control_plane::container_args(
+                &rendered,
+                "DaemonSet",
+                "ferrolb-speaker",
+            )?,
+            controller: crate::control_plane::container_args(
+                &rendered,
+                "Deployment",
+                "ferrolb-controller",
+            )?,
+        });
+        self.apply("cluster", &self.cluster_objects().join("---\n"))?;
+        for account in ["ferrolb-speaker", "ferrolb-controller"] {
+            let token = self.kubectl(&[
+                "create",
+                "token",
+                account,
+                "-n",
+                "ferrolb-system",
+                "--duration=48h",
+            ])?;
+            std::fs::write(
+                self.component_kubeconfig(account),
+                pki.kubeconfig(&server, account, token.trim())?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) controller replica `i`.
+    pub fn start_controller(&mut self, i: u8) -> anyhow::Result<u32> {
+        let name = format!("controller-{i}");
+        let metrics = 7480 + 2 * u16::from(i);
+        let lab_args = vec![
+            "--kubeconfig".into(),
+            self.component_kubeconfig("ferrolb-controller")
+                .display()
+                .to_string(),
+            "--identity".into(),
+            name.clone(),
+            "--forwarding".into(),
+            "nftables".into(),
+            // Short leases: the tests kill leaders.
+            "--lease-duration".into(),
+            "3".into(),
+            "--lease-grace".into(),
+            "1".into(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{metrics}"),
+            "--health-addr".into(),
+            format!("127.0.0.1:{}", metrics + 1),
+        ];
+        let args = self.command_line(
+            self.workloads.as_ref().map(|w| w.controller.clone()),
+            "controller",
+            lab_args,
+        );
+        let api = self.topology.api.name.clone();
+        self.start(&name, &api, args)
+    }
+
+    /// The binary and its arguments: the rendered manifest's with the lab's in place of the
+    /// same flags, or the subcommand and the lab's on fake-apiserver.
+    fn command_line(
+        &self,
+        rendered: Option<Vec<String>>,
+        subcommand: &str,
+        lab_args: Vec<String>,
+    ) -> Vec<String> {
+        let mut args = vec![self.bin("ferrolb")];
+        match rendered {
+            Some(manifest) => {
+                args.extend(crate::control_plane::with_overrides(&manifest, &lab_args))
+            }
+            None => {
+                args.push(subcommand.to_string());
+                args.extend(lab_args);
+            }
+        }
+        args
+    }
+
     /// Starts (or restarts) the speaker of `node`.
     pub fn start_speaker(&mut self, node: &str) -> anyhow::Result<u32> {
-        let mut args = vec![
-            self.bin("ferrolb"),
-            "speaker".into(),
+        let mut lab_args = vec![
             "--kubeconfig".into(),
-            self.kubeconfig().display().to_string(),
+            self.component_kubeconfig("ferrolb-speaker")
+                .display()
+                .to_string(),
             "--node-name".into(),
             node.to_string(),
             "--forwarding".into(),
@@ -357,7 +573,12 @@ impl Lab {
             "--metrics-addr".into(),
             format!("0.0.0.0:{SPEAKER_METRICS_PORT}"),
         ];
-        args.extend(self.config.speaker_args.iter().cloned());
+        lab_args.extend(self.config.speaker_args.iter().cloned());
+        let args = self.command_line(
+            self.workloads.as_ref().map(|w| w.speaker.clone()),
+            "speaker",
+            lab_args,
+        );
         self.start(&format!("speaker-{node}"), node, args)
     }
 
@@ -409,8 +630,16 @@ impl Lab {
             bail!("ferrolb crds: {}", String::from_utf8_lossy(&crds.stderr));
         }
         self.apply("crds", &String::from_utf8_lossy(&crds.stdout))?;
+        let mut docs =
+            vec!["apiVersion: v1\nkind: Namespace\nmetadata: {name: ferrolb-system}\n".to_string()];
+        docs.extend(self.cluster_objects());
+        self.apply("bootstrap", &docs.join("---\n"))?;
+        Ok(())
+    }
+
+    /// The gossip Secret and the Node objects (no kubelet registers them).
+    fn cluster_objects(&self) -> Vec<String> {
         let mut docs = vec![
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: ferrolb-system}\n".to_string(),
             "apiVersion: v1\nkind: Secret\nmetadata: {name: ferrolb-memberlist, namespace: ferrolb-system}\nstringData: {secretkey: lab-gossip-key}\n".to_string(),
         ];
         for n in &self.topology.nodes.hosts {
@@ -421,8 +650,7 @@ impl Lab {
                 v6 = n.ipv6
             ));
         }
-        self.apply("bootstrap", &docs.join("---\n"))?;
-        Ok(())
+        docs
     }
 
     fn start_frr(&mut self, r: &crate::topology::Router) -> anyhow::Result<()> {
@@ -570,7 +798,14 @@ impl Lab {
             .position(|x| x.name == host)
             .with_context(|| format!("no host {host}"))?;
         let state = if up { "up" } else { "down" };
-        netns::ip(&["-n", &self.ns("sw"), "link", "set", &format!("h{h}l0"), state])
+        netns::ip(&[
+            "-n",
+            &self.ns("sw"),
+            "link",
+            "set",
+            &format!("h{h}l0"),
+            state,
+        ])
     }
 
     /// Drops (or lets through again) the speakers' gossip to and from `host`, and nothing

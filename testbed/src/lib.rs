@@ -5,6 +5,7 @@
 pub mod arp;
 pub mod clab;
 pub mod client;
+pub mod control_plane;
 pub mod demo;
 pub mod lab;
 pub mod listener;
@@ -13,5 +14,5 @@ pub mod probe;
 pub mod routers;
 pub mod topology;
 
-pub use lab::{Lab, LabConfig};
+pub use lab::{Api, Lab, LabConfig};
 pub use topology::Topology;

@@ -1,6 +1,6 @@
 //! `testbed`: the ferrolb lab on this machine (as root).
 //!
-//!   testbed up        build the lab and leave it running
+//!   testbed up        build the lab and leave it running (--api kube-apiserver: the real one)
 //!   testbed down      remove it (and whatever a killed run left)
 //!   testbed status    what runs
 //!   testbed demo      up, apply examples/lab/, show each Service answered, down (--keep: stay up)
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrolb_testbed::netns::{self, State};
-use ferrolb_testbed::{Lab, LabConfig, Topology, demo, listener};
+use ferrolb_testbed::{Api, Lab, LabConfig, Topology, demo, listener};
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Builds the lab and leaves it running.
-    Up,
+    Up {
+        /// The API server: fake-apiserver (fast, in memory) or kube-apiserver (the real one
+        /// with etcd, built from Go modules the first time; ferrolb installed from manifests/).
+        #[arg(long, default_value = "fake", value_parser = ["fake", "kube-apiserver"])]
+        api: String,
+    },
     /// Removes the lab: processes, namespaces, files.
     Down,
     /// Shows the lab's namespaces and processes.
@@ -37,6 +42,9 @@ enum Cmd {
     Demo {
         #[arg(long)]
         keep: bool,
+        /// The API server, as for `up`.
+        #[arg(long, default_value = "fake", value_parser = ["fake", "kube-apiserver"])]
+        api: String,
         /// The manifests to apply.
         #[arg(long, default_value = "examples/lab")]
         examples: PathBuf,
@@ -101,6 +109,16 @@ fn how_to_reach(lab: &Lab) {
     println!("  remove it: {me} down");
 }
 
+/// The command's lab configuration on the API server named by `--api`.
+fn config_with(api: &str) -> anyhow::Result<LabConfig> {
+    let mut config = LabConfig::default_for_cli()?;
+    config.api = match api {
+        "kube-apiserver" => Api::KubeApiserver,
+        _ => Api::Fake,
+    };
+    Ok(config)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -150,9 +168,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Up => {
+        Cmd::Up { api } => {
             watch_signals();
-            let lab = Lab::up(Topology::builtin(), LabConfig::default_for_cli()?)?;
+            let lab = Lab::up(Topology::builtin(), config_with(&api)?)?;
             if INTERRUPTED.load(Ordering::SeqCst) {
                 return Ok(()); // dropping the lab removes it
             }
@@ -160,13 +178,19 @@ fn main() -> anyhow::Result<()> {
             lab.keep();
             Ok(())
         }
-        Cmd::Demo { keep, examples } => {
+        Cmd::Demo {
+            keep,
+            api,
+            examples,
+        } => {
             watch_signals();
+            let config = config_with(&api)?;
             println!(
-                "==> building the lab: 3 nodes, FRR and BIRD routers, 3 clients, fake-apiserver, 2 controllers"
+                "==> building the lab: 3 nodes, FRR and BIRD routers, 3 clients, {}, 2 controllers",
+                config.api.name()
             );
             let started = std::time::Instant::now();
-            let lab = Lab::up(Topology::builtin(), LabConfig::default_for_cli()?)?;
+            let lab = Lab::up(Topology::builtin(), config)?;
             println!(
                 "    up in {:.1} s; applying {}",
                 started.elapsed().as_secs_f64(),

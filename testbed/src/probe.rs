@@ -77,8 +77,12 @@ impl Drop for Prober {
 
 /// One HTTP GET on a new connection: the answering node's name (the listener's first word).
 pub fn ask(addr: SocketAddr) -> Option<String> {
-    let (_, body) =
-        client::http_get_within(addr, "/", Duration::from_millis(10), Duration::from_millis(50))?;
+    let (_, body) = client::http_get_within(
+        addr,
+        "/",
+        Duration::from_millis(10),
+        Duration::from_millis(50),
+    )?;
     body.split_whitespace().next().map(str::to_string)
 }
 
@@ -100,9 +104,7 @@ pub fn longest_silence(log: &[Probe], target: usize, from: Instant, until: Insta
 /// From `from`, the time until the first answer by a node other than `old`.
 pub fn moved_after(log: &[Probe], target: usize, from: Instant, old: &str) -> Option<Duration> {
     log.iter()
-        .find(|p| {
-            p.target == target && p.at >= from && p.node.as_deref().is_some_and(|n| n != old)
-        })
+        .find(|p| p.target == target && p.at >= from && p.node.as_deref().is_some_and(|n| n != old))
         .map(|p| p.at - from)
 }
 

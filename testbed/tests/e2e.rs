@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferrolb_testbed::netns::wait_for;
-use ferrolb_testbed::{Lab, LabConfig, Topology, demo};
+use ferrolb_testbed::{Api, Lab, LabConfig, Topology, demo};
 use serde_json::Value;
 
 /// One lab at a time: four at once on a 2-core machine stretch every timing they measure.
@@ -34,8 +34,13 @@ impl std::ops::DerefMut for TestLab {
     }
 }
 
-/// A lab of its own (prefix per test) with examples/lab/10-ferrolb.yaml applied.
+/// A lab of its own (prefix per test) with examples/lab/10-ferrolb.yaml applied, on the API
+/// server `FERROLB_LAB_API` names (fake-apiserver by default).
 fn lab(tag: &str) -> TestLab {
+    lab_on(tag, Api::from_env().expect("FERROLB_LAB_API"))
+}
+
+fn lab_on(tag: &str, api: Api) -> TestLab {
     // A test that failed while holding the turn leaves it poisoned; the next one goes on.
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_testbed"))
@@ -47,6 +52,7 @@ fn lab(tag: &str) -> TestLab {
         bin_dir,
         speaker_args: Vec::new(),
         listener_addresses: Vec::new(),
+        api,
     };
     let lab = Lab::up(Topology::builtin(), config).expect("lab up");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -635,4 +641,83 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
             "{fault}: the client went unanswered for {silence:?} after it ended"
         );
     }
+}
+
+/// On the real kube-apiserver the speaker runs as its ServiceAccount with the install's RBAC:
+/// with one verb taken from its ClusterRole, its call is refused (403) and it does not become
+/// ready; with the verb back, it recovers on its own.
+#[test]
+fn a_permission_missing_from_the_speakers_role_is_refused_by_kube_apiserver() {
+    let mut lab = lab_on("rbac", Api::KubeApiserver);
+    let role: Value = serde_json::from_str(
+        &lab.kubectl(&["get", "clusterrole", "ferrolb-speaker", "-o", "json"])
+            .unwrap(),
+    )
+    .unwrap();
+    let rules = role["rules"].as_array().unwrap();
+    let index = rules
+        .iter()
+        .position(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "endpointslices")
+        })
+        .expect("the speaker's role covers endpointslices");
+    let verbs = rules[index]["verbs"].clone();
+    assert!(verbs.as_array().unwrap().iter().any(|v| v == "list"));
+    let set_verbs = |lab: &Lab, verbs: &Value| {
+        let patch = serde_json::json!([{"op": "replace", "path": format!("/rules/{index}/verbs"), "value": verbs}]);
+        lab.kubectl(&[
+            "patch",
+            "clusterrole",
+            "ferrolb-speaker",
+            "--type=json",
+            "-p",
+            &patch.to_string(),
+        ])
+        .unwrap();
+    };
+    set_verbs(&lab, &serde_json::json!(["watch"]));
+    let account = "system:serviceaccount:ferrolb-system:ferrolb-speaker";
+    let can = |lab: &Lab| {
+        lab.kubectl(&[
+            "auth",
+            "can-i",
+            "list",
+            "endpointslices.discovery.k8s.io",
+            "--as",
+            account,
+        ])
+        .unwrap_or_else(|e| e.to_string())
+    };
+    assert!(can(&lab).contains("no"), "{}", can(&lab));
+
+    assert!(lab.signal("speaker-n1", libc::SIGTERM, Duration::from_secs(20)));
+    lab.start_speaker("n1").unwrap();
+    let refused = wait_for(Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(lab.log("speaker-n1")).unwrap_or_default();
+        log.contains("403") || log.contains("forbidden") || log.contains("Forbidden")
+    });
+    let log = lab.read_log("speaker-n1");
+    assert!(
+        refused,
+        "the speaker's list of EndpointSlices refused: {log}"
+    );
+    assert!(
+        log.contains("endpointslices"),
+        "the refused call is named: {log}"
+    );
+    assert!(
+        !lab.speaker_ready("n1"),
+        "a speaker that cannot follow EndpointSlices is not ready"
+    );
+
+    set_verbs(&lab, &verbs);
+    assert!(
+        wait_for(Duration::from_secs(60), || lab.speaker_ready("n1")),
+        "ready once the verb is back: {}",
+        lab.read_log("speaker-n1")
+    );
 }
