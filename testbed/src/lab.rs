@@ -430,7 +430,7 @@ impl Lab {
                 format!("--secure-port={}", api.port),
                 format!("--advertise-address={}", api.ipv4),
                 // Cluster IPs from a range no pool, segment or endpoint of the lab uses.
-                "--service-cluster-ip-range=203.0.113.128/27".into(),
+                "--service-cluster-ip-range=203.0.113.128/27,2001:db8:ffff::/112".into(),
                 "--service-node-port-range=30000-32767".into(),
                 format!("--tls-cert-file={}", pki.file("apiserver.crt")),
                 format!("--tls-private-key-file={}", pki.file("apiserver.key")),
