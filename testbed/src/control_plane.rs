@@ -14,8 +14,16 @@ use anyhow::{Context, bail};
 /// Where the control plane's binaries are: `FERROLB_CONTROL_PLANE_BIN` when set, else the
 /// cache `scripts/build-control-plane.sh` fills (building it the first time, progress shown).
 pub fn binaries() -> anyhow::Result<PathBuf> {
-    if let Ok(dir) = std::env::var("FERROLB_CONTROL_PLANE_BIN") {
-        return Ok(PathBuf::from(dir));
+    if let Ok(dir) = std::env::var("FERROLB_CONTROL_PLANE_BIN")
+        && !dir.is_empty()
+    {
+        let dir = PathBuf::from(dir);
+        for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+            if !dir.join(name).exists() {
+                bail!("FERROLB_CONTROL_PLANE_BIN={}: no {name}", dir.display());
+            }
+        }
+        return Ok(dir);
     }
     let script = repository().join("scripts/build-control-plane.sh");
     let out = Command::new("bash")

@@ -117,6 +117,16 @@ impl Lab {
         self.dir.join("kubeconfig")
     }
 
+    /// The administrator's bearer token on kube-apiserver.
+    pub fn admin_token(&self) -> anyhow::Result<String> {
+        let tokens = std::fs::read_to_string(self.dir.join("pki/tokens.csv"))?;
+        tokens
+            .split(',')
+            .next()
+            .map(str::to_string)
+            .context("no token")
+    }
+
     /// The kubeconfig a ferrolb component runs with: its ServiceAccount's token on
     /// kube-apiserver, the administrator's on fake-apiserver.
     pub fn component_kubeconfig(&self, service_account: &str) -> PathBuf {

@@ -3,7 +3,8 @@
 //! per request:
 //!   direct   — straight to node:NodePort (the ceiling),
 //!   nftables — to the Service address, DNATed by ferrolb-dataplane (10,000 Services programmed),
-//!   haproxy  — to an address HAProxy (mode tcp) listens on, proxying to the server.
+//!   haproxy  — to an address HAProxy (mode tcp) listens on, proxying to the server, run
+//!              as its users run it (see `HAPROXY_GLOBAL`).
 //! Each path reaches the server on a port of its own: the same server, but no path meets the
 //! TIME_WAIT sockets another left (their TCP timestamps differ per destination address, and
 //! the server would refuse the new SYNs as PAWS failures, which no real client meets).
@@ -80,13 +81,28 @@ async fn serve(listener: tokio::net::TcpListener) {
     }
 }
 
-/// HAProxy in the node's namespace, `mode tcp`, one process, in front of the same listener.
+/// HAProxy's settings, printed with the figures: as its documentation and users run it for
+/// many short connections. `nbthread` is left at its default (a thread per core); `maxconn`
+/// is far above the test's concurrency; and since it opens a connection to the server per
+/// client connection, all from one address to one port, the node reuses TIME_WAIT ports for
+/// new outgoing connections and has the whole port range, or a connection per request would
+/// measure port exhaustion (about 28,000 ports, each held 60 s), not HAProxy.
+const HAPROXY_GLOBAL: &str = "global\n  maxconn 100000\n";
+const HAPROXY_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.tcp_tw_reuse", "1"),
+    ("net.ipv4.ip_local_port_range", "1024 65535"),
+];
+
+/// HAProxy in the node's namespace, `mode tcp`, in front of the same listener.
 fn start_haproxy(lab: &Lab) -> Child {
+    for (key, value) in HAPROXY_SYSCTLS {
+        ferrolb_testbed::netns::sysctl(&lab.node, key, value).unwrap();
+    }
     let conf = std::env::temp_dir().join(format!("{}-haproxy.cfg", lab.node));
     std::fs::write(
         &conf,
         format!(
-            "global\n  maxconn 4096\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {HAPROXY_VIP}:80\n  default_backend be\nbackend be\n  server node {NODE4}:{}\n",
+            "{HAPROXY_GLOBAL}defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend fe\n  bind {HAPROXY_VIP}:80\n  default_backend be\nbackend be\n  server node {NODE4}:{}\n",
             PORTS[2]
         ),
     )
@@ -161,6 +177,15 @@ fn main() {
     ]);
     start_listener(&lab);
     let mut haproxy = start_haproxy(&lab);
+    println!(
+        "HAProxy: {} (nbthread at its default), mode tcp; in the node's namespace {}",
+        HAPROXY_GLOBAL.replace("\n  ", " ").trim(),
+        HAPROXY_SYSCTLS
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     // The Service address among 10,000 programmed ones: a packet's cost must not depend on them.
     let mut forwarding = Forwarding {
