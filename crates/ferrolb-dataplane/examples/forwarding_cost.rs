@@ -87,7 +87,8 @@ async fn serve(listener: tokio::net::TcpListener) {
 /// client connection, all from one address to one port, the node reuses TIME_WAIT ports for
 /// new outgoing connections and has the whole port range, or a connection per request would
 /// measure port exhaustion (about 28,000 ports, each held 60 s), not HAProxy.
-const HAPROXY_GLOBAL: &str = "global\n  maxconn 100000\n";
+// maxconn: 8,000 needs about 16,000 descriptors, inside this machine's hard limit of 20,000.
+const HAPROXY_GLOBAL: &str = "global\n  maxconn 8000\n";
 const HAPROXY_SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv4.tcp_tw_reuse", "1"),
     ("net.ipv4.ip_local_port_range", "1024 65535"),
@@ -107,7 +108,7 @@ fn start_haproxy(lab: &Lab) -> Child {
         ),
     )
     .unwrap();
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.node, "haproxy", "-db", "-f"])
         .arg(&conf)
         .stdout(Stdio::null())
@@ -115,6 +116,12 @@ fn start_haproxy(lab: &Lab) -> Child {
         .spawn()
         .expect("haproxy runs");
     std::thread::sleep(Duration::from_millis(500));
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!(
+            "haproxy exited at start ({status}); check {}",
+            conf.display()
+        );
+    }
     child
 }
 
