@@ -75,26 +75,24 @@ impl Pki {
     pub fn create(dir: &Path, addresses: &[String]) -> anyhow::Result<Pki> {
         std::fs::create_dir_all(dir)?;
         let days = "30";
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
+        // Every key but the service-account one is P-256: small and quick to make.
+        let ec_key = |key: &'static str| {
+            [
                 "-newkey",
                 "ec",
                 "-pkeyopt",
                 "ec_paramgen_curve:P-256",
                 "-nodes",
                 "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                days,
-                "-subj",
-                "/CN=lab-ca",
-            ],
-        )?;
+            ]
+            .into_iter()
+            .chain([key])
+            .collect::<Vec<&'static str>>()
+        };
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec_key("ca.key"));
+        ca.extend(["-out", "ca.crt", "-days", days, "-subj", "/CN=lab-ca"]);
+        openssl(dir, &ca)?;
         let sans: Vec<String> = addresses
             .iter()
             .map(|a| {
@@ -109,23 +107,10 @@ impl Pki {
             dir.join("apiserver.ext"),
             format!("subjectAltName={}\n", sans.join(",")),
         )?;
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "apiserver.key",
-                "-out",
-                "apiserver.csr",
-                "-subj",
-                "/CN=kube-apiserver",
-            ],
-        )?;
+        let mut request = vec!["req"];
+        request.extend(ec_key("apiserver.key"));
+        request.extend(["-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"]);
+        openssl(dir, &request)?;
         openssl(
             dir,
             &[

@@ -793,20 +793,24 @@ impl Lab {
 
     /// The MAC of `host`'s first interface (set when the lab is built).
     pub fn mac(&self, host: &str) -> Option<String> {
-        let h = self.topology.hosts().iter().position(|x| x.name == host)?;
+        let h = self.host_index(host).ok()?;
         Some(format!("02:00:00:00:{h:02x}:00"))
+    }
+
+    /// Where `host` is in the topology's host list: its switch ports and MACs are numbered so.
+    fn host_index(&self, host: &str) -> anyhow::Result<usize> {
+        self.topology
+            .hosts()
+            .iter()
+            .position(|x| x.name == host)
+            .with_context(|| format!("no host {host}"))
     }
 
     /// Takes `host`'s switch port down or up, as a pulled cable or a failed switch port does:
     /// the host's own interface stays administratively up and loses carrier, and keeps its
     /// addresses and routes (a cut inside the host would remove them).
     pub fn set_switch_port(&self, host: &str, up: bool) -> anyhow::Result<()> {
-        let h = self
-            .topology
-            .hosts()
-            .iter()
-            .position(|x| x.name == host)
-            .with_context(|| format!("no host {host}"))?;
+        let h = self.host_index(host)?;
         let state = if up { "up" } else { "down" };
         netns::ip(&[
             "-n",
@@ -843,12 +847,7 @@ impl Lab {
         target: std::net::Ipv4Addr,
         listen: Duration,
     ) -> anyhow::Result<std::collections::BTreeSet<String>> {
-        let h = self
-            .topology
-            .hosts()
-            .iter()
-            .position(|x| x.name == client)
-            .with_context(|| format!("no host {client}"))?;
+        let h = self.host_index(client)?;
         let host = &self.topology.hosts()[h];
         let IpAddr::V4(ip) = host.links[0].ipv4 else {
             anyhow::bail!("{client} has no IPv4 address");
