@@ -730,3 +730,84 @@ fn a_permission_missing_from_the_speakers_role_is_refused_by_kube_apiserver() {
         lab.read_log("speaker-n1")
     );
 }
+
+/// `kubectl ferrolb status` and `pools` (the ferrolb binary found on PATH as `kubectl-ferrolb`)
+/// read the live cluster: what the controller assigned and the speakers reported, on whichever
+/// API server the lab runs.
+#[test]
+fn kubectl_ferrolb_reports_the_live_cluster() {
+    let lab = lab("plugin");
+    let all = ["n1", "n2", "n3"];
+    let mut yaml = NAMESPACE.to_string();
+    yaml += &service(
+        "web",
+        "ports: [{port: 80, nodePort: 30080}]",
+        "ferrolb.io/address-pool: l2",
+        &all,
+        false,
+    );
+    yaml += &service(
+        "api",
+        "ports: [{port: 80, nodePort: 30081}]",
+        "ferrolb.io/address-pool: bgp",
+        &all,
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+    let web = addresses(&lab, "web", 1, Duration::from_secs(20))[0];
+    let api = addresses(&lab, "api", 1, Duration::from_secs(20))[0];
+    let owner = answer(&lab, "client-lan", web, 80).expect("web answers").0;
+
+    let plugins = lab.dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_testbed"))
+        .parent()
+        .unwrap()
+        .join("ferrolb");
+    std::os::unix::fs::symlink(&binary, plugins.join("kubectl-ferrolb")).unwrap();
+    let path = format!(
+        "PATH={}:{}",
+        plugins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // kubectl takes no flags before a plugin's name: the kubeconfig goes by environment.
+    let kubeconfig = format!("KUBECONFIG={}", lab.kubeconfig().display());
+    let plugin = |args: &[&str]| {
+        let mut full = vec!["env", &path, &kubeconfig, "kubectl", "ferrolb"];
+        full.extend_from_slice(args);
+        ferrolb_testbed::netns::exec_ok(&lab.ns("api"), &full).unwrap()
+    };
+    // The speakers' reports follow the announcements by a moment.
+    let mut status = Value::Null;
+    let reported = wait_for(Duration::from_secs(20), || {
+        status = serde_json::from_str(&plugin(&["status", "-o", "json", "-n", "e2e"])).unwrap();
+        let find = |name: &str| {
+            status["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["service"] == format!("e2e/{name}"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (w, a) = (find("web"), find("api"));
+        w["announced_by"][0] == format!("{owner} (L2)")
+            && a["announced_by"].as_array().is_some_and(|n| n.len() == 3)
+    });
+    assert!(reported, "{status:#}");
+    let text = serde_json::to_string(&status).unwrap();
+    assert!(
+        text.contains(&web.to_string()) && text.contains(&api.to_string()),
+        "{text}"
+    );
+
+    let pools = plugin(&["pools"]);
+    for (pool, holder) in [("l2", "e2e/web"), ("bgp", "e2e/api")] {
+        assert!(
+            pools
+                .lines()
+                .any(|l| l.starts_with(pool) && l.contains("IPv4") && l.contains(holder)),
+            "{pool} held by {holder}:\n{pools}"
+        );
+    }
+}
