@@ -445,28 +445,30 @@ fn in_range(a: IpAddr, from: u8, to: u8) -> bool {
     matches!(a, IpAddr::V4(v) if v.octets()[..3] == [198, 51, 100] && (from..to).contains(&v.octets()[3]))
 }
 
+/// Two Services on every node of `nodes`: `web` from the L2 pool (port 80, NodePort 30080) and
+/// `api` from the BGP pool (NodePort 30081); their addresses once assigned.
+fn web_and_api(lab: &Lab, nodes: &[&str]) -> (IpAddr, IpAddr) {
+    let mut yaml = NAMESPACE.to_string();
+    for (name, node_port, pool) in [("web", 30080, "l2"), ("api", 30081, "bgp")] {
+        yaml += &service(
+            name,
+            &format!("ports: [{{port: 80, nodePort: {node_port}}}]"),
+            &format!("ferrolb.io/address-pool: {pool}"),
+            nodes,
+            false,
+        );
+    }
+    lab.apply("services", &yaml).unwrap();
+    let web = addresses(lab, "web", 1, Duration::from_secs(20))[0];
+    let api = addresses(lab, "api", 1, Duration::from_secs(20))[0];
+    (web, api)
+}
+
 #[test]
 fn a_rolling_restart_of_every_speaker_loses_no_request() {
     let mut lab = lab("roll");
-    let mut yaml = NAMESPACE.to_string();
     let all = ["n1", "n2", "n3"];
-    yaml += &service(
-        "web",
-        "ports: [{port: 80, nodePort: 30080}]",
-        "ferrolb.io/address-pool: l2",
-        &all,
-        false,
-    );
-    yaml += &service(
-        "api",
-        "ports: [{port: 80, nodePort: 30081}]",
-        "ferrolb.io/address-pool: bgp",
-        &all,
-        false,
-    );
-    lab.apply("services", &yaml).unwrap();
-    let web = addresses(&lab, "web", 1, Duration::from_secs(20))[0];
-    let api = addresses(&lab, "api", 1, Duration::from_secs(20))[0];
+    let (web, api) = web_and_api(&lab, &all);
     assert!(answer(&lab, "client-lan", web, 80).is_some());
     let prefix = host_route(api);
     let everyone = node_ips(&lab, &all);
@@ -738,24 +740,7 @@ fn a_permission_missing_from_the_speakers_role_is_refused_by_kube_apiserver() {
 fn kubectl_ferrolb_reports_the_live_cluster() {
     let lab = lab("plugin");
     let all = ["n1", "n2", "n3"];
-    let mut yaml = NAMESPACE.to_string();
-    yaml += &service(
-        "web",
-        "ports: [{port: 80, nodePort: 30080}]",
-        "ferrolb.io/address-pool: l2",
-        &all,
-        false,
-    );
-    yaml += &service(
-        "api",
-        "ports: [{port: 80, nodePort: 30081}]",
-        "ferrolb.io/address-pool: bgp",
-        &all,
-        false,
-    );
-    lab.apply("services", &yaml).unwrap();
-    let web = addresses(&lab, "web", 1, Duration::from_secs(20))[0];
-    let api = addresses(&lab, "api", 1, Duration::from_secs(20))[0];
+    let (web, api) = web_and_api(&lab, &all);
     let owner = answer(&lab, "client-lan", web, 80).expect("web answers").0;
 
     let plugins = lab.dir.join("plugins");
