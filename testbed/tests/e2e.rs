@@ -614,8 +614,38 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
         samples.push((at, macs));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // What the speakers report agrees: one node announces the address.
+    let reports: Value = serde_json::from_str(
+        &lab.kubectl(&[
+            "get",
+            "servicel2statuses",
+            "-A",
+            "-l",
+            "ferrolb.io/service-name=web",
+            "-o",
+            "json",
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let reporters: Vec<&str> = reports["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["status"]["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == &web.to_string()))
+        })
+        .filter_map(|r| r["status"]["node"].as_str())
+        .collect();
     lab.set_gossip_blocked(&owner, false).unwrap();
     returns.push(("gossip blocked 10s".to_string(), Instant::now()));
+    assert_eq!(
+        reporters,
+        [owner.as_str()],
+        "announcers reported during the partition"
+    );
     std::thread::sleep(settle);
     assert_eq!(answered_by(), Some(owner.clone()), "back on {owner}");
     let log = prober.finish();

@@ -223,6 +223,17 @@ pub struct NodePlan {
     pub unannounced: BTreeMap<IpAddr, (Vec<ServiceKey>, Unannounced)>,
 }
 
+impl NodePlan {
+    /// The plan without L2 address `ip`: this node holds it back (a higher-ranked rival has it),
+    /// so it neither answers for it nor reports it.
+    pub fn without_l2(&mut self, ip: IpAddr) {
+        self.l2.remove(&ip);
+        for announcement in self.services.values_mut() {
+            announcement.l2.remove(&ip);
+        }
+    }
+}
+
 /// Nodes that may announce at all: live speakers on usable nodes.
 fn usable_nodes<'a>(cluster: &'a ClusterState, live: &BTreeSet<String>) -> Vec<&'a str> {
     cluster
@@ -446,4 +457,32 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
 /// that one Event is written rather than one per node.
 pub fn reporter_for(ip: IpAddr, live: &BTreeSet<String>) -> Option<&str> {
     hrw::owner(ip, live.iter().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_held_back_leaves_the_plan_and_its_services_reports() {
+        let held: IpAddr = "192.0.2.200".parse().unwrap();
+        let kept: IpAddr = "192.0.2.201".parse().unwrap();
+        let key = ServiceKey::new("default", "web");
+        let mut plan = NodePlan::default();
+        plan.l2.insert(held, BTreeSet::new());
+        plan.l2.insert(kept, BTreeSet::new());
+        plan.services.insert(
+            key.clone(),
+            ServiceAnnouncement {
+                l2: [held, kept].into_iter().collect(),
+                ..ServiceAnnouncement::default()
+            },
+        );
+        plan.l2_owners.insert(held, "n3".into());
+        plan.without_l2(held);
+        assert_eq!(plan.l2.keys().copied().collect::<Vec<_>>(), [kept]);
+        assert_eq!(plan.services[&key].l2, [kept].into_iter().collect());
+        // Who owns it by the plan is still known (reports of unannounced addresses use it).
+        assert_eq!(plan.l2_owners[&held], "n3");
+    }
 }

@@ -757,7 +757,7 @@ impl Speaker {
         self.deferrals
             .refresh(membership_changed, Instant::now().into_std());
         for ip in self.deferrals.addresses() {
-            effective.l2.remove(&ip);
+            effective.without_l2(ip);
         }
         if draining {
             effective.bgp = self.last_plan.bgp.clone();
