@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_testbed::client::{self, percentiles};
+use ferrolb_testbed::client::percentiles;
 use ferrolb_testbed::netns::{self, wait_for};
+use ferrolb_testbed::probe::{answered_from, ask_within};
 use ferrolb_testbed::{Lab, LabConfig, Topology};
 
 fn lab() -> Lab {
@@ -55,13 +56,7 @@ fn service(name: &str, pool: &str, ip: IpAddr, node_port: u16) -> String {
 
 /// One HTTP GET with short timeouts: the answering node's name.
 fn probe(addr: SocketAddr, timeout: Duration) -> Option<String> {
-    probe_with(addr, timeout, timeout)
-}
-
-/// [`probe`] with separate connect and read timeouts.
-fn probe_with(addr: SocketAddr, connect: Duration, read: Duration) -> Option<String> {
-    let (_, body) = client::http_get_within(addr, "/", connect, read)?;
-    body.split_whitespace().next().map(str::to_string)
+    ask_within(addr, timeout, timeout)
 }
 
 /// POSTs `body` to the lab's API server from the API host; returns when the response came.
@@ -146,7 +141,7 @@ fn create(n: usize) {
                 while Instant::now() < deadline {
                     // A connect not done in 2 ms is begun again, so an answer is seen
                     // within about 2 ms of being possible.
-                    if probe_with(target, Duration::from_millis(2), Duration::from_millis(500))
+                    if ask_within(target, Duration::from_millis(2), Duration::from_millis(500))
                         .is_some()
                     {
                         return Some(Instant::now());
@@ -284,11 +279,7 @@ mod failover {
     }
 
     fn answered_by(lab: &Lab, target: SocketAddr) -> Option<String> {
-        netns::in_ns(&lab.ns("client-lan"), move || {
-            probe(target, Duration::from_millis(200))
-        })
-        .ok()
-        .flatten()
+        answered_from(&lab.ns("client-lan"), target)
     }
 
     /// `failover N` runs ferrolb at its defaults beside keepalived at 1 s adverts, and ferrolb

@@ -18,6 +18,11 @@ fn check(rc: libc::c_int, what: &str) -> anyhow::Result<libc::c_int> {
     Ok(rc)
 }
 
+/// `aa:bb:cc:dd:ee:ff`, as `ip link` and `ip neigh` print it.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
 /// The MACs (as `aa:bb:..`) that answer an ARP request for `target` sent on `interface` from
 /// `(mac, ip)`, within `listen`. Run on a thread inside the host's namespace.
 pub fn answerers(
@@ -106,13 +111,9 @@ pub fn answerers(
         let f = &buf[..n as usize];
         // An ARP reply (opcode 2) from the target address.
         if f[20..22] == [0, 2] && f[28..32] == target.octets() {
-            seen.insert(
-                f[22..28]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":"),
-            );
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&f[22..28]);
+            seen.insert(format_mac(mac));
         }
     }
     Ok(seen)

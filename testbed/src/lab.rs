@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::arp::format_mac;
 use crate::netns::{self, State};
 use crate::topology::{Daemon, Host, Role, Topology};
 
@@ -79,6 +80,11 @@ pub fn remove(prefix: &str) {
     let dir = netns::state_dir(prefix);
     netns::clean(prefix, &dir.join("state.json"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The MAC of host `h`'s link `i`, set when the lab is built (locally administered).
+fn host_mac(h: usize, i: usize) -> [u8; 6] {
+    [2, 0, 0, 0, h as u8, i as u8]
 }
 
 pub struct Lab {
@@ -236,7 +242,7 @@ impl Lab {
                     "set",
                     &dev,
                     "address",
-                    &format!("02:00:00:00:{h:02x}:{i:02x}"),
+                    &format_mac(host_mac(h, i)),
                 ])?;
                 let seg = &self.topology.segments[&link.segment];
                 let (len4, len6) = (seg.ipv4.len, seg.ipv6.len);
@@ -794,7 +800,7 @@ impl Lab {
     /// The MAC of `host`'s first interface (set when the lab is built).
     pub fn mac(&self, host: &str) -> Option<String> {
         let h = self.host_index(host).ok()?;
-        Some(format!("02:00:00:00:{h:02x}:00"))
+        Some(format_mac(host_mac(h, 0)))
     }
 
     /// Where `host` is in the topology's host list: its switch ports and MACs are numbered so.
@@ -852,7 +858,7 @@ impl Lab {
         let IpAddr::V4(ip) = host.links[0].ipv4 else {
             anyhow::bail!("{client} has no IPv4 address");
         };
-        let mac = [2, 0, 0, 0, h as u8, 0];
+        let mac = host_mac(h, 0);
         netns::in_ns(&self.ns(client), move || {
             crate::arp::answerers("eth0", mac, ip, target, listen)
         })?

@@ -75,15 +75,24 @@ impl Drop for Prober {
     }
 }
 
-/// One HTTP GET on a new connection: the answering node's name (the listener's first word).
+/// One HTTP GET on a new connection (connect timeout 10 ms, read 50 ms): the answering node's
+/// name (the listener's first word).
 pub fn ask(addr: SocketAddr) -> Option<String> {
-    let (_, body) = client::http_get_within(
-        addr,
-        "/",
-        Duration::from_millis(10),
-        Duration::from_millis(50),
-    )?;
+    ask_within(addr, Duration::from_millis(10), Duration::from_millis(50))
+}
+
+/// [`ask`] with its timeouts given.
+pub fn ask_within(addr: SocketAddr, connect: Duration, read: Duration) -> Option<String> {
+    let (_, body) = client::http_get_within(addr, "/", connect, read)?;
     body.split_whitespace().next().map(str::to_string)
+}
+
+/// The node that answers `addr` from namespace `ns` (200 ms per timeout), if any.
+pub fn answered_from(ns: &str, addr: SocketAddr) -> Option<String> {
+    let wait = Duration::from_millis(200);
+    crate::netns::in_ns(ns, move || ask_within(addr, wait, wait))
+        .ok()
+        .flatten()
 }
 
 /// The longest time between `from` and `until` in which no probe of `target` was answered:

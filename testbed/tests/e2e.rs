@@ -548,7 +548,7 @@ fn a_rolling_restart_of_every_speaker_loses_no_request() {
 /// announcement round; during the partition at most one node may answer ARP for it.
 #[test]
 fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once() {
-    use ferrolb_testbed::probe::{Prober, ask, longest_silence};
+    use ferrolb_testbed::probe::{Prober, answered_from, longest_silence};
     let lab = lab("back");
     let all = ["n1", "n2", "n3"];
     let mut yaml = NAMESPACE.to_string();
@@ -566,12 +566,7 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
     };
     let target = std::net::SocketAddr::new(web, 80);
     let client = lab.ns("client-lan");
-    let answered_by = || {
-        let client = client.clone();
-        ferrolb_testbed::netns::in_ns(&client, move || ask(target))
-            .ok()
-            .flatten()
-    };
+    let answered_by = || answered_from(&client, target);
     let mut owner = None;
     assert!(wait_for(Duration::from_secs(20), || {
         owner = answered_by();
@@ -717,7 +712,7 @@ fn a_permission_missing_from_the_speakers_role_is_refused_by_kube_apiserver() {
     let can = |lab: &Lab| {
         let kubeconfig = lab.kubeconfig().display().to_string();
         let out = ferrolb_testbed::netns::exec(
-            &lab.ns("api"),
+            &lab.ns(&lab.topology.api.name),
             &[
                 "kubectl",
                 "--kubeconfig",
@@ -790,7 +785,7 @@ fn kubectl_ferrolb_reports_the_live_cluster() {
     let plugin = |args: &[&str]| {
         let mut full = vec!["env", &path, &kubeconfig, "kubectl", "ferrolb"];
         full.extend_from_slice(args);
-        ferrolb_testbed::netns::exec_ok(&lab.ns("api"), &full).unwrap()
+        ferrolb_testbed::netns::exec_ok(&lab.ns(&lab.topology.api.name), &full).unwrap()
     };
     // The speakers' reports follow the announcements by a moment.
     let mut status = Value::Null;

@@ -420,22 +420,14 @@ impl Announcer {
         }
     }
 
-    /// Announces `addresses` again, those this node holds; returns them.
+    /// Announces `addresses` again, those this node holds (never one it is handing over: that
+    /// would pull clients back from the next owner); returns them.
     pub async fn announce_again(&self, addresses: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
         let again: Vec<IpAddr> = addresses.into_iter().filter(|ip| self.holds(*ip)).collect();
         if let Some(l2) = &self.l2 {
             l2.announce_again(again.clone()).await;
         }
         again
-    }
-
-    /// Addresses this node owns by its plan.
-    pub fn held(&self) -> Vec<IpAddr> {
-        self.owned
-            .keys()
-            .filter(|ip| self.holds(**ip))
-            .copied()
-            .collect()
     }
 
     /// Addresses this node answers for now (owned or being handed over).

@@ -48,41 +48,74 @@ pub fn judge(ip: IpAddr, me: &str, rival: Option<&str>) -> Verdict {
 /// without the membership changing (its own view of the endpoints changed, say).
 pub const DEFER_LIMIT: Duration = Duration::from_secs(30);
 
-/// Addresses this node holds back because a higher-ranked rival claims them.
-#[derive(Debug, Default)]
-pub struct Deferrals {
-    by_ip: BTreeMap<IpAddr, (String, Instant)>,
+/// How often an address is announced again against claims: one burst answers a rival's whole
+/// burst (its announcement schedule sends several claims within a second).
+pub const DEFEND_EVERY: Duration = Duration::from_secs(1);
+
+/// What the node does now about a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    AnnounceAgain,
+    /// Stop answering for the address; `winner` has it.
+    Release {
+        winner: String,
+    },
+    /// Announced again a moment ago: that burst answers this claim too.
+    Nothing,
 }
 
-impl Deferrals {
-    pub fn defer(&mut self, ip: IpAddr, winner: String, now: Instant) {
-        self.by_ip.insert(ip, (winner, now));
+/// Addresses held back for higher-ranked rivals, and when each address was last defended.
+#[derive(Debug, Default)]
+pub struct Rivals {
+    deferred: BTreeMap<IpAddr, Instant>,
+    defended: BTreeMap<IpAddr, Instant>,
+}
+
+impl Rivals {
+    /// Judges a claim on `ip`, which this node holds, by `rival` (see [`judge`]).
+    pub fn on_claim(&mut self, ip: IpAddr, me: &str, rival: Option<&str>, now: Instant) -> Action {
+        match judge(ip, me, rival) {
+            Verdict::Defer { winner } => {
+                self.deferred.insert(ip, now);
+                Action::Release { winner }
+            }
+            Verdict::Defend => {
+                if self
+                    .defended
+                    .get(&ip)
+                    .is_some_and(|at| now.duration_since(*at) < DEFEND_EVERY)
+                {
+                    return Action::Nothing;
+                }
+                self.defended.insert(ip, now);
+                Action::AnnounceAgain
+            }
+        }
     }
 
     /// Forgets every deferral when the membership changed (the plan now knows better), and
-    /// those older than [`DEFER_LIMIT`].
+    /// deferrals older than [`DEFER_LIMIT`] and defences older than [`DEFEND_EVERY`].
     pub fn refresh(&mut self, membership_changed: bool, now: Instant) {
         if membership_changed {
-            self.by_ip.clear();
+            self.deferred.clear();
         }
-        self.by_ip
-            .retain(|_, (_, since)| now.duration_since(*since) < DEFER_LIMIT);
+        self.deferred
+            .retain(|_, since| now.duration_since(*since) < DEFER_LIMIT);
+        self.defended
+            .retain(|_, at| now.duration_since(*at) < DEFEND_EVERY);
     }
 
     /// When the oldest deferral runs out.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.by_ip
+        self.deferred
             .values()
-            .map(|(_, since)| *since + DEFER_LIMIT)
+            .map(|since| *since + DEFER_LIMIT)
             .min()
     }
 
-    pub fn addresses(&self) -> BTreeSet<IpAddr> {
-        self.by_ip.keys().copied().collect()
-    }
-
-    pub fn winner(&self, ip: IpAddr) -> Option<&str> {
-        self.by_ip.get(&ip).map(|(w, _)| w.as_str())
+    /// The addresses held back.
+    pub fn deferred(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.deferred.keys().copied()
     }
 }
 
@@ -133,17 +166,34 @@ mod tests {
 
     #[test]
     fn deferrals_end_with_a_membership_change_or_the_limit() {
-        let t0 = Instant::now();
-        let mut d = Deferrals::default();
-        d.defer(ip("192.0.2.200"), "n1".into(), t0);
-        d.refresh(false, t0 + Duration::from_secs(1));
-        assert_eq!(d.winner(ip("192.0.2.200")), Some("n1"));
-        assert_eq!(d.next_expiry(), Some(t0 + DEFER_LIMIT));
-        d.refresh(false, t0 + DEFER_LIMIT);
-        assert!(d.addresses().is_empty(), "limit reached");
-        d.defer(ip("192.0.2.200"), "n1".into(), t0);
-        d.refresh(true, t0);
-        assert!(d.addresses().is_empty(), "membership changed");
+        let (t0, a) = (Instant::now(), ip("192.0.2.200"));
+        let (high, low) = ranked(a, "n1", "n3");
+        let mut r = Rivals::default();
+        let release = Action::Release {
+            winner: high.to_string(),
+        };
+        assert_eq!(r.on_claim(a, low, Some(high), t0), release);
+        r.refresh(false, t0 + Duration::from_secs(1));
+        assert_eq!(r.deferred().collect::<Vec<_>>(), [a]);
+        assert_eq!(r.next_expiry(), Some(t0 + DEFER_LIMIT));
+        r.refresh(false, t0 + DEFER_LIMIT);
+        assert_eq!(r.deferred().count(), 0, "limit reached");
+        assert_eq!(r.on_claim(a, low, Some(high), t0), release);
+        r.refresh(true, t0);
+        assert_eq!(r.deferred().count(), 0, "membership changed");
+    }
+
+    #[test]
+    fn a_rivals_burst_of_claims_is_answered_by_one_announcement_a_second() {
+        let (t0, a) = (Instant::now(), ip("192.0.2.200"));
+        let (high, low) = ranked(a, "n1", "n3");
+        let mut r = Rivals::default();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(r.on_claim(a, high, Some(low), at(0)), Action::AnnounceAgain);
+        assert_eq!(r.on_claim(a, high, Some(low), at(50)), Action::Nothing);
+        assert_eq!(r.on_claim(a, high, None, at(999)), Action::Nothing);
+        assert_eq!(r.on_claim(a, high, None, at(1000)), Action::AnnounceAgain);
+        assert_eq!(r.deferred().count(), 0, "the winner defers nothing");
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::reports::{
     Background, ConditionWriter, Conditions, ReportWriter, Reports, desired_reports,
 };
-use crate::rivals::{self, Deferrals, Verdict};
+use crate::rivals::{self, Action, Rivals};
 
 /// How long a stopping speaker keeps forwarding after its routes are withdrawn.
 const FORWARDING_LINGER: Duration = Duration::from_secs(1);
@@ -553,9 +553,8 @@ pub async fn run(
         ticks: 0,
         weights: crate::weights::WeightDamper::default(),
         weight_due: None,
-        deferrals: Deferrals::default(),
+        rivals: Rivals::default(),
         live_before: BTreeSet::new(),
-        defended_at: HashMap::new(),
     };
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
 
@@ -634,7 +633,7 @@ pub async fn run(
                     speaker.write_reports();
                 }
                 // An address held back for a rival is claimed again when its deferral ends.
-                if speaker.deferrals.next_expiry().is_some_and(|t| t <= std::time::Instant::now()) {
+                if speaker.rivals.next_expiry().is_some_and(|t| t <= std::time::Instant::now()) {
                     dirty = true;
                 }
                 // A drain for a cordoned or excluded node ends with the withdrawal.
@@ -685,12 +684,10 @@ struct Speaker {
     /// Weighted-ECMP changes held back, and when the next is due.
     weights: crate::weights::WeightDamper,
     weight_due: Option<Instant>,
-    /// L2 addresses held back because a higher-ranked rival claims them.
-    deferrals: Deferrals,
+    /// L2 addresses held back for higher-ranked rivals, and those defended lately.
+    rivals: Rivals,
     /// The live speakers at the last reconcile.
     live_before: BTreeSet<String>,
-    /// When each address was last announced again against a rival.
-    defended_at: HashMap<IpAddr, Instant>,
 }
 
 impl Speaker {
@@ -754,9 +751,9 @@ impl Speaker {
             .is_some_and(|t| t.elapsed() < self.config.drain_delay);
         let mut effective = plan.clone();
         let membership_changed = live != self.live_before;
-        self.deferrals
-            .refresh(membership_changed, Instant::now().into_std());
-        for ip in self.deferrals.addresses() {
+        self.rivals
+            .refresh(membership_changed, std::time::Instant::now());
+        for ip in self.rivals.deferred() {
             effective.without_l2(ip);
         }
         if draining {
@@ -785,10 +782,14 @@ impl Speaker {
             .apply(&effective, &state.peers, &passwords)
             .await;
         if rivals::regained(&self.live_before, &live) {
-            let held = self.announcer.held();
+            let answering = self.announcer.answering();
             let again = self
                 .announcer
-                .announce_again(held.into_iter().filter(|ip| !applied.owned.contains(ip)))
+                .announce_again(
+                    answering
+                        .into_iter()
+                        .filter(|ip| !applied.owned.contains(ip)),
+                )
                 .await;
             if !again.is_empty() {
                 tracing::info!(
@@ -850,20 +851,13 @@ impl Speaker {
         }
         let rival = self.membership.macs.borrow().get(&conflict.mac).cloned();
         let mac = format_mac(conflict.mac);
-        match rivals::judge(ip, &self.config.node, rival.as_deref()) {
-            Verdict::Defend => {
-                let now = Instant::now();
-                // One burst covers a rival's whole burst of claims.
-                if self
-                    .defended_at
-                    .get(&ip)
-                    .is_some_and(|at| now.duration_since(*at) < Duration::from_secs(1))
-                {
-                    return false;
-                }
-                self.defended_at.insert(ip, now);
-                self.defended_at
-                    .retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        let now = std::time::Instant::now();
+        match self
+            .rivals
+            .on_claim(ip, &self.config.node, rival.as_deref(), now)
+        {
+            Action::Nothing => false,
+            Action::AnnounceAgain => {
                 tracing::warn!(%ip, %mac, rival = ?rival, interface = %conflict.interface, "another host claims an owned address; announcing it again");
                 self.metrics
                     .l2_conflicts
@@ -872,14 +866,14 @@ impl Speaker {
                 self.announcer.announce_again([ip]).await;
                 false
             }
-            Verdict::Defer { winner } => {
+            Action::Release { winner } => {
                 tracing::warn!(%ip, %mac, %winner, interface = %conflict.interface, "a higher-ranked node claims this address (gossip cut?); no longer answering for it");
                 self.metrics
                     .l2_conflicts
                     .with_label_values(&["deferred"])
                     .inc();
+                // At once, not at the next reconcile, which then leaves the address out.
                 self.announcer.defer(ip).await;
-                self.deferrals.defer(ip, winner, Instant::now().into_std());
                 true
             }
         }
