@@ -170,6 +170,247 @@ impl Pki {
     }
 }
 
+/// Where and how [`start_control_plane`] runs the control plane.
+pub struct Launch<'a> {
+    /// The namespace everything runs in (etcd listens on its loopback).
+    pub ns: &'a str,
+    /// Keys, etcd's data, the admin kubeconfig.
+    pub dir: &'a Path,
+    /// The address kube-apiserver advertises; it listens on every address of `ns`.
+    pub advertise: std::net::IpAddr,
+    pub port: u16,
+    /// Names and addresses the serving certificate is for, besides 127.0.0.1 and `advertise`.
+    pub names: Vec<String>,
+}
+
+impl Launch<'_> {
+    pub fn server(&self) -> String {
+        match self.advertise {
+            std::net::IpAddr::V4(a) => format!("https://{a}:{}", self.port),
+            std::net::IpAddr::V6(a) => format!("https://[{a}]:{}", self.port),
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
+/// Starts etcd, kube-apiserver (TLS, `Node,RBAC`, service-account issuer and keys, a token for
+/// the administrator) and kube-controller-manager through `start(what, argv)`, writes the
+/// administrator's kubeconfig and returns once kube-apiserver is ready.
+pub fn start_control_plane(
+    launch: &Launch,
+    start: &mut dyn FnMut(&str, Vec<String>) -> anyhow::Result<u32>,
+    log: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Pki> {
+    let bin = binaries()?;
+    let tool = |name: &str| bin.join(name).display().to_string();
+    let mut names = vec![launch.advertise.to_string(), "127.0.0.1".into()];
+    names.extend(launch.names.iter().cloned());
+    let pki = Pki::create(&launch.dir.join("pki"), &names)?;
+    let etcd_dir = launch.dir.join("etcd");
+    start(
+        "etcd",
+        vec![
+            tool("etcd"),
+            "--name=lab".into(),
+            format!("--data-dir={}", etcd_dir.display()),
+            "--listen-client-urls=http://127.0.0.1:2379".into(),
+            "--advertise-client-urls=http://127.0.0.1:2379".into(),
+            "--listen-peer-urls=http://127.0.0.1:2380".into(),
+            "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
+            "--initial-cluster=lab=http://127.0.0.1:2380".into(),
+            // The state lives as long as the lab: no fsync.
+            "--unsafe-no-fsync".into(),
+            "--log-level=warn".into(),
+        ],
+    )?;
+    start(
+        "kube-apiserver",
+        vec![
+            tool("kube-apiserver"),
+            "--etcd-servers=http://127.0.0.1:2379".into(),
+            "--bind-address=::".into(),
+            format!("--secure-port={}", launch.port),
+            format!("--advertise-address={}", launch.advertise),
+            // Cluster IPs from a range no pool, segment or endpoint of the lab uses.
+            "--service-cluster-ip-range=203.0.113.128/27,2001:db8:ffff::/112".into(),
+            "--service-node-port-range=30000-32767".into(),
+            format!("--tls-cert-file={}", pki.file("apiserver.crt")),
+            format!("--tls-private-key-file={}", pki.file("apiserver.key")),
+            format!("--client-ca-file={}", pki.file("ca.crt")),
+            "--authorization-mode=Node,RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", pki.file("sa.pub")),
+            format!("--service-account-signing-key-file={}", pki.file("sa.key")),
+            format!("--token-auth-file={}", pki.file("tokens.csv")),
+            "--profiling=false".into(),
+        ],
+    )?;
+    let kubeconfig = launch.kubeconfig();
+    std::fs::write(
+        &kubeconfig,
+        pki.kubeconfig(&launch.server(), "lab-admin", &pki.admin_token)?,
+    )?;
+    let kubeconfig = kubeconfig.display().to_string();
+    let ready = crate::netns::wait_every(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(250),
+        || {
+            crate::netns::exec_ok(
+                launch.ns,
+                &[
+                    "kubectl",
+                    "--kubeconfig",
+                    &kubeconfig,
+                    "get",
+                    "--raw",
+                    "/readyz",
+                ],
+            )
+            .is_ok()
+        },
+    );
+    if !ready {
+        bail!(
+            "kube-apiserver not ready: {}\n{}",
+            log("kube-apiserver"),
+            log("etcd")
+        );
+    }
+    start(
+        "kube-controller-manager",
+        vec![
+            tool("kube-controller-manager"),
+            format!("--kubeconfig={kubeconfig}"),
+            // No kubelet keeps Nodes' heartbeats: their lifecycle is the lab's.
+            "--controllers=*,-node-lifecycle-controller".into(),
+            format!("--service-account-private-key-file={}", pki.file("sa.key")),
+            format!("--root-ca-file={}", pki.file("ca.crt")),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=10257".into(),
+        ],
+    )?;
+    Ok(pki)
+}
+
+/// A control plane of its own in namespace `<prefix>api` on loopback, for tests that need only
+/// the API (CEL rules, the differential test of fake-apiserver, the README's install).
+/// Dropping it stops every process and removes the namespace.
+pub struct ControlPlane {
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub ns: String,
+    pub server: String,
+    pub pki: Pki,
+}
+
+impl ControlPlane {
+    pub const PORT: u16 = 6443;
+
+    pub fn up(prefix: &str) -> anyhow::Result<ControlPlane> {
+        crate::lab::remove(prefix);
+        let dir = crate::netns::state_dir(prefix);
+        std::fs::create_dir_all(&dir)?;
+        let ns = format!("{prefix}api");
+        let state_file = dir.join("state.json");
+        let mut state = crate::netns::State::default();
+        crate::netns::ip(&["netns", "add", &ns])?;
+        state.namespaces.push(ns.clone());
+        state.save(&state_file)?;
+        // From here on a failure removes what was made.
+        let guard = Cleanup {
+            prefix: prefix.to_string(),
+            state_file: state_file.clone(),
+        };
+        crate::netns::exec_ok(&ns, &["ip", "link", "set", "lo", "up"])?;
+        let log = |what: &str| dir.join(format!("{what}.log"));
+        let read_log = |what: &str| std::fs::read_to_string(log(what)).unwrap_or_default();
+        let launch = Launch {
+            ns: &ns,
+            dir: &dir,
+            advertise: std::net::IpAddr::from([127, 0, 0, 1]),
+            port: Self::PORT,
+            names: vec!["localhost".into()],
+        };
+        let mut start = |what: &str, args: Vec<String>| {
+            let pid = crate::netns::spawn(&ns, &args, &log(what), &[])?;
+            state.processes.push((what.to_string(), pid));
+            state.save(&state_file)?;
+            Ok(pid)
+        };
+        let pki = start_control_plane(&launch, &mut start, &read_log)?;
+        let server = launch.server();
+        std::mem::forget(guard);
+        Ok(ControlPlane {
+            prefix: prefix.to_string(),
+            dir: dir.clone(),
+            ns,
+            server,
+            pki,
+        })
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// Runs `command` with `args` in the control plane's namespace, KUBECONFIG set.
+    pub fn run(&self, command: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut full = vec!["env".to_string()];
+        full.push(format!("KUBECONFIG={}", self.kubeconfig().display()));
+        full.push(command.into());
+        full.extend(args.iter().map(|a| a.to_string()));
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        crate::netns::exec(&self.ns, &full)
+    }
+
+    /// kubectl with `args`; an error with kubectl's stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.run("kubectl", args)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `kubectl apply` of `yaml`; Err carries kubectl's stderr (the API server's refusal).
+    pub fn apply(&self, name: &str, yaml: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml)?;
+        self.kubectl(&["apply", "-f", &path.display().to_string()])
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        crate::netns::clean(&self.prefix, &self.dir.join("state.json"));
+        if std::thread::panicking() {
+            eprintln!("control plane logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes a half-made control plane when `up` fails.
+struct Cleanup {
+    prefix: String,
+    state_file: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        crate::netns::clean(&self.prefix, &self.state_file);
+    }
+}
+
 /// A value no two labs share (tokens need not be secret here, only distinct).
 fn rand_u64() -> u64 {
     let t = std::time::SystemTime::now()

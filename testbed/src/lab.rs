@@ -404,89 +404,28 @@ impl Lab {
     /// install (`kubectl apply -k manifests/`), the Nodes, the gossip Secret, and a bound token
     /// for each ferrolb ServiceAccount.
     fn start_kube_apiserver(&mut self) -> anyhow::Result<()> {
-        let bin = crate::control_plane::binaries()?;
-        let tool = |name: &str| bin.join(name).display().to_string();
         let api = self.topology.api.clone();
-        let pki = crate::control_plane::Pki::create(
-            &self.dir.join("pki"),
-            &[
-                api.ipv4.to_string(),
+        let ns = self.ns(&api.name);
+        let dir = self.dir.clone();
+        let launch = crate::control_plane::Launch {
+            ns: &ns,
+            dir: &dir,
+            advertise: api.ipv4,
+            port: api.port,
+            names: vec![
                 api.ipv6.to_string(),
-                "127.0.0.1".into(),
                 "localhost".into(),
                 "kubernetes.default.svc".into(),
             ],
-        )?;
-        let etcd_dir = self.dir.join("etcd");
-        self.start(
-            "etcd",
-            &api.name,
-            vec![
-                tool("etcd"),
-                "--name=lab".into(),
-                format!("--data-dir={}", etcd_dir.display()),
-                "--listen-client-urls=http://127.0.0.1:2379".into(),
-                "--advertise-client-urls=http://127.0.0.1:2379".into(),
-                "--listen-peer-urls=http://127.0.0.1:2380".into(),
-                "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
-                "--initial-cluster=lab=http://127.0.0.1:2380".into(),
-                // The lab's state lives as long as the lab: no fsync.
-                "--unsafe-no-fsync".into(),
-                "--log-level=warn".into(),
-            ],
-        )?;
-        let server = format!("https://{}:{}", api.ipv4, api.port);
-        self.start(
-            "kube-apiserver",
-            &api.name,
-            vec![
-                tool("kube-apiserver"),
-                "--etcd-servers=http://127.0.0.1:2379".into(),
-                "--bind-address=0.0.0.0".into(),
-                format!("--secure-port={}", api.port),
-                format!("--advertise-address={}", api.ipv4),
-                // Cluster IPs from a range no pool, segment or endpoint of the lab uses.
-                "--service-cluster-ip-range=203.0.113.128/27,2001:db8:ffff::/112".into(),
-                "--service-node-port-range=30000-32767".into(),
-                format!("--tls-cert-file={}", pki.file("apiserver.crt")),
-                format!("--tls-private-key-file={}", pki.file("apiserver.key")),
-                format!("--client-ca-file={}", pki.file("ca.crt")),
-                "--authorization-mode=Node,RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", pki.file("sa.pub")),
-                format!("--service-account-signing-key-file={}", pki.file("sa.key")),
-                format!("--token-auth-file={}", pki.file("tokens.csv")),
-                "--profiling=false".into(),
-            ],
-        )?;
-        std::fs::write(
-            self.kubeconfig(),
-            pki.kubeconfig(&server, "lab-admin", &pki.admin_token)?,
-        )?;
-        let ready = netns::wait_every(Duration::from_secs(60), Duration::from_millis(250), || {
-            self.kubectl(&["get", "--raw", "/readyz"]).is_ok()
-        });
-        if !ready {
-            bail!(
-                "kube-apiserver not ready: {}\n{}",
-                self.read_log("kube-apiserver"),
-                self.read_log("etcd")
-            );
-        }
-        self.start(
-            "kube-controller-manager",
-            &api.name,
-            vec![
-                tool("kube-controller-manager"),
-                format!("--kubeconfig={}", self.kubeconfig().display()),
-                // No kubelet keeps Nodes' heartbeats: their lifecycle is the lab's.
-                "--controllers=*,-node-lifecycle-controller".into(),
-                format!("--service-account-private-key-file={}", pki.file("sa.key")),
-                format!("--root-ca-file={}", pki.file("ca.crt")),
-                "--leader-elect=false".into(),
-                "--bind-address=127.0.0.1".into(),
-                "--secure-port=10257".into(),
-            ],
+        };
+        let server = launch.server();
+        let logs = |what: &str| {
+            std::fs::read_to_string(dir.join(format!("{what}.log"))).unwrap_or_default()
+        };
+        let pki = crate::control_plane::start_control_plane(
+            &launch,
+            &mut |what, args| self.start(what, &api.name, args),
+            &logs,
         )?;
         let manifests = crate::control_plane::repository().join("manifests");
         let manifests = manifests.display().to_string();

@@ -9,8 +9,9 @@ use crate::crd::{
 };
 
 /// Every CRD, keyed by its plural name (the file name under `manifests/crds/`).
+/// Each carries its kind's CEL rules ([`crate::cel`]).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         IPAddressPool::crd(),
         L2Advertisement::crd(),
         BGPAdvertisement::crd(),
@@ -20,7 +21,9 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ServiceL2Status::crd(),
         ServiceBGPStatus::crd(),
         BGPSessionState::crd(),
-    ]
+    ];
+    crds.iter_mut().for_each(crate::cel::apply);
+    crds
 }
 
 /// The CRD for a kind of ours, if it is one.

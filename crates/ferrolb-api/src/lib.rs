@@ -4,6 +4,7 @@
 //! error that says what to fix; nothing downstream parses user strings again.
 
 pub mod annotations;
+pub mod cel;
 pub mod crd;
 pub mod crds;
 pub mod migrate;
