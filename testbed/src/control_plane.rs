@@ -357,6 +357,18 @@ impl ControlPlane {
         self.dir.join("kubeconfig")
     }
 
+    /// Starts `args` in the control plane's namespace as `what` (its log: `<what>.log`);
+    /// stopped with the control plane.
+    pub fn start(&mut self, what: &str, args: Vec<String>) -> anyhow::Result<u32> {
+        let state_file = self.dir.join("state.json");
+        let mut state = crate::netns::State::load(&state_file);
+        let log = self.dir.join(format!("{what}.log"));
+        let pid = crate::netns::spawn(&self.ns, &args, &log, &[])?;
+        state.processes.push((what.to_string(), pid));
+        state.save(&state_file)?;
+        Ok(pid)
+    }
+
     /// Runs `command` with `args` in the control plane's namespace, KUBECONFIG set.
     pub fn run(&self, command: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut full = vec!["env".to_string()];

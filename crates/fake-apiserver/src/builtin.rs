@@ -122,7 +122,33 @@ impl WithType for Decode<'_> {
     type Out = Result<Value, String>;
     fn with<T: Kind>(self) -> Self::Out {
         let typed: T = serde_json::from_value(self.0.clone()).map_err(|e| e.to_string())?;
-        serde_json::to_value(typed).map_err(|e| e.to_string())
+        let mut value = serde_json::to_value(typed).map_err(|e| e.to_string())?;
+        whole_floats_as_integers(&mut value);
+        // Go leaves an empty map out (`omitempty`).
+        if let Some(meta) = value["metadata"].as_object_mut() {
+            meta.retain(|k, v| {
+                !(matches!(k.as_str(), "labels" | "annotations")
+                    && v.as_object().is_some_and(|m| m.is_empty()))
+            });
+        }
+        Ok(value)
+    }
+}
+
+/// Go writes a float64 that is a whole number without `.0` (a CRD schema's `maximum: 10`).
+fn whole_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9e15
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
     }
 }
 

@@ -42,10 +42,36 @@ pub fn to_core(value: &Value) -> Value {
     }
 }
 
-/// A stored (core/v1) Event as events.k8s.io/v1 shows it.
+/// The core/v1 fields Go writes even when unset (no `omitempty`), as kube-apiserver stores them.
+pub fn fill_go_zeros(event: &mut Value) {
+    let Some(map) = event.as_object_mut() else {
+        return;
+    };
+    for (field, zero) in [
+        ("eventTime", Value::Null),
+        ("firstTimestamp", Value::Null),
+        ("lastTimestamp", Value::Null),
+        ("reportingComponent", Value::String(String::new())),
+        ("reportingInstance", Value::String(String::new())),
+        ("source", Value::Object(Map::new())),
+    ] {
+        map.entry(field).or_insert(zero);
+    }
+}
+
+/// A stored (core/v1) Event as events.k8s.io/v1 shows it (whose reporting fields are
+/// `omitempty`).
 pub fn from_core(value: &Value) -> Value {
     match value {
-        Value::Object(m) => Value::Object(rename(m, false)),
+        Value::Object(m) => {
+            let mut renamed = rename(m, false);
+            for field in ["reportingController", "reportingInstance"] {
+                if renamed.get(field).and_then(Value::as_str) == Some("") {
+                    renamed.remove(field);
+                }
+            }
+            Value::Object(renamed)
+        }
         other => other.clone(),
     }
 }

@@ -181,6 +181,7 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value, message: Option<
 }
 
 fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str, message: Option<&'static str>) {
+    let server_order = current.clone();
     for item in items {
         let id = item.get(key);
         let existing = current
@@ -200,6 +201,44 @@ fn merge_list(current: &mut Vec<Value>, items: &[Value], key: &str, message: Opt
             }
         }
     }
+    *current = in_patch_order(std::mem::take(current), items, &server_order, key);
+}
+
+/// The order kube-apiserver gives a merged list: the items the patch names, in the patch's
+/// order, with the items only the server had put back among them by their server order
+/// (apimachinery's `normalizeElementOrder`).
+fn in_patch_order(merged: Vec<Value>, patch: &[Value], server: &[Value], key: &str) -> Vec<Value> {
+    let patch_position = |v: &Value| {
+        v.get(key)
+            .and_then(|id| patch.iter().position(|p| p.get(key) == Some(id)))
+    };
+    let server_position = |v: &Value| {
+        v.get(key)
+            .and_then(|id| server.iter().position(|s| s.get(key) == Some(id)))
+    };
+    let (mut named, server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|v| patch_position(v).is_some());
+    named.sort_by_key(|v| patch_position(v));
+    let mut out = Vec::with_capacity(named.len() + server_only.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        named.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (server_position(l), server_position(r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 fn strip_directives(v: &mut Value) {
@@ -346,6 +385,12 @@ pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
                 | ".metadata.name"
                 | ".metadata.namespace"
                 | ".metadata.resourceVersion"
+                // The server's own fields are no manager's.
+                | ".metadata.uid"
+                | ".metadata.generation"
+                | ".metadata.creationTimestamp"
+                | ".metadata.deletionTimestamp"
+                | ".metadata.deletionGracePeriodSeconds"
         ) && !k.starts_with(".metadata.managedFields")
     });
     out
@@ -393,6 +438,37 @@ pub fn managed_fields(owners: &Owners, api_version: &str, time: &str) -> Value {
             })
             .collect(),
     )
+}
+
+/// Server-side apply: the leaves `manager` applied before and no longer applies, and no one
+/// else owns; the apply removes them.
+pub fn no_longer_applied(owners: &Owners, manager: &str, applied: &Value) -> Vec<String> {
+    let now = leaves(applied);
+    owners
+        .iter()
+        .filter(|(path, owner)| {
+            owner.manager == manager && owner.applied && !now.contains_key(*path)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+/// Removes the leaf at `path` (`.data.owned`) from `doc`, if it is there.
+pub fn remove_leaf(doc: &mut Value, path: &str) {
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut here = doc;
+    for part in parents {
+        match here.get_mut(*part) {
+            Some(next) => here = next,
+            None => return,
+        }
+    }
+    if let Some(map) = here.as_object_mut() {
+        map.remove(*last);
+    }
 }
 
 /// Server-side apply: the conflicts `manager` would cause by applying `applied` to `current`.
@@ -497,8 +573,8 @@ mod tests {
         );
         assert_eq!(svc["metadata"]["finalizers"], json!(["b"]));
 
-        // A container's ports merge by containerPort, containers by name, conditions (no
-        // strategy on a Deployment's status) are replaced.
+        // A container's ports merge by containerPort (the new one first, as kube-apiserver
+        // orders what the patch names before what only the server had), containers by name.
         let mut deploy = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "a:1", "ports": [{"containerPort": 80, "name": "http"}]},
             {"name": "b", "image": "b:1"}]}}}});
@@ -511,8 +587,8 @@ mod tests {
         );
         assert_eq!(
             deploy["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "a", "image": "a:1", "ports": [{"containerPort": 80, "name": "http"},
-                {"containerPort": 443, "name": "https"}]}])
+            json!([{"name": "a", "image": "a:1", "ports": [{"containerPort": 443, "name": "https"},
+                {"containerPort": 80, "name": "http"}]}])
         );
     }
 

@@ -35,6 +35,50 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
+    /// Whether kube-apiserver keeps `metadata.generation` for this kind (its strategy sets it;
+    /// ConfigMaps, Secrets, Services, Namespaces, Events and Leases have none).
+    pub fn tracks_generation(&self) -> bool {
+        self.crd.is_some()
+            || matches!(
+                (self.group.as_str(), self.plural.as_str()),
+                ("", "pods" | "podtemplates" | "replicationcontrollers")
+                    | (
+                        "apps",
+                        "deployments" | "replicasets" | "daemonsets" | "statefulsets"
+                    )
+                    | ("batch", "jobs" | "cronjobs")
+                    | ("discovery.k8s.io", "endpointslices")
+                    | (
+                        "networking.k8s.io",
+                        "ingresses" | "ingressclasses" | "networkpolicies"
+                    )
+                    | ("policy", "poddisruptionbudgets")
+                    | ("scheduling.k8s.io", "priorityclasses")
+                    | ("apiextensions.k8s.io", "customresourcedefinitions")
+                    | ("admissionregistration.k8s.io", _)
+                    | ("flowcontrol.apiserver.k8s.io", _)
+            )
+    }
+
+    /// Whether a DELETE that removes the object answers with it (otherwise a `Status`).
+    pub fn returns_deleted_object(&self) -> bool {
+        matches!(
+            (self.group.as_str(), self.plural.as_str()),
+            (
+                "",
+                "namespaces"
+                    | "pods"
+                    | "podtemplates"
+                    | "services"
+                    | "serviceaccounts"
+                    | "persistentvolumes"
+                    | "persistentvolumeclaims"
+                    | "resourcequotas"
+            ) | ("storage.k8s.io", _)
+                | ("resource.k8s.io", _)
+        )
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()

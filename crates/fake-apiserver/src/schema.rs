@@ -140,7 +140,7 @@ pub fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Stri
                 };
                 causes.push(format!(
                     "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
-                    schema["minimum"]
+                    go_number(min)
                 ));
             }
             if let Some(max) = schema["maximum"].as_f64()
@@ -153,7 +153,7 @@ pub fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Stri
                 };
                 causes.push(format!(
                     "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
-                    schema["maximum"]
+                    go_number(max)
                 ));
             }
             if let Some(format) = schema["format"].as_str() {
@@ -236,6 +236,15 @@ pub fn unknown_fields(value: &Value, schema: &Value, path: &str, out: &mut Vec<S
             }
         }
         _ => {}
+    }
+}
+
+/// A bound as Go prints a float64: no `.0` on a whole number.
+fn go_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
     }
 }
 

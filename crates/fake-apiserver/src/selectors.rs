@@ -131,6 +131,33 @@ impl Selector {
         })
     }
 
+    /// A label selector: [`Selector::parse`], and every value a valid label value (kube-apiserver
+    /// refuses `app===one` with a 400, it does not match nothing).
+    pub fn parse_labels(text: &str) -> Result<Self, ApiError> {
+        let selector = Selector::parse(text)?;
+        let value_ok = |v: &str| {
+            v.len() <= 63
+                && (v.is_empty()
+                    || (v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))))
+        };
+        for r in &selector.requirements {
+            let values: Vec<&String> = match r {
+                Requirement::Equals(_, v) | Requirement::NotEquals(_, v) => vec![v],
+                Requirement::In(_, vs) | Requirement::NotIn(_, vs) => vs.iter().collect(),
+                _ => Vec::new(),
+            };
+            if let Some(bad) = values.into_iter().find(|v| !value_ok(v)) {
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label value: {bad:?}"
+                )));
+            }
+        }
+        Ok(selector)
+    }
+
     /// Matches with `lookup` giving the value of a key, if present.
     fn matches_with<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|r| match r {
@@ -168,7 +195,9 @@ impl Selector {
                 }
             };
             if !known.iter().any(|(field, _, _)| field == key) {
-                return Err(ApiError::bad_request(if custom {
+                // Kinds without field labels of their own answer as custom resources do.
+                let metadata_only = known.iter().all(|(f, _, _)| f.starts_with("metadata."));
+                return Err(ApiError::bad_request(if custom || metadata_only {
                     format!(
                         "{key:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
                     )

@@ -76,7 +76,32 @@ struct ListBody<'a> {
     #[serde(rename = "apiVersion")]
     api_version: String,
     metadata: Value,
-    items: Vec<std::borrow::Cow<'a, Value>>,
+    items: Vec<ListItem<'a>>,
+}
+
+/// An item of a list, with or without its `apiVersion` and `kind`.
+struct ListItem<'a> {
+    object: std::borrow::Cow<'a, Value>,
+    typed: bool,
+}
+
+impl serde::Serialize for ListItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.object.as_ref() {
+            Value::Object(map) if !self.typed => {
+                let kept = map
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind"));
+                let mut out = serializer.serialize_map(None)?;
+                for (k, v) in kept {
+                    out.serialize_entry(k, v)?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// An object in the form the client asked for: protobuf (`message`) when it asked for that
@@ -547,7 +572,7 @@ async fn handle_api(
             .flatten()
     };
     let as_protobuf = protobuf_message(&rt.kind);
-    let labels = Selector::parse(query.get("labelSelector").unwrap_or(""))?;
+    let labels = Selector::parse_labels(query.get("labelSelector").unwrap_or(""))?;
     let fields = Selector::parse_fields(
         query.get("fieldSelector").unwrap_or(""),
         &rt.group,
@@ -609,9 +634,17 @@ async fn handle_api(
                 ));
             }
             let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+            let selected = query.get("labelSelector").is_some_and(|s| !s.is_empty())
+                || query.get("fieldSelector").is_some_and(|s| !s.is_empty());
             if let Some(c) = page.continue_token {
                 meta["continue"] = json!(c);
-                meta["remainingItemCount"] = json!(page.remaining);
+                // With a selector kube-apiserver cannot count what is left.
+                if !selected {
+                    meta["remainingItemCount"] = json!(page.remaining);
+                }
+            } else if rt.crd.is_some() {
+                // Custom resources' lists are unstructured: an empty continue is written.
+                meta["continue"] = json!("");
             }
             if wants_metadata {
                 let items: Vec<Value> = page.items.iter().map(|o| partial_metadata(o)).collect();
@@ -633,7 +666,15 @@ async fn handle_api(
                 kind: format!("{}List", rt.kind),
                 api_version: rt.api_version(),
                 metadata: meta,
-                items,
+                items: items
+                    .into_iter()
+                    .map(|object| ListItem {
+                        object,
+                        // A built-in kind's items carry no type (the list says it); custom
+                        // resources' do.
+                        typed: rt.crd.is_some(),
+                    })
+                    .collect(),
             };
             Ok(bytes_response(
                 200,
@@ -659,8 +700,13 @@ async fn handle_api(
             }
             let created = store.create(&rt, &ns_str, body)?;
             let warnings = std::mem::take(&mut store.warnings);
+            let mut answer = as_version(&created, &rt);
+            if dry_run && let Some(meta) = answer.to_mut()["metadata"].as_object_mut() {
+                // Never stored, so never versioned.
+                meta.remove("resourceVersion");
+            }
             Ok(with_warnings(
-                object_response(201, &as_version(&created, &rt), as_protobuf),
+                object_response(201, &answer, as_protobuf),
                 &warnings,
             ))
         }
@@ -707,20 +753,46 @@ async fn handle_api(
                     _ => crate::events::to_core(&body),
                 };
             }
+            // An apply that creates the object answers 201, as a create.
+            let creates = store.get(&rt, &ns_str, &name).is_err();
             let patched = store.patch(&rt, &ns_str, &name, kind, body, write)?;
+            let code = if creates { 201 } else { 200 };
             let warnings = std::mem::take(&mut store.warnings);
             Ok(with_warnings(
-                object_response(200, &as_version(&patched, &rt), as_protobuf),
+                object_response(code, &as_version(&patched, &rt), as_protobuf),
                 &warnings,
             ))
         }
         (Method::DELETE, Some(name)) => {
             check_preconditions(&store, &rt, &ns_str, &name, &delete_options)?;
             let deleted = store.delete(&rt, &ns_str, &name)?;
+            // An object still there (finalizers hold it) or of a kind whose registry returns
+            // it answers as itself; any other answers as a Status.
+            let remains = !deleted["metadata"]["deletionTimestamp"].is_null()
+                && store.get(&rt, &ns_str, &name).is_ok();
+            if remains || rt.returns_deleted_object() {
+                return Ok(object_response(
+                    200,
+                    &as_version(&deleted, &rt),
+                    as_protobuf,
+                ));
+            }
+            let mut details = json!({
+                "name": name,
+                "kind": rt.plural,
+                "uid": deleted["metadata"]["uid"],
+            });
+            if !rt.group.is_empty() {
+                details["group"] = json!(rt.group);
+            }
+            let status = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "details": details,
+            });
             Ok(object_response(
                 200,
-                &as_version(&deleted, &rt),
-                as_protobuf,
+                &status,
+                crate::protobuf::asked_first(&accept).then_some("meta.Status"),
             ))
         }
         (Method::DELETE, None) => {
@@ -795,8 +867,7 @@ fn scale_request(
                 .content_type
                 .starts_with("application/json-patch+json")
             {
-                crate::patch::json_patch(&mut scale, &patch)
-                    .map_err(|e| ApiError::invalid("Scale", name, &[e.to_string()]))?;
+                crate::patch::json_patch(&mut scale, &patch).map_err(|_| ApiError::rejected())?;
             } else {
                 crate::patch::merge_patch(&mut scale, &patch);
             }
@@ -921,8 +992,16 @@ fn check_preconditions(
         return Ok(());
     }
     let current = store.get(rt, ns, name)?;
-    let resource = crate::store::qualified(rt);
-    for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+    // The registry's check, which names the kind (`Kind.group`), not the resource.
+    let resource = if rt.group.is_empty() {
+        rt.kind.clone()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
+    };
+    for (field, label, then) in [
+        ("uid", "UID", "deleted and then recreated"),
+        ("resourceVersion", "ResourceVersion", "modified"),
+    ] {
         if let Some(wanted) = preconditions[field].as_str() {
             let actual = current["metadata"][field].as_str().unwrap_or_default();
             if wanted != actual {
@@ -930,7 +1009,7 @@ fn check_preconditions(
                     &resource,
                     name,
                     &format!(
-                        "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}"
+                        "the {label} in the precondition ({wanted}) does not match the {label} in record ({actual}). The object might have been {then}"
                     ),
                 ));
             }

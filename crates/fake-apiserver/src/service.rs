@@ -226,6 +226,14 @@ fn validate(name: &str, spec: &Value, ports_range: (u16, u16)) -> Result<(), Api
         if !(1..=65535).contains(&port) {
             causes.push(format!("spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, inclusive"));
         }
+        // targetPort defaults to port, so a port of 0 is refused twice, as kube-apiserver does.
+        if let Some(target) = p["targetPort"]
+            .as_i64()
+            .or(p["targetPort"].is_null().then_some(port))
+            && !(1..=65535).contains(&target)
+        {
+            causes.push(format!("spec.ports[{i}].targetPort: Invalid value: {target}: must be between 1 and 65535, inclusive"));
+        }
         let protocol = p["protocol"].as_str().unwrap_or("TCP");
         if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
             causes.push(format!(

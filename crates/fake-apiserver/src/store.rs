@@ -147,6 +147,22 @@ fn with_managed_fields(stored: &mut StoredObject) -> Arc<Value> {
     stored.value.clone()
 }
 
+/// What kube-apiserver gives every Namespace: the `kubernetes.io/metadata.name` label (always
+/// its name) and the `kubernetes` finalizer the namespace controller removes.
+fn namespace_defaults(rt: &ResourceType, obj: &mut Value) {
+    if !(rt.group.is_empty() && rt.plural == "namespaces") {
+        return;
+    }
+    let name = obj["metadata"]["name"].clone();
+    if !obj["metadata"]["labels"].is_object() {
+        obj["metadata"]["labels"] = json!({});
+    }
+    obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
+    if obj["spec"]["finalizers"].is_null() {
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+    }
+}
+
 /// A custom resource against its CRD's schema.
 fn check_schema(rt: &ResourceType, obj: &Value, schema: &Value) -> Result<(), ApiError> {
     let mut causes = Vec::new();
@@ -158,7 +174,8 @@ fn check_schema(rt: &ResourceType, obj: &Value, schema: &Value) -> Result<(), Ap
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(
+        Err(ApiError::invalid_in(
+            &rt.group,
             &rt.kind,
             obj["metadata"]["name"].as_str().unwrap_or_default(),
             &causes,
@@ -429,6 +446,9 @@ impl Store {
         if events_api {
             kept["apiVersion"] = value["apiVersion"].clone();
         }
+        if rt.plural == "events" && (rt.group.is_empty() || events_api) {
+            crate::events::fill_go_zeros(&mut kept);
+        }
         *value = kept;
         Ok(())
     }
@@ -581,7 +601,11 @@ impl Store {
                 json!(format!("00000000-0000-4000-8000-{:012x}", self.next_uid)),
             );
             meta.insert("creationTimestamp".into(), json!(now()));
-            meta.insert("generation".into(), json!(1));
+            if rt.tracks_generation() {
+                meta.insert("generation".into(), json!(1));
+            } else {
+                meta.remove("generation");
+            }
             meta.remove("deletionTimestamp");
             meta.remove("resourceVersion");
             meta.remove("managedFields");
@@ -590,6 +614,7 @@ impl Store {
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
         self.read_fields(rt, &mut body)?;
+        namespace_defaults(rt, &mut body);
         // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
         // kubelets register with.
         let keeps_status = rt.group.is_empty() && rt.plural == "nodes";
@@ -623,6 +648,9 @@ impl Store {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        if crd["spec"]["conversion"].is_null() {
+            crd["spec"]["conversion"] = json!({"strategy": "None"});
+        }
         let types = crate::resources::from_crd(crd)
             .map_err(|e| ApiError::invalid("CustomResourceDefinition", &name, &[e]))?;
         self.registry.add_crd(types);
@@ -704,13 +732,18 @@ impl Store {
                     crate::protobuf::message_for(rt.stored_group(), &rt.version, &rt.kind);
                 patch::strategic_merge_patch(&mut next, &body, message)
             }
-            PatchKind::Json => patch::json_patch(&mut next, &body)
-                .map_err(|e| ApiError::invalid(&rt.kind, name, &[e.to_string()]))?,
+            // kube-apiserver says no more than that a JSON patch failed.
+            PatchKind::Json => {
+                patch::json_patch(&mut next, &body).map_err(|_| ApiError::rejected())?
+            }
             PatchKind::Apply { force } => {
                 let conflicts =
                     patch::apply_conflicts(&current.value, &current.owners, write.manager, &body);
                 if !force && !conflicts.is_empty() {
                     return Err(ApiError::apply_conflict(&conflicts));
+                }
+                for path in patch::no_longer_applied(&current.owners, write.manager, &body) {
+                    patch::remove_leaf(&mut next, &path);
                 }
                 patch::merge_patch(&mut next, &body);
             }
@@ -765,6 +798,7 @@ impl Store {
         next["apiVersion"] = json!(rt.api_version());
         next["kind"] = json!(rt.kind);
         self.read_fields(rt, &mut next)?;
+        namespace_defaults(rt, &mut next);
         // Metadata the server owns.
         for field in [
             "uid",
@@ -811,7 +845,7 @@ impl Store {
                 || old.as_object().into_iter().flatten().any(|(k, _)| {
                     !matches!(k.as_str(), "metadata" | "status") && next.get(k).is_none()
                 });
-            if spec_changed {
+            if spec_changed && rt.tracks_generation() {
                 let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
                 next["metadata"]["generation"] = json!(g + 1);
             }
@@ -876,6 +910,8 @@ impl Store {
             }
             let mut v = (*current.value).clone();
             v["metadata"]["deletionTimestamp"] = json!(now());
+            // No grace period: nothing runs that would need one.
+            v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             return Ok(self.commit(rt, key, v, current.owners, "MODIFIED"));
         }
         self.release(rt, &current.value);

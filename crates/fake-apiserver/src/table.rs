@@ -106,6 +106,15 @@ fn workload_cells(obj: &Value) -> Vec<Value> {
     ]
 }
 
+/// How many keys the maps `fields` of `obj` hold together (a ConfigMap's Data column).
+fn entries(obj: &Value, fields: &[&str]) -> usize {
+    fields
+        .iter()
+        .filter_map(|f| obj[*f].as_object())
+        .map(|m| m.len())
+        .sum()
+}
+
 fn text(v: &Value) -> Value {
     json!(v.as_str().filter(|s| !s.is_empty()).unwrap_or("<none>"))
 }
@@ -200,6 +209,28 @@ fn builtin(rt: &ResourceType) -> Option<(Vec<(&'static str, u8)>, fn(&Value) -> 
                 ))));
                 cells.extend(workload_cells(obj));
                 cells
+            },
+        )),
+        "configmaps" => Some((vec![("Name", 0), ("Data", 0), ("Age", 0)], |obj| {
+            vec![
+                obj["metadata"]["name"].clone(),
+                json!(entries(obj, &["data", "binaryData"])),
+                json!(age(obj["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or(""))),
+            ]
+        })),
+        "secrets" => Some((
+            vec![("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)],
+            |obj| {
+                vec![
+                    obj["metadata"]["name"].clone(),
+                    obj["type"].clone(),
+                    json!(entries(obj, &["data"])),
+                    json!(age(obj["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or(""))),
+                ]
             },
         )),
         "services" => Some((
@@ -390,11 +421,9 @@ pub fn render(rt: &ResourceType, items: &[&Value], resource_version: u64) -> Val
             json!({"name": c.name, "type": type_, "format": "", "description": "", "priority": 0}),
         );
     }
-    let has_age = rt
-        .printer_columns
-        .iter()
-        .any(|c| c.json_path == ".metadata.creationTimestamp");
-    if !has_age {
+    // kube-apiserver adds Age only to a CRD that declares no columns of its own.
+    let declares_columns = !rt.printer_columns.is_empty();
+    if !declares_columns {
         columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}));
     }
     let rows: Vec<Value> = items
@@ -404,7 +433,7 @@ pub fn render(rt: &ResourceType, items: &[&Value], resource_version: u64) -> Val
             for c in &rt.printer_columns {
                 cells.push(cell(lookup(obj, &c.json_path), &c.type_));
             }
-            if !has_age {
+            if !declares_columns {
                 cells.push(json!(age(obj["metadata"]["creationTimestamp"]
                     .as_str()
                     .unwrap_or(""))));
