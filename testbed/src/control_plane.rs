@@ -296,6 +296,35 @@ pub fn start_control_plane(
     Ok(pki)
 }
 
+/// Writes to `path` a kubeconfig for `server` with a bound token (TokenRequest, 48 h) of the
+/// ServiceAccount `ferrolb-system/<account>`, asked for with the administrator's kubeconfig.
+pub fn write_service_account_kubeconfig(
+    ns: &str,
+    admin_kubeconfig: &Path,
+    pki: &Pki,
+    server: &str,
+    account: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let admin = admin_kubeconfig.display().to_string();
+    let token = crate::netns::exec_ok(
+        ns,
+        &[
+            "kubectl",
+            "--kubeconfig",
+            &admin,
+            "create",
+            "token",
+            account,
+            "-n",
+            "ferrolb-system",
+            "--duration=48h",
+        ],
+    )?;
+    std::fs::write(path, pki.kubeconfig(server, account, token.trim())?)?;
+    Ok(())
+}
+
 /// A control plane of its own in namespace `<prefix>api` on loopback, for tests that need only
 /// the API (CEL rules, the differential test of fake-apiserver, the README's install).
 /// Dropping it stops every process and removes the namespace.
@@ -359,7 +388,7 @@ impl ControlPlane {
 
     /// Starts `args` in the control plane's namespace as `what` (its log: `<what>.log`);
     /// stopped with the control plane.
-    pub fn start(&mut self, what: &str, args: Vec<String>) -> anyhow::Result<u32> {
+    pub fn start(&self, what: &str, args: Vec<String>) -> anyhow::Result<u32> {
         let state_file = self.dir.join("state.json");
         let mut state = crate::netns::State::load(&state_file);
         let log = self.dir.join(format!("{what}.log"));
@@ -390,6 +419,20 @@ impl ControlPlane {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A kubeconfig with a bound token of ServiceAccount `ferrolb-system/<account>`.
+    pub fn service_account_kubeconfig(&self, account: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("kubeconfig-{account}"));
+        write_service_account_kubeconfig(
+            &self.ns,
+            &self.kubeconfig(),
+            &self.pki,
+            &self.server,
+            account,
+            &path,
+        )?;
+        Ok(path)
     }
 
     /// `kubectl apply` of `yaml`; Err carries kubectl's stderr (the API server's refusal).

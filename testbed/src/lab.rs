@@ -445,17 +445,13 @@ impl Lab {
         });
         self.apply("cluster", &self.cluster_objects().join("---\n"))?;
         for account in ["ferrolb-speaker", "ferrolb-controller"] {
-            let token = self.kubectl(&[
-                "create",
-                "token",
+            crate::control_plane::write_service_account_kubeconfig(
+                &ns,
+                &self.kubeconfig(),
+                &pki,
+                &server,
                 account,
-                "-n",
-                "ferrolb-system",
-                "--duration=48h",
-            ])?;
-            std::fs::write(
-                self.component_kubeconfig(account),
-                pki.kubeconfig(&server, account, token.trim())?,
+                &self.component_kubeconfig(account),
             )?;
         }
         Ok(())

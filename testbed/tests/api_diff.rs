@@ -722,7 +722,7 @@ fn covers(accepted: &(String, String), step: &str, path: &str) -> bool {
 
 #[test]
 fn fake_apiserver_answers_the_script_as_kube_apiserver_does() {
-    let mut api =
+    let api =
         ControlPlane::up(&format!("ftd{}-", std::process::id() % 100_000)).expect("control plane");
     let fake = Path::new(env!("CARGO_BIN_EXE_testbed"))
         .parent()

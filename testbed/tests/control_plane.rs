@@ -21,12 +21,18 @@ impl std::ops::Deref for TestControlPlane {
     }
 }
 
-/// A control plane of its own with ferrolb installed from `manifests/` (CRDs, namespace, RBAC,
-/// workloads; nothing runs them).
-fn installed(tag: &str) -> TestControlPlane {
+/// A control plane of its own, empty.
+fn fresh(tag: &str) -> TestControlPlane {
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let api = ControlPlane::up(&format!("ftc{}{tag}-", std::process::id() % 100_000))
         .expect("control plane up");
+    TestControlPlane { api, _turn: turn }
+}
+
+/// A control plane of its own with ferrolb installed from `manifests/` (CRDs, namespace, RBAC,
+/// workloads; nothing runs them).
+fn installed(tag: &str) -> TestControlPlane {
+    let api = fresh(tag);
     let manifests = root().join("manifests").display().to_string();
     api.kubectl(&["apply", "-k", &manifests])
         .expect("kubectl apply -k manifests/");
@@ -38,7 +44,7 @@ fn installed(tag: &str) -> TestControlPlane {
         "--all",
     ])
     .expect("CRDs established");
-    TestControlPlane { api, _turn: turn }
+    api
 }
 
 fn root() -> PathBuf {
@@ -302,4 +308,137 @@ fn kubectl_ferrolb_validate_runs_beside_the_real_server() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("overlap"), "{text}");
+}
+
+/// The README's "Install on a cluster" block, its commands joined across `\` line ends.
+fn readme_install_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Install on a cluster")
+        .nth(1)
+        .expect("README has the install section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the install section has a sh block");
+    let mut commands: Vec<String> = Vec::new();
+    let mut continued = false;
+    let mut in_heredoc = false;
+    for line in block.lines() {
+        if continued || in_heredoc {
+            let last = commands.last_mut().unwrap();
+            last.push('\n');
+            last.push_str(line);
+        } else {
+            commands.push(line.to_string());
+        }
+        if in_heredoc {
+            in_heredoc = line != "EOF";
+        } else if line.contains("<<'EOF'") {
+            in_heredoc = true;
+        }
+        continued = line.ends_with('\\');
+    }
+    commands
+}
+
+/// The README's install, as written, on kube-apiserver: every command after the image build;
+/// then the controller (which a kubelet would run from the image) started with the rendered
+/// Deployment's arguments and its ServiceAccount's token; `kubectl ferrolb status` then shows
+/// `web` with an address from the example pool.
+#[test]
+fn the_readmes_install_section_works_as_written() {
+    let api = fresh("readme");
+    let commands = readme_install_commands();
+    assert!(commands[0].starts_with("docker build"), "{commands:?}");
+    let status = commands.len() - 1;
+    assert!(
+        commands[status].starts_with("kubectl ferrolb status"),
+        "{commands:?}"
+    );
+    // A clone of the repository as far as the commands read it.
+    let clone = api.dir.join("clone");
+    std::fs::create_dir_all(&clone).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root().join("manifests"))
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let plugins = api.dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::os::unix::fs::symlink(bin("ferrolb"), plugins.join("kubectl-ferrolb")).unwrap();
+    let path = format!("{}:{}", plugins.display(), std::env::var("PATH").unwrap());
+    let shell = |script: &str| {
+        let script = format!("cd '{}'\n{script}", clone.display());
+        let out = api
+            .run(
+                "env",
+                &[
+                    &format!("PATH={path}"),
+                    "bash",
+                    "-euo",
+                    "pipefail",
+                    "-c",
+                    &script,
+                ],
+            )
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = shell(&commands[1..status].join("\n"));
+    assert!(ok, "the install commands failed:\n{text}");
+
+    let rendered = api
+        .kubectl(&["kustomize", &clone.join("overlay").display().to_string()])
+        .unwrap();
+    assert!(
+        rendered.contains("image: registry.example/ferrolb:0.1.0"),
+        "the overlay's image is not in the rendered manifests"
+    );
+    let manifest_args = ferrolb_testbed::control_plane::container_args(
+        &rendered,
+        "Deployment",
+        "ferrolb-controller",
+    )
+    .unwrap();
+    let kubeconfig = api
+        .service_account_kubeconfig("ferrolb-controller")
+        .unwrap();
+    let mut args = vec![bin("ferrolb")];
+    args.extend(ferrolb_testbed::control_plane::with_overrides(
+        &manifest_args,
+        &[
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--identity".into(),
+            "readme-0".into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:7480".into(),
+            "--health-addr".into(),
+            "127.0.0.1:7481".into(),
+        ],
+    ));
+    api.start("controller", args).unwrap();
+
+    let mut last = String::new();
+    let shown = ferrolb_testbed::netns::wait_every(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(500),
+        || {
+            let (ok, text) = shell(&commands[status]);
+            last = text;
+            ok && last
+                .lines()
+                .any(|l| l.contains("web") && l.contains("192.0.2.2") && l.contains("lan"))
+        },
+    );
+    assert!(
+        shown,
+        "kubectl ferrolb status never showed web's address:\n{last}"
+    );
 }
