@@ -10,33 +10,32 @@
 //! Standbys keep their caches warm and write nothing. A new leader lists everything afresh and
 //! rebuilds every assignment from Service status (Services showing addresses first) before it
 //! allocates anything new, so no address moves on failover or restart.
+//!
+//! Rooms: `leader` (the Lease, and the rebuild a new leader does first), `writes` (Service
+//! status and annotation, pool status, Events); the loop and the planning stay here.
+
+mod leader;
+mod writes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
-use ferrolb_api::crd::{IPAddressPool, IPAddressPoolStatus};
+use ferrolb_api::crd::IPAddressPool;
 use ferrolb_api::model::{IpFamily, Labels, ServiceKey};
-use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
 
-use crate::plan::{
-    IpMode, Outcome, Planner, ServicePlan, ServiceWrite, rebuild_order, same_pool_status,
-    writes_for,
-};
+use crate::plan::{IpMode, Outcome, Planner, ServicePlan};
 use crate::service_request::service_key;
 
 /// How the controller runs.
@@ -108,23 +107,6 @@ impl ClusterChange for Change {
     }
 }
 
-/// Whether this replica holds the Lease, from the Lease object itself: a leader whose renewals
-/// fail stops writing when its lease runs out, even before the lease manager notices.
-fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
-    let Some(spec) = lease.as_ref().and_then(|l| l.spec.as_ref()) else {
-        return false;
-    };
-    let (Some(holder), Some(renewed), Some(duration)) = (
-        spec.holder_identity.as_deref(),
-        spec.renew_time.as_ref(),
-        spec.lease_duration_seconds,
-    ) else {
-        return false;
-    };
-    let expires = renewed.0.as_second() + i64::from(duration);
-    holder == identity && k8s_openapi::jiff::Timestamp::now().as_second() < expires
-}
-
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -168,7 +150,7 @@ pub async fn run(
     // The API may be unreachable or failing at start: retry with backoff until it answers.
     let mut backoff = Duration::from_millis(500);
     let leader_rx = loop {
-        match start_lease_manager(&client, &config).await {
+        match leader::start_lease_manager(&client, &config).await {
             Ok(rx) => break rx,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "leader election not started");
@@ -241,8 +223,8 @@ pub async fn run(
             .iter()
             .all(|n| synced.contains(n));
         ready.store(all_synced, Ordering::Relaxed);
-        let leading =
-            *leader_rx.borrow() && holds_lease(lease_cache.get(&lease_ref), &config.identity);
+        let leading = *leader_rx.borrow()
+            && leader::holds_lease(lease_cache.get(&lease_ref), &config.identity);
         ctl.metrics.leader.set(if leading { 1.0 } else { 0.0 });
         match (ctl.planner.is_some(), leading && all_synced) {
             (false, true) => {
@@ -265,23 +247,6 @@ pub async fn run(
         ctl.process(&leader_rx).await;
     }
     Ok(())
-}
-
-async fn start_lease_manager(
-    client: &Client,
-    config: &ControllerConfig,
-) -> Result<watch::Receiver<bool>, ControllerError> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.lease_duration_secs)
-        .with_grace(config.lease_grace_secs)
-        .with_field_manager(format!("ferrolb-controller-{}", config.identity))
-        .build()
-        .await
-        .map_err(|e| ControllerError::Lease(e.to_string()))?;
-    let (rx, _task) = manager.watch().await;
-    Ok(rx)
 }
 
 struct Controller {
@@ -330,44 +295,6 @@ impl Controller {
         if let Some(p) = &self.planner {
             self.dirty.extend(p.assigned_services());
         }
-    }
-
-    /// Lists everything afresh and replays every Service, those showing addresses first.
-    async fn rebuild(&mut self, leader: &watch::Receiver<bool>) -> Result<(), kube::Error> {
-        let pools = Api::<IPAddressPool>::namespaced(self.client.clone(), &self.config.namespace)
-            .list(&ListParams::default())
-            .await?;
-        let services = Api::<Service>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?;
-        let namespaces = Api::<Namespace>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?;
-        let ns_labels: BTreeMap<String, Labels> = namespaces
-            .items
-            .iter()
-            .map(|n| (n.name_any(), n.metadata.labels.clone().unwrap_or_default()))
-            .collect();
-        let mut planner = Planner::new(self.config.lb_class.clone());
-        let update = planner.set_pools(&pools.items);
-        self.report_invalid_pools(&update.newly_invalid, &pools.items);
-        let mut ordered: Vec<&Service> = services.items.iter().collect();
-        rebuild_order(&mut ordered);
-        let mut plans = Vec::new();
-        for svc in ordered {
-            let key = service_key(svc);
-            let labels = ns_labels.get(key.namespace()).cloned().unwrap_or_default();
-            let plan = planner.plan_service(&key, Some(svc), &labels);
-            if matches!(plan.outcome, Outcome::Failed(_)) {
-                self.unassigned.insert(key.clone());
-            }
-            plans.push((Arc::new(svc.clone()), plan));
-            self.dirty.remove(&key);
-        }
-        self.planner = Some(planner);
-        self.pools_seen = fingerprint_of(&pools.items);
-        self.write_plans(plans, leader).await;
-        Ok(())
     }
 
     fn report_invalid_pools(
@@ -486,131 +413,6 @@ impl Controller {
                 .set(total as f64);
         }
     }
-
-    /// Writes what the plans need, a few Services at a time; failed ones are retried later.
-    async fn write_plans(
-        &mut self,
-        plans: Vec<(Arc<Service>, ServicePlan)>,
-        leader: &watch::Receiver<bool>,
-    ) {
-        let mut jobs = Vec::new();
-        for (svc, plan) in plans {
-            self.queue_events(&svc, &plan);
-            match &plan.outcome {
-                Outcome::Assigned(_) if plan.events.iter().any(|e| e.reason == "IPAllocated") => {
-                    self.metrics.allocations.inc()
-                }
-                Outcome::Failed(e) => self
-                    .metrics
-                    .allocation_failures
-                    .with_label_values(&[e.reason()])
-                    .inc(),
-                Outcome::InvalidRequest(_) => self
-                    .metrics
-                    .allocation_failures
-                    .with_label_values(&["InvalidRequest"])
-                    .inc(),
-                _ => {}
-            }
-            let writes = writes_for(&svc, &plan, self.config.ip_mode);
-            if !writes.is_empty() {
-                jobs.push((svc, plan.key.clone(), writes));
-            }
-        }
-        let client = self.client.clone();
-        let metrics = self.metrics.clone();
-        let ip_mode = self.config.ip_mode;
-        let failed: Vec<ServiceKey> = stream::iter(jobs)
-            .map(|(svc, key, writes)| {
-                let client = client.clone();
-                let metrics = metrics.clone();
-                let leader = leader.clone();
-                async move {
-                    let api: Api<Service> = Api::namespaced(client, key.namespace());
-                    for w in writes {
-                        // Losing the lease stops writes at once.
-                        if !*leader.borrow() {
-                            return None;
-                        }
-                        if let Err(e) = apply_write(&api, &svc, &w, ip_mode, &metrics).await {
-                            match e {
-                                kube::Error::Api(s) if s.code == 404 => return None,
-                                e => {
-                                    tracing::debug!(service = %key, error = %e, "write failed; will retry");
-                                    metrics.write_errors.inc();
-                                    return Some(key);
-                                }
-                            }
-                        }
-                    }
-                    None
-                }
-            })
-            .buffer_unordered(self.config.write_concurrency.max(1))
-            .filter_map(|k| async move { k })
-            .collect()
-            .await;
-        let now = Instant::now();
-        for key in failed {
-            let attempts = self.retry.get(&key).map_or(0, |(a, _)| *a) + 1;
-            let backoff =
-                Duration::from_millis(50u64 << attempts.min(9)).min(Duration::from_secs(30));
-            self.retry.insert(key, (attempts, now + backoff));
-        }
-    }
-
-    fn queue_events(&mut self, svc: &Service, plan: &ServicePlan) {
-        let uid = svc.metadata.uid.clone().unwrap_or_default();
-        for ev in &plan.events {
-            let last = (ev.reason, ev.note.clone());
-            if self.last_events.get(&uid) == Some(&last) {
-                continue;
-            }
-            self.last_events.insert(uid.clone(), last);
-            self.events.publish(
-                svc.object_ref(&()),
-                PublishedEvent {
-                    warning: ev.warning,
-                    reason: ev.reason.into(),
-                    note: ev.note.clone(),
-                },
-            );
-        }
-        if matches!(plan.outcome, Outcome::Deleted) {
-            self.last_events.remove(&uid);
-        }
-    }
-
-    /// Writes pool statuses that differ; returns whether all writes succeeded.
-    async fn write_pool_statuses(&self) -> bool {
-        let Some(planner) = &self.planner else {
-            return true;
-        };
-        let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.config.namespace);
-        let mut ok = true;
-        for (name, mut desired) in planner.pool_statuses() {
-            let current = self
-                .pools
-                .get(&ObjectRef::new(&name).within(&self.config.namespace));
-            let current_status = current
-                .as_ref()
-                .and_then(|p| p.status.clone())
-                .unwrap_or_default();
-            if current.is_some() && same_pool_status(&current_status, &desired) {
-                continue;
-            }
-            stamp_conditions(&mut desired, &current_status);
-            let patch = json!({"status": desired});
-            if let Err(e) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::debug!(pool = %name, error = %e, "pool status write failed");
-                ok = false;
-            }
-        }
-        ok
-    }
 }
 
 /// What identifies the pools' specs: a change here means the pools must be installed again.
@@ -641,59 +443,4 @@ fn namespace_labels(namespaces: &Store<Namespace>, ns: &str) -> Labels {
         .get(&ObjectRef::new(ns))
         .and_then(|n| n.metadata.labels.clone())
         .unwrap_or_default()
-}
-
-/// Keeps a condition's transition time while its status stays; stamps now when it changes.
-fn stamp_conditions(desired: &mut IPAddressPoolStatus, current: &IPAddressPoolStatus) {
-    for c in &mut desired.conditions {
-        c.last_transition_time = current
-            .conditions
-            .iter()
-            .find(|old| old.type_ == c.type_ && old.status == c.status)
-            .map(|old| old.last_transition_time.clone())
-            .unwrap_or_else(|| {
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::now(),
-                )
-            });
-    }
-}
-
-async fn apply_write(
-    api: &Api<Service>,
-    svc: &Service,
-    write: &ServiceWrite,
-    ip_mode: IpMode,
-    metrics: &Metrics,
-) -> Result<(), kube::Error> {
-    let name = svc.name_any();
-    match write {
-        ServiceWrite::Status(ips) => {
-            let shown = crate::service_request::status_ips(svc);
-            let ingress = if ips.is_empty() {
-                serde_json::Value::Null
-            } else {
-                json!(
-                    ips.iter()
-                        .map(
-                            |ip: &IpAddr| json!({"ip": ip.to_string(), "ipMode": ip_mode.as_str()})
-                        )
-                        .collect::<Vec<_>>()
-                )
-            };
-            let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            metrics.status_writes.inc();
-            if !shown.is_empty() && shown != *ips {
-                metrics.address_changes.inc();
-            }
-        }
-        ServiceWrite::Annotation(pool) => {
-            let patch = json!({"metadata": {"annotations": {IP_ALLOCATED_FROM_POOL: pool}}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-        }
-    }
-    Ok(())
 }

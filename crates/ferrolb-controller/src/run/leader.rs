@@ -1,0 +1,95 @@
+//! Leading: who holds the Lease, and the rebuild a new leader does before it allocates
+//! anything (every assignment read back from Service status, Services showing addresses
+//! first, so no address moves on failover).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferrolb_api::crd::IPAddressPool;
+use ferrolb_api::model::Labels;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use super::{Controller, ControllerConfig, ControllerError, fingerprint_of};
+use crate::plan::{Outcome, Planner, rebuild_order};
+use crate::service_request::service_key;
+
+/// Whether this replica holds the Lease, from the Lease object itself: a leader whose renewals
+/// fail stops writing when its lease runs out, even before the lease manager notices.
+pub(super) fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
+    let Some(spec) = lease.as_ref().and_then(|l| l.spec.as_ref()) else {
+        return false;
+    };
+    let (Some(holder), Some(renewed), Some(duration)) = (
+        spec.holder_identity.as_deref(),
+        spec.renew_time.as_ref(),
+        spec.lease_duration_seconds,
+    ) else {
+        return false;
+    };
+    let expires = renewed.0.as_second() + i64::from(duration);
+    holder == identity && k8s_openapi::jiff::Timestamp::now().as_second() < expires
+}
+
+pub(super) async fn start_lease_manager(
+    client: &Client,
+    config: &ControllerConfig,
+) -> Result<watch::Receiver<bool>, ControllerError> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(config.lease_duration_secs)
+        .with_grace(config.lease_grace_secs)
+        .with_field_manager(format!("ferrolb-controller-{}", config.identity))
+        .build()
+        .await
+        .map_err(|e| ControllerError::Lease(e.to_string()))?;
+    let (rx, _task) = manager.watch().await;
+    Ok(rx)
+}
+
+impl Controller {
+    /// Lists everything afresh and replays every Service, those showing addresses first.
+    pub(super) async fn rebuild(
+        &mut self,
+        leader: &watch::Receiver<bool>,
+    ) -> Result<(), kube::Error> {
+        let pools = Api::<IPAddressPool>::namespaced(self.client.clone(), &self.config.namespace)
+            .list(&ListParams::default())
+            .await?;
+        let services = Api::<Service>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let namespaces = Api::<Namespace>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let ns_labels: BTreeMap<String, Labels> = namespaces
+            .items
+            .iter()
+            .map(|n| (n.name_any(), n.metadata.labels.clone().unwrap_or_default()))
+            .collect();
+        let mut planner = Planner::new(self.config.lb_class.clone());
+        let update = planner.set_pools(&pools.items);
+        self.report_invalid_pools(&update.newly_invalid, &pools.items);
+        let mut ordered: Vec<&Service> = services.items.iter().collect();
+        rebuild_order(&mut ordered);
+        let mut plans = Vec::new();
+        for svc in ordered {
+            let key = service_key(svc);
+            let labels = ns_labels.get(key.namespace()).cloned().unwrap_or_default();
+            let plan = planner.plan_service(&key, Some(svc), &labels);
+            if matches!(plan.outcome, Outcome::Failed(_)) {
+                self.unassigned.insert(key.clone());
+            }
+            plans.push((Arc::new(svc.clone()), plan));
+            self.dirty.remove(&key);
+        }
+        self.planner = Some(planner);
+        self.pools_seen = fingerprint_of(&pools.items);
+        self.write_plans(plans, leader).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! One reconcile: the cluster read, the decision, the announcer and the dataplane brought to
+//! it; and what moves between reconciles (a Secret, the Nodes, a rival's claim).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::Speaker;
+use super::followers::{Change, Snapshot};
+use super::startup::{format_mac, gossip_keys, seeds_from};
+use crate::cluster::cluster_state;
+use crate::decide::{ClusterState, decide};
+use crate::forwarding::forwarding;
+use crate::rivals::{self, Action};
+
+impl Speaker {
+    pub(super) fn note(&mut self, change: Change, synced: &mut BTreeSet<&'static str>) {
+        match change {
+            Change::Synced(name) => {
+                synced.insert(name);
+            }
+            Change::Secrets => {
+                if let Some(keys) = gossip_keys(
+                    &self.caches.secrets,
+                    &self.config.namespace,
+                    &self.config.gossip_secret,
+                ) {
+                    self.membership.set_keys(keys);
+                }
+            }
+            // Only Node changes move the gossip seeds; a reconcile need not send them.
+            Change::Nodes => self
+                .membership
+                .set_seeds(seeds_from(&self.caches.nodes.state(), &self.config)),
+            Change::Objects => {}
+        }
+    }
+
+    pub(super) async fn reconcile(&mut self) {
+        let started = std::time::Instant::now();
+        let snapshot = self.caches.snapshot();
+        let (state, passwords, problems) =
+            cluster_state(&snapshot.objects(self.config.lb_class.as_deref()));
+        let Snapshot {
+            services,
+            l2,
+            bgp,
+            peers,
+            communities,
+            bfd_profiles,
+            ..
+        } = snapshot;
+        let read = started.elapsed();
+        let live = self.membership.live.borrow().clone();
+        let plan = decide(&state, &live, &self.config.node);
+        let decided = started.elapsed();
+
+        // This node became unusable while alive (cordoned, excluded): drain BGP gracefully.
+        let me_usable = state
+            .nodes
+            .get(&self.config.node)
+            .is_none_or(|n| n.usable());
+        if !me_usable && !self.last_plan.bgp.is_empty() && self.drain_since.is_none() {
+            tracing::info!("node drained: routes re-advertised with GRACEFUL_SHUTDOWN");
+            self.announcer.graceful_shutdown();
+            self.drain_since = Some(Instant::now());
+        }
+        if me_usable {
+            self.drain_since = None;
+        }
+        // While draining, the routes stay (with GRACEFUL_SHUTDOWN) until the delay is over.
+        let draining = self
+            .drain_since
+            .is_some_and(|t| t.elapsed() < self.config.drain_delay);
+        let mut effective = plan.clone();
+        let membership_changed = live != self.live_before;
+        self.rivals
+            .refresh(membership_changed, std::time::Instant::now());
+        for ip in self.rivals.deferred() {
+            effective.without_l2(ip);
+        }
+        if draining {
+            effective.bgp = self.last_plan.bgp.clone();
+            effective.peers = self.last_plan.peers.clone();
+        }
+        self.weight_due = self
+            .weights
+            .damp(
+                &mut effective.bgp,
+                Instant::now().into_std(),
+                self.config.weight_damping,
+            )
+            .map(Instant::from_std);
+        let not_forwarded = if self.forwarder.is_some() {
+            let (wanted, skipped) = forwarding(&effective, &services, self.node_v4, self.node_v6);
+            self.forward_wanted = Arc::new(wanted);
+            // New addresses are forwarded before they are announced.
+            self.forward(true).await;
+            skipped
+        } else {
+            Vec::new()
+        };
+        let applied = self
+            .announcer
+            .apply(&effective, &state.peers, &passwords)
+            .await;
+        if rivals::regained(&self.live_before, &live) {
+            let answering = self.announcer.answering();
+            let again = self
+                .announcer
+                .announce_again(
+                    answering
+                        .into_iter()
+                        .filter(|ip| !applied.owned.contains(ip)),
+                )
+                .await;
+            if !again.is_empty() {
+                tracing::info!(
+                    count = again.len(),
+                    "speakers regained: owned addresses announced again"
+                );
+            }
+        }
+        self.live_before = live.clone();
+        // Addresses this node no longer announces stop being forwarded once nothing draws
+        // their traffic here (after the handover).
+        self.forward(false).await;
+        let done = started.elapsed();
+        if applied != Default::default() {
+            tracing::info!(?applied, "announcements changed");
+        }
+        self.report(&plan, &services, &live, &problems, &not_forwarded);
+        self.publish_conditions(
+            &live,
+            &problems,
+            [
+                ("L2Advertisement", l2.iter().map(|o| &o.metadata).collect()),
+                (
+                    "BGPAdvertisement",
+                    bgp.iter().map(|o| &o.metadata).collect(),
+                ),
+                ("BGPPeer", peers.iter().map(|o| &o.metadata).collect()),
+                (
+                    "Community",
+                    communities.iter().map(|o| &o.metadata).collect(),
+                ),
+                (
+                    "BFDProfile",
+                    bfd_profiles.iter().map(|o| &o.metadata).collect(),
+                ),
+            ],
+        );
+        self.last_plan = effective;
+        self.last_addresses = state
+            .services
+            .iter()
+            .map(|s| (s.key.clone(), s.ips.clone()))
+            .collect();
+        self.write_reports();
+        tracing::debug!(?read, ?decided, applied = ?done, reported = ?started.elapsed(), services = state.services.len(), "reconciled");
+        self.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.refresh_metrics();
+    }
+
+    /// Judges another host's claim on an address this node holds: announces it again, or
+    /// stops answering for it. Returns whether the plan must be applied again.
+    pub(super) async fn on_conflict(&mut self, conflict: ferrolb_l2::Conflict) -> bool {
+        let ip = conflict.ip;
+        if !self.announcer.holds(ip) {
+            // Being handed over (the rival is the next owner) or already gone.
+            return false;
+        }
+        let rival = self.membership.macs.borrow().get(&conflict.mac).cloned();
+        let mac = format_mac(conflict.mac);
+        let now = std::time::Instant::now();
+        match self
+            .rivals
+            .on_claim(ip, &self.config.node, rival.as_deref(), now)
+        {
+            Action::Nothing => false,
+            Action::AnnounceAgain => {
+                tracing::warn!(%ip, %mac, rival = ?rival, interface = %conflict.interface, "another host claims an owned address; announcing it again");
+                self.metrics
+                    .l2_conflicts
+                    .with_label_values(&["defended"])
+                    .inc();
+                self.announcer.announce_again([ip]).await;
+                false
+            }
+            Action::Release { winner } => {
+                tracing::warn!(%ip, %mac, %winner, interface = %conflict.interface, "a higher-ranked node claims this address (gossip cut?); no longer answering for it");
+                self.metrics
+                    .l2_conflicts
+                    .with_label_values(&["deferred"])
+                    .inc();
+                // At once, not at the next reconcile, which then leaves the address out.
+                self.announcer.defer(ip).await;
+                true
+            }
+        }
+    }
+
+    /// Brings the kernel's forwarding to the last decision; with `keep_old`, addresses
+    /// forwarded now stay too (they are still announced until the announcer catches up).
+    pub(super) async fn forward(&mut self, keep_old: bool) {
+        let Some(forwarder) = self.forwarder.clone() else {
+            return;
+        };
+        let keep = (!keep_old).then(|| self.announcer.answering().into_iter().collect());
+        match forwarder.apply(self.forward_wanted.clone(), keep).await {
+            Ok(applied) => {
+                if applied.changed {
+                    tracing::debug!(
+                        wanted = self.forward_wanted.entries.len(),
+                        full = applied.full,
+                        flows_forgotten = applied.flows_forgotten,
+                        "forwarding updated"
+                    );
+                }
+                if let Some(e) = &applied.forget_error {
+                    tracing::warn!(error = %e, "UDP/SCTP flows of changed Service ports keep their old translation until they time out");
+                }
+                if self.forwarding_error.take().is_some() {
+                    tracing::info!("forwarding works again");
+                }
+            }
+            Err(e) => {
+                if self.forwarding_error.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "forwarding change refused; the kernel keeps the previous rules");
+                }
+                self.forwarding_error = Some(e);
+            }
+        }
+    }
+
+    /// The addresses other live nodes announce, decided as they decide it.
+    pub(super) fn taken_by_others(&self, state: &ClusterState) -> BTreeSet<IpAddr> {
+        let mut others = self.membership.live.borrow().clone();
+        others.remove(&self.config.node);
+        others
+            .iter()
+            .flat_map(|node| {
+                decide(state, &others, node)
+                    .services
+                    .into_values()
+                    .flat_map(|s| s.l2.into_iter().chain(s.bgp))
+            })
+            .collect()
+    }
+}
