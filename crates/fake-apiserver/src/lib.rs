@@ -11,6 +11,7 @@ mod builtin;
 mod error;
 mod events;
 mod faults;
+mod frames;
 mod openapi;
 mod patch;
 mod protobuf;
@@ -19,7 +20,7 @@ mod scale;
 mod schema;
 mod selectors;
 mod server;
-mod service;
+mod service_allocation;
 mod store;
 mod table;
 pub mod testing;
@@ -38,7 +39,7 @@ pub use faults::Faults;
 
 use faults::FaultRng;
 use server::Shared;
-use service::ServiceAllocations;
+use service_allocation::ServiceAllocations;
 use store::Store;
 
 /// How to run the server.

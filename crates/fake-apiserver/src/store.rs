@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::patch::{self, Owners};
 use crate::resources::{Registry, ResourceType};
 use crate::selectors::Selector;
-use crate::service::{self, ServiceAllocations};
+use crate::service_allocation::{self, ServiceAllocations};
 
 /// One change, as sent to watchers.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ impl WatchEvent {
 
     pub fn line(&self) -> bytes::Bytes {
         self.line
-            .get_or_init(|| crate::server::event_line(self.event_type, &self.object))
+            .get_or_init(|| crate::frames::event_line(self.event_type, &self.object))
             .clone()
     }
 }
@@ -631,7 +631,7 @@ impl Store {
                     return Err(ApiError::invalid(&rt.kind, &name, &causes));
                 }
             }
-            ("", "services") => service::prepare_create(&mut body, &mut self.services)?,
+            ("", "services") => service_allocation::prepare_create(&mut body, &mut self.services)?,
             ("", "namespaces") => body["status"] = json!({"phase": "Active"}),
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 self.register_crd(&mut body)?
@@ -831,7 +831,7 @@ impl Store {
         }
         if write.target == Target::Main {
             if rt.group.is_empty() && rt.plural == "services" {
-                service::prepare_update(old, &mut next, &mut self.services)?;
+                service_allocation::prepare_update(old, &mut next, &mut self.services)?;
             }
             if rt.group == "apiextensions.k8s.io" {
                 self.register_crd(&mut next)?;
