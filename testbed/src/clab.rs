@@ -67,7 +67,7 @@ fn kind_container(i: usize) -> String {
 /// `ip` commands giving `dev` the addresses (with their segment's lengths).
 fn address_commands(t: &Topology, segment: &str, v4: &str, v6: &str, dev: &str) -> Vec<String> {
     let s = &t.segments[segment];
-    let (len4, len6) = (s.ipv4.len, s.ipv6.len);
+    let (len4, len6) = (s.ipv4.len(), s.ipv6.len());
     vec![
         format!("ip link set {dev} up"),
         format!("ip addr add {v4}/{len4} dev {dev}"),

@@ -245,7 +245,7 @@ impl Lab {
                     &format_mac(host_mac(h, i)),
                 ])?;
                 let seg = &self.topology.segments[&link.segment];
-                let (len4, len6) = (seg.ipv4.len, seg.ipv6.len);
+                let (len4, len6) = (seg.ipv4.len(), seg.ipv6.len());
                 netns::ip(&[
                     "-n",
                     &ns,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
-use ferrolb_dataplane::Prefix;
+use ferrolb_net::Prefix;
 use serde::Deserialize;
 
 /// The description shipped with the repository.
@@ -250,7 +250,7 @@ impl Topology {
 
     fn check(&self) -> anyhow::Result<()> {
         for (name, s) in &self.segments {
-            if !s.ipv4.address.is_ipv4() || !s.ipv6.address.is_ipv6() {
+            if !s.ipv4.is_ipv4() || s.ipv6.is_ipv4() {
                 bail!("segment {name}: ipv4 and ipv6 must be of their family");
             }
         }

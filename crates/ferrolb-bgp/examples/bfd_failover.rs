@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 use ferrolb_bgp::bfd::{Bfd, PeerSpec, Settings};
 use ferrolb_bgp::driver::{PathSpec, spawn_peer};
 use ferrolb_bgp::wire::Prefix;
-use support::{FrrBfd, ip, peer_config, wait_until};
+use ferrolb_testbed::netns;
+use support::{FrrBfd, peer_config, wait_until};
 
 const ROUTE: &str = "203.0.113.10";
 const NODES: [&str; 2] = ["n1", "n2"];
@@ -93,24 +94,25 @@ impl Lab {
             stops: Vec::new(),
         };
         let sw = lab.ns("sw");
-        ip(&["netns", "add", &sw]);
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        netns::ip(&["netns", "add", &sw]).expect("ip");
+        netns::ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]).expect("ip");
+        netns::ip(&["-n", &sw, "link", "set", "br0", "up"]).expect("ip");
         for (short, addr) in [("rt", "192.0.2.1".to_string())]
             .into_iter()
             .chain(NODES.iter().map(|n| (*n, node_ip(n))))
         {
             let ns = lab.ns(short);
-            ip(&["netns", "add", &ns]);
+            netns::ip(&["netns", "add", &ns]).expect("ip");
             let port = format!("p{short}");
-            ip(&[
+            netns::ip(&[
                 "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
                 &ns,
-            ]);
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            ip(&[
+            ])
+            .expect("ip");
+            netns::ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]).expect("ip");
+            netns::ip(&["-n", &ns, "link", "set", "lo", "up"]).expect("ip");
+            netns::ip(&["-n", &ns, "link", "set", "eth0", "up"]).expect("ip");
+            netns::ip(&[
                 "-n",
                 &ns,
                 "addr",
@@ -118,7 +120,8 @@ impl Lab {
                 &format!("{addr}/24"),
                 "dev",
                 "eth0",
-            ]);
+            ])
+            .expect("ip");
         }
         let mut bgpd = "frr defaults traditional\nhostname rt\n!\nrouter bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n".to_string();
         for n in NODES {
@@ -151,7 +154,7 @@ impl Lab {
     }
 
     fn start_node(&mut self, node: &str, v: Variant) {
-        let path = format!("/var/run/netns/{}", self.ns(node));
+        let ns_name = self.ns(node).to_string();
         let me: Ipv4Addr = node_ip(node).parse().unwrap();
         let mut config = peer_config(64500);
         config.address = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 179);
@@ -163,7 +166,7 @@ impl Lab {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         self.stops.push(stop_tx);
         std::thread::spawn(move || {
-            support::enter_ns(&path);
+            ferrolb_testbed::netns::enter(&ns_name).expect("setns");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -217,14 +220,15 @@ impl Lab {
     }
 
     fn cut(&self, node: &str) {
-        ip(&[
+        netns::ip(&[
             "-n",
             &self.ns("sw"),
             "link",
             "set",
             &format!("p{node}"),
             "down",
-        ]);
+        ])
+        .expect("ip");
     }
 }
 

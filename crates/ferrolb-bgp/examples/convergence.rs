@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ferrolb_bgp::driver::PathSpec;
 use ferrolb_bgp::session::State;
 use ferrolb_bgp::wire::Prefix;
+use ferrolb_testbed::netns;
 use support::*;
 
 const ROUTES: u32 = 100_000;
@@ -171,7 +172,7 @@ fn mrt_dump(prefixes: &[Prefix]) -> Vec<u8> {
     for (seq, p) in padded.enumerate() {
         let mut body = (seq as u32).to_be_bytes().to_vec();
         body.push(p.len());
-        if let IpAddr::V4(a) = p.addr() {
+        if let IpAddr::V4(a) = p.address() {
             body.extend_from_slice(&a.octets()[..usize::from(p.len()).div_ceil(8)]);
         }
         body.extend_from_slice(&1u16.to_be_bytes());
@@ -315,7 +316,7 @@ async fn main() {
     // RSS with 100,000 prefixes on three sessions.
     let mut lab = Lab::new();
     for last in ["3", "4"] {
-        ip(&[
+        netns::ip(&[
             "-n",
             &lab.sp,
             "addr",
@@ -323,7 +324,8 @@ async fn main() {
             &format!("192.0.2.{last}/24"),
             "dev",
             "eth0",
-        ]);
+        ])
+        .expect("ip");
     }
     let router = Router::start(
         &mut lab,

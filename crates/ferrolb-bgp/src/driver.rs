@@ -23,7 +23,7 @@ use crate::session::{
     DownReason, Input, Output, Session, SessionConfig, State, Timer, UpdateIssue,
 };
 use crate::wire::{
-    Afi, Message, Prefix, RouteAttributes, UpdateBuilder, decode, encode, frame_len,
+    Afi, Message, Prefix, RouteAttributes, UpdateBuilder, WirePrefix, decode, encode, frame_len,
 };
 
 /// RFC 8326 GRACEFUL_SHUTDOWN community, 65535:0.

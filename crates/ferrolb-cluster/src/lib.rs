@@ -7,6 +7,7 @@ pub mod events;
 pub mod follow;
 pub mod http;
 pub mod service;
+pub mod signals;
 
 pub use events::{EventPublisher, PublishedEvent};
 pub use follow::{ClusterChange, follow, follow_trimmed};

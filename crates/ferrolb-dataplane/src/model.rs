@@ -1,9 +1,8 @@
 //! What a node forwards: plain values, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 /// A Service port's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,74 +51,7 @@ pub struct Key {
 }
 
 /// An address prefix (`loadBalancerSourceRanges` entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Prefix {
-    pub address: IpAddr,
-    pub len: u8,
-}
-
-impl Prefix {
-    /// `address/len` with the host bits cleared.
-    pub fn new(address: IpAddr, len: u8) -> Option<Prefix> {
-        let address = match address {
-            IpAddr::V4(a) if len <= 32 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) if len <= 128 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-            _ => return None,
-        };
-        Some(Prefix { address, len })
-    }
-
-    /// Whether `address` lies inside this prefix.
-    pub fn contains_address(&self, address: IpAddr) -> bool {
-        let host = if address.is_ipv4() { 32 } else { 128 };
-        Prefix::new(address, host).is_some_and(|p| self.contains(&p))
-    }
-
-    /// Whether `other` lies inside this prefix.
-    pub fn contains(&self, other: &Prefix) -> bool {
-        other.len >= self.len
-            && other.address.is_ipv4() == self.address.is_ipv4()
-            && Prefix::new(other.address, self.len) == Some(*self)
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = String;
-
-    /// `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host prefix).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let address: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address prefix"))?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {max}"))?,
-            None => max,
-        };
-        Prefix::new(address, len).ok_or_else(|| format!("{s:?} is not an address prefix"))
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.len)
-    }
-}
+pub use ferrolb_net::Prefix;
 
 /// Where a key's traffic goes, and from where it is admitted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -137,7 +69,7 @@ impl Target {
         let family: Vec<Prefix> = ranges
             .iter()
             .copied()
-            .filter(|p| p.address.is_ipv4() == key.address.is_ipv4())
+            .filter(|p| p.is_ipv4() == key.address.is_ipv4())
             .collect();
         let allowed = (!family.is_empty()).then(|| outermost(&family));
         Target { node_port, allowed }
@@ -161,7 +93,7 @@ fn outermost(prefixes: &[Prefix]) -> BTreeSet<Prefix> {
         .filter(|p| {
             !prefixes
                 .iter()
-                .any(|outer| outer != p && outer.contains(p) && outer.len < p.len)
+                .any(|outer| outer != p && outer.contains(p) && outer.len() < p.len())
         })
         .collect()
 }

@@ -133,7 +133,7 @@ fn key_value(key: &Key) -> Value {
 
 fn allowed_value(key: &Key, prefix: &Prefix) -> Value {
     json!({"concat": [key.address.to_string(), key.protocol.nft(), key.port,
-        {"prefix": {"addr": prefix.address.to_string(), "len": prefix.len}}]})
+        {"prefix": {"addr": prefix.address().to_string(), "len": prefix.len()}}]})
 }
 
 /// Element commands, one per store and verb, in a fixed order.

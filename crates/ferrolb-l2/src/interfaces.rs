@@ -53,25 +53,8 @@ impl Interface {
 }
 
 fn same_subnet(a: IpAddr, len: u8, b: IpAddr) -> bool {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len.min(32)))
-            };
-            u32::from(a) & mask == u32::from(b) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len.min(128)))
-            };
-            u128::from(a) & mask == u128::from(b) & mask
-        }
-        _ => false,
-    }
+    ferrolb_net::Prefix::new(a, len.min(ferrolb_net::bits(a)))
+        .is_some_and(|subnet| subnet.contains_address(b))
 }
 
 /// Requests, replies and gratuitous announcements for one owned address.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_l2::L2Config;
+use ferrolb_testbed::netns;
 use support::*;
 
 /// Accepts one TCP connection on `addr` inside namespace `short` within 5 s.
@@ -202,7 +203,7 @@ async fn interface_added_after_start_is_followed() {
     a.speaker.own(addr(vip), None).await;
     // A new interface on another subnet appears, and the client gets an address there.
     lab.attach("a", "eth1", "02:00:00:00:01:0a");
-    ip(&[
+    netns::ip(&[
         "-n",
         &lab.ns("a"),
         "addr",
@@ -210,8 +211,9 @@ async fn interface_added_after_start_is_followed() {
         "198.51.100.11/24",
         "dev",
         "eth1",
-    ]);
-    ip(&[
+    ])
+    .expect("ip");
+    netns::ip(&[
         "-n",
         &lab.ns("cl"),
         "addr",
@@ -219,7 +221,8 @@ async fn interface_added_after_start_is_followed() {
         "198.51.100.10/24",
         "dev",
         "eth0",
-    ]);
+    ])
+    .expect("ip");
     let deadline = Instant::now() + Duration::from_secs(3);
     while a.speaker.announcing_on(addr(vip)) != ["eth1"] && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -230,7 +233,7 @@ async fn interface_added_after_start_is_followed() {
         "announced where its subnet is"
     );
     let target: SocketAddr = format!("{vip}:8080").parse().unwrap();
-    ip(&[
+    netns::ip(&[
         "-n",
         &lab.ns("a"),
         "addr",
@@ -238,7 +241,8 @@ async fn interface_added_after_start_is_followed() {
         &format!("{vip}/32"),
         "dev",
         "lo",
-    ]);
+    ])
+    .expect("ip");
     assert_client_connects(&lab, "a", target);
     assert_eq!(
         lab.client_neighbour(vip).as_deref(),
@@ -251,7 +255,7 @@ async fn interface_added_after_start_is_followed() {
 async fn address_removal_and_interface_down_up_are_followed() {
     let lab = Lab::new();
     lab.attach("a", "eth1", "02:00:00:00:01:0a");
-    ip(&[
+    netns::ip(&[
         "-n",
         &lab.ns("a"),
         "addr",
@@ -259,7 +263,8 @@ async fn address_removal_and_interface_down_up_are_followed() {
         "198.51.100.11/24",
         "dev",
         "eth1",
-    ]);
+    ])
+    .expect("ip");
     let a = lab.speaker("a", L2Config::default());
     a.speaker.own(addr(VIP4), None).await;
     assert_eq!(a.speaker.announcing_on(addr(VIP4)), ["eth0"]);
@@ -275,7 +280,7 @@ async fn address_removal_and_interface_down_up_are_followed() {
         }
     };
     // Without the subnet on eth0, every usable interface announces.
-    ip(&[
+    netns::ip(&[
         "-n",
         &lab.ns("a"),
         "addr",
@@ -283,9 +288,10 @@ async fn address_removal_and_interface_down_up_are_followed() {
         "192.0.2.11/24",
         "dev",
         "eth0",
-    ]);
+    ])
+    .expect("ip");
     assert_eq!(wait_for(vec!["eth0", "eth1"]).await, ["eth0", "eth1"]);
-    ip(&[
+    netns::ip(&[
         "-n",
         &lab.ns("a"),
         "addr",
@@ -293,13 +299,14 @@ async fn address_removal_and_interface_down_up_are_followed() {
         "192.0.2.11/24",
         "dev",
         "eth0",
-    ]);
+    ])
+    .expect("ip");
     assert_eq!(wait_for(vec!["eth0"]).await, ["eth0"]);
 
     // Down: no longer usable, so the fallback picks eth1; up again: back on eth0, answering.
-    ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "down"]);
+    netns::ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "down"]).expect("ip");
     assert_eq!(wait_for(vec!["eth1"]).await, ["eth1"]);
-    ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "up"]);
+    netns::ip(&["-n", &lab.ns("a"), "link", "set", "eth0", "up"]).expect("ip");
     assert_eq!(wait_for(vec!["eth0"]).await, ["eth0"]);
     assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
     assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
@@ -314,7 +321,7 @@ async fn carrier_regained_on_the_switch_side_announces_the_address_again() {
     assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
     assert_eq!(lab.client_neighbour(VIP4).as_deref(), Some(MAC_A));
     // The switch port goes down (a cable pulled): a's eth0 stays up but loses carrier.
-    ip(&["-n", &lab.ns("br"), "link", "set", "va0", "down"]);
+    netns::ip(&["-n", &lab.ns("br"), "link", "set", "va0", "down"]).expect("ip");
     let deadline = Instant::now() + Duration::from_secs(3);
     while !a.speaker.announcing_on(addr(VIP4)).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -332,7 +339,7 @@ async fn carrier_regained_on_the_switch_side_announces_the_address_again() {
     b.speaker.release(addr(VIP4)).await;
     // The port comes back: a, which never stopped owning the address, announces it at once,
     // so the client's entry (still b's) moves back without waiting for it to go stale.
-    ip(&["-n", &lab.ns("br"), "link", "set", "va0", "up"]);
+    netns::ip(&["-n", &lab.ns("br"), "link", "set", "va0", "up"]).expect("ip");
     assert!(
         lab.wait_client_neighbour(VIP4, MAC_A, Duration::from_secs(2)),
         "client's entry back on a: {:?}",

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferrolb_testbed::netns;
 use support::cluster::*;
 use support::*;
 
@@ -40,7 +41,7 @@ impl EchoService {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            enter(&ns);
+            netns::enter(&ns).expect("setns");
             let socket = UdpSocket::bind((VIP, PORT)).expect("bind the address");
             socket
                 .set_read_timeout(Some(Duration::from_millis(20)))
@@ -83,7 +84,7 @@ fn start_prober(lab: &Lab, stop: Arc<AtomicBool>) -> Arc<Mutex<Timeline>> {
     let ns = lab.ns("cl");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        enter(&ns);
+        netns::enter(&ns).expect("setns");
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         socket.connect((VIP, PORT)).unwrap();
         tx.send(socket).unwrap();

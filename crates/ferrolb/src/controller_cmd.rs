@@ -115,10 +115,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let metrics_server = ferrolb_controller::metrics::serve(args.metrics_addr, metrics.clone(), ready.clone());
         let health_server = ferrolb_controller::metrics::serve(args.health_addr, metrics.clone(), ready.clone());
         tracing::info!(identity = %config.identity, namespace = %config.namespace, "starting controller");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        };
+        let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {
             r = ferrolb_controller::run(client, config, metrics, ready, shutdown) => r.context("controller")?,
             r = metrics_server => r.context("metrics server")?,

@@ -99,15 +99,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             )
         };
         tracing::info!(node = %args.node_name, "starting speaker");
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            tracing::info!("shutting down");
-        };
+        let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {
             r = ferrolb_speaker::run(client, config, metrics, readiness, shutdown) => r.context("speaker")?,
             r = server => r.context("metrics server")?,

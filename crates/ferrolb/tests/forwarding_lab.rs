@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_controller::plan::IpMode;
 use ferrolb_testbed::client::read_line;
+use ferrolb_testbed::netns;
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -40,7 +41,7 @@ impl Listeners {
             let stop = stop.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             threads.push(std::thread::spawn(move || {
-                enter(&ns);
+                netns::enter(&ns).expect("setns");
                 let addr: SocketAddr = format!("{}:{node_port}", node_ip(node)).parse().unwrap();
                 let listener = TcpListener::bind(addr).expect("bind NodePort");
                 listener.set_nonblocking(true).unwrap();
@@ -134,7 +135,7 @@ fn connect(ns: Option<String>, target: &str) -> Option<(TcpStream, String)> {
     };
     match ns {
         Some(ns) => std::thread::spawn(move || {
-            enter(&ns);
+            netns::enter(&ns).expect("setns");
             run()
         })
         .join()

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ferrolb_net::host_mask;
 use serde::{Deserialize, Serialize};
 
 /// An address family.
@@ -66,15 +67,6 @@ pub fn u128_to_ip(family: IpFamily, value: u128) -> IpAddr {
     match family {
         IpFamily::V4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
         IpFamily::V6 => IpAddr::V6(Ipv6Addr::from(value)),
-    }
-}
-
-/// The host part of a block with `host_bits` host bits (its size minus one).
-fn host_mask(host_bits: u32) -> u128 {
-    if host_bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
     }
 }
 

@@ -12,7 +12,8 @@ use std::fmt;
 
 pub use open::{Afi, Capability, GracefulRestart, Open, Safi};
 pub use update::{
-    Prefix, RouteAttributes, UpdateBuilder, UpdateVerdict, link_bandwidth, validate_update,
+    Prefix, RouteAttributes, UpdateBuilder, UpdateVerdict, WirePrefix, link_bandwidth,
+    validate_update,
 };
 
 pub const MARKER: [u8; 16] = [0xff; 16];

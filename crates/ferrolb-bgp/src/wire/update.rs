@@ -1,6 +1,6 @@
 //! UPDATE messages: building what ferrolb advertises, validating what it receives (RFC 7606).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::open::{AS_TRANS, Afi, Safi};
 use super::{HEADER_LEN, MAX_MESSAGE_LEN, Notification, codes};
@@ -26,77 +26,30 @@ const AS_SEQUENCE: u8 = 2;
 /// Room for an UPDATE body.
 const MAX_BODY: usize = MAX_MESSAGE_LEN - HEADER_LEN;
 
-/// A prefix with its host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
+/// A prefix with its host bits cleared (ferrolb's one prefix type).
+pub use ferrolb_net::Prefix;
+
+/// What the wire needs of a prefix: its address family and its NLRI encoding (RFC 4271 4.3:
+/// the length in bits, then as many bytes of the address as it covers).
+pub trait WirePrefix {
+    fn afi(&self) -> Afi;
+    fn wire_len(&self) -> usize;
+    fn encode(&self, out: &mut Vec<u8>);
 }
 
-impl Prefix {
-    /// `None` when `len` is longer than the address.
-    pub fn new(addr: IpAddr, len: u8) -> Option<Prefix> {
-        let bits = if addr.is_ipv4() { 32 } else { 128 };
-        if len > bits {
-            return None;
-        }
-        let addr = match addr {
-            IpAddr::V4(a) => {
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(len))
-                };
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) => {
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(len))
-                };
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-        };
-        Some(Prefix { addr, len })
-    }
-
-    /// A host route (/32 or /128).
-    pub fn host(addr: IpAddr) -> Prefix {
-        Prefix {
-            addr,
-            len: if addr.is_ipv4() { 32 } else { 128 },
-        }
-    }
-
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    pub fn len(&self) -> u8 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn afi(&self) -> Afi {
-        if self.addr.is_ipv4() {
-            Afi::Ipv4
-        } else {
-            Afi::Ipv6
-        }
+impl WirePrefix for Prefix {
+    fn afi(&self) -> Afi {
+        if self.is_ipv4() { Afi::Ipv4 } else { Afi::Ipv6 }
     }
 
     fn wire_len(&self) -> usize {
-        1 + usize::from(self.len).div_ceil(8)
+        1 + usize::from(self.len()).div_ceil(8)
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.len);
-        let n = usize::from(self.len).div_ceil(8);
-        match self.addr {
+        out.push(self.len());
+        let n = usize::from(self.len()).div_ceil(8);
+        match self.address() {
             IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
             IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
         }
@@ -585,6 +538,7 @@ pub fn validate_update(body: &[u8], four_octet: bool, families: &[(Afi, Safi)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     const BOTH: &[(Afi, Safi)] = &[(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)];
 

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,18 +11,19 @@ use std::time::{Duration, Instant};
 use ferrolb_bgp::driver::{Listener, PeerConfig, PeerHandle, spawn_peer};
 use ferrolb_bgp::session::SessionConfig;
 use ferrolb_bgp::wire::{Afi, Safi};
+use ferrolb_testbed::netns;
+
+/// Polls `f` every 100 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    netns::wait_every(limit, Duration::from_millis(100), f)
+}
+
+/// Runs a command in a namespace; panics with its stderr when it fails.
+pub fn in_ns(ns: &str, args: &[&str]) -> String {
+    netns::exec_ok(ns, args).expect("command in namespace")
+}
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two namespaces joined by a veth pair: `sp` (ferrolb, 192.0.2.1, 2001:db8:1::1) and `rt`
 /// (the router, 192.0.2.2, 2001:db8:1::2). Removed on drop, with the router process.
@@ -45,16 +45,17 @@ impl Lab {
             router: None,
         };
         std::fs::create_dir_all(&lab.dir).unwrap();
-        ip(&["netns", "add", &lab.sp]);
-        ip(&["netns", "add", &lab.rt]);
-        ip(&[
+        netns::ip(&["netns", "add", &lab.sp]).expect("ip");
+        netns::ip(&["netns", "add", &lab.rt]).expect("ip");
+        netns::ip(&[
             "-n", &lab.sp, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
             &lab.rt,
-        ]);
+        ])
+        .expect("ip");
         for (ns, last) in [(&lab.sp, "1"), (&lab.rt, "2")] {
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", "eth0", "up"]);
-            ip(&[
+            netns::ip(&["-n", ns, "link", "set", "lo", "up"]).expect("ip");
+            netns::ip(&["-n", ns, "link", "set", "eth0", "up"]).expect("ip");
+            netns::ip(&[
                 "-n",
                 ns,
                 "addr",
@@ -62,8 +63,9 @@ impl Lab {
                 &format!("192.0.2.{last}/24"),
                 "dev",
                 "eth0",
-            ]);
-            ip(&[
+            ])
+            .expect("ip");
+            netns::ip(&[
                 "-n",
                 ns,
                 "addr",
@@ -72,7 +74,8 @@ impl Lab {
                 "dev",
                 "eth0",
                 "nodad",
-            ]);
+            ])
+            .expect("ip");
         }
         lab
     }
@@ -183,9 +186,9 @@ where
 {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let path = format!("/var/run/netns/{}", lab.sp);
+    let ns_name = lab.sp.to_string();
     std::thread::spawn(move || {
-        enter_ns(&path);
+        netns::enter(&ns_name).expect("setns");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -208,27 +211,6 @@ pub fn start_peer(lab: &Lab, config: PeerConfig) -> (PeerHandle, std::sync::mpsc
         handle_tx.send(handle).unwrap();
         vec![task]
     })
-}
-
-/// Moves the calling thread into the network namespace at `path`.
-pub fn enter_ns(path: &str) {
-    let file = std::fs::File::open(path).unwrap();
-    // SAFETY: setns(2) on a namespace file opened here; only this thread moves.
-    assert_eq!(
-        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
-}
-
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 impl Lab {
@@ -341,22 +323,6 @@ pub fn start_bfd_peer(lab: &Lab, config: PeerConfig, spec: ferrolb_bgp::bfd::Pee
         status,
         stop,
     }
-}
-
-/// Runs a command in a namespace; panics with its stderr when it fails.
-pub fn in_ns(ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Drops every BFD packet the speaker namespace sends, as a dead BFD process would.
@@ -490,9 +456,9 @@ impl Drop for FrrBfd {
 /// Sends UDP datagrams from the router namespace (192.0.2.2) to the speaker's `port`, each
 /// with its own TTL.
 pub fn send_from_router(lab: &Lab, port: u16, datagrams: Vec<(Vec<u8>, u32)>) {
-    let path = format!("/var/run/netns/{}", lab.rt);
+    let ns_name = lab.rt.to_string();
     std::thread::spawn(move || {
-        enter_ns(&path);
+        netns::enter(&ns_name).expect("setns");
         let socket = std::net::UdpSocket::bind("192.0.2.2:0").unwrap();
         for (payload, ttl) in datagrams {
             socket.set_ttl(ttl).unwrap();

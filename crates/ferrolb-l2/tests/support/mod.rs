@@ -3,12 +3,12 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_l2::{L2Config, L2Speaker};
+use ferrolb_testbed::netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -16,36 +16,6 @@ pub const VIP4: &str = "192.0.2.100";
 pub const VIP6: &str = "2001:db8:2::100";
 pub const MAC_A: &str = "02:00:00:00:00:0a";
 pub const MAC_B: &str = "02:00:00:00:00:0b";
-
-/// Runs `ip` with `args`; panics with its stderr when it fails.
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip runs");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn sysctl(ns: &str, key: &str, value: &str) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            &format!("{key}={value}"),
-        ])
-        .output()
-        .expect("sysctl runs");
-    assert!(
-        out.status.success(),
-        "sysctl {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 pub struct Lab {
     pub prefix: String,
@@ -73,12 +43,12 @@ impl Lab {
         };
         for short in ["br", "cl", "a", "b"] {
             let name = lab.ns(short);
-            ip(&["netns", "add", &name]);
+            netns::ip(&["netns", "add", &name]).expect("ip");
             lab.namespaces.push(name);
         }
         let br = lab.ns("br");
-        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        netns::ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]).expect("ip");
+        netns::ip(&["-n", &br, "link", "set", "br0", "up"]).expect("ip");
         for (short, last, mac) in [
             ("cl", "10", "02:00:00:00:00:01"),
             ("a", "11", MAC_A),
@@ -86,8 +56,8 @@ impl Lab {
         ] {
             let ns = lab.ns(short);
             lab.attach(short, "eth0", mac);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&[
+            netns::ip(&["-n", &ns, "link", "set", "lo", "up"]).expect("ip");
+            netns::ip(&[
                 "-n",
                 &ns,
                 "addr",
@@ -95,8 +65,9 @@ impl Lab {
                 &format!("192.0.2.{last}/24"),
                 "dev",
                 "eth0",
-            ]);
-            ip(&[
+            ])
+            .expect("ip");
+            netns::ip(&[
                 "-n",
                 &ns,
                 "addr",
@@ -105,11 +76,13 @@ impl Lab {
                 "dev",
                 "eth0",
                 "nodad",
-            ]);
+            ])
+            .expect("ip");
             if short != "cl" {
-                sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1");
-                ip(&["-n", &ns, "addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
-                ip(&[
+                netns::sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1").expect("sysctl");
+                netns::ip(&["-n", &ns, "addr", "add", &format!("{VIP4}/32"), "dev", "lo"])
+                    .expect("ip");
+                netns::ip(&[
                     "-n",
                     &ns,
                     "addr",
@@ -118,7 +91,8 @@ impl Lab {
                     "dev",
                     "lo",
                     "nodad",
-                ]);
+                ])
+                .expect("ip");
             }
         }
         lab
@@ -129,12 +103,13 @@ impl Lab {
         let br = self.ns("br");
         let ns = self.ns(short);
         let port = format!("v{short}{}", name.trim_start_matches("eth"));
-        ip(&[
+        netns::ip(&[
             "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", name, "netns", &ns,
-        ]);
-        ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
-        ip(&["-n", &ns, "link", "set", name, "address", mac]);
-        ip(&["-n", &ns, "link", "set", name, "up"]);
+        ])
+        .expect("ip");
+        netns::ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]).expect("ip");
+        netns::ip(&["-n", &ns, "link", "set", name, "address", mac]).expect("ip");
+        netns::ip(&["-n", &ns, "link", "set", name, "up"]).expect("ip");
     }
 
     /// The MAC the client's neighbour table holds for `addr`, if any (any state but FAILED).
@@ -160,9 +135,9 @@ impl Lab {
         short: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/var/run/netns/{}", self.ns(short));
+        let ns_name = self.ns(short).to_string();
         std::thread::spawn(move || {
-            enter(&path);
+            netns::enter(&ns_name).expect("setns");
             f()
         })
     }
@@ -178,11 +153,11 @@ impl Lab {
 
     /// Starts a speaker inside namespace `short`; it stops when the returned guard drops.
     pub fn speaker(&self, short: &str, config: L2Config) -> SpeakerGuard {
-        let path = format!("/var/run/netns/{}", self.ns(short));
+        let ns_name = self.ns(short).to_string();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            enter(&path);
+            netns::enter(&ns_name).expect("setns");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -203,13 +178,6 @@ impl Lab {
             thread: Some(thread),
         }
     }
-}
-
-fn enter(path: &str) {
-    let file = std::fs::File::open(path).expect("netns file");
-    // SAFETY: setns(2) on a namespace file this thread just opened.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for Lab {

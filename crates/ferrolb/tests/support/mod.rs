@@ -7,12 +7,13 @@ pub mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use ferrolb_testbed::netns;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -45,18 +46,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(args: &[&str]) {
-    run("ip", args);
-}
-
-/// Moves the calling thread into a namespace: sockets it (and threads it starts) open are there.
-pub fn enter(ns: &str) {
-    let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
-    // SAFETY: setns(2) on a namespace file this thread just opened.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
 }
 
 pub struct Lab {
@@ -109,10 +98,10 @@ impl Lab {
             speaker_wrappers: BTreeMap::new(),
         };
         let sw = lab.ns("sw");
-        ip(&["netns", "add", &sw]);
+        netns::ip(&["netns", "add", &sw]).expect("ip");
         lab.namespaces.push(sw.clone());
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &sw, "link", "set", "br0", "up"]);
+        netns::ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]).expect("ip");
+        netns::ip(&["-n", &sw, "link", "set", "br0", "up"]).expect("ip");
         let hosts: Vec<(String, String, String, String)> = NODES
             .iter()
             .map(|n| (n.to_string(), node_ip(n), node_ip6(n), node_mac(n)))
@@ -133,18 +122,19 @@ impl Lab {
             .collect();
         for (short, addr, addr6, mac) in &hosts {
             let ns = lab.ns(short);
-            ip(&["netns", "add", &ns]);
+            netns::ip(&["netns", "add", &ns]).expect("ip");
             lab.namespaces.push(ns.clone());
             let port = format!("p{short}");
-            ip(&[
+            netns::ip(&[
                 "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
                 &ns,
-            ]);
-            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-            ip(&["-n", &ns, "link", "set", "eth0", "address", mac]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            ip(&[
+            ])
+            .expect("ip");
+            netns::ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]).expect("ip");
+            netns::ip(&["-n", &ns, "link", "set", "eth0", "address", mac]).expect("ip");
+            netns::ip(&["-n", &ns, "link", "set", "lo", "up"]).expect("ip");
+            netns::ip(&["-n", &ns, "link", "set", "eth0", "up"]).expect("ip");
+            netns::ip(&[
                 "-n",
                 &ns,
                 "addr",
@@ -152,8 +142,9 @@ impl Lab {
                 &format!("{addr}/24"),
                 "dev",
                 "eth0",
-            ]);
-            ip(&[
+            ])
+            .expect("ip");
+            netns::ip(&[
                 "-n",
                 &ns,
                 "addr",
@@ -162,10 +153,11 @@ impl Lab {
                 "dev",
                 "eth0",
                 "nodad",
-            ]);
+            ])
+            .expect("ip");
         }
         lab.start_frr(password, bfd);
-        enter(&lab.ns("rt"));
+        netns::enter(&lab.ns("rt")).expect("setns");
         lab
     }
 
@@ -545,7 +537,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Polls `f` every 20 ms (fine enough for the benches' timings) until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, f: impl FnMut() -> bool) -> bool {
-    ferrolb_testbed::netns::wait_every(limit, Duration::from_millis(20), f)
+    netns::wait_every(limit, Duration::from_millis(20), f)
 }
 
 pub fn addr(s: &str) -> IpAddr {
