@@ -6,6 +6,10 @@
 //! 410 Gone, the status subresource, finalizers, server-side apply ownership, Service defaulting,
 //! and injected faults (dropped watches, 500s, 429s, latency, restarts). It is not a product.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 mod api_types;
 mod builtin;
 mod error;

@@ -367,13 +367,13 @@ async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
         tokio::net::TcpSocket::new_v6()?
     };
     if let Some(key) = &config.md5_key {
-        crate::tcp::set_md5(&socket, address.ip(), key.as_bytes())?;
+        crate::sys::set_md5(&socket, address.ip(), key.as_bytes())?;
     }
     if config.gtsm {
-        crate::tcp::set_ttl(&socket, address.is_ipv4(), 255)?;
-        crate::tcp::set_min_ttl(&socket, address.is_ipv4(), 254)?;
+        crate::sys::set_ttl(&socket, address.is_ipv4(), 255)?;
+        crate::sys::set_min_ttl(&socket, address.is_ipv4(), 254)?;
     } else if let Some(ttl) = config.ttl {
-        crate::tcp::set_ttl(&socket, address.is_ipv4(), ttl)?;
+        crate::sys::set_ttl(&socket, address.is_ipv4(), ttl)?;
     }
     if let Some(src) = config.source {
         socket.bind(SocketAddr::new(src, 0))?;
@@ -619,7 +619,7 @@ impl Listener {
     /// Routes connections from `peer`'s address to it; sets its MD5 key on the listening socket.
     pub fn add_peer(&self, config: &PeerConfig, handle: PeerHandle) -> io::Result<()> {
         if let Some(key) = &config.md5_key {
-            crate::tcp::set_md5(&self.listener, config.address.ip(), key.as_bytes())?;
+            crate::sys::set_md5(&self.listener, config.address.ip(), key.as_bytes())?;
         }
         self.peers
             .lock()

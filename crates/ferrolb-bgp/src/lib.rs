@@ -7,8 +7,13 @@
 //! communities sent as Partial) touches a message ferrolb sends or must survive, and the few
 //! messages a speaker that only announces needs are smaller to write than to guard.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 pub mod bfd;
 pub mod driver;
 pub mod session;
-pub mod tcp;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod wire;

@@ -2,6 +2,10 @@
 //! reflectors that keep a cache and report what changed, an Event publisher off the hot path,
 //! and the few facts about a Service both sides read the same way.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 pub mod api_calls;
 pub mod events;
 pub mod follow;

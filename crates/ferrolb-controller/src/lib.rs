@@ -3,6 +3,10 @@
 //! `plan` decides (pure), `run` does the I/O (watches, leader election, writes, Events),
 //! `metrics` serves Prometheus metrics and health endpoints.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 pub mod metrics;
 pub mod plan;
 pub mod run;

@@ -12,8 +12,14 @@
 //! one Service changing is a few element updates. Every change is one nftables transaction:
 //! it applies whole or not at all. Tables, chains and rules of others are never read or touched.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 pub mod conntrack;
 pub mod dataplane;
+#[allow(unsafe_code)]
 pub mod libnft;
 pub mod model;
 pub mod ruleset;

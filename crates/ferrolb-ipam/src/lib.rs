@@ -3,6 +3,10 @@
 //! Memory grows with the number of assigned addresses, not with pool sizes: used addresses are
 //! kept as runs in an interval set, and free-address search is one lookup per range.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 mod address_space;
 mod allocator;
 mod error;

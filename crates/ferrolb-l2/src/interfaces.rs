@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::frames::{Claim, Solicitation};
+use crate::wire::{Claim, Solicitation};
 
 pub const IFF_UP: u32 = libc::IFF_UP as u32;
 pub const IFF_BROADCAST: u32 = libc::IFF_BROADCAST as u32;
@@ -169,13 +169,13 @@ pub fn answer(snapshot: &Snapshot, index: u32, solicitation: &Solicitation) -> O
             sender_mac,
             sender_ip,
             target,
-        } => crate::frames::arp_reply(iface.mac, target, sender_mac, sender_ip),
+        } => crate::wire::arp_reply(iface.mac, target, sender_mac, sender_ip),
         Solicitation::Ns {
             eth_source,
             source,
             source_lladdr,
             target,
-        } => crate::frames::solicited_advert(
+        } => crate::wire::solicited_advert(
             iface.mac,
             target,
             source_lladdr.unwrap_or(eth_source),

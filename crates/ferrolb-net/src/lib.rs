@@ -1,6 +1,10 @@
 //! Address prefixes, written once: the one `Prefix` type the BGP codec, the forwarding rules,
 //! the L2 responder and the lab use, and the mask arithmetic behind it.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;

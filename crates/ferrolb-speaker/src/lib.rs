@@ -7,6 +7,10 @@
 //! applies a plan to the L2 responder and the BGP sessions; `run` follows the cluster and ties
 //! them together; `metrics` serves Prometheus metrics and health.
 
+// `unsafe` lives only in the modules that talk to the kernel or C (`sys` and the like), each
+// use with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+
 pub mod announce;
 pub mod cluster;
 pub mod decide;
@@ -18,10 +22,13 @@ pub mod metrics;
 pub mod reports;
 pub mod rivals;
 pub mod run;
+#[allow(unsafe_code)]
+mod sys;
 pub mod weights;
 
 pub use metrics::Metrics;
-pub use run::{SpeakerConfig, SpeakerError, limit_malloc_arenas, run};
+pub use run::{SpeakerConfig, SpeakerError, run};
+pub use sys::limit_malloc_arenas;
 
 /// Every request the speaker makes: its followers (list, watch), Events, the `Valid`
 /// conditions on configuration objects, and its own reports (`reports`).

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::packet::{ControlPacket, Diagnostic, State};
+use super::wire::{ControlPacket, Diagnostic, State};
 
 /// RFC 5880 6.8.3: while not Up, packets go at most once a second.
 pub const SLOW_TX: Duration = Duration::from_secs(1);

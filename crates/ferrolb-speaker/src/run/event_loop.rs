@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::Speaker;
 use super::followers::{Change, WATCHES};
-use super::startup::release_free_memory;
+use crate::sys::release_free_memory;
 
 impl Speaker {
     /// Serves until `shutdown` resolves or the followers stop.

@@ -42,8 +42,6 @@ use crate::reports::{Background, ConditionWriter, Conditions, ReportWriter, Repo
 use crate::rivals::Rivals;
 use followers::Caches;
 
-pub use startup::limit_malloc_arenas;
-
 /// How the speaker runs.
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {

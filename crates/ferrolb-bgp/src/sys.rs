@@ -1,8 +1,9 @@
-//! TCP socket options for BGP: MD5 signatures (RFC 2385) and TTL (eBGP multihop, GTSM).
+//! The crate's only `unsafe`: socket options for BGP (TCP MD5 signatures, RFC 2385; TTL for
+//! eBGP multihop and GTSM) and BFD's datagrams with the TTL they arrived with (RFC 5881).
 
 use std::io;
 use std::mem::size_of;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 /// `struct tcp_md5sig` from linux/tcp.h; libc has only the option number.
@@ -110,6 +111,73 @@ pub fn set_min_ttl(socket: &impl AsRawFd, ipv4: bool, min: u8) -> io::Result<()>
         (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
     };
     set_int(socket, level, opt, libc::c_int::from(min))
+}
+
+/// Asks the kernel to report each received datagram's TTL (IPv4) or hop limit (IPv6), for
+/// [`recv_with_ttl`].
+pub fn report_ttl(socket: &impl AsRawFd, ipv4: bool) -> io::Result<()> {
+    let (level, opt) = if ipv4 {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    };
+    set_int(socket, level, opt, 1)
+}
+
+/// recvmsg(2) without blocking: the payload, its source, and the TTL / hop limit the kernel
+/// reported in a control message (after [`report_ttl`]).
+pub fn recv_with_ttl(fd: i32) -> io::Result<(Vec<u8>, IpAddr, Option<u8>)> {
+    let mut buf = [0u8; 512];
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: every pointer in msg refers to a buffer above that outlives the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ttl = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            let is_ttl = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_TTL)
+                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_HOPLIMIT);
+            if is_ttl {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+                ttl = u8::try_from(v).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    // SAFETY: the kernel wrote a sockaddr of the family it names.
+    let from = unsafe {
+        match i32::from(from.ss_family) {
+            libc::AF_INET => {
+                let a = &*(&from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr))
+            }
+            _ => return Err(io::Error::other("datagram from an unknown address family")),
+        }
+    };
+    Ok((buf[..n as usize].to_vec(), from, ttl))
 }
 
 #[cfg(test)]

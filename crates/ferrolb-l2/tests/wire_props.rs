@@ -1,6 +1,6 @@
 //! Random and mutated frames never panic the parser, and what it accepts is a solicitation.
 
-use ferrolb_l2::frames::{gratuitous_arp, parse, solicited_advert, unsolicited_advert};
+use ferrolb_l2::wire::{gratuitous_arp, parse, solicited_advert, unsolicited_advert};
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 
 use futures::StreamExt;
 
-use crate::frames::{self, solicited_node};
 use crate::interfaces::{CountersSnapshot, Interface, Owned, Snapshot, answer, is_rival};
 use crate::netlink;
 use crate::sys::{self, PacketKind};
+use crate::wire::{self, solicited_node};
 
 /// How the speaker announces.
 #[derive(Debug, Clone)]
@@ -477,8 +477,8 @@ async fn announce(
         };
         for iface in snap.eligible(ip) {
             let frames: Vec<Vec<u8>> = match ip {
-                IpAddr::V4(v4) => frames::gratuitous_arp(iface.mac, v4).into(),
-                IpAddr::V6(v6) => vec![frames::unsolicited_advert(iface.mac, v6)],
+                IpAddr::V4(v4) => wire::gratuitous_arp(iface.mac, v4).into(),
+                IpAddr::V6(v6) => vec![wire::unsolicited_advert(iface.mac, v6)],
             };
             let sent = senders.get(iface.index).and_then(|sock| {
                 for f in &frames {
@@ -566,7 +566,7 @@ fn serve_frames(fd: i32, port: &Port, buf: &mut [u8]) {
         counters.frames.fetch_add(1, Ordering::Relaxed);
         let frame = &buf[..n];
         let snap = port.snapshot.borrow().clone();
-        if let Some(claim) = frames::parse_claim(frame)
+        if let Some(claim) = wire::parse_claim(frame)
             && is_rival(&snap, &claim)
         {
             counters.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -578,9 +578,9 @@ fn serve_frames(fd: i32, port: &Port, buf: &mut [u8]) {
                 });
             }
         }
-        let solicitation = match frames::parse(frame) {
+        let solicitation = match wire::parse(frame) {
             Ok(s) => s,
-            Err(frames::Malformed::NotArpRequest | frames::Malformed::NotNeighborSolicitation) => {
+            Err(wire::Malformed::NotArpRequest | wire::Malformed::NotNeighborSolicitation) => {
                 continue;
             }
             Err(_) => {

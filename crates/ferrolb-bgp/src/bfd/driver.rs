@@ -21,8 +21,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::packet::{ControlPacket, Diagnostic, Malformed, State};
 use super::session::{Session, Settings};
+use super::wire::{ControlPacket, Diagnostic, Malformed, State};
 
 pub const SINGLE_HOP_PORT: u16 = 3784;
 pub const MULTI_HOP_PORT: u16 = 4784;
@@ -378,7 +378,13 @@ async fn recv_any(receivers: &[Receiver]) -> (bool, io::Result<Datagram>) {
                     return Poll::Ready((r.multihop, Err(e)));
                 }
                 let fd = r.socket.as_raw_fd();
-                match r.socket.try_io(Interest::READABLE, || recv_with_ttl(fd)) {
+                match r.socket.try_io(Interest::READABLE, || {
+                    crate::sys::recv_with_ttl(fd).map(|(payload, from, ttl)| Datagram {
+                        payload,
+                        from,
+                        ttl,
+                    })
+                }) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     result => return Poll::Ready((r.multihop, result)),
                 }
@@ -397,13 +403,10 @@ fn receive_socket(address: IpAddr, port: u16) -> io::Result<UdpSocket> {
         Domain::IPV6
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    let fd = socket.as_raw_fd();
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
-        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-    } else {
-        set_int(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
     }
+    crate::sys::report_ttl(&socket, address.is_ipv4())?;
     socket.set_reuse_address(true)?;
     socket.bind(&SocketAddr::new(address, port).into())?;
     socket.set_nonblocking(true)?;
@@ -437,82 +440,6 @@ fn send_socket(local: Option<IpAddr>, ipv4: bool, rng: &mut Rng) -> io::Result<U
         }
     }
     Err(last)
-}
-
-fn set_int(fd: i32, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: setsockopt with a pointer to an int that lives across the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// recvmsg(2) with the TTL / hop limit the kernel reports in a control message.
-fn recv_with_ttl(fd: i32) -> io::Result<Datagram> {
-    let mut buf = [0u8; 512];
-    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
-    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: every pointer in msg refers to a buffer above that outlives the call.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut ttl = None;
-    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            let c = &*cmsg;
-            let is_ttl = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_TTL)
-                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_HOPLIMIT);
-            if is_ttl {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
-                ttl = u8::try_from(v).ok();
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    // SAFETY: the kernel wrote a sockaddr of the family it names.
-    let from = unsafe {
-        match i32::from(from.ss_family) {
-            libc::AF_INET => {
-                let a = &*(&from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
-            }
-            libc::AF_INET6 => {
-                let a = &*(&from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr))
-            }
-            _ => return Err(io::Error::other("datagram from an unknown address family")),
-        }
-    };
-    Ok(Datagram {
-        payload: buf[..n as usize].to_vec(),
-        from,
-        ttl,
-    })
 }
 
 /// xorshift64*: jitter and discriminators need spread, not secrecy.
