@@ -310,62 +310,22 @@ impl Session {
         }
     }
 
-    /// Handles one input.
+    /// Handles one input: the (state, input) pair picks the handler, in RFC 4271's order of
+    /// precedence (a stop first, then the idle and connecting states, then what ends a session
+    /// in any state, then the messages each state expects).
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
         match (self.state, input) {
-            (_, Input::Stop(message)) => {
-                self.stopped = true;
-                let notify = matches!(
-                    self.state,
-                    State::OpenSent | State::OpenConfirm | State::Established
-                )
-                .then(|| Notification::shutdown(message.as_deref().unwrap_or("")));
-                let reason = DownReason::Stopped;
-                self.go_idle(&mut out, reason, notify);
-            }
+            (_, Input::Stop(message)) => self.on_stop(message, &mut out),
             (State::Idle, Input::Start)
-            | (State::Idle, Input::TimerExpired(Timer::ConnectRetry)) => {
-                self.stopped = false;
-                if self.config.passive {
-                    self.state = State::Active;
-                } else {
-                    self.state = State::Connect;
-                    out.push(Output::Connect);
-                    out.push(Output::StartTimer(
-                        Timer::ConnectRetry,
-                        self.retry_interval(),
-                    ));
-                }
-            }
+            | (State::Idle, Input::TimerExpired(Timer::ConnectRetry)) => self.on_start(&mut out),
             (State::Idle, _) | (_, Input::Start) => {}
-            (State::Connect | State::Active, Input::Connected) => {
-                out.push(Output::StopTimer(Timer::ConnectRetry));
-                out.push(Output::Send(Message::Open(self.open_message())));
-                out.push(Output::StartTimer(Timer::Hold, OPEN_HOLD));
-                self.state = State::OpenSent;
-            }
+            (State::Connect | State::Active, Input::Connected) => self.on_connected(&mut out),
             (State::Connect, Input::ConnectFailed) | (State::Connect, Input::Closed) => {
-                // Connect fails: wait in Active for the retry timer (or the peer).
-                self.failures = self.failures.saturating_add(1);
-                out.push(Output::StartTimer(
-                    Timer::ConnectRetry,
-                    self.retry_interval(),
-                ));
-                self.state = State::Active;
+                self.on_connect_failed(&mut out)
             }
-            (State::Connect, Input::TimerExpired(Timer::ConnectRetry))
-            | (State::Active, Input::TimerExpired(Timer::ConnectRetry)) => {
-                if self.config.passive {
-                    return out;
-                }
-                out.push(Output::Disconnect);
-                out.push(Output::Connect);
-                out.push(Output::StartTimer(
-                    Timer::ConnectRetry,
-                    self.retry_interval(),
-                ));
-                self.state = State::Connect;
+            (State::Connect | State::Active, Input::TimerExpired(Timer::ConnectRetry)) => {
+                self.on_connect_retry(&mut out)
             }
             (State::Connect | State::Active, _) => {}
             (_, Input::PeerUnreachable) => {
@@ -379,87 +339,156 @@ impl Session {
             (_, Input::Closed) | (_, Input::ConnectFailed) => {
                 self.go_idle(&mut out, DownReason::ConnectionClosed, None);
             }
-            (_, Input::Malformed(n)) => {
-                self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n));
-            }
+            (_, Input::Malformed(n)) => self.refuse(n, &mut out),
             (_, Input::Message(Message::Notification(n))) => {
                 self.go_idle(&mut out, DownReason::Received(n), None);
             }
-            (State::OpenSent, Input::Message(Message::Open(open))) => match self.accept_open(&open)
-            {
-                Ok(negotiated) => {
-                    out.push(Output::Send(Message::Keepalive));
-                    self.negotiated = Some(negotiated.clone());
-                    if negotiated.hold_time.is_zero() {
-                        out.push(Output::StopTimer(Timer::Hold));
-                    } else {
-                        out.push(Output::StartTimer(Timer::Hold, negotiated.hold_time));
-                        out.push(Output::StartTimer(Timer::Keepalive, negotiated.keepalive));
-                    }
-                    self.state = State::OpenConfirm;
-                }
-                Err(n) => self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n)),
-            },
-            (State::OpenConfirm, Input::Message(Message::Keepalive)) => {
-                self.restart_hold(&mut out);
-                self.state = State::Established;
-                self.failures = 0;
-                if let Some(n) = &self.negotiated {
-                    out.push(Output::Up(n.clone()));
-                }
-            }
+            (State::OpenSent, Input::Message(Message::Open(open))) => self.on_open(&open, &mut out),
+            (State::OpenConfirm, Input::Message(Message::Keepalive)) => self.on_confirmed(&mut out),
             (State::OpenConfirm | State::Established, Input::TimerExpired(Timer::Keepalive)) => {
-                out.push(Output::Send(Message::Keepalive));
-                if let Some(n) = &self.negotiated {
-                    out.push(Output::StartTimer(Timer::Keepalive, n.keepalive));
-                }
+                self.on_keepalive_due(&mut out)
             }
             (State::Established, Input::Message(Message::Keepalive)) => self.restart_hold(&mut out),
             (State::Established, Input::Message(Message::Update(body))) => {
-                self.restart_hold(&mut out);
-                let (four, families) = self
-                    .negotiated
-                    .as_ref()
-                    .map_or((false, &[][..]), |n| (n.four_octet, &n.families[..]));
-                match validate_update(&body, four, families) {
-                    UpdateVerdict::Valid {
-                        end_of_rib,
-                        discarded,
-                        ignored_families,
-                        ..
-                    } => {
-                        if let Some(d) = discarded {
-                            out.push(Output::UpdateIssue(UpdateIssue::AttributeDiscarded(d)));
-                        }
-                        if ignored_families > 0 {
-                            out.push(Output::UpdateIssue(UpdateIssue::FamilyIgnored));
-                        }
-                        if let Some(afi) = end_of_rib {
-                            out.push(Output::EndOfRib(afi));
-                        }
-                    }
-                    UpdateVerdict::TreatAsWithdraw(reason) => {
-                        out.push(Output::UpdateIssue(UpdateIssue::TreatAsWithdraw(reason)));
-                    }
-                    UpdateVerdict::Reset(n) => {
-                        self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n))
-                    }
-                }
+                self.on_update(&body, &mut out)
             }
             (State::Established, Input::Message(Message::RouteRefresh(rr))) => {
                 self.restart_hold(&mut out);
                 out.push(Output::RefreshRequested(rr));
             }
             (_, Input::TimerExpired(_)) => {}
-            (_, Input::Connected) => {
-                // A second connection while one is open: the driver resolves collisions.
-            }
-            (_, Input::Message(_)) => {
-                let n = self.fsm_error();
-                self.go_idle(&mut out, DownReason::Sent(n.clone()), Some(n));
-            }
+            // A second connection while one is open: the driver resolves collisions.
+            (_, Input::Connected) => {}
+            (_, Input::Message(_)) => self.refuse(self.fsm_error(), &mut out),
         }
         out
+    }
+
+    /// ManualStop: a NOTIFICATION (Cease, Administrative Shutdown) once an OPEN was sent.
+    fn on_stop(&mut self, message: Option<String>, out: &mut Vec<Output>) {
+        self.stopped = true;
+        let notify = matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        )
+        .then(|| Notification::shutdown(message.as_deref().unwrap_or("")));
+        self.go_idle(out, DownReason::Stopped, notify);
+    }
+
+    /// Start, or the retry timer in Idle: connect, or wait for the peer when passive.
+    fn on_start(&mut self, out: &mut Vec<Output>) {
+        self.stopped = false;
+        if self.config.passive {
+            self.state = State::Active;
+        } else {
+            self.state = State::Connect;
+            out.push(Output::Connect);
+            out.push(Output::StartTimer(
+                Timer::ConnectRetry,
+                self.retry_interval(),
+            ));
+        }
+    }
+
+    fn on_connected(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::StopTimer(Timer::ConnectRetry));
+        out.push(Output::Send(Message::Open(self.open_message())));
+        out.push(Output::StartTimer(Timer::Hold, OPEN_HOLD));
+        self.state = State::OpenSent;
+    }
+
+    /// Connect fails: wait in Active for the retry timer (or the peer).
+    fn on_connect_failed(&mut self, out: &mut Vec<Output>) {
+        self.failures = self.failures.saturating_add(1);
+        out.push(Output::StartTimer(
+            Timer::ConnectRetry,
+            self.retry_interval(),
+        ));
+        self.state = State::Active;
+    }
+
+    fn on_connect_retry(&mut self, out: &mut Vec<Output>) {
+        if self.config.passive {
+            return;
+        }
+        out.push(Output::Disconnect);
+        out.push(Output::Connect);
+        out.push(Output::StartTimer(
+            Timer::ConnectRetry,
+            self.retry_interval(),
+        ));
+        self.state = State::Connect;
+    }
+
+    /// Goes down, sending `n`.
+    fn refuse(&mut self, n: Notification, out: &mut Vec<Output>) {
+        self.go_idle(out, DownReason::Sent(n.clone()), Some(n));
+    }
+
+    /// The peer's OPEN in OpenSent: accepted (KEEPALIVE, negotiated timers) or refused.
+    fn on_open(&mut self, open: &Open, out: &mut Vec<Output>) {
+        match self.accept_open(open) {
+            Ok(negotiated) => {
+                out.push(Output::Send(Message::Keepalive));
+                self.negotiated = Some(negotiated.clone());
+                if negotiated.hold_time.is_zero() {
+                    out.push(Output::StopTimer(Timer::Hold));
+                } else {
+                    out.push(Output::StartTimer(Timer::Hold, negotiated.hold_time));
+                    out.push(Output::StartTimer(Timer::Keepalive, negotiated.keepalive));
+                }
+                self.state = State::OpenConfirm;
+            }
+            Err(n) => self.refuse(n, out),
+        }
+    }
+
+    /// The peer's KEEPALIVE in OpenConfirm: the session is up.
+    fn on_confirmed(&mut self, out: &mut Vec<Output>) {
+        self.restart_hold(out);
+        self.state = State::Established;
+        self.failures = 0;
+        if let Some(n) = &self.negotiated {
+            out.push(Output::Up(n.clone()));
+        }
+    }
+
+    fn on_keepalive_due(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::Send(Message::Keepalive));
+        if let Some(n) = &self.negotiated {
+            out.push(Output::StartTimer(Timer::Keepalive, n.keepalive));
+        }
+    }
+
+    /// An UPDATE: judged (RFC 7606) and reported; only a reset verdict ends the session.
+    fn on_update(&mut self, body: &[u8], out: &mut Vec<Output>) {
+        self.restart_hold(out);
+        let (four, families) = self
+            .negotiated
+            .as_ref()
+            .map_or((false, &[][..]), |n| (n.four_octet, &n.families[..]));
+        match validate_update(body, four, families) {
+            UpdateVerdict::Valid {
+                end_of_rib,
+                discarded,
+                ignored_families,
+                ..
+            } => {
+                if let Some(d) = discarded {
+                    out.push(Output::UpdateIssue(UpdateIssue::AttributeDiscarded(d)));
+                }
+                if ignored_families > 0 {
+                    out.push(Output::UpdateIssue(UpdateIssue::FamilyIgnored));
+                }
+                if let Some(afi) = end_of_rib {
+                    out.push(Output::EndOfRib(afi));
+                }
+            }
+            UpdateVerdict::TreatAsWithdraw(reason) => {
+                out.push(Output::UpdateIssue(UpdateIssue::TreatAsWithdraw(reason)));
+            }
+            UpdateVerdict::Reset(n) => self.refuse(n, out),
+        }
     }
 }
 
