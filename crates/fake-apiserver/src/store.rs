@@ -77,6 +77,17 @@ pub enum PatchKind {
     Apply { force: bool },
 }
 
+/// What a write does with fields the kind does not have (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refused with a 400 naming them.
+    Strict,
+    /// Dropped, with a warning each (kube-apiserver's default).
+    Warn,
+    /// Dropped silently.
+    Ignore,
+}
+
 /// Where a write goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -115,9 +126,9 @@ pub struct Store {
     /// During a dry run: changes are made (so validation and defaulting run) but neither
     /// recorded nor sent to watchers, and [`Store::restore`] puts the state back.
     silent: bool,
-    /// The request's `fieldValidation` (Strict, Warn, Ignore) for built-in objects; the server
-    /// sets it before a write, as it holds the store for the whole request.
-    pub field_validation: &'static str,
+    /// The request's `fieldValidation` for built-in objects; the server sets it before a
+    /// write, as it holds the store for the whole request.
+    pub field_validation: FieldValidation,
     /// Warnings of the current request (unknown fields dropped under Warn), for the server.
     pub warnings: Vec<String>,
 }
@@ -227,7 +238,7 @@ impl Store {
             services,
             next_uid: 1,
             silent: false,
-            field_validation: "Warn",
+            field_validation: FieldValidation::Warn,
             warnings: Vec::new(),
         };
         let ns_type = store
@@ -457,11 +468,11 @@ impl Store {
     fn judge_unknown(&mut self, unknown: &[String]) -> Result<(), ApiError> {
         let found = unknown.iter().map(|f| format!("unknown field \"{f}\""));
         match self.field_validation {
-            "Strict" if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::bad_request(format!(
                 "strict decoding error: {}",
                 found.collect::<Vec<_>>().join(", ")
             ))),
-            "Warn" => {
+            FieldValidation::Warn => {
                 self.warnings.extend(found);
                 Ok(())
             }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::cluster::Passwords;
 use crate::decide::{NodePlan, Peer, Route, RouteAttributes};
-use crate::reports::SessionView;
+use crate::reports::{BfdStatus, SessionView};
 
 /// What the announcer needs to know about its own node.
 #[derive(Debug, Clone)]
@@ -445,9 +445,9 @@ impl Announcer {
                 state: s.handle.status.borrow().state,
                 prefixes: s.routes.len(),
                 bfd_status: match (&s.bfd, &self.bfd_error) {
-                    (Some((_, status)), _) => status.borrow().state.name().to_string(),
-                    (None, Some(error)) if s.bfd_wanted => error.clone(),
-                    _ => "N/A".to_string(),
+                    (Some((_, status)), _) => BfdStatus::State(status.borrow().state),
+                    (None, Some(error)) if s.bfd_wanted => BfdStatus::Unusable(error.clone()),
+                    _ => BfdStatus::NotConfigured,
                 },
             })
             .collect()

@@ -75,13 +75,33 @@ fn add(
 }
 
 /// One BGP session as the report sees it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     pub peer: String,
     pub peer_address: IpAddr,
     pub state: State,
     pub prefixes: usize,
-    /// BFD state, "N/A" without a profile.
-    pub bfd_status: String,
+    pub bfd_status: BfdStatus,
+}
+
+/// A session's BFD, as reported and measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BfdStatus {
+    /// The peer names no BFD profile ("N/A" in reports).
+    NotConfigured,
+    State(ferrolb_bgp::bfd::State),
+    /// The profile cannot be used: what is wrong.
+    Unusable(String),
+}
+
+impl std::fmt::Display for BfdStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BfdStatus::NotConfigured => f.write_str("N/A"),
+            BfdStatus::State(state) => f.write_str(state.name()),
+            BfdStatus::Unusable(why) => f.write_str(why),
+        }
+    }
 }
 
 /// The reports `node` should have, from its plan and sessions.
@@ -155,7 +175,7 @@ pub fn desired_reports(
             peer_address: s.peer_address.to_string(),
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,
-            bfd_status: s.bfd_status.clone(),
+            bfd_status: s.bfd_status.to_string(),
         };
         let labels = BTreeMap::from([
             (NODE_LABEL.to_string(), node.to_string()),
@@ -434,9 +454,24 @@ impl<D: PartialEq + Default + Send + Sync + 'static> Background<D> {
     }
 }
 
-/// A configuration object's `Valid` condition: (kind, namespace, name) -> (valid, reason,
-/// message).
-pub type Conditions = BTreeMap<(&'static str, String, String), (bool, &'static str, String)>;
+/// A configuration object the speakers judge.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// An object's `Valid` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    pub valid: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Every judged object's `Valid` condition.
+pub type Conditions = BTreeMap<ObjectKey, Validity>;
 
 /// Writes `Valid` conditions on advertisements, peers and Communities.
 pub struct ConditionWriter {
@@ -460,13 +495,12 @@ impl ConditionWriter {
             if self.written.get(key) == Some(value) {
                 continue;
             }
-            let (valid, reason, message) = value;
             let condition = json!({"type": "Valid",
-                "status": if *valid { "True" } else { "False" },
-                "reason": reason, "message": message,
+                "status": if value.valid { "True" } else { "False" },
+                "reason": value.reason, "message": value.message,
                 "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string()});
             let patch = json!({"status": {"conditions": [condition]}});
-            let result = match key.0 {
+            let result = match key.kind {
                 "L2Advertisement" => self.patch_status::<L2Advertisement>(key, &patch).await,
                 "BGPAdvertisement" => self.patch_status::<BGPAdvertisement>(key, &patch).await,
                 "BGPPeer" => self.patch_status::<BGPPeer>(key, &patch).await,
@@ -481,7 +515,7 @@ impl ConditionWriter {
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
                     all = false;
-                    tracing::debug!(kind = key.0, name = %key.2, error = %e, "condition not written");
+                    tracing::debug!(kind = key.kind, name = %key.name, error = %e, "condition not written");
                 }
             }
         }
@@ -490,11 +524,11 @@ impl ConditionWriter {
 
     async fn patch_status<K: ReportObject>(
         &self,
-        key: &(&'static str, String, String),
+        key: &ObjectKey,
         patch: &Value,
     ) -> Result<(), kube::Error> {
-        Api::<K>::namespaced(self.client.clone(), &key.1)
-            .patch_status(&key.2, &PatchParams::default(), &Patch::Merge(patch))
+        Api::<K>::namespaced(self.client.clone(), &key.namespace)
+            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .map(|_| ())
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::resources::ResourceType;
-use crate::store::Store;
+use crate::store::{FieldValidation, Store};
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -186,11 +186,11 @@ pub(super) fn field_manager(query: &Query, user_agent: &str) -> String {
 }
 
 /// The request's `fieldValidation`: Warn when not given, as kube-apiserver.
-pub(super) fn field_validation(query: &Query) -> Result<&'static str, ApiError> {
+pub(super) fn field_validation(query: &Query) -> Result<FieldValidation, ApiError> {
     match query.get("fieldValidation") {
-        None | Some("Warn") => Ok("Warn"),
-        Some("Strict") => Ok("Strict"),
-        Some("Ignore") => Ok("Ignore"),
+        None | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
         Some(other) => Err(ApiError::bad_request(format!(
             "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
         ))),

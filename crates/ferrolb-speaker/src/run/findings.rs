@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ferrolb_bgp::session::State;
 use ferrolb_cluster::PublishedEvent;
 use ferrolb_cluster::service::service_key;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -16,7 +15,7 @@ use super::Speaker;
 use crate::cluster::Problem;
 use crate::decide::{NodePlan, reporter_for};
 use crate::forwarding::NotForwarded;
-use crate::reports::{Conditions, desired_reports};
+use crate::reports::{Conditions, ObjectKey, Validity, desired_reports};
 
 impl Speaker {
     /// Events: where each Service is announced from, addresses nobody announces, bad objects.
@@ -156,17 +155,25 @@ impl Speaker {
         let mut desired = Conditions::new();
         for (kind, metas) in objects {
             for meta in metas {
-                let key = (
+                let key = ObjectKey {
                     kind,
-                    meta.namespace.clone().unwrap_or_default(),
-                    meta.name.clone().unwrap_or_default(),
-                );
-                let problem = problems
-                    .iter()
-                    .find(|p| p.kind == key.0 && p.namespace == key.1 && p.name == key.2);
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
+                };
+                let problem = problems.iter().find(|p| {
+                    p.kind == key.kind && p.namespace == key.namespace && p.name == key.name
+                });
                 let value = match problem {
-                    Some(p) => (false, p.reason, p.message.clone()),
-                    None => (true, "Valid", "in use by the speakers".to_string()),
+                    Some(p) => Validity {
+                        valid: false,
+                        reason: p.reason,
+                        message: p.message.clone(),
+                    },
+                    None => Validity {
+                        valid: true,
+                        reason: "Valid",
+                        message: "in use by the speakers".to_string(),
+                    },
                 };
                 desired.insert(key, value);
             }
@@ -183,22 +190,13 @@ impl Speaker {
 
     /// Whether a session's state or route count moved since the reports were last built.
     pub(super) fn sessions_changed(&self) -> bool {
-        let now: Vec<(String, State, usize, String)> = self
-            .announcer
-            .sessions()
-            .into_iter()
-            .map(|s| (s.peer, s.state, s.prefixes, s.bfd_status))
-            .collect();
-        now != self.sessions_reported
+        self.announcer.sessions() != self.sessions_reported
     }
 
     /// Writes this node's ServiceL2Status, ServiceBGPStatus and BGPSessionState objects.
     pub(super) fn write_reports(&mut self) {
         let sessions = self.announcer.sessions();
-        self.sessions_reported = sessions
-            .iter()
-            .map(|s| (s.peer.clone(), s.state, s.prefixes, s.bfd_status.clone()))
-            .collect();
+        self.sessions_reported = sessions.clone();
         let desired = desired_reports(
             &self.config.node,
             &self.last_plan,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use ferrolb_bgp::session::State;
 
 use super::Speaker;
+use crate::reports::BfdStatus;
 
 impl Speaker {
     pub(super) fn refresh_metrics(&self) {
@@ -41,10 +42,15 @@ impl Speaker {
             m.bgp_prefixes
                 .with_label_values(&[&s.peer])
                 .set(s.prefixes as i64);
-            if s.bfd_status != "N/A" {
+            let bfd_up = match &s.bfd_status {
+                BfdStatus::NotConfigured => None,
+                BfdStatus::State(state) => Some(*state == ferrolb_bgp::bfd::State::Up),
+                BfdStatus::Unusable(_) => Some(false),
+            };
+            if let Some(up) = bfd_up {
                 m.bfd_session_up
                     .with_label_values(&[&s.peer])
-                    .set(i64::from(s.bfd_status == "Up"));
+                    .set(i64::from(up));
             }
         }
         if let Some(c) = self.announcer.bfd_counters() {

@@ -24,7 +24,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_bgp::session::State;
 use ferrolb_cluster::EventPublisher;
 use ferrolb_cluster::http::Readiness;
 use ferrolb_dataplane::Forwarding;
@@ -223,7 +222,7 @@ struct Speaker {
     last_addresses: BTreeMap<ferrolb_api::model::ServiceKey, Vec<IpAddr>>,
     reports: Reports,
     /// Sessions as the reports last showed them.
-    sessions_reported: Vec<(String, State, usize, String)>,
+    sessions_reported: Vec<crate::reports::SessionView>,
     /// How each Service was announced when last reported.
     announced_before: BTreeMap<ferrolb_api::model::ServiceKey, crate::decide::ServiceAnnouncement>,
     problems_before: BTreeSet<Problem>,
