@@ -72,3 +72,67 @@ where
     });
     reader
 }
+
+/// Which watches have listed everything once: a component is not ready, and decides nothing,
+/// before all of its watches have.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    expected: &'static [&'static str],
+    done: std::collections::BTreeSet<&'static str>,
+}
+
+impl Synced {
+    pub fn new(expected: &'static [&'static str]) -> Synced {
+        Synced {
+            expected,
+            done: Default::default(),
+        }
+    }
+
+    /// `watch` has listed everything.
+    pub fn note(&mut self, watch: &'static str) {
+        self.done.insert(watch);
+    }
+
+    pub fn has(&self, watch: &str) -> bool {
+        self.done.contains(watch)
+    }
+
+    pub fn all(&self) -> bool {
+        self.expected.iter().all(|w| self.done.contains(w))
+    }
+
+    /// Why not ready, naming the watches still listing; `None` when all are done.
+    pub fn not_synced(&self) -> Option<String> {
+        let missing: Vec<&str> = self
+            .expected
+            .iter()
+            .copied()
+            .filter(|w| !self.done.contains(w))
+            .collect();
+        (!missing.is_empty()).then(|| format!("caches not synced: {}", missing.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod synced_tests {
+    use super::Synced;
+
+    #[test]
+    fn ready_once_every_expected_watch_has_listed() {
+        let mut synced = Synced::new(&["services", "pools"]);
+        assert_eq!(
+            synced.not_synced().as_deref(),
+            Some("caches not synced: services, pools")
+        );
+        synced.note("pools");
+        synced.note("other");
+        assert!(!synced.all());
+        assert_eq!(
+            synced.not_synced().as_deref(),
+            Some("caches not synced: services")
+        );
+        synced.note("services");
+        assert!(synced.all() && synced.has("pools") && synced.not_synced().is_none());
+    }
+}

@@ -61,40 +61,27 @@ impl Readiness {
     }
 }
 
-/// Serves `/metrics` from `registry`, `/healthz`, and `/readyz` (200 while `ready`; the
-/// body of a 503 is `not_ready`).
+/// Serves `/metrics` from `registry`, `/healthz`, and `/readyz` (200 while ready; a 503's body
+/// says why not).
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
-    ready: Arc<AtomicBool>,
-    not_ready: &'static str,
-) -> std::io::Result<()> {
-    serve_readiness(addr, registry, move || {
-        (!ready.load(Ordering::Relaxed)).then(|| not_ready.to_string())
-    })
-    .await
-}
-
-/// [`serve`] with readiness (and the reason it is missing) from `not_ready`.
-pub async fn serve_readiness(
-    addr: SocketAddr,
-    registry: Registry,
-    not_ready: impl Fn() -> Option<String> + Clone + Send + Sync + 'static,
+    readiness: Arc<Readiness>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let registry = registry.clone();
-        let not_ready = not_ready.clone();
+        let readiness = readiness.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let registry = registry.clone();
-                let not_ready = not_ready.clone();
+                let readiness = readiness.clone();
                 async move {
                     let (code, body) = match req.uri().path() {
                         "/metrics" => (200, render(&registry)),
                         "/healthz" | "/livez" => (200, "ok".to_string()),
-                        "/readyz" => match not_ready() {
+                        "/readyz" => match readiness.not_ready() {
                             None => (200, "ok".to_string()),
                             Some(reason) => (503, reason),
                         },

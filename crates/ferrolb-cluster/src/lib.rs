@@ -14,4 +14,4 @@ pub mod service;
 pub mod signals;
 
 pub use events::{EventPublisher, PublishedEvent};
-pub use follow::{ClusterChange, follow, follow_trimmed};
+pub use follow::{ClusterChange, Synced, follow, follow_trimmed};

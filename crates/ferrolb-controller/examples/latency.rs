@@ -6,7 +6,6 @@
 //! second for the latency run (default 500); the throughput run creates as fast as it can.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -205,7 +204,7 @@ fn main() {
                 client(&url),
                 config,
                 metrics,
-                Arc::new(AtomicBool::new(false)),
+                ferrolb_cluster::http::Readiness::new("caches not synced"),
                 std::future::pending(),
             )
             .await;

@@ -1,9 +1,5 @@
 //! Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` endpoints.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use prometheus::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, Opts, Registry};
 
 /// The controller's metrics.
@@ -114,13 +110,4 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` (ready once the caches are synced).
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    ferrolb_cluster::http::serve(addr, metrics.registry.clone(), ready, "caches not synced").await
 }

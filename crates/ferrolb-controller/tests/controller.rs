@@ -343,12 +343,7 @@ async fn ha_leader_killed_while_creating_1000_services() {
     let mut a = start_controller(&server.url(), test_config("a"));
     assert!(eventually(Duration::from_secs(10), || async { a.is_leader() }).await);
     let b = start_controller(&server.url(), test_config("b"));
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            b.ready.load(std::sync::atomic::Ordering::Relaxed)
-        })
-        .await
-    );
+    assert!(eventually(Duration::from_secs(10), || async { b.ready.is_ready() }).await);
 
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let mut seen_before_kill: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
@@ -405,7 +400,7 @@ async fn standby_keeps_its_cache_and_writes_nothing() {
     assert!(all_assigned(&client, Duration::from_secs(10)).await);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            standby.ready.load(std::sync::atomic::Ordering::Relaxed)
+            standby.ready.is_ready()
         })
         .await,
         "standby caches synced"
@@ -624,7 +619,6 @@ async fn namespace_labels_steer_pools_and_deprecated_fields_warn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness_are_served() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -633,10 +627,10 @@ async fn metrics_health_and_readiness_are_served() {
         .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let metrics = Arc::new(ferrolb_controller::Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(ferrolb_controller::metrics::serve(
+    let ready = ferrolb_cluster::http::Readiness::new("caches not synced");
+    let server = tokio::spawn(ferrolb_cluster::http::serve(
         addr,
-        metrics.clone(),
+        metrics.registry.clone(),
         ready.clone(),
     ));
     let get = |path: &'static str| async move {
@@ -658,7 +652,7 @@ async fn metrics_health_and_readiness_are_served() {
     };
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
-    ready.store(true, Ordering::Relaxed);
+    ready.set(Ok(()));
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     metrics
         .allocation_failures

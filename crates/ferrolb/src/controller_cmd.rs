@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ferrolb_cluster::http::Readiness;
 use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
 
@@ -111,13 +111,14 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             ..ControllerConfig::default()
         };
         let metrics = Arc::new(Metrics::new());
-        let ready = Arc::new(AtomicBool::new(false));
-        let metrics_server = ferrolb_controller::metrics::serve(args.metrics_addr, metrics.clone(), ready.clone());
-        let health_server = ferrolb_controller::metrics::serve(args.health_addr, metrics.clone(), ready.clone());
+        let readiness = Readiness::new("caches not synced");
+        let serve = |addr| ferrolb_cluster::http::serve(addr, metrics.registry.clone(), readiness.clone());
+        let metrics_server = serve(args.metrics_addr);
+        let health_server = serve(args.health_addr);
         tracing::info!(identity = %config.identity, namespace = %config.namespace, "starting controller");
         let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {
-            r = ferrolb_controller::run(client, config, metrics, ready, shutdown) => r.context("controller")?,
+            r = ferrolb_controller::run(client, config, metrics, readiness.clone(), shutdown) => r.context("controller")?,
             r = metrics_server => r.context("metrics server")?,
             r = health_server => r.context("health server")?,
         }

@@ -90,14 +90,11 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
         };
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new("caches not synced");
-        let server = {
-            let readiness = readiness.clone();
-            ferrolb_cluster::http::serve_readiness(
-                args.metrics_addr,
-                metrics.registry.clone(),
-                move || readiness.not_ready(),
-            )
-        };
+        let server = ferrolb_cluster::http::serve(
+            args.metrics_addr,
+            metrics.registry.clone(),
+            readiness.clone(),
+        );
         tracing::info!(node = %args.node_name, "starting speaker");
         let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {

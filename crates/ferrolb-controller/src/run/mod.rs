@@ -19,7 +19,6 @@ mod writes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_api::crd::IPAddressPool;
@@ -33,7 +32,8 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
-use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, follow};
+use ferrolb_cluster::http::Readiness;
+use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, Synced, follow};
 
 use crate::plan::{IpMode, Outcome, Planner, ServicePlan};
 use crate::service_request::service_key;
@@ -112,7 +112,7 @@ pub async fn run(
     client: Client,
     config: ControllerConfig,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    readiness: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ControllerError> {
     let (tx, mut changes) = mpsc::unbounded_channel();
@@ -179,7 +179,7 @@ pub async fn run(
         last_events: HashMap::new(),
     };
     let lease_ref = ObjectRef::<Lease>::new(&config.lease_name).within(&config.namespace);
-    let mut synced: BTreeSet<&'static str> = BTreeSet::new();
+    let mut synced = Synced::new(&["services", "pools", "namespaces"]);
     let mut leader_rx = leader_rx;
     let mut next_resync = Instant::now() + config.resync;
     loop {
@@ -219,10 +219,8 @@ pub async fn run(
         for key in due {
             ctl.dirty.insert(key);
         }
-        let all_synced = ["services", "pools", "namespaces"]
-            .iter()
-            .all(|n| synced.contains(n));
-        ready.store(all_synced, Ordering::Relaxed);
+        let all_synced = synced.all();
+        readiness.set(synced.not_synced().map_or(Ok(()), Err));
         let leading = *leader_rx.borrow()
             && leader::holds_lease(lease_cache.get(&lease_ref), &config.identity);
         ctl.metrics.leader.set(if leading { 1.0 } else { 0.0 });
@@ -272,7 +270,7 @@ struct Controller {
 }
 
 impl Controller {
-    fn note(&mut self, change: Change, synced: &mut BTreeSet<&'static str>) {
+    fn note(&mut self, change: Change, synced: &mut Synced) {
         match change {
             Change::Service(key) => {
                 self.dirty.insert(key);
@@ -282,7 +280,7 @@ impl Controller {
             Change::Namespaces => self.mark_all_dirty(),
             Change::Lease => {}
             Change::Synced(name) => {
-                synced.insert(name);
+                synced.note(name);
                 self.mark_all_dirty();
             }
         }

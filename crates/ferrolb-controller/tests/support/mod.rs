@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use fake_apiserver::testing::eventually;
@@ -129,7 +128,7 @@ pub fn assert_unique(map: &BTreeMap<String, Vec<IpAddr>>) {
 pub struct RunningController {
     runtime: Option<tokio::runtime::Runtime>,
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<ferrolb_cluster::http::Readiness>,
 }
 
 pub fn test_config(identity: &str) -> ControllerConfig {
@@ -150,7 +149,7 @@ pub fn start_controller(url: &str, config: ControllerConfig) -> RunningControlle
         .build()
         .expect("runtime");
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = ferrolb_cluster::http::Readiness::new("caches not synced");
     let url = url.to_string();
     {
         let metrics = metrics.clone();

@@ -1,16 +1,16 @@
 //! What wakes the speaker: a cluster change, a change of the live speakers, a rival's claim,
 //! a due reconcile, a due weight, a handover ending, the one-second tick, SIGTERM.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use ferrolb_cluster::Synced;
 use ferrolb_cluster::http::Readiness;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Speaker;
-use super::followers::{Change, WATCHES};
+use super::followers::Change;
 use crate::sys::release_free_memory;
 
 impl Speaker {
@@ -19,7 +19,7 @@ impl Speaker {
         &mut self,
         mut changes: mpsc::UnboundedReceiver<Change>,
         mut conflicts: mpsc::Receiver<ferrolb_l2::Conflict>,
-        mut synced: BTreeSet<&'static str>,
+        mut synced: Synced,
         readiness: &Readiness,
         shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
     ) {
@@ -28,10 +28,10 @@ impl Speaker {
         let mut dirty = true;
         let mut next_reconcile = Instant::now();
         loop {
-            let all_synced = WATCHES.iter().all(|w| synced.contains(w));
+            let all_synced = synced.all();
             let settled = self.membership.settled.load(Ordering::Relaxed);
-            readiness.set(if !all_synced {
-                Err("caches not synced".into())
+            readiness.set(if let Some(why) = synced.not_synced() {
+                Err(why)
             } else if !settled {
                 Err("gossip not settled".into())
             } else if let Some(e) = &self.forwarding_error {

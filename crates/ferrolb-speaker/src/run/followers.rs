@@ -31,7 +31,7 @@ impl ClusterChange for Change {
     }
 }
 
-pub(super) const WATCHES: [&str; 10] = [
+pub(super) const WATCHES: &[&str] = &[
     "services",
     "endpointslices",
     "nodes",

@@ -24,8 +24,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_cluster::EventPublisher;
 use ferrolb_cluster::http::Readiness;
+use ferrolb_cluster::{EventPublisher, Synced};
 use ferrolb_dataplane::Forwarding;
 use kube::Client;
 use tokio::sync::mpsc;
@@ -114,7 +114,7 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
 
     // The node's addresses and the gossip key are needed before anything can start.
-    let mut synced: BTreeSet<&'static str> = BTreeSet::new();
+    let mut synced = Synced::new(followers::WATCHES);
     let Some((keys, me)) =
         startup::node_and_keys(&caches, &config, &mut changes, &mut synced, &mut shutdown).await?
     else {

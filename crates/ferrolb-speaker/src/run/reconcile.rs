@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ferrolb_cluster::Synced;
 use tokio::time::Instant;
 
 use super::Speaker;
@@ -16,11 +17,9 @@ use crate::forwarding::forwarding;
 use crate::rivals::{self, Action};
 
 impl Speaker {
-    pub(super) fn note(&mut self, change: Change, synced: &mut BTreeSet<&'static str>) {
+    pub(super) fn note(&mut self, change: Change, synced: &mut Synced) {
         match change {
-            Change::Synced(name) => {
-                synced.insert(name);
-            }
+            Change::Synced(name) => synced.note(name),
             Change::Secrets => {
                 if let Some(keys) = gossip_keys(
                     &self.caches.secrets,

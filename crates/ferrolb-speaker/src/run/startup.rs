@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_cluster::Synced;
 use ferrolb_cluster::http::Readiness;
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::ResourceExt;
@@ -23,13 +24,13 @@ pub(super) async fn node_and_keys(
     caches: &Caches,
     config: &SpeakerConfig,
     changes: &mut mpsc::UnboundedReceiver<Change>,
-    synced: &mut std::collections::BTreeSet<&'static str>,
+    synced: &mut Synced,
     shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> Result<Option<(KeyRing, Arc<Node>)>, SpeakerError> {
     loop {
         let me = caches.nodes.get(&ObjectRef::new(&config.node));
         let keys = gossip_keys(&caches.secrets, &config.namespace, &config.gossip_secret);
-        if synced.contains("nodes") && synced.contains("secrets") {
+        if synced.has("nodes") && synced.has("secrets") {
             match (keys, me) {
                 (Some(k), Some(n)) => return Ok(Some((k, n))),
                 (None, _) => {
@@ -42,7 +43,7 @@ pub(super) async fn node_and_keys(
         }
         tokio::select! {
             change = changes.recv() => match change {
-                Some(Change::Synced(name)) => { synced.insert(name); }
+                Some(Change::Synced(name)) => synced.note(name),
                 Some(_) => {}
                 None => return Err(SpeakerError::Stopped),
             },

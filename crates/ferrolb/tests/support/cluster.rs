@@ -2,7 +2,6 @@
 //! CRDs, three Nodes, pools, advertisements, a BGPPeer, the gossip Secret and a controller.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use fake_apiserver::{Config, FakeApiServer};
@@ -154,7 +153,7 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
             controller_client,
             controller,
             Arc::new(Metrics::new()),
-            Arc::new(AtomicBool::new(false)),
+            ferrolb_cluster::http::Readiness::new("caches not synced"),
             std::future::pending(),
         )
         .await;
