@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api_calls;
+pub mod background;
 pub mod events;
 pub mod follow;
 pub mod http;

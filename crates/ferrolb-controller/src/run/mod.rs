@@ -32,6 +32,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use ferrolb_cluster::background::Background;
 use ferrolb_cluster::http::Readiness;
 use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, Synced, follow};
 
@@ -163,6 +164,7 @@ pub async fn run(
         }
     };
     let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
+    let pools_for_writer = pools.clone();
     let mut ctl = Controller {
         client: client.clone(),
         config: config.clone(),
@@ -177,6 +179,11 @@ pub async fn run(
         pools_seen: Vec::new(),
         events,
         last_events: HashMap::new(),
+        pool_statuses: Background::spawn(writes::PoolStatusWriter {
+            api: Api::namespaced(client.clone(), &config.namespace),
+            pools: pools_for_writer,
+            namespace: config.namespace.clone(),
+        }),
     };
     let lease_ref = ObjectRef::<Lease>::new(&config.lease_name).within(&config.namespace);
     let mut synced = Synced::new(&["services", "pools", "namespaces"]);
@@ -236,6 +243,7 @@ pub async fn run(
             (true, false) => {
                 tracing::info!(identity = %config.identity, "no longer leader; writes stopped");
                 ctl.planner = None;
+                ctl.pool_statuses.publish(writes::PoolStatuses::default());
                 ctl.retry.clear();
                 continue;
             }
@@ -267,6 +275,8 @@ struct Controller {
     events: EventPublisher,
     /// The last Event per object, so a resync does not repeat it.
     last_events: HashMap<String, (&'static str, String)>,
+    /// Pool statuses, written by their own task while leading.
+    pool_statuses: Background<writes::PoolStatuses>,
 }
 
 impl Controller {
@@ -383,10 +393,9 @@ impl Controller {
         }
         self.write_plans(plans.into_values().collect(), leader)
             .await;
-        // Compared with the cache, so only changed statuses are written; a failed write is
-        // retried on the next pass.
+        // Written by their own task: compared with the cache, failed writes retried.
         if *leader.borrow() {
-            self.write_pool_statuses().await;
+            self.publish_pool_statuses();
         }
         self.update_usage_metrics();
         self.metrics

@@ -2,6 +2,8 @@
 //! ones retried with backoff, none once the lease is lost), pool statuses, and Events, each
 //! once.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,10 +12,11 @@ use ferrolb_api::annotations::IP_ALLOCATED_FROM_POOL;
 use ferrolb_api::crd::{IPAddressPool, IPAddressPoolStatus};
 use ferrolb_api::model::ServiceKey;
 use ferrolb_cluster::PublishedEvent;
+use ferrolb_cluster::background::Syncer;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -117,35 +120,84 @@ impl Controller {
         }
     }
 
-    /// Writes pool statuses that differ; returns whether all writes succeeded.
-    pub(super) async fn write_pool_statuses(&self) -> bool {
+    /// Hands the pool-status writer the statuses the plan gives, each for the pool's uid (a
+    /// pool deleted and made again under its name gets its status written anew).
+    pub(super) fn publish_pool_statuses(&self) {
         let Some(planner) = &self.planner else {
-            return true;
+            return;
         };
-        let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        let desired = planner
+            .pool_statuses()
+            .into_iter()
+            .map(|(name, status)| {
+                let uid = self
+                    .pools
+                    .get(&ObjectRef::new(&name).within(&self.config.namespace))
+                    .and_then(|p| p.metadata.uid.clone())
+                    .unwrap_or_default();
+                (name, PoolStatusFor { uid, status })
+            })
+            .collect();
+        self.pool_statuses.publish(desired);
+    }
+}
+
+/// A pool's status as the plan gives it, for one incarnation (uid) of the pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct PoolStatusFor {
+    uid: String,
+    status: IPAddressPoolStatus,
+}
+
+/// The statuses the leader wants on its pools, by name.
+pub(super) type PoolStatuses = BTreeMap<String, PoolStatusFor>;
+
+/// Writes pool statuses in a task of its own (`Background`): only those that differ from the
+/// cache, failed ones retried.
+pub(super) struct PoolStatusWriter {
+    pub(super) api: Api<IPAddressPool>,
+    pub(super) pools: Store<IPAddressPool>,
+    pub(super) namespace: String,
+}
+
+impl PoolStatusWriter {
+    async fn write_all(&mut self, desired: &PoolStatuses) -> bool {
         let mut ok = true;
-        for (name, mut desired) in planner.pool_statuses() {
+        for (name, wanted) in desired {
+            let mut status = wanted.status.clone();
             let current = self
                 .pools
-                .get(&ObjectRef::new(&name).within(&self.config.namespace));
+                .get(&ObjectRef::new(name).within(&self.namespace));
             let current_status = current
                 .as_ref()
                 .and_then(|p| p.status.clone())
                 .unwrap_or_default();
-            if current.is_some() && same_pool_status(&current_status, &desired) {
+            if current.is_some() && same_pool_status(&current_status, &status) {
                 continue;
             }
-            stamp_conditions(&mut desired, &current_status);
-            let patch = json!({"status": desired});
-            if let Err(e) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            stamp_conditions(&mut status, &current_status);
+            let patch = json!({"status": status});
+            if let Err(e) = self
+                .api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                tracing::debug!(pool = %name, error = %e, "pool status write failed");
-                ok = false;
+                // Gone meanwhile: nothing to write.
+                if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    tracing::debug!(pool = %name, error = %e, "pool status write failed");
+                    ok = false;
+                }
             }
         }
         ok
+    }
+}
+
+impl Syncer for PoolStatusWriter {
+    type Desired = PoolStatuses;
+
+    fn sync(&mut self, desired: &PoolStatuses) -> impl Future<Output = bool> + Send {
+        self.write_all(desired)
     }
 }
 
