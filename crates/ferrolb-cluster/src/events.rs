@@ -116,3 +116,59 @@ mod tests {
         assert!(cut.ends_with('…'));
     }
 }
+
+/// What was last said on each topic, so a resync does not repeat an Event: a finding is
+/// published once, and again only when what it says changes. The controller's topic is a
+/// Service (one finding at a time per Service); the speaker's an object and a reason, forgotten
+/// once no longer current.
+#[derive(Debug)]
+pub struct Said<T> {
+    last: std::collections::HashMap<T, String>,
+}
+
+impl<T> Default for Said<T> {
+    fn default() -> Self {
+        Said {
+            last: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<T: Eq + std::hash::Hash> Said<T> {
+    /// Whether `what` is news on `topic`; remembered either way.
+    pub fn is_news(&mut self, topic: T, what: &str) -> bool {
+        if self.last.get(&topic).map(String::as_str) == Some(what) {
+            return false;
+        }
+        self.last.insert(topic, what.to_string());
+        true
+    }
+
+    pub fn forget(&mut self, topic: &T) {
+        self.last.remove(topic);
+    }
+
+    /// Forgets every topic `current` does not keep, so the memory stays the size of what is
+    /// wrong now.
+    pub fn keep_only(&mut self, current: impl Fn(&T) -> bool) {
+        self.last.retain(|topic, _| current(topic));
+    }
+}
+
+#[cfg(test)]
+mod said_tests {
+    use super::Said;
+
+    #[test]
+    fn a_finding_is_news_once_and_again_when_it_changes() {
+        let mut said = Said::default();
+        assert!(said.is_news("web", "IPAllocated: 192.0.2.1"));
+        assert!(!said.is_news("web", "IPAllocated: 192.0.2.1"));
+        assert!(said.is_news("web", "AllocationFailed: pool full"));
+        assert!(said.is_news("web", "IPAllocated: 192.0.2.1"));
+        said.forget(&"web");
+        assert!(said.is_news("web", "IPAllocated: 192.0.2.1"));
+        said.keep_only(|t| *t != "web");
+        assert!(said.is_news("web", "IPAllocated: 192.0.2.1"));
+    }
+}

@@ -14,5 +14,5 @@ pub mod http;
 pub mod service;
 pub mod signals;
 
-pub use events::{EventPublisher, PublishedEvent};
+pub use events::{EventPublisher, PublishedEvent, Said};
 pub use follow::{ClusterChange, Synced, follow, follow_trimmed};

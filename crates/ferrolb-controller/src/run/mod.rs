@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use crate::metrics::Metrics;
 use ferrolb_cluster::background::Background;
 use ferrolb_cluster::http::Readiness;
-use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, Synced, follow};
+use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, Said, Synced, follow};
 
 use crate::plan::{IpMode, Outcome, Planner, ServicePlan};
 use crate::service_request::service_key;
@@ -178,7 +178,7 @@ pub async fn run(
         retry: HashMap::new(),
         pools_seen: Vec::new(),
         events,
-        last_events: HashMap::new(),
+        said: Said::default(),
         pool_statuses: Background::spawn(writes::PoolStatusWriter {
             api: Api::namespaced(client.clone(), &config.namespace),
             pools: pools_for_writer,
@@ -273,8 +273,8 @@ struct Controller {
     /// not change it, so they do not trigger a full reconcile.
     pools_seen: Vec<(String, String, i64)>,
     events: EventPublisher,
-    /// The last Event per object, so a resync does not repeat it.
-    last_events: HashMap<String, (&'static str, String)>,
+    /// The last Event per Service (by uid), so a resync does not repeat it.
+    said: Said<String>,
     /// Pool statuses, written by their own task while leading.
     pool_statuses: Background<writes::PoolStatuses>,
 }

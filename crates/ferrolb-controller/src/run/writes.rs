@@ -101,11 +101,12 @@ impl Controller {
     fn queue_events(&mut self, svc: &Service, plan: &ServicePlan) {
         let uid = svc.metadata.uid.clone().unwrap_or_default();
         for ev in &plan.events {
-            let last = (ev.reason, ev.note.clone());
-            if self.last_events.get(&uid) == Some(&last) {
+            if !self
+                .said
+                .is_news(uid.clone(), &format!("{}: {}", ev.reason, ev.note))
+            {
                 continue;
             }
-            self.last_events.insert(uid.clone(), last);
             self.events.publish(
                 svc.object_ref(&()),
                 PublishedEvent {
@@ -116,7 +117,7 @@ impl Controller {
             );
         }
         if matches!(plan.outcome, Outcome::Deleted) {
-            self.last_events.remove(&uid);
+            self.said.forget(&uid);
         }
     }
 

@@ -109,7 +109,7 @@ impl Speaker {
             }
         }
         self.problems_before = problems.iter().cloned().collect();
-        self.reported.retain(|topic, _| current.contains(topic));
+        self.said.keep_only(|topic| current.contains(topic));
     }
 
     /// Publishes a finding unless the same one was published last; returns its topic.
@@ -127,8 +127,7 @@ impl Speaker {
             reference.name.as_deref().unwrap_or_default()
         );
         let topic = (id, reason);
-        if self.reported.get(&topic) != Some(&note) {
-            self.reported.insert(topic.clone(), note.clone());
+        if self.said.is_news(topic.clone(), &note) {
             self.events.publish(
                 reference,
                 PublishedEvent {

@@ -19,13 +19,13 @@ mod gauges;
 mod reconcile;
 mod startup;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_cluster::http::Readiness;
-use ferrolb_cluster::{EventPublisher, Synced};
+use ferrolb_cluster::{EventPublisher, Said, Synced};
 use ferrolb_dataplane::Forwarding;
 use kube::Client;
 use tokio::sync::mpsc;
@@ -184,7 +184,7 @@ pub async fn run(
             &config.namespace,
             &config.node,
         )),
-        reported: HashMap::new(),
+        said: Said::default(),
         announced_before: BTreeMap::new(),
         problems_before: BTreeSet::new(),
         reconciled_since_trim: false,
@@ -231,7 +231,7 @@ struct Speaker {
     conditions: Background<Conditions>,
     /// The last finding per object and topic (NotAnnounced, bad objects), so none is reported
     /// twice.
-    reported: HashMap<(String, &'static str), String>,
+    said: Said<(String, &'static str)>,
     /// When this node started draining (cordoned or excluded while its speaker runs).
     drain_since: Option<Instant>,
     /// The dataplane in `--forwarding nftables` mode.
