@@ -84,8 +84,9 @@ pub struct FakeApiServer {
     accept: tokio::task::JoinHandle<()>,
 }
 
-/// Counters for benchmarks and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Counters for benchmarks and tests (also `GET /fake/stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub requests: u64,
     pub open_watches: u64,
@@ -148,8 +149,7 @@ impl FakeApiServer {
     /// Ends every open watch stream and refuses new watches for `outage`, while other requests
     /// are served: clients fall behind, as when a watch cache is unavailable.
     pub async fn interrupt_watches(&self, outage: Duration) {
-        *self.shared.watch_outage_until.lock().await = Some(std::time::Instant::now() + outage);
-        self.shared.watches.send_modify(|e| *e += 1);
+        self.shared.interrupt_watches(outage).await;
     }
 
     /// Forgets watch history: resuming from an older resource version gets 410 Gone.
@@ -160,22 +160,11 @@ impl FakeApiServer {
     /// Closes every connection and refuses new ones for `downtime`, keeping every object, as a
     /// restarted API server would; `compact` also forgets watch history.
     pub async fn restart(&self, downtime: Duration, compact: bool) {
-        if compact {
-            self.compact().await;
-        }
-        *self.shared.down_until.lock().await = Some(std::time::Instant::now() + downtime);
-        self.shared.connections.send_modify(|e| *e += 1);
+        self.shared.restart(downtime, compact).await;
     }
 
     pub async fn stats(&self) -> Stats {
-        use std::sync::atomic::Ordering;
-        let store = self.shared.store.lock().await;
-        Stats {
-            requests: self.shared.requests.load(Ordering::Relaxed),
-            open_watches: self.shared.open_watches.load(Ordering::Relaxed),
-            objects: store.object_count(),
-            resource_version: store.resource_version(),
-        }
+        self.shared.stats().await
     }
 }
 

@@ -1,8 +1,7 @@
 //! The `/fake/` knobs: faults, dropped watches, compaction, a restart, stats.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -35,8 +34,7 @@ pub(super) async fn handle_knob(
                     .and_then(|d| d.parse().ok())
                     .unwrap_or(0),
             );
-            *shared.watch_outage_until.lock().await = Some(Instant::now() + outage);
-            shared.watches.send_modify(|e| *e += 1);
+            shared.interrupt_watches(outage).await;
             json_response(200, &json!({"dropped": true}))
         }
         "faults" => match serde_json::from_slice::<Faults>(&bytes) {
@@ -61,28 +59,16 @@ pub(super) async fn handle_knob(
                     .and_then(|d| d.parse().ok())
                     .unwrap_or(0),
             );
-            if query.flag("compact") {
-                shared.store.lock().await.compact();
-            }
-            *shared.down_until.lock().await = Some(Instant::now() + downtime);
-            shared.connections.send_modify(|e| *e += 1);
+            shared.restart(downtime, query.flag("compact")).await;
             json_response(
                 200,
                 &json!({"restarted": true, "downtimeMs": downtime.as_millis() as u64}),
             )
         }
-        "stats" => {
-            let store = shared.store.lock().await;
-            json_response(
-                200,
-                &json!({
-                    "requests": shared.requests.load(Ordering::Relaxed),
-                    "openWatches": shared.open_watches.load(Ordering::Relaxed),
-                    "objects": store.object_count(),
-                    "resourceVersion": store.resource_version(),
-                }),
-            )
-        }
+        "stats" => json_response(
+            200,
+            &serde_json::to_value(shared.stats().await).unwrap_or_default(),
+        ),
         _ => error_response(&ApiError::no_route(&format!("/fake/{knob}")), false),
     }
 }

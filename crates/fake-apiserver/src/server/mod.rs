@@ -64,6 +64,35 @@ pub struct Shared {
 }
 
 /// Accepts connections until the listener fails.
+/// What the `/fake/` knobs and the `FakeApiServer` methods do, written once.
+impl Shared {
+    /// Ends every open watch stream and refuses new watches for `outage`.
+    pub async fn interrupt_watches(&self, outage: Duration) {
+        *self.watch_outage_until.lock().await = Some(Instant::now() + outage);
+        self.watches.send_modify(|e| *e += 1);
+    }
+
+    /// Closes every connection and refuses new ones for `downtime`; `compact` also forgets
+    /// watch history.
+    pub async fn restart(&self, downtime: Duration, compact: bool) {
+        if compact {
+            self.store.lock().await.compact();
+        }
+        *self.down_until.lock().await = Some(Instant::now() + downtime);
+        self.connections.send_modify(|e| *e += 1);
+    }
+
+    pub async fn stats(&self) -> crate::Stats {
+        let store = self.store.lock().await;
+        crate::Stats {
+            requests: self.requests.load(Ordering::Relaxed),
+            open_watches: self.open_watches.load(Ordering::Relaxed),
+            objects: store.object_count(),
+            resource_version: store.resource_version(),
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
