@@ -202,7 +202,6 @@ impl Launch<'_> {
 pub fn start_control_plane(
     launch: &Launch,
     start: &mut dyn FnMut(&str, Vec<String>) -> anyhow::Result<u32>,
-    log: &dyn Fn(&str) -> String,
 ) -> anyhow::Result<Pki> {
     let bin = binaries()?;
     let tool = |name: &str| bin.join(name).display().to_string();
@@ -275,8 +274,8 @@ pub fn start_control_plane(
     if !ready {
         bail!(
             "kube-apiserver not ready: {}\n{}",
-            log("kube-apiserver"),
-            log("etcd")
+            crate::netns::log_tail(&launch.dir.join("kube-apiserver.log")),
+            crate::netns::log_tail(&launch.dir.join("etcd.log"))
         );
     }
     start(
@@ -345,18 +344,18 @@ impl ControlPlane {
         std::fs::create_dir_all(&dir)?;
         let ns = format!("{prefix}api");
         let state_file = dir.join("state.json");
-        let mut state = crate::netns::State::default();
         crate::netns::ip(&["netns", "add", &ns])?;
-        state.namespaces.push(ns.clone());
-        state.save(&state_file)?;
+        crate::netns::State {
+            namespaces: vec![ns.clone()],
+            processes: Vec::new(),
+        }
+        .save(&state_file)?;
         // From here on a failure removes what was made.
         let guard = Cleanup {
             prefix: prefix.to_string(),
             state_file: state_file.clone(),
         };
         crate::netns::exec_ok(&ns, &["ip", "link", "set", "lo", "up"])?;
-        let log = |what: &str| dir.join(format!("{what}.log"));
-        let read_log = |what: &str| std::fs::read_to_string(log(what)).unwrap_or_default();
         let launch = Launch {
             ns: &ns,
             dir: &dir,
@@ -364,13 +363,9 @@ impl ControlPlane {
             port: Self::PORT,
             names: vec!["localhost".into()],
         };
-        let mut start = |what: &str, args: Vec<String>| {
-            let pid = crate::netns::spawn(&ns, &args, &log(what), &[])?;
-            state.processes.push((what.to_string(), pid));
-            state.save(&state_file)?;
-            Ok(pid)
-        };
-        let pki = start_control_plane(&launch, &mut start, &read_log)?;
+        let pki = start_control_plane(&launch, &mut |what, args| {
+            start_recorded(&ns, &dir, what, args)
+        })?;
         let server = launch.server();
         std::mem::forget(guard);
         Ok(ControlPlane {
@@ -389,13 +384,7 @@ impl ControlPlane {
     /// Starts `args` in the control plane's namespace as `what` (its log: `<what>.log`);
     /// stopped with the control plane.
     pub fn start(&self, what: &str, args: Vec<String>) -> anyhow::Result<u32> {
-        let state_file = self.dir.join("state.json");
-        let mut state = crate::netns::State::load(&state_file);
-        let log = self.dir.join(format!("{what}.log"));
-        let pid = crate::netns::spawn(&self.ns, &args, &log, &[])?;
-        state.processes.push((what.to_string(), pid));
-        state.save(&state_file)?;
-        Ok(pid)
+        start_recorded(&self.ns, &self.dir, what, args)
     }
 
     /// Runs `command` with `args` in the control plane's namespace, KUBECONFIG set.
@@ -452,6 +441,17 @@ impl Drop for ControlPlane {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Starts `args` in `ns` as `what`, output to `dir/<what>.log`, recorded in `dir/state.json`
+/// so the control plane's removal (or the next `up`) stops it.
+fn start_recorded(ns: &str, dir: &Path, what: &str, args: Vec<String>) -> anyhow::Result<u32> {
+    let state_file = dir.join("state.json");
+    let mut state = crate::netns::State::load(&state_file);
+    let pid = crate::netns::spawn(ns, &args, &dir.join(format!("{what}.log")), &[])?;
+    state.processes.push((what.to_string(), pid));
+    state.save(&state_file)?;
+    Ok(pid)
 }
 
 /// Removes a half-made control plane when `up` fails.

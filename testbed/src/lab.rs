@@ -419,14 +419,9 @@ impl Lab {
             ],
         };
         let server = launch.server();
-        let logs = |what: &str| {
-            std::fs::read_to_string(dir.join(format!("{what}.log"))).unwrap_or_default()
-        };
-        let pki = crate::control_plane::start_control_plane(
-            &launch,
-            &mut |what, args| self.start(what, &api.name, args),
-            &logs,
-        )?;
+        let pki = crate::control_plane::start_control_plane(&launch, &mut |what, args| {
+            self.start(what, &api.name, args)
+        })?;
         let manifests = crate::control_plane::repository().join("manifests");
         let manifests = manifests.display().to_string();
         self.kubectl(&["apply", "-k", &manifests])?;
@@ -553,9 +548,7 @@ impl Lab {
     }
 
     pub fn read_log(&self, what: &str) -> String {
-        let text = std::fs::read_to_string(self.log(what)).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        netns::log_tail(&self.log(what))
     }
 
     /// Runs kubectl on the API host against the lab's API server.

@@ -219,6 +219,13 @@ pub fn spawn(ns: &str, args: &[String], log: &Path, env: &[(&str, &str)]) -> any
     Ok(child.id())
 }
 
+/// The last 20 lines of a process's log, for an error message.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// Polls `f` every 50 ms until it holds or `limit` passes.
 pub fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> bool {
     wait_every(limit, Duration::from_millis(50), f)

@@ -63,6 +63,16 @@ fn bin(name: &str) -> String {
         .to_string()
 }
 
+/// A PATH with `kubectl-ferrolb` (the `ferrolb` binary, as a user installs the plugin) first.
+fn plugin_path(api: &ControlPlane) -> String {
+    let plugins = api.dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let link = plugins.join("kubectl-ferrolb");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(bin("ferrolb"), &link).unwrap();
+    format!("{}:{}", plugins.display(), std::env::var("PATH").unwrap())
+}
+
 /// An object of `kind` in `ferrolb-system` with `spec`.
 fn object(kind: &str, name: &str, spec: &str) -> String {
     format!(
@@ -270,16 +280,7 @@ fn ferrolb_migrate_output_applies_cleanly() {
 #[test]
 fn kubectl_ferrolb_validate_runs_beside_the_real_server() {
     let api = installed("validate");
-    let plugin_dir = api.dir.join("plugins");
-    std::fs::create_dir_all(&plugin_dir).unwrap();
-    let link = plugin_dir.join("kubectl-ferrolb");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(bin("ferrolb"), &link).unwrap();
-    let path = format!(
-        "{}:{}",
-        plugin_dir.display(),
-        std::env::var("PATH").unwrap()
-    );
+    let path = plugin_path(&api);
     let kubectl = |args: &[&str]| {
         let mut full = vec![format!("PATH={path}"), "kubectl".into()];
         full.extend(args.iter().map(|a| a.to_string()));
@@ -367,10 +368,7 @@ fn the_readmes_install_section_works_as_written() {
         .status()
         .unwrap();
     assert!(copied.success());
-    let plugins = api.dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::os::unix::fs::symlink(bin("ferrolb"), plugins.join("kubectl-ferrolb")).unwrap();
-    let path = format!("{}:{}", plugins.display(), std::env::var("PATH").unwrap());
+    let path = plugin_path(&api);
     let shell = |script: &str| {
         let script = format!("cd '{}'\n{script}", clone.display());
         let out = api

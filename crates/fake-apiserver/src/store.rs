@@ -102,6 +102,44 @@ pub struct Write<'a> {
     pub manager: &'a str,
 }
 
+/// What a PATCH did: the object, and whether an apply created it.
+pub struct Patched {
+    pub object: Arc<Value>,
+    pub created: bool,
+}
+
+impl Patched {
+    fn created(object: Arc<Value>) -> Patched {
+        Patched {
+            object,
+            created: true,
+        }
+    }
+
+    fn updated(object: Arc<Value>) -> Patched {
+        Patched {
+            object,
+            created: false,
+        }
+    }
+}
+
+/// What a DELETE did.
+pub enum Deleted {
+    /// Removed; the object as it was.
+    Gone(Arc<Value>),
+    /// Kept, marked for deletion, until its finalizers are removed.
+    Held(Arc<Value>),
+}
+
+impl Deleted {
+    pub fn object(&self) -> &Arc<Value> {
+        match self {
+            Deleted::Gone(o) | Deleted::Held(o) => o,
+        }
+    }
+}
+
 /// One page of a list.
 pub struct ListPage {
     pub items: Vec<Arc<Value>>,
@@ -711,7 +749,7 @@ impl Store {
         kind: PatchKind,
         body: Value,
         write: Write<'_>,
-    ) -> Result<Arc<Value>, ApiError> {
+    ) -> Result<Patched, ApiError> {
         let ns = if rt.namespaced { ns } else { "" };
         let current = match self.stored(rt, ns, name) {
             Ok(c) => c.clone(),
@@ -728,9 +766,9 @@ impl Store {
                     {
                         stored.owners.clear();
                         patch::record_apply(&mut stored.owners, write.manager, &obj, &created);
-                        return Ok(with_managed_fields(stored));
+                        return Ok(Patched::created(with_managed_fields(stored)));
                     }
-                    return Ok(created);
+                    return Ok(Patched::created(created));
                 }
                 return Err(e);
             }
@@ -770,10 +808,10 @@ impl Store {
                 .and_then(|b| b.get_mut(&key))
             {
                 patch::record_apply(&mut stored.owners, write.manager, &body, &result);
-                return Ok(with_managed_fields(stored));
+                return Ok(Patched::updated(with_managed_fields(stored)));
             }
         }
-        Ok(result)
+        Ok(Patched::updated(result))
     }
 
     fn write(
@@ -892,12 +930,7 @@ impl Store {
     }
 
     /// DELETE: removes the object, or marks it for deletion while it has finalizers.
-    pub fn delete(
-        &mut self,
-        rt: &ResourceType,
-        ns: &str,
-        name: &str,
-    ) -> Result<Arc<Value>, ApiError> {
+    pub fn delete(&mut self, rt: &ResourceType, ns: &str, name: &str) -> Result<Deleted, ApiError> {
         let ns = if rt.namespaced { ns } else { "" };
         let current = self.stored(rt, ns, name)?.clone();
         let key = (ns.to_string(), name.to_string());
@@ -917,13 +950,19 @@ impl Store {
         let current = self.stored(rt, ns, name)?.clone();
         if has_finalizers {
             if !current.value["metadata"]["deletionTimestamp"].is_null() {
-                return Ok(current.value);
+                return Ok(Deleted::Held(current.value));
             }
             let mut v = (*current.value).clone();
             v["metadata"]["deletionTimestamp"] = json!(now());
             // No grace period: nothing runs that would need one.
             v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            return Ok(self.commit(rt, key, v, current.owners, "MODIFIED"));
+            return Ok(Deleted::Held(self.commit(
+                rt,
+                key,
+                v,
+                current.owners,
+                "MODIFIED",
+            )));
         }
         self.release(rt, &current.value);
         if rt.group == "apiextensions.k8s.io" {
@@ -932,7 +971,13 @@ impl Store {
             }
         }
         let v = (*current.value).clone();
-        Ok(self.commit(rt, key, v, Owners::new(), "DELETED"))
+        Ok(Deleted::Gone(self.commit(
+            rt,
+            key,
+            v,
+            Owners::new(),
+            "DELETED",
+        )))
     }
 
     fn delete_namespace_contents(&mut self, ns: &str) {

@@ -108,9 +108,13 @@ fn community_literal(s: &str) -> String {
 
 /// The well-known community names, spelled as the model accepts them (any case, `_` for `-`).
 fn well_known(s: &str) -> String {
+    let names: Vec<String> = crate::model::Community::WELL_KNOWN
+        .iter()
+        .map(|(name, _)| format!("'{name}'"))
+        .collect();
     format!(
-        "['graceful-shutdown', 'no-export', 'no-advertise', 'no-export-subconfed', 'local-as', \
-         'no-peer', 'blackhole'].exists(n, n == {s}.lowerAscii().replace('_', '-'))"
+        "[{}].exists(n, n == {s}.lowerAscii().replace('_', '-'))",
+        names.join(", ")
     )
 }
 

@@ -78,5 +78,9 @@ pub(super) fn scale_request(
         json!({"spec": {"replicas": replicas}}),
         write,
     )?;
-    Ok(object_response(200, &crate::scale::of(&updated), message))
+    Ok(object_response(
+        200,
+        &crate::scale::of(&updated.object),
+        message,
+    ))
 }

@@ -18,7 +18,7 @@ use super::watch::{WatchFilter, start_watch};
 use crate::error::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::Selector;
-use crate::store::{PatchKind, Store, Target, Write};
+use crate::store::{Deleted, PatchKind, Store, Target, Write};
 
 /// A request on a resource, read once: what every verb needs.
 pub(super) struct ResourceRequest {
@@ -67,14 +67,13 @@ impl ResourceRequest {
             .flatten()
     }
 
-    /// The object's body, in the core/v1 shape for events.k8s.io Events.
-    fn object(&self) -> Result<Value, ApiError> {
-        let body = parse_body(&self.content_type, &self.body)?;
-        Ok(if crate::events::is_events_api(&self.rt) {
+    /// An object of this request, in the core/v1 shape for events.k8s.io Events.
+    fn in_core_shape(&self, body: Value) -> Value {
+        if crate::events::is_events_api(&self.rt) {
             crate::events::to_core(&body)
         } else {
             body
-        })
+        }
     }
 }
 
@@ -211,10 +210,11 @@ pub(super) fn review(req: &ResourceRequest) -> Result<Response<Body>, ApiError> 
 
 pub(super) fn create(store: &mut Store, req: &ResourceRequest) -> Result<Response<Body>, ApiError> {
     let rt = &req.rt;
+    let body = parse_body(&req.content_type, &req.body)?;
     if rt.plural == "events" && (rt.group.is_empty() || rt.group == "events.k8s.io") {
-        crate::events::validate_create(rt, &parse_body(&req.content_type, &req.body)?)?;
+        crate::events::validate_create(rt, &body)?;
     }
-    let created = store.create(rt, req.ns(), req.object()?)?;
+    let created = store.create(rt, req.ns(), req.in_core_shape(body))?;
     let warnings = std::mem::take(&mut store.warnings);
     let mut answer = as_version(&created, rt);
     if req.dry_run
@@ -235,7 +235,8 @@ pub(super) fn update(
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
     let rt = &req.rt;
-    let updated = store.update(rt, req.ns(), name, req.object()?, req.write())?;
+    let body = parse_body(&req.content_type, &req.body)?;
+    let updated = store.update(rt, req.ns(), name, req.in_core_shape(body), req.write())?;
     let warnings = std::mem::take(&mut store.warnings);
     Ok(with_warnings(
         object_response(200, &as_version(&updated, rt), req.protobuf(&rt.kind)),
@@ -285,13 +286,16 @@ pub(super) fn patch(
             _ => crate::events::to_core(&body),
         };
     }
-    // An apply that creates the object answers 201, as a create.
-    let creates = store.get(rt, req.ns(), name).is_err();
     let patched = store.patch(rt, req.ns(), name, kind, body, req.write())?;
-    let code = if creates { 201 } else { 200 };
+    // An apply that creates the object answers 201, as a create.
+    let code = if patched.created { 201 } else { 200 };
     let warnings = std::mem::take(&mut store.warnings);
     Ok(with_warnings(
-        object_response(code, &as_version(&patched, rt), req.protobuf(&rt.kind)),
+        object_response(
+            code,
+            &as_version(&patched.object, rt),
+            req.protobuf(&rt.kind),
+        ),
         &warnings,
     ))
 }
@@ -306,15 +310,14 @@ pub(super) fn delete(
     let deleted = store.delete(rt, req.ns(), name)?;
     // An object still there (finalizers hold it) or of a kind whose registry returns it
     // answers as itself; any other answers as a Status.
-    let remains = !deleted["metadata"]["deletionTimestamp"].is_null()
-        && store.get(rt, req.ns(), name).is_ok();
-    if remains || rt.returns_deleted_object() {
+    if matches!(deleted, Deleted::Held(_)) || rt.returns_deleted_object() {
         return Ok(object_response(
             200,
-            &as_version(&deleted, rt),
+            &as_version(deleted.object(), rt),
             req.protobuf(&rt.kind),
         ));
     }
+    let deleted = deleted.object();
     let mut details = json!({
         "name": name,
         "kind": rt.plural,
@@ -348,7 +351,7 @@ pub(super) fn delete_collection(
             .to_string();
         let obj_name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let gone = store.delete(rt, &obj_ns, &obj_name)?;
-        deleted.push(as_version(&gone, rt).into_owned());
+        deleted.push(as_version(gone.object(), rt).into_owned());
     }
     Ok(object_response(
         200,

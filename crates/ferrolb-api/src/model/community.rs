@@ -25,16 +25,24 @@ impl Community {
     pub const NO_PEER: Community = Community::Standard(0xFFFF_FF04);
     pub const BLACKHOLE: Community = Community::Standard(0xFFFF_029A);
 
+    /// The names a community may be written as (any case, `_` for `-`); the CRDs' CEL rules
+    /// accept the same list.
+    pub const WELL_KNOWN: [(&'static str, Community); 7] = [
+        ("graceful-shutdown", Community::GRACEFUL_SHUTDOWN),
+        ("no-export", Community::NO_EXPORT),
+        ("no-advertise", Community::NO_ADVERTISE),
+        ("no-export-subconfed", Community::NO_EXPORT_SUBCONFED),
+        ("local-as", Community::NO_EXPORT_SUBCONFED),
+        ("no-peer", Community::NO_PEER),
+        ("blackhole", Community::BLACKHOLE),
+    ];
+
     fn well_known(name: &str) -> Option<Community> {
-        Some(match name.to_ascii_lowercase().replace('_', "-").as_str() {
-            "graceful-shutdown" => Community::GRACEFUL_SHUTDOWN,
-            "no-export" => Community::NO_EXPORT,
-            "no-advertise" => Community::NO_ADVERTISE,
-            "no-export-subconfed" | "local-as" => Community::NO_EXPORT_SUBCONFED,
-            "no-peer" => Community::NO_PEER,
-            "blackhole" => Community::BLACKHOLE,
-            _ => return None,
-        })
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        Community::WELL_KNOWN
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, c)| *c)
     }
 
     /// Parses a literal community (not an alias).
