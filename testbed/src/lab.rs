@@ -599,64 +599,18 @@ impl Lab {
 
     fn start_frr(&mut self, r: &crate::topology::Router) -> anyhow::Result<()> {
         let dir = self.dir.join(&r.name);
-        std::fs::create_dir_all(&dir)?;
-        // The daemons drop to the frr user: their files live in a directory of that user's.
-        let owned = Command::new("chown").arg("frr:frr").arg(&dir).status()?;
-        if !owned.success() {
-            bail!("chown frr:frr {}", dir.display());
-        }
+        crate::frr::make_dir(&dir)?;
         let conf = crate::routers::frr_config(&self.topology, r);
         std::fs::write(dir.join("bgpd.conf"), conf)?;
         std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", r.name))?;
-        let d = |f: &str| dir.join(f).display().to_string();
-        let zserv = d("zserv.api");
-        self.start(
-            &format!("{}-zebra", r.name),
-            &r.name,
-            vec![
-                "/usr/lib/frr/zebra".into(),
-                "-P".into(),
-                "0".into(),
-                "-f".into(),
-                d("zebra.conf"),
-                "-i".into(),
-                d("zebra.pid"),
-                "-z".into(),
-                zserv.clone(),
-                "--vty_socket".into(),
-                d(""),
-            ],
-        )?;
-        let zserv_path = PathBuf::from(&zserv);
-        if !netns::wait_for(Duration::from_secs(10), || zserv_path.exists()) {
-            bail!(
-                "zebra did not start: {}",
-                self.read_log(&format!("{}-zebra", r.name))
-            );
-        }
-        self.start(
-            &format!("{}-bgpd", r.name),
-            &r.name,
-            vec![
-                "/usr/lib/frr/bgpd".into(),
-                "-P".into(),
-                "0".into(),
-                "-f".into(),
-                d("bgpd.conf"),
-                "-i".into(),
-                d("bgpd.pid"),
-                "-z".into(),
-                zserv,
-                "--vty_socket".into(),
-                d(""),
-            ],
-        )?;
-        let vty = dir.join("bgpd.vty");
-        if !netns::wait_for(Duration::from_secs(10), || vty.exists()) {
-            bail!(
-                "bgpd did not start: {}",
-                self.read_log(&format!("{}-bgpd", r.name))
-            );
+        // zebra first: bgpd connects to its socket.
+        for (daemon, ready) in [("zebra", "zserv.api"), ("bgpd", "bgpd.vty")] {
+            let what = format!("{}-{daemon}", r.name);
+            self.start(&what, &r.name, crate::frr::daemon_args(daemon, &dir, true))?;
+            let ready = dir.join(ready);
+            if !netns::wait_for(Duration::from_secs(10), || ready.exists()) {
+                bail!("{daemon} did not start: {}", self.read_log(&what));
+            }
         }
         Ok(())
     }
@@ -710,19 +664,7 @@ impl Lab {
 
     /// The next hops `router` installed in its kernel for `prefix`.
     pub fn kernel_next_hops(&self, router: &str, prefix: &str) -> Vec<IpAddr> {
-        let family = if prefix.contains(':') { "-6" } else { "-4" };
-        let out = netns::exec(&self.ns(router), &["ip", family, "route", "show", prefix])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let words: Vec<&str> = out.split_whitespace().collect();
-        let mut hops: Vec<IpAddr> = words
-            .windows(2)
-            .filter(|w| w[0] == "via")
-            .filter_map(|w| w[1].parse().ok())
-            .collect();
-        hops.sort();
-        hops.dedup();
-        hops
+        netns::route_next_hops(&self.ns(router), prefix)
     }
 
     /// The MAC of `host`'s first interface (set when the lab is built).

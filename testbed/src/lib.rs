@@ -7,6 +7,7 @@ pub mod clab;
 pub mod client;
 pub mod control_plane;
 pub mod demo;
+pub mod frr;
 pub mod lab;
 pub mod listener;
 pub mod netns;

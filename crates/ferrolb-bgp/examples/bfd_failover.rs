@@ -22,15 +22,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ferrolb_bgp::bfd::{Bfd, PeerSpec, Settings};
-use ferrolb_bgp::driver::{PathSpec, spawn_peer};
+use ferrolb_bgp::driver::{PathSpec, PeerHandle, spawn_peer};
 use ferrolb_bgp::wire::Prefix;
 use ferrolb_testbed::netns;
-use support::{FrrBfd, peer_config, wait_until};
+use support::{BfdPeers, Frr, peer_config, start_frr_bfd_in, wait_until};
 
 const ROUTE: &str = "203.0.113.10";
 const NODES: [&str; 2] = ["n1", "n2"];
@@ -72,57 +71,38 @@ fn node_ip(node: &str) -> String {
 
 /// One lab's namespaces, FRR and node threads; removed on drop.
 struct Lab {
-    prefix: String,
     dir: PathBuf,
-    frr: Option<FrrBfd>,
-    stops: Vec<std::sync::mpsc::Sender<()>>,
+    /// Per node: its peer handle and BFD, and the thread running them.
+    nodes: Vec<((PeerHandle, Option<Bfd>), netns::Running)>,
+    frr: Option<Frr>,
+    /// Declared last: the nodes and FRR stop before their namespaces go.
+    namespaces: netns::Namespaces,
 }
 
 impl Lab {
     fn ns(&self, short: &str) -> String {
-        format!("{}{short}", self.prefix)
+        self.namespaces.name(short)
     }
 
     fn new(run: usize, index: usize, v: Variant) -> Lab {
-        let prefix = format!("flbbfd-{}-{run}-{index}-", std::process::id());
-        let dir = std::env::temp_dir().join(format!("{prefix}dir"));
+        let mut namespaces = netns::Namespaces::new(&format!("flbbfd-{run}-{index}"));
+        let dir = std::env::temp_dir().join(format!("{}dir", namespaces.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab {
-            prefix,
-            dir,
-            frr: None,
-            stops: Vec::new(),
-        };
-        let sw = lab.ns("sw");
-        netns::ip(&["netns", "add", &sw]).expect("ip");
-        netns::ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]).expect("ip");
-        netns::ip(&["-n", &sw, "link", "set", "br0", "up"]).expect("ip");
+        namespaces.add_switch("sw");
         for (short, addr) in [("rt", "192.0.2.1".to_string())]
             .into_iter()
             .chain(NODES.iter().map(|n| (*n, node_ip(n))))
         {
-            let ns = lab.ns(short);
-            netns::ip(&["netns", "add", &ns]).expect("ip");
-            let port = format!("p{short}");
-            netns::ip(&[
-                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ])
-            .expect("ip");
-            netns::ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]).expect("ip");
-            netns::ip(&["-n", &ns, "link", "set", "lo", "up"]).expect("ip");
-            netns::ip(&["-n", &ns, "link", "set", "eth0", "up"]).expect("ip");
-            netns::ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])
-            .expect("ip");
+            namespaces.add(short);
+            namespaces.plug("sw", &format!("p{short}"), short, "eth0", None);
+            namespaces.address(short, "eth0", &format!("{addr}/24"));
         }
+        let mut lab = Lab {
+            dir,
+            nodes: Vec::new(),
+            frr: None,
+            namespaces,
+        };
         let mut bgpd = "frr defaults traditional\nhostname rt\n!\nrouter bgp 64500\n bgp router-id 192.0.2.1\n no bgp ebgp-requires-policy\n".to_string();
         for n in NODES {
             let a = node_ip(n);
@@ -146,7 +126,7 @@ impl Lab {
         let bfdd = format!(
             "bfd\n profile fast\n  transmit-interval {ms}\n  receive-interval {ms}\n  detect-multiplier 3\n !\n!\n"
         );
-        lab.frr = Some(FrrBfd::start_in(&lab.ns("rt"), &lab.dir, &bgpd, &bfdd));
+        lab.frr = Some(start_frr_bfd_in(&lab.ns("rt"), &lab.dir, &bgpd, &bfdd));
         for n in NODES {
             lab.start_node(n, v);
         }
@@ -154,7 +134,6 @@ impl Lab {
     }
 
     fn start_node(&mut self, node: &str, v: Variant) {
-        let ns_name = self.ns(node).to_string();
         let me: Ipv4Addr = node_ip(node).parse().unwrap();
         let mut config = peer_config(64500);
         config.address = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 179);
@@ -163,60 +142,40 @@ impl Lab {
         config.session.router_id = me;
         config.session.hold_time = Duration::from_secs(v.hold_secs);
         config.session.keepalive = Duration::from_secs((v.hold_secs / 3).max(1));
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        self.stops.push(stop_tx);
-        std::thread::spawn(move || {
-            ferrolb_testbed::netns::enter(&ns_name).expect("setns");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let bfd = v.bfd_ms.map(|ms| (ms, Bfd::start().expect("bfd sockets")));
-                let (handle, task) = spawn_peer(config);
-                if let Some((ms, bfd)) = &bfd {
-                    handle.follow_bfd(bfd.add(PeerSpec {
-                        peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                        local: Some(IpAddr::V4(me)),
-                        multihop: false,
-                        minimum_ttl: 254,
-                        settings: Settings {
-                            desired_min_tx: Duration::from_millis(*ms),
-                            required_min_rx: Duration::from_millis(*ms),
-                            detect_multiplier: 3,
-                            passive: false,
-                        },
-                    }));
-                }
-                handle.advertise(
-                    vec![Prefix::host(ROUTE.parse().unwrap())],
-                    PathSpec::default(),
-                );
-                let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
-                task.abort();
-            });
+        let (kept, running) = netns::run_in(&self.ns(node), move |started| async move {
+            let bfd = v.bfd_ms.map(|ms| (ms, Bfd::start().expect("bfd sockets")));
+            let (handle, task) = spawn_peer(config);
+            if let Some((ms, bfd)) = &bfd {
+                handle.follow_bfd(bfd.add(PeerSpec {
+                    peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                    local: Some(IpAddr::V4(me)),
+                    multihop: false,
+                    minimum_ttl: 254,
+                    settings: Settings {
+                        desired_min_tx: Duration::from_millis(*ms),
+                        required_min_rx: Duration::from_millis(*ms),
+                        detect_multiplier: 3,
+                        passive: false,
+                    },
+                }));
+            }
+            handle.advertise(
+                vec![Prefix::host(ROUTE.parse().unwrap())],
+                PathSpec::default(),
+            );
+            // The test keeps the handle and BFD: dropped, they would end the session.
+            let _ = started.send((handle, bfd.map(|(_, bfd)| bfd)));
+            vec![task]
         });
+        self.nodes.push((kept, running));
     }
 
     /// The next hops of the route in the router's kernel.
     fn next_hops(&self) -> BTreeSet<String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns("rt"), "-j", "route", "show", ROUTE])
-            .output()
-            .expect("ip runs");
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let mut hops = BTreeSet::new();
-        for r in json.as_array().into_iter().flatten() {
-            if let Some(g) = r["gateway"].as_str() {
-                hops.insert(g.to_string());
-            }
-            for h in r["nexthops"].as_array().into_iter().flatten() {
-                if let Some(g) = h["gateway"].as_str() {
-                    hops.insert(g.to_string());
-                }
-            }
-        }
-        hops
+        netns::route_next_hops(&self.ns("rt"), ROUTE)
+            .iter()
+            .map(IpAddr::to_string)
+            .collect()
     }
 
     fn cut(&self, node: &str) {
@@ -234,13 +193,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.stops.clear();
+        self.nodes.clear();
         self.frr = None;
-        for short in ["sw", "rt", "n1", "n2"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(short)])
-                .output();
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

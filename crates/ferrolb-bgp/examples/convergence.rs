@@ -212,7 +212,7 @@ async fn ferrolb_into(kind: Receiver, routes: &[Prefix]) -> (Option<Duration>, O
         "ferrolb session"
     );
     let total = router.wait_for_count(&lab, u64::from(ROUTES), started, Duration::from_secs(300));
-    let _ = stop.send(());
+    drop(stop);
     (
         total.map(|t| t.saturating_sub(established - started)),
         total,
@@ -363,6 +363,6 @@ async fn main() {
         hwm as f64 / 1024.0
     );
     for s in stops {
-        let _ = s.send(());
+        drop(s);
     }
 }

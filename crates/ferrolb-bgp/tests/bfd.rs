@@ -66,7 +66,7 @@ async fn assert_freeze_takes_bfd_and_bgp_down(peer: &mut BfdPeer, pid: &str, who
 }
 
 /// An FRR lab with BGP and BFD both up, over IPv4.
-async fn frr_lab() -> (Lab, FrrBfd, BfdPeer) {
+async fn frr_lab() -> (Lab, Frr, BfdPeer) {
     frr_lab_with(BGPD, peer_config(64513), bfd_spec(50, 3), "192.0.2.1").await
 }
 
@@ -279,9 +279,9 @@ async fn frr_lab_with(
     config: ferrolb_bgp::driver::PeerConfig,
     spec: ferrolb_bgp::bfd::PeerSpec,
     frr_peer: &str,
-) -> (Lab, FrrBfd, BfdPeer) {
+) -> (Lab, Frr, BfdPeer) {
     let lab = Lab::new();
-    let frr = FrrBfd::start(&lab, bgpd, BFDD);
+    let frr = start_frr_bfd(&lab, bgpd, BFDD);
     let mut peer = start_bfd_peer(&lab, config, spec);
     assert!(
         peer.handle

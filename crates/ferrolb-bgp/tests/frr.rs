@@ -17,7 +17,7 @@ async fn frr_session(
 ) -> (
     Lab,
     ferrolb_bgp::driver::PeerHandle,
-    std::sync::mpsc::Sender<()>,
+    ferrolb_testbed::netns::Running,
 ) {
     let mut lab = Lab::new();
     lab.start_frr(&frr_config(peer_as));
@@ -123,8 +123,7 @@ async fn frozen_peer_is_dropped_when_the_hold_time_expires() {
         peer.wait_for(State::Established, Duration::from_secs(20))
             .await
     );
-    let pid = lab.router.as_ref().unwrap().id();
-    // The child is `ip netns exec`, which execs bgpd: same pid.
+    let pid = lab.frr().pid("bgpd");
     let frozen = Command::new("kill")
         .args(["-STOP", &pid.to_string()])
         .status()
@@ -163,7 +162,7 @@ async fn md5_with_the_right_key_works_and_a_wrong_key_keeps_the_session_down() {
             .await,
         "wrong key must not come up"
     );
-    let _ = stop_bad.send(());
+    drop(stop_bad);
     let mut right = peer_config(64513);
     right.md5_key = Some("s3cret-key".into());
     let (mut good, _stop) = start_peer(&lab, right);
@@ -174,7 +173,7 @@ async fn md5_with_the_right_key_works_and_a_wrong_key_keeps_the_session_down() {
         up,
         "{}\n{}",
         lab.vtysh("show bgp neighbors 192.0.2.1"),
-        std::fs::read_to_string(lab.dir.join("bgpd.log")).unwrap_or_default()
+        std::fs::read_to_string(lab.frr().dir.join("bgpd.log")).unwrap_or_default()
     );
 }
 
@@ -234,7 +233,7 @@ async fn graceful_restart_keeps_routes_in_frr_until_end_of_rib() {
         .is_some_and(|p| !p.is_empty())));
 
     // Our side dies without a NOTIFICATION: FRR keeps the route, marked stale.
-    let _ = stop_first.send(());
+    drop(stop_first);
     assert!(
         wait_until(Duration::from_secs(10), || route(&lab)["paths"][0]["stale"]
             == true),

@@ -7,8 +7,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ferrolb_dataplane::{Forwarding, Key, Protocol, Target, ruleset};
@@ -106,18 +104,8 @@ fn main() {
     for i in 0..COMMAND_RUNS {
         let doc = if i % 2 == 0 { &there } else { &back };
         let started = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns, "nft", "-j", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(doc.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        ferrolb_testbed::netns::exec_with_input(&ns, &["nft", "-j", "-f", "-"], doc)
+            .expect("nft applies the change");
         samples.push(started.elapsed());
     }
     println!(

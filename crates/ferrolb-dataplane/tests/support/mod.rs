@@ -6,16 +6,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_dataplane::{Dataplane, Forwarding, Key, Prefix, Protocol, Target};
 use ferrolb_testbed::client::read_line;
 use ferrolb_testbed::netns;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const NODE4: &str = "192.0.2.11";
 pub const NODE6: &str = "2001:db8::11";
@@ -37,10 +34,6 @@ pub fn nft(ns: &str, args: &[&str]) -> String {
     netns::exec_ok(ns, &full).unwrap()
 }
 
-fn enter(ns: &str) {
-    netns::enter(ns).unwrap();
-}
-
 pub struct Lab {
     pub node: String,
     pub client: String,
@@ -48,61 +41,25 @@ pub struct Lab {
     pub pod: Option<String>,
     stop: Arc<AtomicBool>,
     servers: Vec<std::thread::JoinHandle<()>>,
+    /// Declared last: the servers stop before their namespaces go.
+    namespaces: netns::Namespaces,
 }
 
 impl Lab {
     pub fn new() -> Lab {
-        let prefix = format!(
-            "fdp-{}-{}-",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let lab = Lab {
-            node: format!("{prefix}node"),
-            client: format!("{prefix}cl"),
-            pod: None,
-            stop: Arc::new(AtomicBool::new(false)),
-            servers: Vec::new(),
-        };
-        ip(&["netns", "add", &lab.node]);
-        ip(&["netns", "add", &lab.client]);
-        ip(&[
-            "-n",
-            &lab.node,
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &lab.client,
-        ]);
-        for (ns, addrs) in [
-            (&lab.node, vec![NODE4, NODE6]),
-            (&lab.client, vec![CLIENT4, OTHER4, CLIENT6, OTHER6]),
-        ] {
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-            ip(&["-n", ns, "link", "set", "eth0", "up"]);
-            for a in addrs {
-                let len = if a.contains(':') { "64" } else { "24" };
-                ip(&[
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{a}/{len}"),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ]);
-            }
+        let mut namespaces = netns::Namespaces::new("fdp");
+        let node = namespaces.add("node");
+        let client = namespaces.add("cl");
+        namespaces.pair("node", "cl");
+        for a in [NODE4, NODE6] {
+            namespaces.address("node", "eth0", &with_length(a));
+        }
+        for a in [CLIENT4, OTHER4, CLIENT6, OTHER6] {
+            namespaces.address("cl", "eth0", &with_length(a));
         }
         ip(&[
             "-n",
-            &lab.client,
+            &client,
             "route",
             "add",
             "198.51.100.0/24",
@@ -111,7 +68,7 @@ impl Lab {
         ]);
         ip(&[
             "-n",
-            &lab.client,
+            &client,
             "route",
             "add",
             "2001:db8:100::/64",
@@ -121,28 +78,28 @@ impl Lab {
         // A node has a default route; the node's own traffic to a Service address needs one
         // to leave the routing step before the output hook rewrites it.
         for gateway in ["192.0.2.1", "2001:db8::1"] {
-            ip(&["-n", &lab.node, "route", "add", "default", "via", gateway]);
+            ip(&["-n", &node, "route", "add", "default", "via", gateway]);
         }
-        lab
+        Lab {
+            node,
+            client,
+            pod: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            servers: Vec::new(),
+            namespaces,
+        }
     }
 
     /// Runs `f` on a thread inside namespace `ns` and returns its result.
     pub fn in_ns<T: Send + 'static>(&self, ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let ns = ns.to_string();
-        std::thread::spawn(move || {
-            enter(&ns);
-            f()
-        })
-        .join()
-        .expect("namespace thread")
+        netns::spawn_in(ns, f).join().expect("namespace thread")
     }
 
     /// Opens a dataplane in the node's namespace.
     pub fn dataplane(&self) -> NodeDataplane {
         let ns = self.node.clone();
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let thread = std::thread::spawn(move || {
-            enter(&ns);
+        let thread = netns::spawn_in(&ns, move || {
             let mut dp = Dataplane::open().expect("libnftables loads");
             while let Ok(job) = rx.recv() {
                 job(&mut dp);
@@ -157,26 +114,16 @@ impl Lab {
     /// A pod namespace behind the node, as a CNI would wire one: 203.0.113.10 on a veth to the
     /// node (203.0.113.1), which routes for it.
     pub fn add_pod(&mut self) {
-        let pod = self.node.replace("node", "pod");
-        ip(&["netns", "add", &pod]);
+        let pod = self.namespaces.add("pod");
         self.pod = Some(pod.clone());
         ip(&[
             "-n", &self.node, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
             "netns", &pod,
         ]);
         ip(&["-n", &self.node, "link", "set", "eth1", "up"]);
-        ip(&[
-            "-n",
-            &self.node,
-            "addr",
-            "add",
-            "203.0.113.1/24",
-            "dev",
-            "eth1",
-        ]);
-        ip(&["-n", &pod, "link", "set", "lo", "up"]);
+        self.namespaces.address("node", "eth1", "203.0.113.1/24");
         ip(&["-n", &pod, "link", "set", "eth0", "up"]);
-        ip(&["-n", &pod, "addr", "add", "203.0.113.10/24", "dev", "eth0"]);
+        self.namespaces.address("pod", "eth0", "203.0.113.10/24");
         ip(&["-n", &pod, "route", "add", "default", "via", "203.0.113.1"]);
         netns::sysctl(&self.node, "net.ipv4.ip_forward", "1").unwrap();
     }
@@ -193,8 +140,7 @@ impl Lab {
         let stop = self.stop.clone();
         let ns = ns.to_string();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        self.servers.push(std::thread::spawn(move || {
-            enter(&ns);
+        self.servers.push(netns::spawn_in(&ns, move || {
             let tcp = TcpListener::bind(addr).expect("bind tcp");
             tcp.set_nonblocking(true).unwrap();
             let udp = UdpSocket::bind(addr).expect("bind udp");
@@ -235,13 +181,13 @@ impl Drop for Lab {
         for s in self.servers.drain(..) {
             let _ = s.join();
         }
-        for ns in [Some(&self.node), Some(&self.client), self.pod.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
+}
+
+/// `addr` with the lab's prefix length: /24 for IPv4, /64 for IPv6.
+fn with_length(addr: &str) -> String {
+    let len = if addr.contains(':') { "64" } else { "24" };
+    format!("{addr}/{len}")
 }
 
 type Job = Box<dyn FnOnce(&mut Dataplane) + Send>;

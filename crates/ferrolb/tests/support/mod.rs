@@ -10,12 +10,10 @@ use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ferrolb_testbed::frr::Frr;
 use ferrolb_testbed::netns;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const NODES: [&str; 3] = ["n1", "n2", "n3"];
 pub const ROUTER_IP: &str = "192.0.2.1";
@@ -37,33 +35,22 @@ pub fn node_mac(node: &str) -> String {
     format!("02:00:00:00:00:1{}", &node[1..])
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 pub struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
     pub dir: PathBuf,
-    /// zebra and bgpd.
-    frr: Vec<Child>,
+    /// zebra and bgpd (and bfdd), in the router's namespace.
+    frr: Option<Frr>,
     pub speakers: BTreeMap<String, Child>,
     /// Flags every speaker this lab starts gets besides the lab's own.
     pub speaker_args: Vec<String>,
     /// Per node, a command the speaker runs under (it gets the speaker's command line).
     pub speaker_wrappers: BTreeMap<String, Vec<String>>,
+    /// Declared last: the processes stop before their namespaces go.
+    namespaces: netns::Namespaces,
 }
 
 impl Lab {
     pub fn ns(&self, short: &str) -> String {
-        format!("{}{short}", self.prefix)
+        self.namespaces.name(short)
     }
 
     /// Builds the namespaces and the bridge, starts FRR, and moves the calling thread into the
@@ -84,24 +71,10 @@ impl Lab {
     }
 
     fn build(password: Option<&str>, bfd: bool) -> Lab {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("flbs-{}-{n}-", std::process::id());
-        let dir = std::env::temp_dir().join(format!("{prefix}lab"));
+        let mut namespaces = netns::Namespaces::new("flbs");
+        let dir = std::env::temp_dir().join(format!("{}lab", namespaces.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab {
-            prefix,
-            namespaces: Vec::new(),
-            dir,
-            frr: Vec::new(),
-            speakers: BTreeMap::new(),
-            speaker_args: Vec::new(),
-            speaker_wrappers: BTreeMap::new(),
-        };
-        let sw = lab.ns("sw");
-        netns::ip(&["netns", "add", &sw]).expect("ip");
-        lab.namespaces.push(sw.clone());
-        netns::ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]).expect("ip");
-        netns::ip(&["-n", &sw, "link", "set", "br0", "up"]).expect("ip");
+        namespaces.add_switch("sw");
         let hosts: Vec<(String, String, String, String)> = NODES
             .iter()
             .map(|n| (n.to_string(), node_ip(n), node_ip6(n), node_mac(n)))
@@ -121,46 +94,26 @@ impl Lab {
             ])
             .collect();
         for (short, addr, addr6, mac) in &hosts {
-            let ns = lab.ns(short);
-            netns::ip(&["netns", "add", &ns]).expect("ip");
-            lab.namespaces.push(ns.clone());
-            let port = format!("p{short}");
-            netns::ip(&[
-                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ])
-            .expect("ip");
-            netns::ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]).expect("ip");
-            netns::ip(&["-n", &ns, "link", "set", "eth0", "address", mac]).expect("ip");
-            netns::ip(&["-n", &ns, "link", "set", "lo", "up"]).expect("ip");
-            netns::ip(&["-n", &ns, "link", "set", "eth0", "up"]).expect("ip");
-            netns::ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ])
-            .expect("ip");
-            netns::ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr6}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])
-            .expect("ip");
+            namespaces.add(short);
+            namespaces.plug("sw", &format!("p{short}"), short, "eth0", Some(mac));
+            namespaces.address(short, "eth0", &format!("{addr}/24"));
+            namespaces.address(short, "eth0", &format!("{addr6}/64"));
         }
+        let mut lab = Lab {
+            dir,
+            frr: None,
+            speakers: BTreeMap::new(),
+            speaker_args: Vec::new(),
+            speaker_wrappers: BTreeMap::new(),
+            namespaces,
+        };
         lab.start_frr(password, bfd);
         netns::enter(&lab.ns("rt")).expect("setns");
         lab
     }
 
+    /// zebra (it installs the routes bgpd picks in the router's kernel, so traffic follows
+    /// them), bfdd when asked, and bgpd.
     fn start_frr(&mut self, password: Option<&str>, bfd: bool) {
         let mut conf = format!(
             "frr defaults traditional\nhostname rt\n!\nrouter bgp {FRR_AS}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n"
@@ -185,84 +138,21 @@ impl Lab {
             conf.push_str(&format!("  neighbor {} activate\n", node_ip(n)));
         }
         conf.push_str(" exit-address-family\n!\n");
-        let path = self.dir.join("bgpd.conf");
-        std::fs::write(&path, conf).unwrap();
-        // zebra installs the routes bgpd picks in the router's kernel, so traffic follows them.
-        // zebra drops to the frr user: its files live in a directory of that user's.
-        let zebra_dir = self.dir.join("zebra");
-        std::fs::create_dir_all(&zebra_dir).unwrap();
-        let owned = Command::new("chown")
-            .arg("frr:frr")
-            .arg(&zebra_dir)
-            .status()
-            .expect("chown runs");
-        assert!(owned.success(), "chown frr:frr {}", zebra_dir.display());
-        let zebra_conf = zebra_dir.join("zebra.conf");
-        std::fs::write(&zebra_conf, "hostname rt\n").unwrap();
-        let zserv = zebra_dir.join("zserv.api");
-        self.start_frr_daemon("zebra", &[], &zebra_conf, &zebra_dir, &zserv, &zserv);
+        let bfdd = "bfd\n profile ferrolb\n  transmit-interval 50\n  receive-interval 50\n  detect-multiplier 3\n !\n!\n";
+        let mut daemons = vec![("zebra", "hostname rt\n")];
         if bfd {
-            let bfdd_conf = zebra_dir.join("bfdd.conf");
-            std::fs::write(
-                &bfdd_conf,
-                "bfd\n profile ferrolb\n  transmit-interval 50\n  receive-interval 50\n  detect-multiplier 3\n !\n!\n",
-            )
-            .unwrap();
-            let vty = zebra_dir.join("bfdd.vty");
-            self.start_frr_daemon("bfdd", &[], &bfdd_conf, &zebra_dir, &zserv, &vty);
+            daemons.push(("bfdd", bfdd));
         }
-        // bgpd keeps root (-S): its files are in the lab's directory.
-        let dir = self.dir.clone();
-        self.start_frr_daemon("bgpd", &["-S"], &path, &dir, &zserv, &dir.join("bgpd.vty"));
+        daemons.push(("bgpd", &conf));
+        self.frr = Some(Frr::start(&self.ns("rt"), &self.dir.join("frr"), &daemons));
     }
 
-    /// Starts one FRR daemon in the router's namespace, its pid file, log and vty socket in
-    /// `dir`; waits up to 10 s for `ready` to exist.
-    fn start_frr_daemon(
-        &mut self,
-        daemon: &str,
-        flags: &[&str],
-        conf: &std::path::Path,
-        dir: &std::path::Path,
-        zserv: &std::path::Path,
-        ready: &std::path::Path,
-    ) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("rt")])
-            .arg(format!("/usr/lib/frr/{daemon}"))
-            .args(flags)
-            .args(["-P", "0", "-f"])
-            .arg(conf)
-            .arg("-i")
-            .arg(dir.join(format!("{daemon}.pid")))
-            .arg("-z")
-            .arg(zserv)
-            .arg("--vty_socket")
-            .arg(dir)
-            .arg("--log")
-            .arg(format!(
-                "file:{}",
-                dir.join(format!("{daemon}.log")).display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{daemon} starts: {e}"));
-        self.frr.push(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn frr(&self) -> &Frr {
+        self.frr.as_ref().expect("the lab runs FRR")
     }
 
     pub fn vtysh(&self, command: &str) -> String {
-        let out = Command::new("vtysh")
-            .arg("--vty_socket")
-            .arg(&self.dir)
-            .args(["-d", "bgpd", "-c", command])
-            .output()
-            .expect("vtysh runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.frr().vtysh("bgpd", command)
     }
 
     /// FRR's paths for a prefix: (next hop, whether it carries GRACEFUL_SHUTDOWN).
@@ -287,41 +177,16 @@ impl Lab {
 
     /// Changes the TCP MD5 password FRR expects from every node.
     pub fn set_frr_password(&self, password: &str) {
+        let router = format!("router bgp {FRR_AS}");
         for n in NODES {
-            let out = Command::new("vtysh")
-                .arg("--vty_socket")
-                .arg(&self.dir)
-                .args([
-                    "-d",
-                    "bgpd",
-                    "-c",
-                    "configure terminal",
-                    "-c",
-                    &format!("router bgp {FRR_AS}"),
-                ])
-                .args([
-                    "-c",
-                    &format!("neighbor {} password {password}", node_ip(n)),
-                ])
-                .output()
-                .expect("vtysh runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let neighbor = format!("neighbor {} password {password}", node_ip(n));
+            self.frr().configure("bgpd", &[&router, &neighbor]);
         }
     }
 
-    /// A vtysh command to zebra or bfdd (their sockets are in zebra's directory).
+    /// A vtysh command to zebra or bfdd.
     pub fn vtysh_daemon(&self, daemon: &str, command: &str) -> String {
-        let out = Command::new("vtysh")
-            .arg("--vty_socket")
-            .arg(self.dir.join("zebra"))
-            .args(["-d", daemon, "-c", command])
-            .output()
-            .expect("vtysh runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.frr().vtysh(daemon, command)
     }
 
     /// bfdd's sessions: peer address and status ("up", "down", ...).
@@ -435,11 +300,7 @@ impl Lab {
 
     /// Runs a command in a namespace.
     pub fn exec(&self, short: &str, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(short)])
-            .args(args)
-            .output()
-            .expect("command runs")
+        netns::exec(&self.ns(short), args).expect("command runs")
     }
 
     /// The MAC the client resolves `addr` to now: its neighbour entry after a fresh ARP.
@@ -454,14 +315,7 @@ impl Lab {
 
     /// The client's neighbour entry for `addr`, without asking again.
     pub fn client_neighbour(&self, addr: &str) -> Option<String> {
-        let out = run("ip", &["-n", &self.ns("cl"), "neigh", "show", "to", addr]);
-        let mut words = out.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "lladdr" {
-                return words.next().map(str::to_string);
-            }
-        }
-        None
+        netns::neighbour(&self.ns("cl"), addr)
     }
 }
 
@@ -471,13 +325,7 @@ impl Drop for Lab {
         for n in nodes {
             self.kill_speaker(&n);
         }
-        for mut c in self.frr.drain(..).rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        self.frr = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
