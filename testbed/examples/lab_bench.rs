@@ -287,9 +287,13 @@ mod failover {
     /// ADVERT` runs one pairing.
     pub fn run(rounds: usize, args: &[String]) {
         if let [probe, suspect, advert] = args {
-            let flags = ["--probe-period-ms", probe, "--suspect-to-down-ms", suspect]
-                .map(String::from)
-                .to_vec();
+            let flags = [
+                "--probe-period".to_string(),
+                format!("{probe}ms"),
+                "--suspect-to-down".to_string(),
+                format!("{suspect}ms"),
+            ]
+            .to_vec();
             let name = format!("probe {probe} ms, suspect {suspect} ms");
             one(rounds, &name, flags, advert);
             return;
@@ -303,7 +307,7 @@ mod failover {
         one(
             rounds,
             "fast (probe 10 ms, suspect 10 ms)",
-            ["--probe-period-ms", "10", "--suspect-to-down-ms", "10"]
+            ["--probe-period", "10ms", "--suspect-to-down", "10ms"]
                 .map(String::from)
                 .to_vec(),
             "0.01",

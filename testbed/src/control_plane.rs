@@ -538,12 +538,12 @@ mod tests {
             "--gossip-port=7946",
             "--metrics-addr=0.0.0.0:7472",
             "--drain-delay",
-            "5",
+            "5s",
         ]);
         let lab = strings(&[
             "--metrics-addr",
             "0.0.0.0:9000",
-            "--drain-delay=1",
+            "--drain-delay=1s",
             "--node-name",
             "n1",
         ]);
@@ -554,7 +554,7 @@ mod tests {
                 "--gossip-port=7946",
                 "--metrics-addr",
                 "0.0.0.0:9000",
-                "--drain-delay=1",
+                "--drain-delay=1s",
                 "--node-name",
                 "n1"
             ])
@@ -563,10 +563,10 @@ mod tests {
 
     #[test]
     fn workload_args_are_read_from_the_rendered_stream() {
-        let rendered = "kind: ServiceAccount\nmetadata: {name: x}\n---\nkind: DaemonSet\nmetadata: {name: ferrolb-speaker}\nspec:\n  template:\n    spec:\n      containers:\n      - args: [speaker, --drain-delay=5]\n";
+        let rendered = "kind: ServiceAccount\nmetadata: {name: x}\n---\nkind: DaemonSet\nmetadata: {name: ferrolb-speaker}\nspec:\n  template:\n    spec:\n      containers:\n      - args: [speaker, --drain-delay=5s]\n";
         assert_eq!(
             container_args(rendered, "DaemonSet", "ferrolb-speaker").unwrap(),
-            strings(&["speaker", "--drain-delay=5"])
+            strings(&["speaker", "--drain-delay=5s"])
         );
         assert!(container_args(rendered, "Deployment", "ferrolb-controller").is_err());
     }

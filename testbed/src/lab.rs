@@ -386,8 +386,8 @@ impl Lab {
                 listen,
                 "--kubeconfig".into(),
                 self.kubeconfig().display().to_string(),
-                "--bookmark-interval-ms".into(),
-                "1000".into(),
+                "--bookmark-interval".into(),
+                "1s".into(),
             ],
         )?;
         let kubeconfig = self.kubeconfig();
@@ -467,9 +467,9 @@ impl Lab {
             "nftables".into(),
             // Short leases: the tests kill leaders.
             "--lease-duration".into(),
-            "3".into(),
+            "3s".into(),
             "--lease-grace".into(),
-            "1".into(),
+            "1s".into(),
             "--metrics-addr".into(),
             format!("127.0.0.1:{metrics}"),
             "--health-addr".into(),

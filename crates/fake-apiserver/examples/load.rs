@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|p| p.join("fake-apiserver"))
         .expect("target dir");
     let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--bookmark-interval-ms", "1000"])
+        .args(["--listen", "127.0.0.1:0", "--bookmark-interval", "1s"])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut line = String::new();

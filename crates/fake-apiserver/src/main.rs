@@ -24,14 +24,23 @@ struct Args {
     /// Share of API requests answered with 429.
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
-    /// Delay added to every API request.
-    #[arg(long, default_value_t = 0)]
-    delay_ms: u64,
+    /// Delay added to every API request (a duration with its unit, as for ferrolb's flags).
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    delay: Duration,
     /// Watch events kept for resuming watches.
     #[arg(long, default_value_t = 50_000)]
     history: usize,
-    #[arg(long, default_value_t = 5000)]
-    bookmark_interval_ms: u64,
+    /// How often an idle watch gets a BOOKMARK.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    bookmark_interval: Duration,
+}
+
+/// `500ms`, `5s`: written as ferrolb's own duration flags are.
+fn duration(text: &str) -> Result<Duration, String> {
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration with a unit, e.g. 500ms or 5s"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
 }
 
 #[tokio::main]
@@ -40,11 +49,11 @@ async fn main() -> anyhow::Result<()> {
     let server = FakeApiServer::start(Config {
         listen: args.listen,
         history_limit: args.history,
-        bookmark_interval: Duration::from_millis(args.bookmark_interval_ms),
+        bookmark_interval: args.bookmark_interval,
         faults: Faults {
             error_rate: args.error_rate,
             throttle_rate: args.throttle_rate,
-            delay_ms: args.delay_ms,
+            delay_ms: args.delay.as_millis() as u64,
         },
         ..Config::default()
     })

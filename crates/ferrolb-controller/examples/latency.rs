@@ -196,8 +196,8 @@ fn main() {
         controller_rt.spawn(async move {
             let config = ControllerConfig {
                 identity: "bench".into(),
-                lease_duration_secs: 15,
-                lease_grace_secs: 5,
+                lease_duration: Duration::from_secs(15),
+                lease_grace: Duration::from_secs(5),
                 ..ControllerConfig::default()
             };
             let _ = ferrolb_controller::run(

@@ -11,6 +11,8 @@ use ferrolb_cluster::http::Readiness;
 use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
 
+use crate::cli;
+
 /// Who forwards a Service address's traffic to the NodePorts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Forwarding {
@@ -36,15 +38,16 @@ pub struct ControllerArgs {
     identity: Option<String>,
     #[arg(long, default_value = "ferrolb-controller")]
     lease_name: String,
-    /// Seconds a leader's lease lasts without renewal: the failover time after a crash.
-    #[arg(long, default_value_t = 15)]
-    lease_duration: u64,
-    /// Seconds before expiry at which the leader renews.
-    #[arg(long, default_value_t = 5)]
-    lease_grace: u64,
-    /// Seconds between full reconciles of every Service.
-    #[arg(long, default_value_t = 300)]
-    resync: u64,
+    /// How long a leader's lease lasts without renewal (whole seconds): the failover time
+    /// after a crash.
+    #[arg(long, default_value = "15s", value_parser = cli::whole_seconds)]
+    lease_duration: Duration,
+    /// How long before expiry the leader renews (whole seconds).
+    #[arg(long, default_value = "5s", value_parser = cli::whole_seconds)]
+    lease_grace: Duration,
+    /// Time between full reconciles of every Service.
+    #[arg(long, default_value = "5m", value_parser = cli::duration)]
+    resync: Duration,
     /// How the speakers deliver traffic: `none` (kube-proxy does; ingress ipMode VIP) or
     /// `nftables` (the speakers forward to NodePorts; ipMode Proxy, so kube-proxy leaves the
     /// addresses alone). Must match the speakers' --forwarding.
@@ -59,38 +62,11 @@ pub struct ControllerArgs {
     log_json: bool,
 }
 
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
 pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
+    cli::init_logging(args.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let client = client(args.kubeconfig.as_ref()).await?;
+        let client = cli::client(args.kubeconfig.as_deref(), None).await?;
         let identity = args.identity.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -101,9 +77,9 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
             lb_class: args.lb_class.clone(),
             identity,
             lease_name: args.lease_name.clone(),
-            lease_duration_secs: args.lease_duration,
-            lease_grace_secs: args.lease_grace,
-            resync: Duration::from_secs(args.resync),
+            lease_duration: args.lease_duration,
+            lease_grace: args.lease_grace,
+            resync: args.resync,
             ip_mode: match args.forwarding {
                 Forwarding::None => IpMode::Vip,
                 Forwarding::Nftables => IpMode::Proxy,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod controller_cmd;
 mod inspect;
 mod plan;
@@ -120,20 +121,7 @@ fn snapshot(cluster: &ClusterArgs) -> anyhow::Result<inspect::Snapshot> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let options = kube::config::KubeConfigOptions {
-            context: cluster.context.clone(),
-            ..Default::default()
-        };
-        let config = match &cluster.kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kc, &options).await?
-            }
-            None if cluster.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-            None => kube::Config::infer().await?,
-        };
-        let client = kube::Client::try_from(config)?;
+        let client = cli::client(cluster.kubeconfig.as_deref(), cluster.context.as_deref()).await?;
         inspect::fetch(
             &client,
             &cluster.ferrolb_namespace,

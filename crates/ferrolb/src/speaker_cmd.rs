@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use ferrolb_speaker::{Metrics, SpeakerConfig};
 
-use crate::controller_cmd::{Forwarding, client, init_logging};
+use crate::cli;
+use crate::controller_cmd::Forwarding;
 use ferrolb_cluster::http::Readiness;
 
 #[derive(Args, Debug)]
@@ -35,22 +36,22 @@ pub struct SpeakerArgs {
     /// Secret holding the gossip key (`secretkey`, and `previouskey` during a rotation).
     #[arg(long, default_value = "ferrolb-memberlist")]
     gossip_secret: String,
-    /// Gossip probe period in milliseconds (default 100).
-    #[arg(long)]
-    probe_period_ms: Option<u64>,
-    /// Milliseconds a suspected speaker has to answer before it is declared down (default 60).
-    #[arg(long)]
-    suspect_to_down_ms: Option<u64>,
-    /// Milliseconds a node keeps answering for an address another node has taken over.
-    #[arg(long, default_value_t = 500)]
-    handover_ms: u64,
-    /// Seconds routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
-    #[arg(long, default_value_t = 5)]
-    drain_delay: u64,
-    /// Seconds a new weighted-ECMP weight (BGPAdvertisement `weightByLocalEndpoints`) must
+    /// Gossip probe period (default 100ms).
+    #[arg(long, value_parser = cli::duration)]
+    probe_period: Option<Duration>,
+    /// How long a suspected speaker has to answer before it is declared down (default 60ms).
+    #[arg(long, value_parser = cli::duration)]
+    suspect_to_down: Option<Duration>,
+    /// How long a node keeps answering for an address another node has taken over.
+    #[arg(long, default_value = "500ms", value_parser = cli::duration)]
+    handover: Duration,
+    /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
+    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    drain_delay: Duration,
+    /// How long a new weighted-ECMP weight (BGPAdvertisement `weightByLocalEndpoints`) must
     /// hold before it is sent, so a rolling update does not move traffic at every step.
-    #[arg(long, default_value_t = 5)]
-    weight_damping: u64,
+    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    weight_damping: Duration,
     /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
     #[arg(long)]
     no_l2: bool,
@@ -69,21 +70,21 @@ pub struct SpeakerArgs {
 
 pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
     ferrolb_speaker::limit_malloc_arenas();
-    init_logging(args.log_json);
+    cli::init_logging(args.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let client = client(args.kubeconfig.as_ref()).await?;
+        let client = cli::client(args.kubeconfig.as_deref(), None).await?;
         let config = SpeakerConfig {
             namespace: args.namespace.clone(),
             lb_class: args.lb_class.clone(),
             gossip_port: args.gossip_port,
             gossip_address: args.gossip_address,
             gossip_secret: args.gossip_secret.clone(),
-            probe_period: args.probe_period_ms.map(Duration::from_millis),
-            suspect_to_down: args.suspect_to_down_ms.map(Duration::from_millis),
-            handover: Duration::from_millis(args.handover_ms),
-            drain_delay: Duration::from_secs(args.drain_delay),
-            weight_damping: Duration::from_secs(args.weight_damping),
+            probe_period: args.probe_period,
+            suspect_to_down: args.suspect_to_down,
+            handover: args.handover,
+            drain_delay: args.drain_delay,
+            weight_damping: args.weight_damping,
             l2: !args.no_l2,
             forwarding: args.forwarding == Forwarding::Nftables,
             ..SpeakerConfig::new(&args.node_name)

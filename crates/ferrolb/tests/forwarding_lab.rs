@@ -382,7 +382,7 @@ fn kernel_weights(lab: &Lab, prefix: &str) -> std::collections::BTreeMap<String,
 fn weighted_ecmp_splits_a_local_services_traffic_by_ready_endpoints() {
     let flab = ForwardingLab::start(|lab| {
         lab.speaker_args
-            .extend(["--weight-damping".to_string(), "1".to_string()]);
+            .extend(["--weight-damping".to_string(), "1s".to_string()]);
     });
     let (lab, client, rt) = (&flab.lab, flab.cluster.client.clone(), &flab.rt);
     // The router spreads flows by ports, so one client's connections use every next hop.

@@ -222,7 +222,12 @@ fn speaker_daemonset_runs_on_the_host_network_with_the_capabilities_it_needs() {
         .iter()
         .flatten()
         .find_map(|a| a.strip_prefix("--drain-delay="))
-        .and_then(|v| v.parse().ok())
+        .map(|v| {
+            let seconds = v
+                .strip_suffix('s')
+                .expect("--drain-delay in seconds, e.g. 5s");
+            seconds.parse().expect("whole seconds")
+        })
         .unwrap_or(5);
     assert!(grace > drain + 1, "grace {grace}s vs drain {drain}s");
 }

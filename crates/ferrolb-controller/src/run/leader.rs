@@ -41,8 +41,8 @@ pub(super) async fn start_lease_manager(
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)
-        .with_duration(config.lease_duration_secs)
-        .with_grace(config.lease_grace_secs)
+        .with_duration(config.lease_duration.as_secs())
+        .with_grace(config.lease_grace.as_secs())
         .with_field_manager(format!("ferrolb-controller-{}", config.identity))
         .build()
         .await

@@ -48,8 +48,10 @@ pub struct ControllerConfig {
     /// This replica's name in the Lease.
     pub identity: String,
     pub lease_name: String,
-    pub lease_duration_secs: u64,
-    pub lease_grace_secs: u64,
+    /// How long a lease lasts without renewal (whole seconds: a Lease holds seconds).
+    pub lease_duration: Duration,
+    /// How long before expiry the leader renews (whole seconds).
+    pub lease_grace: Duration,
     /// Every Service is reconciled again this often.
     pub resync: Duration,
     /// Writes in flight at once.
@@ -65,8 +67,8 @@ impl Default for ControllerConfig {
             lb_class: None,
             identity: "ferrolb-controller".into(),
             lease_name: "ferrolb-controller".into(),
-            lease_duration_secs: 15,
-            lease_grace_secs: 5,
+            lease_duration: Duration::from_secs(15),
+            lease_grace: Duration::from_secs(5),
             resync: Duration::from_secs(300),
             write_concurrency: 16,
             ip_mode: IpMode::Vip,

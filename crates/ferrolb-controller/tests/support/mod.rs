@@ -135,8 +135,8 @@ pub fn test_config(identity: &str) -> ControllerConfig {
     ControllerConfig {
         namespace: NS.into(),
         identity: identity.into(),
-        lease_duration_secs: 3,
-        lease_grace_secs: 1,
+        lease_duration: Duration::from_secs(3),
+        lease_grace: Duration::from_secs(1),
         resync: Duration::from_secs(30),
         ..ControllerConfig::default()
     }

@@ -142,8 +142,8 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
     let controller = ControllerConfig {
         namespace: NS.into(),
         identity: "controller-0".into(),
-        lease_duration_secs: 3,
-        lease_grace_secs: 1,
+        lease_duration: Duration::from_secs(3),
+        lease_grace: Duration::from_secs(1),
         ip_mode,
         ..ControllerConfig::default()
     };

@@ -252,7 +252,7 @@ impl Lab {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--node-name", node, "--metrics-addr", "0.0.0.0:7472"])
-            .args(["--drain-delay", "2", "--handover-ms", "300"])
+            .args(["--drain-delay", "2s", "--handover", "300ms"])
             .args(&self.speaker_args)
             .env(
                 "RUST_LOG",
