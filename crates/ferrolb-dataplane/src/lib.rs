@@ -24,5 +24,5 @@ pub mod libnft;
 pub mod model;
 pub mod ruleset;
 
-pub use dataplane::{Counters, Dataplane, DataplaneError};
+pub use dataplane::{Count, Counters, Dataplane, DataplaneError};
 pub use model::{Forwarding, Key, Prefix, Protocol, Target};

@@ -186,6 +186,16 @@ impl L2Speaker {
         }
     }
 
+    /// The counters of every owned address.
+    pub fn counters_by_address(&self) -> Vec<(IpAddr, CountersSnapshot)> {
+        self.snapshot
+            .borrow()
+            .owned
+            .iter()
+            .map(|(ip, o)| (*ip, o.counters.snapshot()))
+            .collect()
+    }
+
     pub fn address_counters(&self, ip: IpAddr) -> Option<CountersSnapshot> {
         self.snapshot
             .borrow()

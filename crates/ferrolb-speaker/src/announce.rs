@@ -453,8 +453,8 @@ impl Announcer {
             .collect()
     }
 
-    pub fn bfd_counters(&self) -> Option<&bfd::Counters> {
-        self.bfd.as_ref().map(|b| b.counters.as_ref())
+    pub fn bfd_counters(&self) -> Option<std::sync::Arc<bfd::Counters>> {
+        self.bfd.as_ref().map(|b| b.counters.clone())
     }
 
     pub fn l2(&self) -> Option<&L2Speaker> {

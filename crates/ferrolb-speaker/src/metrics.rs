@@ -1,66 +1,64 @@
 //! The speaker's Prometheus metrics; served with `ferrolb_cluster::http::serve`.
+//!
+//! Two kinds: gauges of the speaker's state (what it announces, its sessions), set by its loop
+//! when that state is looked at; and the protocol parts' cumulative counters (L2 answers, BFD
+//! packets, gossip failures, forwarded traffic), read from the parts themselves at scrape time
+//! by [`CounterSources`], so nothing copies them.
 
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ferrolb_bgp::bfd;
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::membership::Membership;
 
 pub struct Metrics {
     pub registry: Registry,
     /// Addresses this node announces, by mode (`layer2`, `bgp`).
     pub announced: IntGaugeVec,
-    /// L2 counters per address: requests seen, replies sent, announcements sent.
-    pub l2_requests: IntGaugeVec,
-    pub l2_replies: IntGaugeVec,
-    pub l2_announcements: IntGaugeVec,
     /// Other hosts' claims on owned addresses, by what this node did (`defended`, `deferred`).
     pub l2_conflicts: IntCounterVec,
-    /// Forwarding counters per address, read from the kernel (`--forwarding nftables`).
-    pub forwarded_packets: IntGaugeVec,
-    pub forwarded_bytes: IntGaugeVec,
-    pub source_range_dropped: IntGaugeVec,
     pub bgp_session_up: IntGaugeVec,
     pub bgp_prefixes: IntGaugeVec,
     /// 1 while the BFD session beside the peer's BGP session is Up.
     pub bfd_session_up: IntGaugeVec,
-    /// BFD packets received and sent; dropped by reason; state changes, since start.
-    pub bfd_packets: IntGaugeVec,
-    pub bfd_dropped: IntGaugeVec,
-    pub bfd_transitions: IntGaugeVec,
-    pub gossip_members: Gauge,
-    /// Gossip frames refused (bad key, replayed, stale) and members seen going down.
-    pub gossip_failures: GaugeVec,
     pub decision_duration: Histogram,
+    /// Where the cumulative counters are read from; the parts are attached as they start.
+    pub sources: Arc<CounterSources>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+        let register = |c: Box<dyn Collector>| registry.register(c).expect("unique metric");
+        let int_gauge = |name: &str, help: &str, label: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            register(Box::new(g.clone()));
             g
         };
         let announced = int_gauge(
             "ferrolb_speaker_announced_addresses",
             "Addresses this node announces, by mode.",
-            &["mode"],
+            "mode",
         );
-        let l2_requests = int_gauge(
-            "ferrolb_l2_requests_received",
-            "ARP requests and Neighbor Solicitations seen for an owned address.",
-            &["ip"],
+        let bgp_session_up = int_gauge(
+            "ferrolb_bgp_session_up",
+            "1 while the session with the peer is Established.",
+            "peer",
         );
-        let l2_replies = int_gauge(
-            "ferrolb_l2_responses_sent",
-            "ARP replies and Neighbor Advertisements sent for an owned address.",
-            &["ip"],
+        let bgp_prefixes = int_gauge(
+            "ferrolb_bgp_announced_prefixes",
+            "Prefixes advertised to the peer.",
+            "peer",
         );
-        let l2_announcements = int_gauge(
-            "ferrolb_l2_gratuitous_sent",
-            "Gratuitous ARP and unsolicited NA sent for an owned address.",
-            &["ip"],
+        let bfd_session_up = int_gauge(
+            "ferrolb_bfd_session_up",
+            "1 while the BFD session with the peer is Up.",
+            "peer",
         );
         let l2_conflicts = IntCounterVec::new(
             Opts::new(
@@ -70,73 +68,7 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(l2_conflicts.clone()))
-            .expect("unique metric");
-        let forwarded_packets = int_gauge(
-            "ferrolb_forwarded_packets",
-            "Packets that arrived for the address and were forwarded to its NodePort.",
-            &["ip"],
-        );
-        let forwarded_bytes = int_gauge(
-            "ferrolb_forwarded_bytes",
-            "Bytes that arrived for the address and were forwarded to its NodePort.",
-            &["ip"],
-        );
-        let source_range_dropped = int_gauge(
-            "ferrolb_source_range_dropped_packets",
-            "Packets for the address dropped because their source is outside loadBalancerSourceRanges.",
-            &["ip"],
-        );
-        let bgp_session_up = int_gauge(
-            "ferrolb_bgp_session_up",
-            "1 while the session with the peer is Established.",
-            &["peer"],
-        );
-        let bgp_prefixes = int_gauge(
-            "ferrolb_bgp_announced_prefixes",
-            "Prefixes advertised to the peer.",
-            &["peer"],
-        );
-        let bfd_session_up = int_gauge(
-            "ferrolb_bfd_session_up",
-            "1 while the BFD session with the peer is Up.",
-            &["peer"],
-        );
-        let bfd_packets = int_gauge(
-            "ferrolb_bfd_packets",
-            "BFD control packets received and sent, since start.",
-            &["direction"],
-        );
-        let bfd_dropped = int_gauge(
-            "ferrolb_bfd_dropped_packets",
-            "BFD packets dropped, by reason (malformed kinds, wrong_ttl, no_session, discarded), since start.",
-            &["reason"],
-        );
-        let bfd_transitions = int_gauge(
-            "ferrolb_bfd_transitions",
-            "BFD sessions going up and down, since start.",
-            &["to"],
-        );
-        let gossip_members = Gauge::new(
-            "ferrolb_gossip_members",
-            "Live speakers known through gossip, this one included.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(gossip_members.clone()))
-            .expect("unique metric");
-        let gossip_failures = GaugeVec::new(
-            Opts::new(
-                "ferrolb_gossip_failures",
-                "Gossip frames refused and members declared down, since start.",
-            ),
-            &["kind"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(gossip_failures.clone()))
-            .expect("unique metric");
+        register(Box::new(l2_conflicts.clone()));
         let decision_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "ferrolb_speaker_decision_seconds",
@@ -145,28 +77,18 @@ impl Metrics {
             .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(decision_duration.clone()))
-            .expect("unique metric");
+        register(Box::new(decision_duration.clone()));
+        let sources = Arc::new(CounterSources::default());
+        register(Box::new(Scraped(sources.clone())));
         Metrics {
             registry,
             announced,
-            l2_requests,
-            l2_replies,
-            l2_announcements,
             l2_conflicts,
-            forwarded_packets,
-            forwarded_bytes,
-            source_range_dropped,
             bgp_session_up,
             bgp_prefixes,
             bfd_session_up,
-            bfd_packets,
-            bfd_dropped,
-            bfd_transitions,
-            gossip_members,
-            gossip_failures,
             decision_duration,
+            sources,
         }
     }
 }
@@ -174,5 +96,281 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The running parts whose counters a scrape reads; each is attached once, when it starts.
+#[derive(Default)]
+pub struct CounterSources {
+    l2: OnceLock<ferrolb_l2::L2Speaker>,
+    bfd: OnceLock<Arc<bfd::Counters>>,
+    gossip: OnceLock<Membership>,
+    /// The kernel's forwarding counters as last read: a read lists the whole table, so the
+    /// speaker reads it every few seconds rather than at every scrape.
+    forwarding: Mutex<ferrolb_dataplane::Counters>,
+}
+
+impl CounterSources {
+    pub fn attach_l2(&self, l2: ferrolb_l2::L2Speaker) {
+        let _ = self.l2.set(l2);
+    }
+
+    pub fn attach_bfd(&self, counters: Arc<bfd::Counters>) {
+        let _ = self.bfd.set(counters);
+    }
+
+    pub fn attach_gossip(&self, membership: Membership) {
+        let _ = self.gossip.set(membership);
+    }
+
+    pub fn set_forwarding(&self, counters: ferrolb_dataplane::Counters) {
+        *self.forwarding.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+    }
+
+    /// Every counted value now, by family.
+    fn read(&self) -> Vec<(&'static Family, Vec<(String, u64)>)> {
+        let mut out = Vec::new();
+        if let Some(l2) = self.l2.get() {
+            let by_address = l2.counters_by_address();
+            let per_ip = |f: fn(&ferrolb_l2::CountersSnapshot) -> u64| {
+                by_address
+                    .iter()
+                    .map(|(ip, c)| (ip.to_string(), f(c)))
+                    .collect()
+            };
+            out.push((&L2_REQUESTS, per_ip(|c| c.requests_seen)));
+            out.push((&L2_RESPONSES, per_ip(|c| c.replies_sent)));
+            out.push((&L2_GRATUITOUS, per_ip(|c| c.gratuitous_sent)));
+        }
+        if let Some(c) = self.bfd.get() {
+            out.push((
+                &BFD_PACKETS,
+                labelled(&[("received", &c.received), ("sent", &c.sent)]),
+            ));
+            let mut dropped: Vec<(String, u64)> = bfd::Malformed::ALL
+                .iter()
+                .map(|r| (r.label().to_string(), c.malformed(*r)))
+                .collect();
+            dropped.extend(labelled(&[
+                ("wrong_ttl", &c.wrong_ttl),
+                ("no_session", &c.no_session),
+                ("discarded", &c.discarded),
+            ]));
+            out.push((&BFD_DROPPED, dropped));
+            out.push((
+                &BFD_TRANSITIONS,
+                labelled(&[("up", &c.up_transitions), ("down", &c.down_transitions)]),
+            ));
+        }
+        if let Some(g) = self.gossip.get() {
+            let members = g.live.borrow().len() as u64;
+            out.push((&GOSSIP_MEMBERS, vec![(String::new(), members)]));
+            out.push((
+                &GOSSIP_FAILURES,
+                labelled(&[
+                    ("refused", &g.counters.refused),
+                    ("members_down", &g.counters.members_down),
+                ]),
+            ));
+        }
+        let forwarding = self.forwarding.lock().unwrap_or_else(|e| e.into_inner());
+        let per_ip = |m: &std::collections::BTreeMap<IpAddr, ferrolb_dataplane::Count>,
+                      f: fn(&ferrolb_dataplane::Count) -> u64| {
+            m.iter().map(|(ip, c)| (ip.to_string(), f(c))).collect()
+        };
+        out.push((
+            &FORWARDED_PACKETS,
+            per_ip(&forwarding.forwarded, |c| c.packets),
+        ));
+        out.push((&FORWARDED_BYTES, per_ip(&forwarding.forwarded, |c| c.bytes)));
+        out.push((
+            &SOURCE_RANGE_DROPPED,
+            per_ip(&forwarding.dropped, |c| c.packets),
+        ));
+        out
+    }
+}
+
+fn labelled(values: &[(&str, &AtomicU64)]) -> Vec<(String, u64)> {
+    values
+        .iter()
+        .map(|(label, v)| (label.to_string(), v.load(Ordering::Relaxed)))
+        .collect()
+}
+
+/// One metric family read at scrape time.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    /// The label its values are keyed by; `None`: a single value.
+    label: Option<&'static str>,
+    counter: bool,
+}
+
+impl Family {
+    fn opts(&self) -> Opts {
+        let opts = Opts::new(self.name, self.help);
+        match self.label {
+            Some(label) => opts.variable_label(label),
+            None => opts,
+        }
+    }
+
+    /// The family with `values`, as the registry gathers it.
+    fn gather(&self, values: &[(String, u64)]) -> Vec<MetricFamily> {
+        let labels: Vec<&str> = self.label.into_iter().collect();
+        let values = values.iter().map(|(l, v)| {
+            let label: Vec<&str> = self.label.map(|_| l.as_str()).into_iter().collect();
+            (label, *v)
+        });
+        if self.counter {
+            let vec =
+                IntCounterVec::new(Opts::new(self.name, self.help), &labels).expect("valid metric");
+            values.for_each(|(l, v)| vec.with_label_values(&l).inc_by(v));
+            vec.collect()
+        } else {
+            let vec =
+                IntGaugeVec::new(Opts::new(self.name, self.help), &labels).expect("valid metric");
+            values.for_each(|(l, v)| vec.with_label_values(&l).set(v as i64));
+            vec.collect()
+        }
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str, label: &'static str) -> Family {
+    Family {
+        name,
+        help,
+        label: Some(label),
+        counter: true,
+    }
+}
+
+static L2_REQUESTS: Family = counter(
+    "ferrolb_l2_requests_received_total",
+    "ARP requests and Neighbor Solicitations seen for an owned address.",
+    "ip",
+);
+static L2_RESPONSES: Family = counter(
+    "ferrolb_l2_responses_sent_total",
+    "ARP replies and Neighbor Advertisements sent for an owned address.",
+    "ip",
+);
+static L2_GRATUITOUS: Family = counter(
+    "ferrolb_l2_gratuitous_sent_total",
+    "Gratuitous ARP and unsolicited NA sent for an owned address.",
+    "ip",
+);
+static BFD_PACKETS: Family = counter(
+    "ferrolb_bfd_packets_total",
+    "BFD control packets received and sent.",
+    "direction",
+);
+static BFD_DROPPED: Family = counter(
+    "ferrolb_bfd_dropped_packets_total",
+    "BFD packets dropped, by reason (malformed kinds, wrong_ttl, no_session, discarded).",
+    "reason",
+);
+static BFD_TRANSITIONS: Family = counter(
+    "ferrolb_bfd_transitions_total",
+    "BFD sessions going up and down.",
+    "to",
+);
+static GOSSIP_MEMBERS: Family = Family {
+    name: "ferrolb_gossip_members",
+    help: "Live speakers known through gossip, this one included.",
+    label: None,
+    counter: false,
+};
+static GOSSIP_FAILURES: Family = counter(
+    "ferrolb_gossip_failures_total",
+    "Gossip frames refused and members declared down.",
+    "kind",
+);
+static FORWARDED_PACKETS: Family = counter(
+    "ferrolb_forwarded_packets_total",
+    "Packets that arrived for the address and were forwarded to its NodePort.",
+    "ip",
+);
+static FORWARDED_BYTES: Family = counter(
+    "ferrolb_forwarded_bytes_total",
+    "Bytes that arrived for the address and were forwarded to its NodePort.",
+    "ip",
+);
+static SOURCE_RANGE_DROPPED: Family = counter(
+    "ferrolb_source_range_dropped_packets_total",
+    "Packets for the address dropped because their source is outside loadBalancerSourceRanges.",
+    "ip",
+);
+
+static FAMILIES: [&Family; 11] = [
+    &L2_REQUESTS,
+    &L2_RESPONSES,
+    &L2_GRATUITOUS,
+    &BFD_PACKETS,
+    &BFD_DROPPED,
+    &BFD_TRANSITIONS,
+    &GOSSIP_MEMBERS,
+    &GOSSIP_FAILURES,
+    &FORWARDED_PACKETS,
+    &FORWARDED_BYTES,
+    &SOURCE_RANGE_DROPPED,
+];
+
+/// The registry's view of [`CounterSources`].
+struct Scraped(Arc<CounterSources>);
+
+fn descs() -> &'static [Desc] {
+    static DESCS: OnceLock<Vec<Desc>> = OnceLock::new();
+    DESCS.get_or_init(|| {
+        FAMILIES
+            .iter()
+            .map(|f| f.opts().describe().expect("valid metric"))
+            .collect()
+    })
+}
+
+impl Collector for Scraped {
+    fn desc(&self) -> Vec<&Desc> {
+        descs().iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0
+            .read()
+            .into_iter()
+            .flat_map(|(family, values)| family.gather(&values))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_counters_are_served_as_totals_at_scrape_time() {
+        let metrics = Metrics::new();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let mut counters = ferrolb_dataplane::Counters::default();
+        counters.forwarded.insert(
+            ip,
+            ferrolb_dataplane::Count {
+                packets: 7,
+                bytes: 700,
+            },
+        );
+        metrics.sources.set_forwarding(counters);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&metrics.registry.gather())
+            .unwrap();
+        assert!(
+            text.contains("ferrolb_forwarded_packets_total{ip=\"192.0.2.10\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ferrolb_forwarded_bytes_total counter"));
+        assert!(text.contains("ferrolb_forwarded_bytes_total{ip=\"192.0.2.10\"} 700"));
+        // Parts not started yet show nothing rather than zeros.
+        assert!(!text.contains("ferrolb_bfd_packets_total"), "{text}");
     }
 }

@@ -233,8 +233,8 @@ fn clients_reach_node_ports_through_l2_and_bgp_addresses_with_source_ranges() {
     assert!(
         wait_until(Duration::from_secs(15), || {
             let metrics = http_get(&owner, "/metrics");
-            metrics.contains("ferrolb_source_range_dropped_packets{ip=\"192.0.2.200\"}")
-                && metrics.contains("ferrolb_forwarded_packets{ip=\"192.0.2.200\"}")
+            metrics.contains("ferrolb_source_range_dropped_packets_total{ip=\"192.0.2.200\"}")
+                && metrics.contains("ferrolb_forwarded_packets_total{ip=\"192.0.2.200\"}")
         }),
         "{}",
         http_get(&owner, "/metrics")

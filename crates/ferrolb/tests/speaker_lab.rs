@@ -541,7 +541,7 @@ fn a_peer_follows_its_password_secret_and_metrics_show_it() {
             .unwrap();
         assert!(
             wait_until(Duration::from_secs(5), || http_get("n1", "/metrics")
-                .contains("ferrolb_gossip_failures{kind=\"refused\"} 1")),
+                .contains("ferrolb_gossip_failures_total{kind=\"refused\"} 1")),
             "refused frame counted: {}",
             http_get("n1", "/metrics")
         );

@@ -159,6 +159,10 @@ pub async fn run(
     let (membership, _gossip_task) = Membership::start(gossip)
         .await
         .map_err(SpeakerError::Gossip)?;
+    metrics.sources.attach_gossip(membership.clone());
+    if let Some(l2) = &l2 {
+        metrics.sources.attach_l2(l2.clone());
+    }
     let announcer = Announcer::new(
         NodeIdentity {
             name: config.node.clone(),
