@@ -95,11 +95,32 @@ pub enum Target {
     Status,
 }
 
-/// Who writes, and to which part of the object.
-#[derive(Debug, Clone, Copy)]
-pub struct Write<'a> {
+/// What one write request brings besides its body (who writes, to which part, how unknown
+/// fields are judged) and what it takes back (its warnings). Per request: the store is
+/// shared, so none of it is kept there.
+#[derive(Debug)]
+pub struct WriteContext<'a> {
     pub target: Target,
     pub manager: &'a str,
+    pub field_validation: FieldValidation,
+    /// Unknown fields dropped under `fieldValidation=Warn`, for the response's headers.
+    pub warnings: Vec<String>,
+}
+
+impl<'a> WriteContext<'a> {
+    pub fn new(target: Target, manager: &'a str, field_validation: FieldValidation) -> Self {
+        WriteContext {
+            target,
+            manager,
+            field_validation,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The server's own writes (its initial objects).
+    fn internal() -> WriteContext<'static> {
+        WriteContext::new(Target::Main, "kube-apiserver", FieldValidation::Strict)
+    }
 }
 
 /// What a PATCH did: the object, and whether an apply created it.
@@ -164,11 +185,6 @@ pub struct Store {
     /// During a dry run: changes are made (so validation and defaulting run) but neither
     /// recorded nor sent to watchers, and [`Store::restore`] puts the state back.
     silent: bool,
-    /// The request's `fieldValidation` for built-in objects; the server sets it before a
-    /// write, as it holds the store for the whole request.
-    pub field_validation: FieldValidation,
-    /// Warnings of the current request (unknown fields dropped under Warn), for the server.
-    pub warnings: Vec<String>,
 }
 
 /// Everything a write can change, kept to undo a dry run.
@@ -276,8 +292,6 @@ impl Store {
             services,
             next_uid: 1,
             silent: false,
-            field_validation: FieldValidation::Warn,
-            warnings: Vec::new(),
         };
         let ns_type = store
             .registry
@@ -285,7 +299,12 @@ impl Store {
             .expect("namespaces is built in");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             store
-                .create(&ns_type, "", json!({"metadata": {"name": ns}}))
+                .create(
+                    &ns_type,
+                    "",
+                    json!({"metadata": {"name": ns}}),
+                    &mut WriteContext::internal(),
+                )
                 .expect("initial namespaces are valid");
         }
         // The API server's own Service, on every cluster.
@@ -299,6 +318,7 @@ impl Store {
                 "default",
                 json!({"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                        "spec": {"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+                &mut WriteContext::internal(),
             )
             .expect("the kubernetes Service is valid");
         store
@@ -466,11 +486,16 @@ impl Store {
     /// dropped, refused under `fieldValidation=Strict` and reported under Warn. A custom
     /// resource is pruned, defaulted and checked against its CRD's schema; a built-in one is
     /// decoded into its type (a value of the wrong type refused).
-    fn read_fields(&mut self, rt: &ResourceType, value: &mut Value) -> Result<(), ApiError> {
+    fn read_fields(
+        &mut self,
+        rt: &ResourceType,
+        value: &mut Value,
+        context: &mut WriteContext<'_>,
+    ) -> Result<(), ApiError> {
         let mut unknown = Vec::new();
         if let Some(schema) = &rt.schema {
             crate::schema::unknown_fields(value, schema, "", &mut unknown);
-            self.judge_unknown(&unknown)?;
+            Store::judge_unknown(&unknown, context)?;
             crate::resources::prune_and_default(value, schema);
             return check_schema(rt, value, schema);
         }
@@ -491,7 +516,7 @@ impl Store {
             ))
         })?;
         crate::builtin::dropped(&sent, &kept, "", &mut unknown);
-        self.judge_unknown(&unknown)?;
+        Store::judge_unknown(&unknown, context)?;
         if events_api {
             kept["apiVersion"] = value["apiVersion"].clone();
         }
@@ -503,15 +528,15 @@ impl Store {
     }
 
     /// Unknown fields under the request's `fieldValidation`.
-    fn judge_unknown(&mut self, unknown: &[String]) -> Result<(), ApiError> {
+    fn judge_unknown(unknown: &[String], context: &mut WriteContext<'_>) -> Result<(), ApiError> {
         let found = unknown.iter().map(|f| format!("unknown field \"{f}\""));
-        match self.field_validation {
+        match context.field_validation {
             FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::bad_request(format!(
                 "strict decoding error: {}",
                 found.collect::<Vec<_>>().join(", ")
             ))),
             FieldValidation::Warn => {
-                self.warnings.extend(found);
+                context.warnings.extend(found);
                 Ok(())
             }
             _ => Ok(()),
@@ -574,6 +599,7 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         mut body: Value,
+        context: &mut WriteContext<'_>,
     ) -> Result<Arc<Value>, ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request("the body is not a JSON object"));
@@ -662,7 +688,7 @@ impl Store {
         self.next_uid += 1;
         body["apiVersion"] = json!(rt.api_version());
         body["kind"] = json!(rt.kind);
-        self.read_fields(rt, &mut body)?;
+        self.read_fields(rt, &mut body, context)?;
         namespace_defaults(rt, &mut body);
         // A create sets no status (kube-apiserver's PrepareForCreate), except a Node's, which
         // kubelets register with.
@@ -722,7 +748,7 @@ impl Store {
         ns: &str,
         name: &str,
         body: Value,
-        write: Write<'_>,
+        context: &mut WriteContext<'_>,
     ) -> Result<Arc<Value>, ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request("the body is not a JSON object"));
@@ -737,7 +763,7 @@ impl Store {
             )));
         }
         check_version(rt, name, &current.value, &body)?;
-        self.write(rt, ns, name, &current, body, write)
+        self.write(rt, ns, name, &current, body, context)
     }
 
     /// PATCH; `apply` creates the object when it does not exist.
@@ -748,7 +774,7 @@ impl Store {
         name: &str,
         kind: PatchKind,
         body: Value,
-        write: Write<'_>,
+        context: &mut WriteContext<'_>,
     ) -> Result<Patched, ApiError> {
         let ns = if rt.namespaced { ns } else { "" };
         let current = match self.stored(rt, ns, name) {
@@ -757,7 +783,7 @@ impl Store {
                 if let PatchKind::Apply { .. } = kind {
                     let mut obj = body;
                     obj["metadata"]["name"] = json!(name);
-                    let created = self.create(rt, ns, obj.clone())?;
+                    let created = self.create(rt, ns, obj.clone(), context)?;
                     let key = (ns.to_string(), name.to_string());
                     if let Some(stored) = self
                         .objects
@@ -765,7 +791,7 @@ impl Store {
                         .and_then(|b| b.get_mut(&key))
                     {
                         stored.owners.clear();
-                        patch::record_apply(&mut stored.owners, write.manager, &obj, &created);
+                        patch::record_apply(&mut stored.owners, context.manager, &obj, &created);
                         return Ok(Patched::created(with_managed_fields(stored)));
                     }
                     return Ok(Patched::created(created));
@@ -787,11 +813,11 @@ impl Store {
             }
             PatchKind::Apply { force } => {
                 let conflicts =
-                    patch::apply_conflicts(&current.value, &current.owners, write.manager, &body);
+                    patch::apply_conflicts(&current.value, &current.owners, context.manager, &body);
                 if !force && !conflicts.is_empty() {
                     return Err(ApiError::apply_conflict(&conflicts));
                 }
-                for path in patch::no_longer_applied(&current.owners, write.manager, &body) {
+                for path in patch::no_longer_applied(&current.owners, context.manager, &body) {
                     patch::remove_leaf(&mut next, &path);
                 }
                 patch::merge_patch(&mut next, &body);
@@ -799,7 +825,7 @@ impl Store {
         }
         // A patch that names a resourceVersion is conditional on it.
         check_version(rt, name, &current.value, &body)?;
-        let result = self.write(rt, ns, name, &current, next, write)?;
+        let result = self.write(rt, ns, name, &current, next, context)?;
         if let PatchKind::Apply { .. } = kind {
             let key = (ns.to_string(), name.to_string());
             if let Some(stored) = self
@@ -807,7 +833,7 @@ impl Store {
                 .get_mut(&rt.storage_key())
                 .and_then(|b| b.get_mut(&key))
             {
-                patch::record_apply(&mut stored.owners, write.manager, &body, &result);
+                patch::record_apply(&mut stored.owners, context.manager, &body, &result);
                 return Ok(Patched::updated(with_managed_fields(stored)));
             }
         }
@@ -821,10 +847,10 @@ impl Store {
         name: &str,
         current: &StoredObject,
         body: Value,
-        write: Write<'_>,
+        context: &mut WriteContext<'_>,
     ) -> Result<Arc<Value>, ApiError> {
         let old = &current.value;
-        let mut next = match write.target {
+        let mut next = match context.target {
             // A status write changes status only.
             Target::Status => {
                 let mut v = (**old).clone();
@@ -846,7 +872,7 @@ impl Store {
         }
         next["apiVersion"] = json!(rt.api_version());
         next["kind"] = json!(rt.kind);
-        self.read_fields(rt, &mut next)?;
+        self.read_fields(rt, &mut next, context)?;
         namespace_defaults(rt, &mut next);
         // Metadata the server owns.
         for field in [
@@ -869,7 +895,7 @@ impl Store {
             m.remove("managedFields");
         }
         let causes = match (rt.group.as_str(), rt.plural.as_str()) {
-            ("", "services") if write.target == Target::Status => {
+            ("", "services") if context.target == Target::Status => {
                 crate::validation::service_status(&next)
             }
             ("coordination.k8s.io", "leases") => crate::validation::lease(&next),
@@ -878,7 +904,7 @@ impl Store {
         if !causes.is_empty() {
             return Err(ApiError::invalid(&rt.kind, name, &causes));
         }
-        if write.target == Target::Main {
+        if context.target == Target::Main {
             if rt.group.is_empty() && rt.plural == "services" {
                 service_allocation::prepare_update(old, &mut next, &mut self.services)?;
             }
@@ -909,7 +935,7 @@ impl Store {
         }
         let mut owners = current.owners.clone();
         if !owners.is_empty() {
-            patch::record_ownership(&mut owners, write.manager, old, &next);
+            patch::record_ownership(&mut owners, context.manager, old, &next);
         }
         let key = (ns.to_string(), name.to_string());
         // Removing the last finalizer of an object being deleted deletes it.

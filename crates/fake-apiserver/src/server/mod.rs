@@ -212,12 +212,8 @@ async fn handle_api(
         || delete_options["dryRun"]
             .as_array()
             .is_some_and(|v| v.iter().any(|x| x == "All"));
-    let directive = request::field_validation(&query)?;
+    let field_validation = request::field_validation(&query)?;
     let mut store = DryRun::new(shared.store.lock().await, dry_run);
-    // The store reads written objects under this request's fieldValidation; its warnings
-    // are this request's alone.
-    store.field_validation = directive;
-    store.warnings.clear();
     let route = request::route(&store, &path)?;
     if let Some(answer) = discovery::answer(&route, &store, shared, &accept, &path) {
         return answer;
@@ -265,6 +261,7 @@ async fn handle_api(
         accept,
         body: body_bytes,
         target,
+        field_validation,
         labels,
         fields,
         dry_run,

@@ -7,7 +7,7 @@ use super::request::parse_body;
 use super::responses::{Body, object_response};
 use crate::error::ApiError;
 use crate::resources::ResourceType;
-use crate::store::{PatchKind, Store, Target, Write};
+use crate::store::{FieldValidation, PatchKind, Store, Target, WriteContext};
 
 /// A request to a `scale` subresource.
 pub(super) struct ScaleRequest<'a> {
@@ -66,17 +66,15 @@ pub(super) fn scale_request(
     };
     let replicas = crate::scale::replicas(&wanted)
         .map_err(|causes| ApiError::invalid("Scale", name, &causes))?;
-    let write = Write {
-        target: Target::Main,
-        manager: request.manager,
-    };
+    // The body is the server's own: nothing in it to judge.
+    let mut context = WriteContext::new(Target::Main, request.manager, FieldValidation::Ignore);
     let updated = store.patch(
         rt,
         ns,
         name,
         PatchKind::Merge,
         json!({"spec": {"replicas": replicas}}),
-        write,
+        &mut context,
     )?;
     Ok(object_response(
         200,

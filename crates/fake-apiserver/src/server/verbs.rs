@@ -18,7 +18,7 @@ use super::watch::{WatchFilter, start_watch};
 use crate::error::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::Selector;
-use crate::store::{Deleted, PatchKind, Store, Target, Write};
+use crate::store::{Deleted, FieldValidation, PatchKind, Store, Target, WriteContext};
 
 /// A request on a resource, read once: what every verb needs.
 pub(super) struct ResourceRequest {
@@ -30,6 +30,7 @@ pub(super) struct ResourceRequest {
     pub(super) body: Bytes,
     pub(super) target: Target,
     pub(super) manager: String,
+    pub(super) field_validation: FieldValidation,
     pub(super) labels: Selector,
     pub(super) fields: Selector,
     pub(super) dry_run: bool,
@@ -42,11 +43,9 @@ impl ResourceRequest {
         self.ns.as_deref().unwrap_or_default()
     }
 
-    fn write(&self) -> Write<'_> {
-        Write {
-            target: self.target,
-            manager: &self.manager,
-        }
+    /// A fresh context for this request's write.
+    fn write(&self) -> WriteContext<'_> {
+        WriteContext::new(self.target, &self.manager, self.field_validation)
     }
 
     fn wants_table(&self) -> bool {
@@ -214,8 +213,8 @@ pub(super) fn create(store: &mut Store, req: &ResourceRequest) -> Result<Respons
     if rt.plural == "events" && (rt.group.is_empty() || rt.group == "events.k8s.io") {
         crate::events::validate_create(rt, &body)?;
     }
-    let created = store.create(rt, req.ns(), req.in_core_shape(body))?;
-    let warnings = std::mem::take(&mut store.warnings);
+    let mut context = req.write();
+    let created = store.create(rt, req.ns(), req.in_core_shape(body), &mut context)?;
     let mut answer = as_version(&created, rt);
     if req.dry_run
         && let Some(meta) = answer.to_mut()["metadata"].as_object_mut()
@@ -225,7 +224,7 @@ pub(super) fn create(store: &mut Store, req: &ResourceRequest) -> Result<Respons
     }
     Ok(with_warnings(
         object_response(201, &answer, req.protobuf(&rt.kind)),
-        &warnings,
+        &context.warnings,
     ))
 }
 
@@ -236,11 +235,11 @@ pub(super) fn update(
 ) -> Result<Response<Body>, ApiError> {
     let rt = &req.rt;
     let body = parse_body(&req.content_type, &req.body)?;
-    let updated = store.update(rt, req.ns(), name, req.in_core_shape(body), req.write())?;
-    let warnings = std::mem::take(&mut store.warnings);
+    let mut context = req.write();
+    let updated = store.update(rt, req.ns(), name, req.in_core_shape(body), &mut context)?;
     Ok(with_warnings(
         object_response(200, &as_version(&updated, rt), req.protobuf(&rt.kind)),
-        &warnings,
+        &context.warnings,
     ))
 }
 
@@ -286,17 +285,17 @@ pub(super) fn patch(
             _ => crate::events::to_core(&body),
         };
     }
-    let patched = store.patch(rt, req.ns(), name, kind, body, req.write())?;
+    let mut context = req.write();
+    let patched = store.patch(rt, req.ns(), name, kind, body, &mut context)?;
     // An apply that creates the object answers 201, as a create.
     let code = if patched.created { 201 } else { 200 };
-    let warnings = std::mem::take(&mut store.warnings);
     Ok(with_warnings(
         object_response(
             code,
             &as_version(&patched.object, rt),
             req.protobuf(&rt.kind),
         ),
-        &warnings,
+        &context.warnings,
     ))
 }
 
