@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrolb_api::crd::IPAddressPool;
 use ferrolb_api::model::Labels;
@@ -34,7 +35,30 @@ pub(super) fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
     holder == identity && k8s_openapi::jiff::Timestamp::now().as_second() < expires
 }
 
-pub(super) async fn start_lease_manager(
+/// Starts leader election, retrying with backoff (500 ms doubling to 10 s) while the API is
+/// unreachable or failing; `None` when `shutdown` comes first.
+pub(super) async fn start_with_retry(
+    client: &Client,
+    config: &ControllerConfig,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<watch::Receiver<bool>> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match start_lease_manager(client, config).await {
+            Ok(rx) => return Some(rx),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "leader election not started");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.as_mut() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn start_lease_manager(
     client: &Client,
     config: &ControllerConfig,
 ) -> Result<watch::Receiver<bool>, ControllerError> {

@@ -118,143 +118,89 @@ pub async fn run(
     readiness: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ControllerError> {
-    let (tx, mut changes) = mpsc::unbounded_channel();
-    let services = follow(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        tx.clone(),
-        "services",
-        |s| Change::Service(service_key(s)),
-    );
-    let pools = follow(
-        Api::<IPAddressPool>::namespaced(client.clone(), &config.namespace),
-        watcher::Config::default(),
-        tx.clone(),
-        "pools",
-        |_| Change::Pools,
-    );
-    let namespaces = follow(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-        tx.clone(),
-        "namespaces",
-        |_| Change::Namespaces,
-    );
-    let lease_cache = follow(
-        Api::<Lease>::namespaced(client.clone(), &config.namespace),
-        watcher::Config::default().fields(&format!("metadata.name={}", config.lease_name)),
-        tx.clone(),
-        "lease",
-        |_| Change::Lease,
-    );
-    drop(tx);
-
+    let (tx, changes) = mpsc::unbounded_channel();
+    let caches = Caches::follow(&client, &config, tx);
     let mut shutdown = std::pin::pin!(shutdown);
-    // The API may be unreachable or failing at start: retry with backoff until it answers.
-    let mut backoff = Duration::from_millis(500);
-    let leader_rx = loop {
-        match leader::start_lease_manager(&client, &config).await {
-            Ok(rx) => break rx,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "leader election not started");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = &mut shutdown => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    };
-    let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
-    let pools_for_writer = pools.clone();
-    let mut ctl = Controller {
-        client: client.clone(),
-        config: config.clone(),
-        metrics,
-        services,
-        pools,
-        namespaces,
-        planner: None,
-        dirty: BTreeSet::new(),
-        unassigned: BTreeSet::new(),
-        retry: HashMap::new(),
-        pools_seen: Vec::new(),
-        events,
-        said: Said::default(),
-        pool_statuses: Background::spawn(writes::PoolStatusWriter {
-            api: Api::namespaced(client.clone(), &config.namespace),
-            pools: pools_for_writer,
-            namespace: config.namespace.clone(),
-        }),
+    let Some(leader_rx) = leader::start_with_retry(&client, &config, &mut shutdown).await else {
+        return Ok(());
     };
     let lease_ref = ObjectRef::<Lease>::new(&config.lease_name).within(&config.namespace);
-    let mut synced = Synced::new(&["services", "pools", "namespaces"]);
-    let mut leader_rx = leader_rx;
-    let mut next_resync = Instant::now() + config.resync;
-    loop {
-        let wake_at = ctl
-            .retry
-            .values()
-            .map(|(_, at)| *at)
-            .min()
-            .unwrap_or(next_resync)
-            .min(next_resync)
-            // Re-check the lease at least once a second so an expired lease stops writes.
-            .min(Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            change = changes.recv() => {
-                let Some(change) = change else { break };
-                ctl.note(change, &mut synced);
-                // Take everything already queued: one batch per wake-up.
-                while let Ok(change) = changes.try_recv() {
-                    ctl.note(change, &mut synced);
-                }
-            }
-            _ = leader_rx.changed() => {}
-            _ = tokio::time::sleep_until(wake_at.into()) => {}
-            _ = &mut shutdown => break,
-        }
-        let now = Instant::now();
-        if now >= next_resync {
-            next_resync = now + config.resync;
-            ctl.mark_all_dirty();
-        }
-        let due: Vec<ServiceKey> = ctl
-            .retry
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            ctl.dirty.insert(key);
-        }
-        let all_synced = synced.all();
-        readiness.set(synced.not_synced().map_or(Ok(()), Err));
-        let leading = *leader_rx.borrow()
-            && leader::holds_lease(lease_cache.get(&lease_ref), &config.identity);
-        ctl.metrics.leader.set(if leading { 1.0 } else { 0.0 });
-        match (ctl.planner.is_some(), leading && all_synced) {
-            (false, true) => {
-                tracing::info!(identity = %config.identity, "became leader; rebuilding from Service status");
-                if let Err(e) = ctl.rebuild(&leader_rx).await {
-                    tracing::warn!(error = %e, "rebuild failed; retrying");
-                    ctl.planner = None;
-                    continue;
-                }
-            }
-            (true, false) => {
-                tracing::info!(identity = %config.identity, "no longer leader; writes stopped");
-                ctl.planner = None;
-                ctl.pool_statuses.publish(writes::PoolStatuses::default());
-                ctl.retry.clear();
-                continue;
-            }
-            (false, false) => continue,
-            (true, true) => {}
-        }
-        ctl.process(&leader_rx).await;
-    }
+    let leadership = Leadership {
+        flag: leader_rx,
+        lease: caches.lease,
+        lease_ref,
+    };
+    let ctl = Controller::new(
+        client,
+        config,
+        metrics,
+        caches.services,
+        caches.pools,
+        caches.namespaces,
+    );
+    ctl.run_loop(changes, leadership, readiness, shutdown).await;
     Ok(())
+}
+
+/// The caches the controller reads from, each followed by a reflector that reports changes.
+struct Caches {
+    services: Store<Service>,
+    pools: Store<IPAddressPool>,
+    namespaces: Store<Namespace>,
+    /// This controller's Lease alone.
+    lease: Store<Lease>,
+}
+
+impl Caches {
+    fn follow(
+        client: &Client,
+        config: &ControllerConfig,
+        tx: mpsc::UnboundedSender<Change>,
+    ) -> Caches {
+        Caches {
+            services: follow(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+                tx.clone(),
+                "services",
+                |s| Change::Service(service_key(s)),
+            ),
+            pools: follow(
+                Api::<IPAddressPool>::namespaced(client.clone(), &config.namespace),
+                watcher::Config::default(),
+                tx.clone(),
+                "pools",
+                |_| Change::Pools,
+            ),
+            namespaces: follow(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+                tx.clone(),
+                "namespaces",
+                |_| Change::Namespaces,
+            ),
+            lease: follow(
+                Api::<Lease>::namespaced(client.clone(), &config.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", config.lease_name)),
+                tx,
+                "lease",
+                |_| Change::Lease,
+            ),
+        }
+    }
+}
+
+/// Whether this replica leads: the lease manager's flag, checked against the Lease itself.
+struct Leadership {
+    flag: watch::Receiver<bool>,
+    lease: Store<Lease>,
+    lease_ref: ObjectRef<Lease>,
+}
+
+impl Leadership {
+    fn leading(&self, identity: &str) -> bool {
+        *self.flag.borrow() && leader::holds_lease(self.lease.get(&self.lease_ref), identity)
+    }
 }
 
 struct Controller {
@@ -282,6 +228,122 @@ struct Controller {
 }
 
 impl Controller {
+    fn new(
+        client: Client,
+        config: ControllerConfig,
+        metrics: Arc<Metrics>,
+        services: Store<Service>,
+        pools: Store<IPAddressPool>,
+        namespaces: Store<Namespace>,
+    ) -> Controller {
+        let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
+        let pool_statuses = Background::spawn(writes::PoolStatusWriter {
+            api: Api::namespaced(client.clone(), &config.namespace),
+            pools: pools.clone(),
+            namespace: config.namespace.clone(),
+        });
+        Controller {
+            client,
+            config,
+            metrics,
+            services,
+            pools,
+            namespaces,
+            planner: None,
+            dirty: BTreeSet::new(),
+            unassigned: BTreeSet::new(),
+            retry: HashMap::new(),
+            pools_seen: Vec::new(),
+            events,
+            said: Said::default(),
+            pool_statuses,
+        }
+    }
+
+    /// One pass per wake-up: a batch of changes, a retry or resync falling due, a leadership
+    /// change, or the once-a-second lease check.
+    async fn run_loop(
+        mut self,
+        mut changes: mpsc::UnboundedReceiver<Change>,
+        mut leadership: Leadership,
+        readiness: Arc<Readiness>,
+        mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) {
+        let mut synced = Synced::new(&["services", "pools", "namespaces"]);
+        let mut next_resync = Instant::now() + self.config.resync;
+        loop {
+            // Re-check the lease at least once a second so an expired lease stops writes.
+            let wake_at = self
+                .next_retry()
+                .unwrap_or(next_resync)
+                .min(next_resync)
+                .min(Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                change = changes.recv() => {
+                    let Some(change) = change else { break };
+                    self.note(change, &mut synced);
+                    // Take everything already queued: one batch per wake-up.
+                    while let Ok(change) = changes.try_recv() {
+                        self.note(change, &mut synced);
+                    }
+                }
+                _ = leadership.flag.changed() => {}
+                _ = tokio::time::sleep_until(wake_at.into()) => {}
+                _ = &mut shutdown => break,
+            }
+            let now = Instant::now();
+            if now >= next_resync {
+                next_resync = now + self.config.resync;
+                self.mark_all_dirty();
+            }
+            self.mark_due_retries(now);
+            readiness.set(synced.not_synced().map_or(Ok(()), Err));
+            let leading = leadership.leading(&self.config.identity);
+            self.metrics.leader.set(if leading { 1.0 } else { 0.0 });
+            if self
+                .follow_leadership(leading && synced.all(), &leadership.flag)
+                .await
+            {
+                self.process(&leadership.flag).await;
+            }
+        }
+    }
+
+    fn next_retry(&self) -> Option<Instant> {
+        self.retry.values().map(|(_, at)| *at).min()
+    }
+
+    fn mark_due_retries(&mut self, now: Instant) {
+        let due = self.retry.iter().filter(|(_, (_, at))| *at <= now);
+        let due: Vec<ServiceKey> = due.map(|(k, _)| k.clone()).collect();
+        self.dirty.extend(due);
+    }
+
+    /// Starts or stops leading as `lead` says (a new leader rebuilds first); whether to
+    /// process now.
+    async fn follow_leadership(&mut self, lead: bool, leader: &watch::Receiver<bool>) -> bool {
+        match (self.planner.is_some(), lead) {
+            (false, true) => {
+                tracing::info!(identity = %self.config.identity, "became leader; rebuilding from Service status");
+                if let Err(e) = self.rebuild(leader).await {
+                    tracing::warn!(error = %e, "rebuild failed; retrying");
+                    self.planner = None;
+                    return false;
+                }
+                true
+            }
+            (true, false) => {
+                tracing::info!(identity = %self.config.identity, "no longer leader; writes stopped");
+                self.planner = None;
+                self.pool_statuses.publish(writes::PoolStatuses::default());
+                self.retry.clear();
+                false
+            }
+            (false, false) => false,
+            (true, true) => true,
+        }
+    }
+
     fn note(&mut self, change: Change, synced: &mut Synced) {
         match change {
             Change::Service(key) => {
