@@ -42,7 +42,6 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// Starts a watch stream; the store lock is held, so no event is missed or repeated.
 /// What a watch wants to see, and how.
 pub(super) struct WatchFilter {
     pub(super) ns: Option<String>,
@@ -54,24 +53,39 @@ pub(super) struct WatchFilter {
     pub(super) as_protobuf: Option<&'static str>,
 }
 
-pub(super) fn start_watch(
-    shared: &Arc<Shared>,
-    store: &Store,
-    rt: &Arc<ResourceType>,
-    query: &Query,
+/// How one watch sees events and writes them.
+struct WatchView {
+    rt: Arc<ResourceType>,
     filter: WatchFilter,
-) -> Result<Response<Body>, ApiError> {
-    let WatchFilter {
-        ns,
-        labels,
-        fields,
-        as_table,
-        as_metadata,
-        as_protobuf,
-    } = filter;
-    // One event as this watch frames it: a JSON line, or a protobuf frame.
-    let frame = move |event_type: &str, object: &Value| -> Bytes {
-        let Some(message) = as_protobuf else {
+    /// Plain JSON of the stored version: the serialized line is shared among watchers.
+    plain: bool,
+}
+
+impl WatchView {
+    fn new(rt: &Arc<ResourceType>, filter: WatchFilter) -> WatchView {
+        let plain = !filter.as_table
+            && !filter.as_metadata
+            && filter.as_protobuf.is_none()
+            && rt.crd.is_none()
+            && !crate::events::is_events_api(rt);
+        WatchView {
+            rt: rt.clone(),
+            filter,
+            plain,
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.filter.as_protobuf.is_some() {
+            crate::protobuf::WATCH_MEDIA_TYPE
+        } else {
+            "application/json"
+        }
+    }
+
+    /// One event as this watch frames it: a JSON line, or a protobuf frame.
+    fn frame(&self, event_type: &str, object: &Value) -> Bytes {
+        let Some(message) = self.filter.as_protobuf else {
             return event_line(event_type, object);
         };
         let status_message = if event_type == "ERROR" {
@@ -86,184 +100,214 @@ pub(super) fn start_watch(
             })
             .map(Bytes::from)
             .unwrap_or_default()
-    };
-    // `kubectl get -w` asks for each object as a one-row Table.
-    let render = {
-        let rt = rt.clone();
-        move |obj: &Value| -> Value {
-            if as_metadata {
-                partial_metadata(obj)
-            } else if as_table {
-                crate::table::render(
-                    &rt,
-                    &[obj],
-                    obj["metadata"]["resourceVersion"]
-                        .as_str()
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0),
-                )
-            } else {
-                as_version(obj, &rt).into_owned()
-            }
+    }
+
+    /// The object as this watch shows it (`kubectl get -w` asks for one-row Tables).
+    fn render(&self, obj: &Value) -> Value {
+        if self.filter.as_metadata {
+            partial_metadata(obj)
+        } else if self.filter.as_table {
+            let rv = obj["metadata"]["resourceVersion"].as_str();
+            crate::table::render(
+                &self.rt,
+                &[obj],
+                rv.and_then(|v| v.parse().ok()).unwrap_or(0),
+            )
+        } else {
+            as_version(obj, &self.rt).into_owned()
         }
-    };
-    // The common case (plain JSON, stored version) shares one serialized line among watchers.
-    let plain = !as_table
-        && !as_metadata
-        && as_protobuf.is_none()
-        && rt.crd.is_none()
-        && !crate::events::is_events_api(rt);
-    let content_type = if as_protobuf.is_some() {
-        crate::protobuf::WATCH_MEDIA_TYPE
-    } else {
-        "application/json"
-    };
-    let (tx, rx) = mpsc::channel::<Bytes>(1024);
-    // What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
-    // an object that starts matching arrives as ADDED, one that stops matching as DELETED
-    // (its last matching state at the event's version), others as they happened.
-    let view = {
-        let storage_key = rt.storage_key();
-        let ns = ns.clone();
-        move |e: &WatchEvent| -> Option<(&'static str, Option<Value>)> {
-            if e.storage_key != storage_key || ns.as_deref().is_some_and(|n| n != e.namespace) {
-                return None;
-            }
-            let passes = |o: &Value| labels.matches_labels(o) && fields.matches_fields(o);
-            let now = e.event_type != "DELETED" && passes(&e.object);
-            let before = e.previous.as_deref().is_some_and(passes);
-            match (now, before) {
-                (true, false) => Some(("ADDED", None)),
-                (true, true) => Some((e.event_type, None)),
-                (false, true) if e.event_type == "DELETED" => Some(("DELETED", None)),
-                (false, true) => {
-                    let mut last = e.previous.as_deref().cloned().unwrap_or_default();
-                    last["metadata"]["resourceVersion"] = json!(e.rv.to_string());
-                    Some(("DELETED", Some(last)))
-                }
-                (false, false) => None,
-            }
+    }
+
+    /// What a watcher with these selectors sees of an event (kube-apiserver's cache watcher):
+    /// an object that starts matching arrives as ADDED, one that stops matching as DELETED
+    /// (its last matching state at the event's version), others as they happened.
+    fn sees(&self, e: &WatchEvent) -> Option<(&'static str, Option<Value>)> {
+        let f = &self.filter;
+        if e.storage_key != self.rt.storage_key()
+            || f.ns.as_deref().is_some_and(|n| n != e.namespace)
+        {
+            return None;
         }
-    };
-    // One JSON line for an event as this watcher sees it; the shared line when it is the same.
-    let line_for = {
-        let render = render.clone();
-        move |e: &WatchEvent, seen: (&'static str, Option<Value>)| -> Bytes {
-            match seen {
-                (t, None) if plain && t == e.event_type => e.line(),
-                (t, None) => frame(t, &render(&e.object)),
-                (t, Some(last)) => frame(t, &render(&last)),
+        let passes = |o: &Value| f.labels.matches_labels(o) && f.fields.matches_fields(o);
+        let now = e.event_type != "DELETED" && passes(&e.object);
+        let before = e.previous.as_deref().is_some_and(passes);
+        match (now, before) {
+            (true, false) => Some(("ADDED", None)),
+            (true, true) => Some((e.event_type, None)),
+            (false, true) if e.event_type == "DELETED" => Some(("DELETED", None)),
+            (false, true) => {
+                let mut last = e.previous.as_deref().cloned().unwrap_or_default();
+                last["metadata"]["resourceVersion"] = json!(e.rv.to_string());
+                Some(("DELETED", Some(last)))
             }
+            (false, false) => None,
         }
-    };
-    let rv_param = query.get("resourceVersion").unwrap_or("");
-    // A streaming list (sendInitialEvents=true): the current state as ADDED events, then a
-    // bookmark marked as the end of them (the store is always at least as new as asked).
-    let streaming = query.flag("sendInitialEvents");
-    let mut initial: Vec<Bytes> = Vec::new();
-    let (start_rv, events) = if streaming || rv_param.is_empty() || rv_param == "0" {
-        let (items, rv, rx) = store.watch_now(rt);
+    }
+
+    /// An event as this watcher sees it; the shared line when it is the same.
+    fn line_for(&self, e: &WatchEvent, seen: (&'static str, Option<Value>)) -> Bytes {
+        match seen {
+            (t, None) if self.plain && t == e.event_type => e.line(),
+            (t, None) => self.frame(t, &self.render(&e.object)),
+            (t, Some(last)) => self.frame(t, &self.render(&last)),
+        }
+    }
+
+    /// The current state as ADDED events (the start of a watch from now, or of a streaming
+    /// list, which then gets a bookmark marking their end).
+    fn current(&self, items: &[Arc<Value>], rv: u64, streaming: bool) -> Vec<Bytes> {
+        let mut initial = Vec::new();
         for obj in items {
-            let namespace = obj["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let pseudo = WatchEvent::new(rv, rt.storage_key(), namespace, "ADDED", obj.clone());
-            if view(&pseudo).is_some() {
-                initial.push(frame("ADDED", &render(&obj)));
+            let namespace = obj["metadata"]["namespace"].as_str().unwrap_or("");
+            let pseudo = WatchEvent::new(
+                rv,
+                self.rt.storage_key(),
+                namespace.to_string(),
+                "ADDED",
+                obj.clone(),
+            );
+            if self.sees(&pseudo).is_some() {
+                initial.push(self.frame("ADDED", &self.render(obj)));
             }
         }
         if streaming {
-            let end = json!({"kind": rt.kind, "apiVersion": rt.api_version(),
+            let end = json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(),
                 "metadata": {"resourceVersion": rv.to_string(),
                              "annotations": {"k8s.io/initial-events-end": "true"}}});
-            initial.push(frame("BOOKMARK", &end));
+            initial.push(self.frame("BOOKMARK", &end));
         }
-        (rv, rx)
+        initial
+    }
+
+    fn bookmark(&self, rv: u64) -> Bytes {
+        let bookmark = json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()}});
+        self.frame("BOOKMARK", &bookmark)
+    }
+}
+
+/// Starts a watch stream; the store lock is held, so no event is missed or repeated.
+pub(super) fn start_watch(
+    shared: &Arc<Shared>,
+    store: &Store,
+    rt: &Arc<ResourceType>,
+    query: &Query,
+    filter: WatchFilter,
+) -> Result<Response<Body>, ApiError> {
+    let view = WatchView::new(rt, filter);
+    let rv_param = query.get("resourceVersion").unwrap_or("");
+    // A streaming list (sendInitialEvents=true) starts with the current state, as does a
+    // watch from no version (the store is always at least as new as asked).
+    let streaming = query.flag("sendInitialEvents");
+    let (initial, start_rv, events) = if streaming || rv_param.is_empty() || rv_param == "0" {
+        let (items, rv, rx) = store.watch_now(rt);
+        (view.current(&items, rv, streaming), rv, rx)
     } else {
         let rv: u64 = rv_param
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?;
         match store.watch_from(rv) {
             Ok((replay, rx)) => {
-                for e in &replay {
-                    if let Some(seen) = view(e) {
-                        initial.push(line_for(e, seen));
-                    }
-                }
-                (store.resource_version(), rx)
+                let seen = replay
+                    .iter()
+                    .filter_map(|e| Some(view.line_for(e, view.sees(e)?)));
+                (seen.collect(), store.resource_version(), rx)
             }
             Err(gone) => {
                 // As the real server: a 200 stream carrying one ERROR event.
-                let line = frame("ERROR", &gone.to_status());
+                let line = view.frame("ERROR", &gone.to_status());
                 return Ok(Response::builder()
                     .status(StatusCode::OK)
-                    .header("content-type", content_type)
+                    .header("content-type", view.content_type())
                     .body(full(line))
                     .expect("static response"));
             }
         }
     };
-    let bookmarks = query.flag("allowWatchBookmarks");
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
-    let interval = shared.bookmark_interval;
-    let mut dropped = shared.watches.subscribe();
-    let mut restarted = shared.connections.subscribe();
-    let shared = shared.clone();
-    let kind = rt.kind.clone();
-    let api_version = rt.api_version();
-    let mut events = events;
+    // Taken now, under the store's lock, so no knob pulled after this answer is missed.
     shared.open_watches.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        let _count = WatchCount(shared.clone());
-        for line in initial {
-            if tx.send(line).await.is_err() {
-                return;
-            }
-        }
-        let mut seen_rv = start_rv;
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                received = events.recv() => match received {
-                    Ok(e) => {
-                        seen_rv = seen_rv.max(e.rv);
-                        let seen = if e.rv > start_rv { view(&e) } else { None };
-                        if let Some(seen) = seen
-                            && tx.send(line_for(&e, seen)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    // A watcher that falls behind is closed; it resumes from its last version.
-                    Err(_) => return,
-                },
-                _ = ticker.tick(), if bookmarks => {
-                    let bookmark = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": seen_rv.to_string()}});
-                    if tx.send(frame("BOOKMARK", &bookmark)).await.is_err() {
-                        return;
-                    }
-                }
-                _ = &mut deadline => return,
-                _ = dropped.changed() => return,
-                _ = restarted.changed() => return,
-                _ = tx.closed() => return,
-            }
-        }
-    });
+    let stream = Stream {
+        _count: WatchCount(shared.clone()),
+        dropped: shared.watches.subscribe(),
+        restarted: shared.connections.subscribe(),
+        bookmark_interval: shared.bookmark_interval,
+        bookmarks: query.flag("allowWatchBookmarks"),
+        timeout: query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(1800)),
+        start_rv,
+    };
+    let content_type = view.content_type();
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    tokio::spawn(stream.run(view, initial, events, tx));
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type)
         .header("transfer-encoding", "chunked")
         .body(ChannelBody { rx }.boxed())
         .expect("static response"))
+}
+
+/// A watch's stream after its start: what it was asked for, and what may end it.
+struct Stream {
+    /// Counted as open while this lives.
+    _count: WatchCount,
+    dropped: tokio::sync::watch::Receiver<u64>,
+    restarted: tokio::sync::watch::Receiver<u64>,
+    bookmark_interval: Duration,
+    bookmarks: bool,
+    timeout: Duration,
+    /// Events up to this version were sent (or are not wanted).
+    start_rv: u64,
+}
+
+impl Stream {
+    /// Sends `initial`, then every event the view sees and bookmarks, until the watch times
+    /// out, its client goes, falls behind, or a knob drops it.
+    async fn run(
+        mut self,
+        view: WatchView,
+        initial: Vec<Bytes>,
+        mut events: crate::store::EventReceiver,
+        tx: mpsc::Sender<Bytes>,
+    ) {
+        for line in initial {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        let mut seen_rv = self.start_rv;
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(self.bookmark_interval);
+        ticker.tick().await;
+        loop {
+            let line = tokio::select! {
+                received = events.recv() => match received {
+                    Ok(e) => {
+                        seen_rv = seen_rv.max(e.rv);
+                        let seen = if e.rv > self.start_rv { view.sees(&e) } else { None };
+                        match seen {
+                            Some(seen) => view.line_for(&e, seen),
+                            None => continue,
+                        }
+                    }
+                    // A watcher that falls behind is closed; it resumes from its last version.
+                    Err(_) => return,
+                },
+                _ = ticker.tick(), if self.bookmarks => view.bookmark(seen_rv),
+                _ = &mut deadline => return,
+                _ = self.dropped.changed() => return,
+                _ = self.restarted.changed() => return,
+                _ = tx.closed() => return,
+            };
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Counts open watches for `/fake/stats`.
