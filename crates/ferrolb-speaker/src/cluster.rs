@@ -61,11 +61,31 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
         .iter()
         .map(|n| (n.name_any(), node_state(n)))
         .collect();
-    let pools: Vec<(AddressPool, PoolState)> = objects
-        .pools
+    let pools = pool_states(objects.pools);
+    let services = service_states(objects.services, objects.slices, objects.lb_class);
+    let l2 = l2_advertisements(objects.l2, &mut problems);
+    let aliases = community_aliases(objects.communities, &mut problems);
+    let bgp = bgp_advertisements(objects.bgp, &pools, &aliases, &mut problems);
+    let profiles = bfd_profiles(objects.bfd_profiles, &mut problems);
+    let (peers, passwords) = peers(objects.peers, objects.secrets, &profiles, &mut problems);
+    let state = ClusterState {
+        nodes,
+        services,
+        pools: pools.into_iter().map(|(_, s)| s).collect(),
+        l2,
+        bgp,
+        peers,
+    };
+    problems.sort();
+    (state, passwords, problems)
+}
+
+/// The valid pools, parsed and as the decision sees them. Invalid pools are the controller's
+/// to report; no address is assigned from them.
+fn pool_states(objects: &[Arc<IPAddressPool>]) -> Vec<(AddressPool, PoolState)> {
+    objects
         .iter()
         .filter_map(|p| {
-            // Invalid pools are the controller's to report; no address is assigned from them.
             let pool = parse_pool(&p.name_any(), &p.spec).ok()?;
             let state = PoolState {
                 name: p.name_any(),
@@ -74,11 +94,15 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
             };
             Some((pool, state))
         })
-        .collect();
-    let services = service_states(objects.services, objects.slices, objects.lb_class);
+        .collect()
+}
 
+fn l2_advertisements(
+    objects: &[Arc<L2AdvertisementObject>],
+    problems: &mut Vec<Problem>,
+) -> Vec<L2Advertisement> {
     let mut l2 = Vec::new();
-    for adv in objects.l2 {
+    for adv in objects {
         let spec = &adv.spec;
         let parsed = (|| {
             Ok::<_, ferrolb_api::model::SelectorError>(L2Advertisement {
@@ -94,31 +118,33 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
         })();
         match parsed {
             Ok(a) => l2.push(a),
-            Err(e) => problems.push(problem(
-                "L2Advertisement",
-                adv.as_ref(),
-                "InvalidConfiguration",
-                e.to_string(),
-            )),
+            Err(e) => problems.push(invalid("L2Advertisement", adv.as_ref(), e)),
         }
     }
+    l2
+}
 
-    let aliases = match CommunityAliases::from_specs(objects.communities.iter().map(|c| &c.spec)) {
+/// The community aliases; none when they conflict (each Community reported).
+fn community_aliases(objects: &[Arc<Community>], problems: &mut Vec<Problem>) -> CommunityAliases {
+    match CommunityAliases::from_specs(objects.iter().map(|c| &c.spec)) {
         Ok(a) => a,
         Err(e) => {
-            for c in objects.communities {
-                problems.push(problem(
-                    "Community",
-                    c.as_ref(),
-                    "InvalidConfiguration",
-                    e.to_string(),
-                ));
+            for c in objects {
+                problems.push(invalid("Community", c.as_ref(), &e));
             }
             CommunityAliases::default()
         }
-    };
+    }
+}
+
+fn bgp_advertisements(
+    objects: &[Arc<BgpAdvertisementObject>],
+    pools: &[(AddressPool, PoolState)],
+    aliases: &CommunityAliases,
+    problems: &mut Vec<Problem>,
+) -> Vec<BgpAdvertisement> {
     let mut bgp = Vec::new();
-    for adv in objects.bgp {
+    for adv in objects {
         let spec = &adv.spec;
         let choice = match parse_selectors(&spec.ip_address_pool_selectors) {
             Ok(selectors) => PoolChoice {
@@ -126,12 +152,7 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
                 selectors,
             },
             Err(e) => {
-                problems.push(problem(
-                    "BGPAdvertisement",
-                    adv.as_ref(),
-                    "InvalidConfiguration",
-                    e.to_string(),
-                ));
+                problems.push(invalid("BGPAdvertisement", adv.as_ref(), e));
                 continue;
             }
         };
@@ -140,103 +161,108 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
             .filter(|(_, s)| choice.covers(s))
             .map(|(p, _)| p)
             .collect();
-        match parse_bgp_advertisement(spec, &selected, &aliases) {
+        match parse_bgp_advertisement(spec, &selected, aliases) {
             Ok(settings) => bgp.push(BgpAdvertisement {
                 name: adv.name_any(),
                 pools: choice,
                 settings,
                 peers: spec.peers.iter().cloned().collect(),
             }),
-            Err(e) => problems.push(problem(
-                "BGPAdvertisement",
-                adv.as_ref(),
-                "InvalidConfiguration",
-                e.to_string(),
-            )),
+            Err(e) => problems.push(invalid("BGPAdvertisement", adv.as_ref(), e)),
         }
     }
+    bgp
+}
 
-    let profiles = bfd_profiles(objects.bfd_profiles, &mut problems);
+/// The usable peers with their BFD settings, and their passwords.
+fn peers(
+    objects: &[Arc<BGPPeer>],
+    secrets: &[Arc<Secret>],
+    profiles: &BTreeMap<String, Option<BfdSettings>>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<Peer>, Passwords) {
     let mut peers = Vec::new();
     let mut passwords = Passwords::new();
-    for obj in objects.peers {
+    for obj in objects {
         let config = match parse_peer(&obj.spec) {
             Ok(c) => c,
             Err(e) => {
-                problems.push(problem(
-                    "BGPPeer",
-                    obj.as_ref(),
-                    "InvalidConfiguration",
-                    e.to_string(),
-                ));
+                problems.push(invalid("BGPPeer", obj.as_ref(), e));
                 continue;
             }
         };
         let name = obj.name_any();
-        match &config.password {
-            None => {}
-            Some(PasswordSource::Inline(p)) => {
-                passwords.insert(name.clone(), p.clone());
+        match peer_password(obj, config.password.as_ref(), secrets) {
+            Ok(Some(p)) => {
+                passwords.insert(name.clone(), p);
             }
-            Some(PasswordSource::Secret(reference)) => {
-                let namespace = reference
-                    .namespace
-                    .clone()
-                    .or_else(|| obj.namespace())
-                    .unwrap_or_default();
-                match secret_password(objects.secrets, &namespace, &reference.name) {
-                    Ok(p) => {
-                        passwords.insert(name.clone(), p);
-                    }
-                    Err(message) => {
-                        problems.push(problem(
-                            "BGPPeer",
-                            obj.as_ref(),
-                            "PasswordSecretUnusable",
-                            message,
-                        ));
-                        continue;
-                    }
-                }
+            Ok(None) => {}
+            Err(message) => {
+                problems.push(problem(
+                    "BGPPeer",
+                    obj.as_ref(),
+                    "PasswordSecretUnusable",
+                    message,
+                ));
+                continue;
             }
         }
-        // A peer whose profile is missing or invalid keeps its BGP session, without BFD.
-        let bfd = match config.bfd_profile.as_deref() {
-            None => None,
-            Some(profile) => match profiles.get(profile) {
-                Some(Some(settings)) => Some(*settings),
-                Some(None) => {
-                    problems.push(problem(
-                        "BGPPeer",
-                        obj.as_ref(),
-                        "BFDProfileInvalid",
-                        format!("spec.bfdProfile: BFDProfile \"{profile}\" is invalid; the session runs without BFD"),
-                    ));
-                    None
-                }
-                None => {
-                    problems.push(problem(
-                        "BGPPeer",
-                        obj.as_ref(),
-                        "BFDProfileNotFound",
-                        format!("spec.bfdProfile: BFDProfile \"{profile}\" does not exist; the session runs without BFD"),
-                    ));
-                    None
-                }
-            },
-        };
+        let bfd = peer_bfd(obj, config.bfd_profile.as_deref(), profiles, problems);
         peers.push(Peer { name, config, bfd });
     }
-    let state = ClusterState {
-        nodes,
-        services,
-        pools: pools.into_iter().map(|(_, s)| s).collect(),
-        l2,
-        bgp,
-        peers,
-    };
-    problems.sort();
-    (state, passwords, problems)
+    (peers, passwords)
+}
+
+/// A peer's password: inline, or from its Secret (in the peer's namespace unless named).
+fn peer_password(
+    obj: &BGPPeer,
+    source: Option<&PasswordSource>,
+    secrets: &[Arc<Secret>],
+) -> Result<Option<String>, String> {
+    match source {
+        None => Ok(None),
+        Some(PasswordSource::Inline(p)) => Ok(Some(p.clone())),
+        Some(PasswordSource::Secret(reference)) => {
+            let namespace = reference
+                .namespace
+                .clone()
+                .or_else(|| obj.namespace())
+                .unwrap_or_default();
+            secret_password(secrets, &namespace, &reference.name).map(Some)
+        }
+    }
+}
+
+/// A peer's BFD settings. A peer whose profile is missing or invalid keeps its BGP session,
+/// without BFD, and is reported.
+fn peer_bfd(
+    obj: &BGPPeer,
+    profile: Option<&str>,
+    profiles: &BTreeMap<String, Option<BfdSettings>>,
+    problems: &mut Vec<Problem>,
+) -> Option<BfdSettings> {
+    let profile = profile?;
+    match profiles.get(profile) {
+        Some(Some(settings)) => Some(*settings),
+        Some(None) => {
+            problems.push(problem(
+                "BGPPeer",
+                obj,
+                "BFDProfileInvalid",
+                format!("spec.bfdProfile: BFDProfile \"{profile}\" is invalid; the session runs without BFD"),
+            ));
+            None
+        }
+        None => {
+            problems.push(problem(
+                "BGPPeer",
+                obj,
+                "BFDProfileNotFound",
+                format!("spec.bfdProfile: BFDProfile \"{profile}\" does not exist; the session runs without BFD"),
+            ));
+            None
+        }
+    }
 }
 
 /// Each BFDProfile by name: its settings, or `None` when invalid (reported).
@@ -249,12 +275,7 @@ fn bfd_profiles(
         let settings = match parse_bfd_profile(&obj.spec) {
             Ok(s) => s,
             Err(e) => {
-                problems.push(problem(
-                    "BFDProfile",
-                    obj.as_ref(),
-                    "InvalidConfiguration",
-                    e.to_string(),
-                ));
+                problems.push(invalid("BFDProfile", obj.as_ref(), e));
                 out.insert(obj.name_any(), None);
                 continue;
             }
@@ -285,6 +306,15 @@ fn problem<K: kube::Resource>(
         reason,
         message,
     }
+}
+
+/// An object that does not parse: `InvalidConfiguration` with the parser's words.
+fn invalid<K: kube::Resource>(
+    kind: &'static str,
+    obj: &K,
+    error: impl std::fmt::Display,
+) -> Problem {
+    problem(kind, obj, "InvalidConfiguration", error.to_string())
 }
 
 /// The `password` key of a Secret (MetalLB's basic-auth convention).
