@@ -272,42 +272,7 @@ fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
 
 /// Decides what `node` announces, given the speakers known to be alive.
 pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> NodePlan {
-    let usable = usable_nodes(cluster, live);
-    let labels_of = |n: &str| cluster.nodes.get(n).map(|s| &s.labels);
-    // Each advertisement's usable nodes, computed once rather than per Service.
-    let l2_nodes: Vec<Vec<&str>> = cluster
-        .l2
-        .iter()
-        .map(|adv| {
-            usable
-                .iter()
-                .copied()
-                .filter(|n| labels_of(n).is_some_and(|l| any_matches(&adv.node_selectors, l)))
-                .collect()
-        })
-        .collect();
-    let bgp_nodes: Vec<Vec<&str>> = cluster
-        .bgp
-        .iter()
-        .map(|adv| {
-            usable
-                .iter()
-                .copied()
-                .filter(|n| {
-                    labels_of(n).is_some_and(|l| any_matches(&adv.settings.node_selectors, l))
-                })
-                .collect()
-        })
-        .collect();
-    let empty = Labels::new();
-    let my_labels = labels_of(node).unwrap_or(&empty);
-    // Peers this node has a session with: by each peer's node selectors.
-    let my_peers: Vec<&Peer> = cluster
-        .peers
-        .iter()
-        .filter(|p| any_matches(&p.config.node_selectors, my_labels))
-        .collect();
-
+    let deciding = Deciding::new(cluster, live, node);
     // Services by address, so Services sharing one are decided together.
     let mut by_ip: BTreeMap<IpAddr, Vec<&ServiceState>> = BTreeMap::new();
     for svc in &cluster.services {
@@ -315,29 +280,103 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
             by_ip.entry(*ip).or_default().push(svc);
         }
     }
-
     let mut plan = NodePlan {
-        peers: my_peers.iter().map(|p| p.name.clone()).collect(),
+        peers: deciding.my_peers.iter().map(|p| p.name.clone()).collect(),
         ..NodePlan::default()
     };
     for (ip, services) in by_ip {
-        let keys = || {
+        let outcome = match pool_of(&cluster.pools, ip) {
+            None => Some(Unannounced::NoPool),
+            Some(pool) => {
+                let l2 = deciding.l2(ip, pool, &services, &mut plan);
+                let bgp = deciding.bgp(ip, pool, &services, &mut plan);
+                if !(l2.selected || bgp.selected) {
+                    Some(Unannounced::NoAdvertisement)
+                } else if !(l2.announced || bgp.announced) {
+                    Some(Unannounced::NoEligibleNode)
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(why) = outcome {
             let mut keys: Vec<ServiceKey> = services.iter().map(|s| s.key.clone()).collect();
             keys.sort();
-            keys
-        };
-        let Some(pool) = pool_of(&cluster.pools, ip) else {
-            plan.unannounced.insert(ip, (keys(), Unannounced::NoPool));
-            continue;
-        };
-        let mut selected = false;
-        let mut announced = false;
+            plan.unannounced.insert(ip, (keys, why));
+        }
+    }
+    plan
+}
 
-        // L2: the candidates every sharing Service accepts; one owner among them.
-        let mut l2_candidates: Option<BTreeSet<&str>> = None;
-        let mut l2_advs_of_service: Vec<Vec<usize>> = Vec::new();
-        for svc in &services {
-            let advs: Vec<usize> = cluster
+/// Whether an address was selected by an advertisement of a mode, and announced by any node.
+#[derive(Debug, Clone, Copy, Default)]
+struct ModeOutcome {
+    selected: bool,
+    announced: bool,
+}
+
+/// What one node's decision needs of the cluster, computed once rather than per Service.
+struct Deciding<'a> {
+    cluster: &'a ClusterState,
+    node: &'a str,
+    /// Each L2 advertisement's usable nodes.
+    l2_nodes: Vec<Vec<&'a str>>,
+    /// Each BGP advertisement's usable nodes.
+    bgp_nodes: Vec<Vec<&'a str>>,
+    /// Peers this node has a session with: by each peer's node selectors.
+    my_peers: Vec<&'a Peer>,
+}
+
+impl<'a> Deciding<'a> {
+    fn new(cluster: &'a ClusterState, live: &BTreeSet<String>, node: &'a str) -> Deciding<'a> {
+        let usable = usable_nodes(cluster, live);
+        let labels_of = |n: &str| cluster.nodes.get(n).map(|s| &s.labels);
+        let selected_by = |selectors: &[Selector]| -> Vec<&'a str> {
+            usable
+                .iter()
+                .copied()
+                .filter(|n| labels_of(n).is_some_and(|l| any_matches(selectors, l)))
+                .collect()
+        };
+        let l2_nodes = cluster
+            .l2
+            .iter()
+            .map(|adv| selected_by(&adv.node_selectors))
+            .collect();
+        let bgp_nodes = cluster
+            .bgp
+            .iter()
+            .map(|adv| selected_by(&adv.settings.node_selectors))
+            .collect();
+        let empty = Labels::new();
+        let my_labels = labels_of(node).unwrap_or(&empty);
+        let my_peers = cluster
+            .peers
+            .iter()
+            .filter(|p| any_matches(&p.config.node_selectors, my_labels))
+            .collect();
+        Deciding {
+            cluster,
+            node,
+            l2_nodes,
+            bgp_nodes,
+            my_peers,
+        }
+    }
+
+    /// L2: the candidates every sharing Service accepts; one owner among them.
+    fn l2(
+        &self,
+        ip: IpAddr,
+        pool: &PoolState,
+        services: &[&ServiceState],
+        plan: &mut NodePlan,
+    ) -> ModeOutcome {
+        let mut candidates: Option<BTreeSet<&str>> = None;
+        let mut advs_of_service: Vec<Vec<usize>> = Vec::new();
+        for svc in services {
+            let advs: Vec<usize> = self
+                .cluster
                 .l2
                 .iter()
                 .enumerate()
@@ -348,109 +387,135 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
                 .collect();
             let mut nodes = BTreeSet::new();
             for i in &advs {
-                nodes.extend(with_endpoints(&services, &l2_nodes[*i]));
+                nodes.extend(with_endpoints(services, &self.l2_nodes[*i]));
             }
-            l2_candidates = Some(match l2_candidates {
+            candidates = Some(match candidates {
                 None => nodes,
                 Some(prev) => prev.intersection(&nodes).copied().collect(),
             });
-            l2_advs_of_service.push(advs);
+            advs_of_service.push(advs);
         }
-        let any_l2 = l2_advs_of_service.iter().any(|a| !a.is_empty());
-        selected |= any_l2;
-        if any_l2 && let Some(owner) = hrw::owner(ip, l2_candidates.unwrap_or_default()) {
-            announced = true;
-            plan.l2_owners.insert(ip, owner.to_string());
-            if owner == node {
-                // Interfaces from the advertisements that select this node; one with none
-                // named means all of them.
-                let mut interfaces = BTreeSet::new();
-                let mut all = false;
-                for i in l2_advs_of_service.iter().flatten() {
-                    let adv = &cluster.l2[*i];
-                    if l2_nodes[*i].contains(&node) {
-                        all |= adv.interfaces.is_empty();
-                        interfaces.extend(adv.interfaces.iter().cloned());
-                    }
-                }
-                if all {
-                    interfaces.clear();
-                }
-                plan.l2.insert(ip, interfaces);
-                for svc in &services {
-                    plan.services
-                        .entry(svc.key.clone())
-                        .or_default()
-                        .l2
-                        .insert(ip);
-                }
+        let selected = advs_of_service.iter().any(|a| !a.is_empty());
+        if !selected {
+            return ModeOutcome::default();
+        }
+        let Some(owner) = hrw::owner(ip, candidates.unwrap_or_default()) else {
+            return ModeOutcome {
+                selected,
+                announced: false,
+            };
+        };
+        plan.l2_owners.insert(ip, owner.to_string());
+        if owner == self.node {
+            let interfaces = self.l2_interfaces(advs_of_service.iter().flatten());
+            plan.l2.insert(ip, interfaces);
+            for svc in services {
+                plan.services
+                    .entry(svc.key.clone())
+                    .or_default()
+                    .l2
+                    .insert(ip);
             }
         }
+        ModeOutcome {
+            selected,
+            announced: true,
+        }
+    }
 
-        // BGP: every node the advertisement and the endpoints allow, to each selected peer.
-        for svc in &services {
-            for (i, adv) in cluster.bgp.iter().enumerate() {
+    /// Interfaces from the advertisements that select this node; one with none named means
+    /// all of them (the empty set).
+    fn l2_interfaces<'i>(&self, advs: impl Iterator<Item = &'i usize>) -> BTreeSet<String> {
+        let mut interfaces = BTreeSet::new();
+        let mut all = false;
+        for i in advs {
+            let adv = &self.cluster.l2[*i];
+            if self.l2_nodes[*i].contains(&self.node) {
+                all |= adv.interfaces.is_empty();
+                interfaces.extend(adv.interfaces.iter().cloned());
+            }
+        }
+        if all {
+            interfaces.clear();
+        }
+        interfaces
+    }
+
+    /// BGP: every node the advertisement and the endpoints allow, to each selected peer.
+    fn bgp(
+        &self,
+        ip: IpAddr,
+        pool: &PoolState,
+        services: &[&ServiceState],
+        plan: &mut NodePlan,
+    ) -> ModeOutcome {
+        let mut outcome = ModeOutcome::default();
+        for svc in services {
+            for (i, adv) in self.cluster.bgp.iter().enumerate() {
                 if !adv.pools.covers(pool)
                     || !any_matches(&adv.settings.service_selectors, &svc.labels)
                 {
                     continue;
                 }
-                selected = true;
-                let nodes = with_endpoints(&services, &bgp_nodes[i]);
+                outcome.selected = true;
+                let nodes = with_endpoints(services, &self.bgp_nodes[i]);
                 if nodes.is_empty() {
                     continue;
                 }
-                announced = true;
-                if !nodes.contains(&node) {
-                    continue;
-                }
-                let length = if ip.is_ipv4() {
-                    adv.settings.aggregation_length_v4
-                } else {
-                    adv.settings.aggregation_length_v6
-                };
-                let route = Route::aggregate(ip, length);
-                for peer in &my_peers {
-                    if !adv.peers.is_empty() && !adv.peers.contains(&peer.name) {
-                        continue;
-                    }
-                    // A session carries the families its transport and capabilities allow;
-                    // both are offered, so every address goes to every selected peer.
-                    let attrs = plan
-                        .bgp
-                        .entry(peer.name.clone())
-                        .or_default()
-                        .entry(route)
-                        .or_default();
-                    // Advertisements that overlap merge: communities add up, the highest
-                    // LOCAL_PREF wins.
-                    attrs
-                        .communities
-                        .extend(adv.settings.communities.iter().copied());
-                    if peer.config.is_ibgp() {
-                        attrs.local_pref = attrs.local_pref.max(adv.settings.local_pref);
-                    }
-                    // Routes shared by several Services carry the largest count.
-                    if adv.settings.weight_by_local_endpoints && svc.policy == TrafficPolicy::Local
-                    {
-                        let here = svc.endpoint_nodes.get(node).copied().unwrap_or(0);
-                        attrs.local_endpoints = attrs.local_endpoints.max(Some(here));
-                    }
-                    let announcement = plan.services.entry(svc.key.clone()).or_default();
-                    announcement.bgp_peers.insert(peer.name.clone());
-                    announcement.bgp.insert(ip);
+                outcome.announced = true;
+                if nodes.contains(&self.node) {
+                    self.add_route(ip, adv, svc, plan);
                 }
             }
         }
-        if !selected {
-            plan.unannounced
-                .insert(ip, (keys(), Unannounced::NoAdvertisement));
-        } else if !announced {
-            plan.unannounced
-                .insert(ip, (keys(), Unannounced::NoEligibleNode));
+        outcome
+    }
+
+    /// `ip`'s route from `adv` for `svc`, to each of this node's peers the advertisement
+    /// selects.
+    fn add_route(
+        &self,
+        ip: IpAddr,
+        adv: &BgpAdvertisement,
+        svc: &ServiceState,
+        plan: &mut NodePlan,
+    ) {
+        let length = if ip.is_ipv4() {
+            adv.settings.aggregation_length_v4
+        } else {
+            adv.settings.aggregation_length_v6
+        };
+        let route = Route::aggregate(ip, length);
+        for peer in &self.my_peers {
+            if !adv.peers.is_empty() && !adv.peers.contains(&peer.name) {
+                continue;
+            }
+            // A session carries the families its transport and capabilities allow; both are
+            // offered, so every address goes to every selected peer.
+            let attrs = plan
+                .bgp
+                .entry(peer.name.clone())
+                .or_default()
+                .entry(route)
+                .or_default();
+            // Advertisements that overlap merge: communities add up, the highest LOCAL_PREF
+            // wins.
+            attrs
+                .communities
+                .extend(adv.settings.communities.iter().copied());
+            if peer.config.is_ibgp() {
+                attrs.local_pref = attrs.local_pref.max(adv.settings.local_pref);
+            }
+            // Routes shared by several Services carry the largest count.
+            if adv.settings.weight_by_local_endpoints && svc.policy == TrafficPolicy::Local {
+                let here = svc.endpoint_nodes.get(self.node).copied().unwrap_or(0);
+                attrs.local_endpoints = attrs.local_endpoints.max(Some(here));
+            }
+            let announcement = plan.services.entry(svc.key.clone()).or_default();
+            announcement.bgp_peers.insert(peer.name.clone());
+            announcement.bgp.insert(ip);
         }
     }
-    plan
 }
 
 /// Which live node reports cluster-wide findings about `ip` (an unannounced address), so
