@@ -53,123 +53,138 @@ pub fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Stri
         ));
     }
     match value {
-        Value::Object(map) => {
-            for field in schema["required"].as_array().into_iter().flatten() {
-                if let Some(f) = field.as_str()
-                    && !map.contains_key(f)
-                {
-                    causes.push(format!("{}: Required value", join(path, f)));
-                }
-            }
-            let props = schema["properties"].as_object();
-            for (k, child) in map {
-                if let Some(prop) = props.and_then(|p| p.get(k)) {
-                    validate(child, prop, &join(path, k), causes);
-                } else if let Some(inner) =
-                    schema.get("additionalProperties").filter(|v| v.is_object())
-                {
-                    validate(child, inner, &join(path, k), causes);
-                }
-            }
-        }
-        Value::Array(items) => {
-            let count = items.len() as u64;
-            if let Some(min) = schema["minItems"].as_u64()
-                && count < min
-            {
-                causes.push(format!(
-                    "{path}: Invalid value: {count}: {path} in body should have at least {min} items"
-                ));
-            }
-            if let Some(max) = schema["maxItems"].as_u64()
-                && count > max
-            {
-                causes.push(format!(
-                    "{path}: Too many: {count}: must have at most {max} items"
-                ));
-            }
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    validate(item, item_schema, &format!("{path}[{i}]"), causes);
-                }
-            }
-        }
-        Value::String(s) => {
-            let chars = s.chars().count() as u64;
-            if let Some(min) = schema["minLength"].as_u64()
-                && chars < min
-            {
-                causes.push(format!(
-                    "{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"
-                ));
-            }
-            if let Some(max) = schema["maxLength"].as_u64()
-                && chars > max
-            {
-                causes.push(format!(
-                    "{path}: Too long: may not be more than {max} bytes"
-                ));
-            }
-            if let Some(pattern) = schema["pattern"].as_str() {
-                match regex::Regex::new(pattern) {
-                    Ok(re) if !re.is_match(s) => causes.push(format!(
-                        "{path}: Invalid value: {s:?}: {path} in body should match '{pattern}'"
-                    )),
-                    _ => {}
-                }
-            }
-            if let Some(format) = schema["format"].as_str()
-                && !format_holds(format, s)
-            {
-                causes.push(format!(
-                    "{path}: Invalid value: {s:?}: {path} in body must be of type {format}: {s:?}"
-                ));
-            }
-        }
-        Value::Number(n) => {
-            let v = n.as_f64().unwrap_or_default();
-            let exclusive_min = schema["exclusiveMinimum"] == true;
-            let exclusive_max = schema["exclusiveMaximum"] == true;
-            if let Some(min) = schema["minimum"].as_f64()
-                && (v < min || (exclusive_min && v == min))
-            {
-                let relation = if exclusive_min {
-                    "greater than"
-                } else {
-                    "greater than or equal to"
-                };
-                causes.push(format!(
-                    "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
-                    go_number(min)
-                ));
-            }
-            if let Some(max) = schema["maximum"].as_f64()
-                && (v > max || (exclusive_max && v == max))
-            {
-                let relation = if exclusive_max {
-                    "less than"
-                } else {
-                    "less than or equal to"
-                };
-                causes.push(format!(
-                    "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
-                    go_number(max)
-                ));
-            }
-            if let Some(format) = schema["format"].as_str() {
-                let fits = match format {
-                    "int32" => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-                    "int64" => n.as_i64().is_some(),
-                    _ => true,
-                };
-                if !fits {
-                    causes.push(format!(
-                        "{path}: Invalid value: {n}: {path} in body must be of type {format}: {n}"
-                    ));
-                }
-            }
-        }
+        Value::Object(map) => check_object(map, schema, path, causes),
+        Value::Array(items) => check_array(items, schema, path, causes),
+        Value::String(s) => check_string(s, schema, path, causes),
+        Value::Number(n) => check_number(n, schema, path, causes),
         _ => {}
+    }
+}
+
+/// Required fields, then each field against its property (or `additionalProperties`).
+fn check_object(
+    map: &serde_json::Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    causes: &mut Vec<String>,
+) {
+    for field in schema["required"].as_array().into_iter().flatten() {
+        if let Some(f) = field.as_str()
+            && !map.contains_key(f)
+        {
+            causes.push(format!("{}: Required value", join(path, f)));
+        }
+    }
+    let props = schema["properties"].as_object();
+    for (k, child) in map {
+        if let Some(prop) = props.and_then(|p| p.get(k)) {
+            validate(child, prop, &join(path, k), causes);
+        } else if let Some(inner) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            validate(child, inner, &join(path, k), causes);
+        }
+    }
+}
+
+/// Item counts, then each item.
+fn check_array(items: &[Value], schema: &Value, path: &str, causes: &mut Vec<String>) {
+    let count = items.len() as u64;
+    if let Some(min) = schema["minItems"].as_u64()
+        && count < min
+    {
+        causes.push(format!(
+            "{path}: Invalid value: {count}: {path} in body should have at least {min} items"
+        ));
+    }
+    if let Some(max) = schema["maxItems"].as_u64()
+        && count > max
+    {
+        causes.push(format!(
+            "{path}: Too many: {count}: must have at most {max} items"
+        ));
+    }
+    if let Some(item_schema) = schema.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, item_schema, &format!("{path}[{i}]"), causes);
+        }
+    }
+}
+
+/// Lengths (in characters, as kube-apiserver counts them), pattern and format.
+fn check_string(s: &str, schema: &Value, path: &str, causes: &mut Vec<String>) {
+    let chars = s.chars().count() as u64;
+    if let Some(min) = schema["minLength"].as_u64()
+        && chars < min
+    {
+        causes.push(format!(
+            "{path}: Invalid value: {s:?}: {path} in body should be at least {min} chars long"
+        ));
+    }
+    if let Some(max) = schema["maxLength"].as_u64()
+        && chars > max
+    {
+        causes.push(format!(
+            "{path}: Too long: may not be more than {max} bytes"
+        ));
+    }
+    if let Some(pattern) = schema["pattern"].as_str() {
+        match regex::Regex::new(pattern) {
+            Ok(re) if !re.is_match(s) => causes.push(format!(
+                "{path}: Invalid value: {s:?}: {path} in body should match '{pattern}'"
+            )),
+            _ => {}
+        }
+    }
+    if let Some(format) = schema["format"].as_str()
+        && !format_holds(format, s)
+    {
+        causes.push(format!(
+            "{path}: Invalid value: {s:?}: {path} in body must be of type {format}: {s:?}"
+        ));
+    }
+}
+
+/// Bounds (inclusive or exclusive) and the integer formats.
+fn check_number(n: &serde_json::Number, schema: &Value, path: &str, causes: &mut Vec<String>) {
+    let v = n.as_f64().unwrap_or_default();
+    let exclusive_min = schema["exclusiveMinimum"] == true;
+    let exclusive_max = schema["exclusiveMaximum"] == true;
+    if let Some(min) = schema["minimum"].as_f64()
+        && (v < min || (exclusive_min && v == min))
+    {
+        let relation = if exclusive_min {
+            "greater than"
+        } else {
+            "greater than or equal to"
+        };
+        causes.push(format!(
+            "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
+            go_number(min)
+        ));
+    }
+    if let Some(max) = schema["maximum"].as_f64()
+        && (v > max || (exclusive_max && v == max))
+    {
+        let relation = if exclusive_max {
+            "less than"
+        } else {
+            "less than or equal to"
+        };
+        causes.push(format!(
+            "{path}: Invalid value: {n}: {path} in body should be {relation} {}",
+            go_number(max)
+        ));
+    }
+    if let Some(format) = schema["format"].as_str() {
+        let fits = match format {
+            "int32" => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+            "int64" => n.as_i64().is_some(),
+            _ => true,
+        };
+        if !fits {
+            causes.push(format!(
+                "{path}: Invalid value: {n}: {path} in body must be of type {format}: {n}"
+            ));
+        }
     }
 }
 

@@ -1,16 +1,11 @@
-//! The tokio side of a BGP peer: TCP, timers, and the routes it advertises.
-//!
-//! ```text
-//!  PeerHandle ── advertise / withdraw / stop ──▶ peer task ──▶ Session (fsm) ──▶ outputs
-//!  TCP reader ── bytes ─ frame_len / decode ──▶ peer task      │
-//!  timers (one deadline each) ─────────────────▶ peer task      └─▶ TCP writes, state watch
-//! ```
+//! The peer task: a connection's bytes, the timers and BFD fed to the session, and what the
+//! session asks for carried out (connects, writes, UPDATEs from the Adj-RIB-Out).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,153 +14,21 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::session::{
-    DownReason, Input, Output, Session, SessionConfig, State, Timer, UpdateIssue,
-};
+use super::{Command, GRACEFUL_SHUTDOWN, PathSpec, PeerConfig, PeerCounters, PeerStatus};
+use crate::session::{Input, Output, Session, State, Timer, UpdateIssue};
 use crate::wire::{
     Afi, Message, Prefix, RouteAttributes, UpdateBuilder, WirePrefix, decode, encode, frame_len,
 };
 
-/// RFC 8326 GRACEFUL_SHUTDOWN community, 65535:0.
-pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
-
-/// How a peer is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    pub address: SocketAddr,
-    pub source: Option<IpAddr>,
-    pub session: SessionConfig,
-    /// Next hop for IPv4 routes when the advertisement names none (our address).
-    pub next_hop_v4: Option<std::net::Ipv4Addr>,
-    pub next_hop_v6: Option<std::net::Ipv6Addr>,
-    pub connect_timeout: Duration,
-    /// TCP MD5 signature key (RFC 2385).
-    pub md5_key: Option<String>,
-    /// IP TTL of our packets: 1 for directly connected eBGP, up to 255 with multihop.
-    pub ttl: Option<u8>,
-    /// GTSM (RFC 5082): send with TTL 255 and accept only TTL 254 and up.
-    pub gtsm: bool,
-}
-
-/// What ferrolb attaches to an advertised prefix; the AS path and next hop are per session.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PathSpec {
-    pub communities: Vec<u32>,
-    pub large_communities: Vec<(u32, u32, u32)>,
-    /// Sent to iBGP peers only.
-    pub local_pref: Option<u32>,
-    /// Link bandwidth (RFC 10005) in bytes per second, for weighted ECMP at the peer.
-    pub link_bandwidth: Option<u32>,
-}
-
-/// Counters for metrics.
-#[derive(Debug, Default)]
-pub struct PeerCounters {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub updates_out: AtomicU64,
-    pub prefixes_advertised: AtomicU64,
-    pub sessions_established: AtomicU64,
-    pub notifications_out: AtomicU64,
-    pub notifications_in: AtomicU64,
-    /// Malformed UPDATEs that kept the session: routes withdrawn (RFC 7606), attributes
-    /// discarded (malformed AS4_PATH, RFC 6793), MP attributes of families not negotiated.
-    pub updates_treated_as_withdraw: AtomicU64,
-    pub attributes_discarded: AtomicU64,
-    pub unnegotiated_families_ignored: AtomicU64,
-}
-
-/// Where a session stands, for subscribers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    pub state: State,
-    pub last_down: Option<DownReason>,
-}
-
-enum Command {
-    Advertise(Vec<Prefix>, PathSpec),
-    Withdraw(Vec<Prefix>),
-    Stop(Option<String>),
-    /// A connection the peer opened to our listener.
-    Incoming(TcpStream),
-    GracefulShutdown,
-    FollowBfd(watch::Receiver<crate::bfd::Status>),
-}
-
-/// A handle to one peer's task.
-#[derive(Clone)]
-pub struct PeerHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    pub status: watch::Receiver<PeerStatus>,
-    pub counters: Arc<PeerCounters>,
-}
-
-impl PeerHandle {
-    pub fn advertise(&self, prefixes: Vec<Prefix>, spec: PathSpec) {
-        let _ = self.tx.send(Command::Advertise(prefixes, spec));
-    }
-
-    pub fn withdraw(&self, prefixes: Vec<Prefix>) {
-        let _ = self.tx.send(Command::Withdraw(prefixes));
-    }
-
-    /// Stops the session with an RFC 9003 shutdown message.
-    pub fn stop(&self, message: Option<String>) {
-        let _ = self.tx.send(Command::Stop(message));
-    }
-
-    /// RFC 8326: re-advertises every route with the GRACEFUL_SHUTDOWN community, so the peer
-    /// moves traffic away before the session is stopped.
-    pub fn graceful_shutdown(&self) {
-        let _ = self.tx.send(Command::GracefulShutdown);
-    }
-
-    /// Takes the session down at once whenever this BFD session leaves Up.
-    pub fn follow_bfd(&self, status: watch::Receiver<crate::bfd::Status>) {
-        let _ = self.tx.send(Command::FollowBfd(status));
-    }
-
-    /// Hands over a connection the peer opened.
-    pub fn incoming(&self, stream: TcpStream) {
-        let _ = self.tx.send(Command::Incoming(stream));
-    }
-
-    /// Waits until the session is in `state` or `limit` passes.
-    pub async fn wait_for(&mut self, state: State, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.status.wait_for(|s| s.state == state))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-}
-
-/// Starts a peer task on the current runtime.
-pub fn spawn_peer(config: PeerConfig) -> (PeerHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (status_tx, status_rx) = watch::channel(PeerStatus {
-        state: State::Idle,
-        last_down: None,
-    });
-    let counters = Arc::new(PeerCounters::default());
-    let task = tokio::spawn(run_peer(config, rx, status_tx, counters.clone()));
-    (
-        PeerHandle {
-            tx,
-            status: status_rx,
-            counters,
-        },
-        task,
-    )
-}
-
 /// Events from the connection.
-enum Io {
+pub(super) enum Io {
     Connected(TcpStream),
     ConnectFailed,
     Bytes(Vec<u8>),
     Closed,
 }
 
-struct Peer {
+pub(super) struct Peer {
     config: PeerConfig,
     session: Session,
     writer: Option<OwnedWriteHalf>,
@@ -173,6 +36,8 @@ struct Peer {
     io_tx: mpsc::UnboundedSender<(u64, Io)>,
     /// Connection generation: events of an older connection are ignored.
     generation: u64,
+    /// Bytes read and not yet a whole message.
+    buf: Vec<u8>,
     deadlines: BTreeMap<TimerKey, Instant>,
     /// The Adj-RIB-Out: what we advertise, by prefix.
     /// Shared specs: one allocation per distinct set of attributes, not per prefix.
@@ -204,7 +69,7 @@ fn timer(k: TimerKey) -> Timer {
     }
 }
 
-async fn run_peer(
+pub(super) async fn run_peer(
     config: PeerConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
     status: watch::Sender<PeerStatus>,
@@ -218,15 +83,14 @@ async fn run_peer(
         reader_task: None,
         io_tx,
         generation: 0,
+        buf: Vec::new(),
         deadlines: BTreeMap::new(),
         routes: BTreeMap::new(),
         status,
         counters,
     };
     peer.input(Input::Start).await;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut bfd: Option<watch::Receiver<crate::bfd::Status>> = None;
-    let mut bfd_up = false;
+    let mut bfd = BfdFollow::default();
     loop {
         let next = peer
             .deadlines
@@ -242,95 +106,19 @@ async fn run_peer(
                     peer.input(Input::Stop(None)).await;
                     return;
                 }
-                Some(Command::Advertise(prefixes, spec)) => peer.advertise(prefixes, spec).await,
-                Some(Command::Withdraw(prefixes)) => peer.withdraw(prefixes).await,
-                Some(Command::Stop(message)) => {
-                    peer.input(Input::Stop(message)).await;
-                }
-                Some(Command::GracefulShutdown) => peer.graceful_shutdown().await,
-                Some(Command::FollowBfd(mut status)) => {
-                    bfd_up = status.borrow_and_update().state == crate::bfd::State::Up;
-                    bfd = Some(status);
-                }
-                Some(Command::Incoming(stream)) => {
-                    if peer.accepts_incoming() {
-                        // Replaces any connect attempt still under way.
-                        peer.generation += 1;
-                        let generation = peer.generation;
-                        let _ = peer.io_tx.send((generation, Io::Connected(stream)));
-                    } else {
-                        // A session is already past OpenSent on the other connection (RFC 4271
-                        // 6.8 keeps the one that got further); refuse with a Cease.
-                        let n = crate::wire::Notification::new(crate::wire::codes::CEASE, crate::wire::codes::CONNECTION_COLLISION, Vec::new());
-                        let mut stream = stream;
-                        let _ = stream.write_all(&encode(&Message::Notification(n))).await;
-                    }
-                }
+                Some(Command::FollowBfd(status)) => bfd.follow(status),
+                Some(cmd) => peer.on_command(cmd).await,
             },
             event = io_rx.recv() => {
                 let Some((generation, event)) = event else { return };
-                if generation != peer.generation {
-                    continue;
-                }
-                match event {
-                    Io::Connected(stream) => {
-                        let _ = stream.set_nodelay(true);
-                        let (r, w) = stream.into_split();
-                        peer.writer = Some(w);
-                        buf.clear();
-                        peer.reader_task = Some(tokio::spawn(read_loop(r, peer.io_tx.clone(), generation)));
-                        peer.input(Input::Connected).await;
-                    }
-                    Io::ConnectFailed => peer.input(Input::ConnectFailed).await,
-                    Io::Closed => peer.input(Input::Closed).await,
-                    Io::Bytes(bytes) => {
-                        buf.extend_from_slice(&bytes);
-                        // Every message in the buffer, bounded by its size.
-                        loop {
-                            match frame_len(&buf) {
-                                Ok(None) => break,
-                                Ok(Some(len)) if buf.len() < len => break,
-                                Ok(Some(len)) => {
-                                    let frame: Vec<u8> = buf.drain(..len).collect();
-                                    peer.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-                                    let input = match decode(&frame) {
-                                        Ok(m) => {
-                                            if matches!(m, Message::Notification(_)) {
-                                                peer.counters.notifications_in.fetch_add(1, Ordering::Relaxed);
-                                            }
-                                            Input::Message(m)
-                                        }
-                                        Err(n) => Input::Malformed(n),
-                                    };
-                                    peer.input(input).await;
-                                    if peer.writer.is_none() {
-                                        buf.clear();
-                                        break;
-                                    }
-                                }
-                                Err(n) => {
-                                    buf.clear();
-                                    peer.input(Input::Malformed(n)).await;
-                                    break;
-                                }
-                            }
-                        }
-                    }
+                if generation == peer.generation {
+                    peer.on_io(generation, event).await;
                 }
             }
-            changed = async { bfd.as_mut().expect("guarded").changed().await }, if bfd.is_some() => {
-                let Some(status) = bfd.as_mut().filter(|_| changed.is_ok()) else {
-                    // The BFD session was removed: BGP stands on its own timers again.
-                    bfd = None;
-                    continue;
-                };
-                let now = *status.borrow_and_update();
-                let up = now.state == crate::bfd::State::Up;
-                // A peer that goes AdminDown is being reconfigured, not lost (RFC 5882 3.2).
-                if bfd_up && !up && now.remote_state != crate::bfd::State::AdminDown {
+            changed = async { bfd.status.as_mut().expect("guarded").changed().await }, if bfd.status.is_some() => {
+                if bfd.on_change(changed.is_ok()) {
                     peer.input(Input::PeerUnreachable).await;
                 }
-                bfd_up = up;
             }
             _ = sleep, if next.is_some() => {
                 if let Some((k, _)) = next {
@@ -339,6 +127,36 @@ async fn run_peer(
                 }
             }
         }
+    }
+}
+
+/// The BFD session a peer follows, if any: its going down takes the BGP session down.
+#[derive(Default)]
+struct BfdFollow {
+    status: Option<watch::Receiver<crate::bfd::Status>>,
+    up: bool,
+}
+
+impl BfdFollow {
+    fn follow(&mut self, mut status: watch::Receiver<crate::bfd::Status>) {
+        self.up = status.borrow_and_update().state == crate::bfd::State::Up;
+        self.status = Some(status);
+    }
+
+    /// A change of the BFD session (`open`: false when it was removed); whether the peer is
+    /// now unreachable.
+    fn on_change(&mut self, open: bool) -> bool {
+        let Some(status) = self.status.as_mut().filter(|_| open) else {
+            // The BFD session was removed: BGP stands on its own timers again.
+            self.status = None;
+            return false;
+        };
+        let now = *status.borrow_and_update();
+        let up = now.state == crate::bfd::State::Up;
+        // A peer that goes AdminDown is being reconfigured, not lost (RFC 5882 3.2).
+        let lost = self.up && !up && now.remote_state != crate::bfd::State::AdminDown;
+        self.up = up;
+        lost
     }
 }
 
@@ -384,6 +202,88 @@ async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
 }
 
 impl Peer {
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Advertise(prefixes, spec) => self.advertise(prefixes, spec).await,
+            Command::Withdraw(prefixes) => self.withdraw(prefixes).await,
+            Command::Stop(message) => self.input(Input::Stop(message)).await,
+            Command::GracefulShutdown => self.graceful_shutdown().await,
+            Command::Incoming(stream) => self.on_incoming(stream).await,
+            // Followed by the task itself.
+            Command::FollowBfd(_) => {}
+        }
+    }
+
+    async fn on_incoming(&mut self, mut stream: TcpStream) {
+        if self.accepts_incoming() {
+            // Replaces any connect attempt still under way.
+            self.generation += 1;
+            let _ = self.io_tx.send((self.generation, Io::Connected(stream)));
+        } else {
+            // A session is already past OpenSent on the other connection (RFC 4271 6.8 keeps
+            // the one that got further); refuse with a Cease.
+            let n = crate::wire::Notification::new(
+                crate::wire::codes::CEASE,
+                crate::wire::codes::CONNECTION_COLLISION,
+                Vec::new(),
+            );
+            let _ = stream.write_all(&encode(&Message::Notification(n))).await;
+        }
+    }
+
+    /// An event of the current connection.
+    async fn on_io(&mut self, generation: u64, event: Io) {
+        match event {
+            Io::Connected(stream) => {
+                let _ = stream.set_nodelay(true);
+                let (r, w) = stream.into_split();
+                self.writer = Some(w);
+                self.buf.clear();
+                self.reader_task = Some(tokio::spawn(read_loop(r, self.io_tx.clone(), generation)));
+                self.input(Input::Connected).await;
+            }
+            Io::ConnectFailed => self.input(Input::ConnectFailed).await,
+            Io::Closed => self.input(Input::Closed).await,
+            Io::Bytes(bytes) => self.on_bytes(&bytes).await,
+        }
+    }
+
+    /// Every whole message in what has been read, each bounded by its size.
+    async fn on_bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        loop {
+            match frame_len(&self.buf) {
+                Ok(None) => break,
+                Ok(Some(len)) if self.buf.len() < len => break,
+                Ok(Some(len)) => {
+                    let frame: Vec<u8> = self.buf.drain(..len).collect();
+                    self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+                    let input = match decode(&frame) {
+                        Ok(m) => {
+                            if matches!(m, Message::Notification(_)) {
+                                self.counters
+                                    .notifications_in
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            Input::Message(m)
+                        }
+                        Err(n) => Input::Malformed(n),
+                    };
+                    self.input(input).await;
+                    if self.writer.is_none() {
+                        self.buf.clear();
+                        break;
+                    }
+                }
+                Err(n) => {
+                    self.buf.clear();
+                    self.input(Input::Malformed(n)).await;
+                    break;
+                }
+            }
+        }
+    }
+
     /// Whether a connection from the peer may be taken: only while no connection of ours has
     /// reached OpenSent.
     fn accepts_incoming(&self) -> bool {
@@ -592,70 +492,6 @@ impl Peer {
             let list: Vec<Prefix> = gone.iter().copied().filter(|p| p.afi() == afi).collect();
             for body in builder.withdraw(&list) {
                 self.send_update(body).await;
-            }
-        }
-    }
-}
-
-/// Accepts BGP connections and hands each to the peer it comes from; connections from unknown
-/// addresses are closed at once.
-pub struct Listener {
-    listener: tokio::net::TcpListener,
-    peers: std::sync::Mutex<std::collections::HashMap<IpAddr, PeerHandle>>,
-}
-
-impl Listener {
-    pub async fn bind(address: SocketAddr) -> io::Result<Arc<Listener>> {
-        Ok(Arc::new(Listener {
-            listener: tokio::net::TcpListener::bind(address).await?,
-            peers: std::sync::Mutex::default(),
-        }))
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Routes connections from `peer`'s address to it; sets its MD5 key on the listening socket.
-    pub fn add_peer(&self, config: &PeerConfig, handle: PeerHandle) -> io::Result<()> {
-        if let Some(key) = &config.md5_key {
-            crate::sys::set_md5(&self.listener, config.address.ip(), key.as_bytes())?;
-        }
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(config.address.ip(), handle);
-        Ok(())
-    }
-
-    pub fn remove_peer(&self, address: IpAddr) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&address);
-    }
-
-    /// Accepts until the listener fails.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            let Ok((stream, from)) = self.listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            // Mapped IPv4 addresses arrive on dual-stack sockets.
-            let ip = match from.ip() {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-                v4 => v4,
-            };
-            let handle = self
-                .peers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&ip)
-                .cloned();
-            match handle {
-                Some(h) => h.incoming(stream),
-                None => drop(stream),
             }
         }
     }
