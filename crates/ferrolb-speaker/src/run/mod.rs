@@ -141,28 +141,16 @@ pub async fn run(
     };
     // Other hosts' claims on owned addresses; a flood beyond this room is dropped.
     let (conflicts_tx, conflicts) = mpsc::channel(256);
-    let l2 = if config.l2 {
-        let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config {
-            conflicts: Some(conflicts_tx),
-            ..ferrolb_l2::L2Config::default()
-        })
-        .await
-        .map_err(SpeakerError::L2)?;
-        Some(speaker)
-    } else {
-        None
-    };
+    let l2 = startup::l2_speaker(config.l2, conflicts_tx).await?;
     // The others learn this node's MACs, to trace a claim on an address back to its node.
     if let Some(l2) = &l2 {
         gossip.macs = startup::announcing_macs(&l2.interfaces());
+        metrics.sources.attach_l2(l2.clone());
     }
     let (membership, _gossip_task) = Membership::start(gossip)
         .await
         .map_err(SpeakerError::Gossip)?;
     metrics.sources.attach_gossip(membership.clone());
-    if let Some(l2) = &l2 {
-        metrics.sources.attach_l2(l2.clone());
-    }
     let announcer = Announcer::new(
         NodeIdentity {
             name: config.node.clone(),
@@ -173,45 +161,31 @@ pub async fn run(
         },
         l2,
     );
-    let events = EventPublisher::spawn(client.clone(), "ferrolb-speaker", &config.node);
-    let mut speaker = Speaker {
-        config: config.clone(),
+    let parts = Parts {
         caches,
         membership,
         announcer,
-        events,
-        metrics,
-        last_plan: NodePlan::default(),
-        last_addresses: BTreeMap::new(),
-        reports: Background::spawn(ReportWriter::new(
-            client.clone(),
-            &config.namespace,
-            &config.node,
-        )),
-        said: Said::default(),
-        announced_before: BTreeMap::new(),
-        problems_before: BTreeSet::new(),
-        reconciled_since_trim: false,
-        sessions_reported: Vec::new(),
-        conditions: Background::spawn(ConditionWriter::new(client.clone())),
-        drain_since: None,
         forwarder,
         node_v4: ipv4,
         node_v6: ipv6,
-        forward_wanted: Arc::new(Forwarding::default()),
-        forwarding_error: None,
-        ticks: 0,
-        weights: crate::weights::WeightDamper::default(),
-        weight_due: None,
-        rivals: Rivals::default(),
-        live_before: BTreeSet::new(),
     };
+    let mut speaker = Speaker::new(&client, &config, metrics, parts);
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
     speaker
         .serve(changes, conflicts, synced, &readiness, &mut shutdown)
         .await;
     speaker.drain().await;
     Ok(())
+}
+
+/// What start-up made for the speaker.
+struct Parts {
+    caches: Caches,
+    membership: Membership,
+    announcer: Announcer,
+    forwarder: Option<Forwarder>,
+    node_v4: Option<std::net::Ipv4Addr>,
+    node_v6: Option<std::net::Ipv6Addr>,
 }
 
 struct Speaker {
@@ -254,4 +228,46 @@ struct Speaker {
     rivals: Rivals,
     /// The live speakers at the last reconcile.
     live_before: BTreeSet<String>,
+}
+
+impl Speaker {
+    fn new(
+        client: &Client,
+        config: &SpeakerConfig,
+        metrics: Arc<Metrics>,
+        parts: Parts,
+    ) -> Speaker {
+        Speaker {
+            config: config.clone(),
+            caches: parts.caches,
+            membership: parts.membership,
+            announcer: parts.announcer,
+            events: EventPublisher::spawn(client.clone(), "ferrolb-speaker", &config.node),
+            metrics,
+            last_plan: NodePlan::default(),
+            last_addresses: BTreeMap::new(),
+            reports: Background::spawn(ReportWriter::new(
+                client.clone(),
+                &config.namespace,
+                &config.node,
+            )),
+            said: Said::default(),
+            announced_before: BTreeMap::new(),
+            problems_before: BTreeSet::new(),
+            reconciled_since_trim: false,
+            sessions_reported: Vec::new(),
+            conditions: Background::spawn(ConditionWriter::new(client.clone())),
+            drain_since: None,
+            forwarder: parts.forwarder,
+            node_v4: parts.node_v4,
+            node_v6: parts.node_v6,
+            forward_wanted: Arc::new(Forwarding::default()),
+            forwarding_error: None,
+            ticks: 0,
+            weights: crate::weights::WeightDamper::default(),
+            weight_due: None,
+            rivals: Rivals::default(),
+            live_before: BTreeSet::new(),
+        }
+    }
 }

@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use super::Speaker;
 use super::followers::{Change, Snapshot};
 use super::startup::{format_mac, gossip_keys, seeds_from};
+use crate::announce::Applied;
 use crate::cluster::cluster_state;
-use crate::decide::{ClusterState, decide};
+use crate::decide::{ClusterState, NodePlan, decide};
 use crate::forwarding::forwarding;
 use crate::rivals::{self, Action};
 
@@ -42,21 +43,55 @@ impl Speaker {
         let snapshot = self.caches.snapshot();
         let (state, passwords, problems) =
             cluster_state(&snapshot.objects(self.config.lb_class.as_deref()));
-        let Snapshot {
-            services,
-            l2,
-            bgp,
-            peers,
-            communities,
-            bfd_profiles,
-            ..
-        } = snapshot;
         let read = started.elapsed();
         let live = self.membership.live.borrow().clone();
         let plan = decide(&state, &live, &self.config.node);
         let decided = started.elapsed();
+        let draining = self.follow_node_drain(&state);
+        let effective = self.effective_plan(&plan, &live, draining);
+        let not_forwarded = if self.forwarder.is_some() {
+            let (wanted, skipped) =
+                forwarding(&effective, &snapshot.services, self.node_v4, self.node_v6);
+            self.forward_wanted = Arc::new(wanted);
+            // New addresses are forwarded before they are announced.
+            self.forward(true).await;
+            skipped
+        } else {
+            Vec::new()
+        };
+        let applied = self
+            .announcer
+            .apply(&effective, &state.peers, &passwords)
+            .await;
+        self.announce_again_if_regained(&live, &applied).await;
+        self.live_before = live.clone();
+        // Addresses this node no longer announces stop being forwarded once nothing draws
+        // their traffic here (after the handover).
+        self.forward(false).await;
+        let done = started.elapsed();
+        if applied != Default::default() {
+            tracing::info!(?applied, "announcements changed");
+        }
+        self.report(&plan, &snapshot.services, &live, &problems, &not_forwarded);
+        self.publish_conditions(&live, &problems, condition_holders(&snapshot));
+        self.last_plan = effective;
+        self.last_addresses = state
+            .services
+            .iter()
+            .map(|s| (s.key.clone(), s.ips.clone()))
+            .collect();
+        self.write_reports();
+        tracing::debug!(?read, ?decided, applied = ?done, reported = ?started.elapsed(), services = state.services.len(), "reconciled");
+        self.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.refresh_metrics();
+    }
 
-        // This node became unusable while alive (cordoned, excluded): drain BGP gracefully.
+    /// A node that became unusable while its speaker runs (cordoned, excluded) drains BGP
+    /// gracefully; whether it is still draining (its routes stay, with GRACEFUL_SHUTDOWN,
+    /// until the drain delay is over).
+    fn follow_node_drain(&mut self, state: &ClusterState) -> bool {
         let me_usable = state
             .nodes
             .get(&self.config.node)
@@ -69,12 +104,20 @@ impl Speaker {
         if me_usable {
             self.drain_since = None;
         }
-        // While draining, the routes stay (with GRACEFUL_SHUTDOWN) until the delay is over.
-        let draining = self
-            .drain_since
-            .is_some_and(|t| t.elapsed() < self.config.drain_delay);
+        self.drain_since
+            .is_some_and(|t| t.elapsed() < self.config.drain_delay)
+    }
+
+    /// What is applied of `plan`: without the addresses deferred to a rival, with the last
+    /// routes while draining, and with weight changes damped.
+    fn effective_plan(
+        &mut self,
+        plan: &NodePlan,
+        live: &BTreeSet<String>,
+        draining: bool,
+    ) -> NodePlan {
         let mut effective = plan.clone();
-        let membership_changed = live != self.live_before;
+        let membership_changed = *live != self.live_before;
         self.rivals
             .refresh(membership_changed, std::time::Instant::now());
         for ip in self.rivals.deferred() {
@@ -92,77 +135,30 @@ impl Speaker {
                 self.config.weight_damping,
             )
             .map(Instant::from_std);
-        let not_forwarded = if self.forwarder.is_some() {
-            let (wanted, skipped) = forwarding(&effective, &services, self.node_v4, self.node_v6);
-            self.forward_wanted = Arc::new(wanted);
-            // New addresses are forwarded before they are announced.
-            self.forward(true).await;
-            skipped
-        } else {
-            Vec::new()
-        };
-        let applied = self
+        effective
+    }
+
+    /// Speakers seen again after a partition: the owned addresses this pass did not announce
+    /// anew are announced again, so clients that moved away come back.
+    async fn announce_again_if_regained(&mut self, live: &BTreeSet<String>, applied: &Applied) {
+        if !rivals::regained(&self.live_before, live) {
+            return;
+        }
+        let answering = self.announcer.answering();
+        let again = self
             .announcer
-            .apply(&effective, &state.peers, &passwords)
+            .announce_again(
+                answering
+                    .into_iter()
+                    .filter(|ip| !applied.owned.contains(ip)),
+            )
             .await;
-        if rivals::regained(&self.live_before, &live) {
-            let answering = self.announcer.answering();
-            let again = self
-                .announcer
-                .announce_again(
-                    answering
-                        .into_iter()
-                        .filter(|ip| !applied.owned.contains(ip)),
-                )
-                .await;
-            if !again.is_empty() {
-                tracing::info!(
-                    count = again.len(),
-                    "speakers regained: owned addresses announced again"
-                );
-            }
+        if !again.is_empty() {
+            tracing::info!(
+                count = again.len(),
+                "speakers regained: owned addresses announced again"
+            );
         }
-        self.live_before = live.clone();
-        // Addresses this node no longer announces stop being forwarded once nothing draws
-        // their traffic here (after the handover).
-        self.forward(false).await;
-        let done = started.elapsed();
-        if applied != Default::default() {
-            tracing::info!(?applied, "announcements changed");
-        }
-        self.report(&plan, &services, &live, &problems, &not_forwarded);
-        self.publish_conditions(
-            &live,
-            &problems,
-            [
-                ("L2Advertisement", l2.iter().map(|o| &o.metadata).collect()),
-                (
-                    "BGPAdvertisement",
-                    bgp.iter().map(|o| &o.metadata).collect(),
-                ),
-                ("BGPPeer", peers.iter().map(|o| &o.metadata).collect()),
-                (
-                    "Community",
-                    communities.iter().map(|o| &o.metadata).collect(),
-                ),
-                (
-                    "BFDProfile",
-                    bfd_profiles.iter().map(|o| &o.metadata).collect(),
-                ),
-            ],
-        );
-        self.last_plan = effective;
-        self.last_addresses = state
-            .services
-            .iter()
-            .map(|s| (s.key.clone(), s.ips.clone()))
-            .collect();
-        self.write_reports();
-        tracing::debug!(?read, ?decided, applied = ?done, reported = ?started.elapsed(), services = state.services.len(), "reconciled");
-        self.metrics
-            .decision_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.refresh_metrics();
     }
 
     /// Judges another host's claim on an address this node holds: announces it again, or
@@ -250,4 +246,30 @@ impl Speaker {
             })
             .collect()
     }
+}
+
+/// The objects whose `Valid` condition the speakers keep, by kind.
+fn condition_holders(snapshot: &Snapshot) -> [(&'static str, Vec<&kube::core::ObjectMeta>); 5] {
+    [
+        (
+            "L2Advertisement",
+            snapshot.l2.iter().map(|o| &o.metadata).collect(),
+        ),
+        (
+            "BGPAdvertisement",
+            snapshot.bgp.iter().map(|o| &o.metadata).collect(),
+        ),
+        (
+            "BGPPeer",
+            snapshot.peers.iter().map(|o| &o.metadata).collect(),
+        ),
+        (
+            "Community",
+            snapshot.communities.iter().map(|o| &o.metadata).collect(),
+        ),
+        (
+            "BFDProfile",
+            snapshot.bfd_profiles.iter().map(|o| &o.metadata).collect(),
+        ),
+    ]
 }

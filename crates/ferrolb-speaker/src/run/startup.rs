@@ -186,3 +186,21 @@ pub(super) fn seeds_from(nodes: &[Arc<Node>], config: &SpeakerConfig) -> Vec<Soc
         .map(|ip| SocketAddr::new(ip, config.gossip_port))
         .collect()
 }
+
+/// The L2 responder when L2 mode runs (`--no-l2` leaves it out); rivals' claims on owned
+/// addresses go to `conflicts`.
+pub(super) async fn l2_speaker(
+    enabled: bool,
+    conflicts: tokio::sync::mpsc::Sender<ferrolb_l2::Conflict>,
+) -> Result<Option<ferrolb_l2::L2Speaker>, SpeakerError> {
+    if !enabled {
+        return Ok(None);
+    }
+    let (speaker, _task) = ferrolb_l2::L2Speaker::start(ferrolb_l2::L2Config {
+        conflicts: Some(conflicts),
+        ..ferrolb_l2::L2Config::default()
+    })
+    .await
+    .map_err(SpeakerError::L2)?;
+    Ok(Some(speaker))
+}
