@@ -228,127 +228,207 @@ fn check(
 
 /// Validates an UPDATE body for a session with the negotiated `families`.
 pub fn validate_update(body: &[u8], four_octet: bool, families: &[(Afi, Safi)]) -> UpdateVerdict {
-    if body.len() < 4 {
-        return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-    }
-    let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
-    let Some(withdrawn_bytes) = body.get(2..2 + wlen) else {
-        return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
+    let parts = match UpdateParts::split(body) {
+        Ok(parts) => parts,
+        Err(verdict) => return verdict,
     };
-    let Some(mut withdrawn) = count_prefixes(withdrawn_bytes, 32) else {
-        return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-    };
-    let Some(alen_bytes) = body.get(2 + wlen..4 + wlen) else {
-        return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-    };
-    let alen = usize::from(u16::from_be_bytes([alen_bytes[0], alen_bytes[1]]));
-    let Some(mut attrs) = body.get(4 + wlen..4 + wlen + alen) else {
-        return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-    };
-    let nlri = &body[4 + wlen + alen..];
-    let Some(mut announced) = count_prefixes(nlri, 32) else {
-        return update_error(codes::INVALID_NETWORK_FIELD);
-    };
+    let mut scan = Scan::new(parts.withdrawn, parts.announced);
     let as_size = if four_octet { 4 } else { 2 };
-    let mut seen = [false; 256];
-    let mut withdraw_reason: Option<&'static str> = None;
-    let mut mp_reach_seen = false;
-    let mut mp_unreach_afi = None;
-    let mut attr_count = 0;
-    let mut discarded = None;
-    let mut ignored_families = 0;
-    // The family of an MP attribute, when it was negotiated; others are ignored.
-    let negotiated = |value: &[u8]| {
-        let afi = Afi::from_code(u16::from_be_bytes([value[0], value[1]]));
-        families
-            .contains(&(afi, Safi::from_code(value[2])))
-            .then_some(afi)
-    };
-    while !attrs.is_empty() {
-        let extended = attrs[0] & FLAG_EXTENDED_LENGTH != 0;
-        // RFC 7606 4: fewer octets left than an attribute header needs; the NLRI is still
-        // found through the total attribute length, so its routes are withdrawn.
-        if attrs.len() < if extended { 4 } else { 3 } {
-            withdraw_reason.get_or_insert("attribute area ends inside an attribute header");
-            break;
-        }
-        let (flags, code) = (attrs[0], attrs[1]);
-        let attribute = Attribute::from_code(code);
-        let (head, len) = if extended {
-            (4, usize::from(u16::from_be_bytes([attrs[2], attrs[3]])))
-        } else {
-            (3, usize::from(attrs[2]))
-        };
-        let Some(value) = attrs.get(head..head + len) else {
-            // RFC 7606 4: the last attribute runs past the attribute area: treat-as-withdraw,
-            // unless it is the MP attribute whose routes could then not be found (RFC 7606
-            // 5.3: session reset).
-            if attribute.is_multiprotocol() {
-                return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-            }
-            withdraw_reason.get_or_insert("attribute length runs past the attribute area");
-            break;
-        };
-        attrs = &attrs[head + len..];
-        attr_count += 1;
-        let duplicate = std::mem::replace(&mut seen[usize::from(code)], true);
-        if duplicate {
-            if attribute.is_multiprotocol() {
-                return update_error(codes::MALFORMED_ATTRIBUTE_LIST);
-            }
-            continue;
-        }
-        if attribute.is_well_known() && (flags & FLAG_OPTIONAL != 0 || flags & FLAG_TRANSITIVE == 0)
+    if let Err(verdict) = scan.attributes(parts.attributes, as_size, families) {
+        return verdict;
+    }
+    if scan.announced > 0 {
+        let v4_nlri = !parts.nlri.is_empty();
+        if !scan.seen[usize::from(ATTR_ORIGIN)]
+            || !scan.seen[usize::from(ATTR_AS_PATH)]
+            || (v4_nlri && !scan.seen[usize::from(ATTR_NEXT_HOP)])
         {
-            withdraw_reason.get_or_insert("well-known attribute with wrong flags");
-            continue;
-        }
-        if attribute == Attribute::MpReach {
-            mp_reach_seen = true;
-        }
-        match check(attribute, value, as_size, &negotiated) {
-            Finding::Fine => {}
-            Finding::Malformed => {
-                withdraw_reason.get_or_insert("malformed attribute");
-            }
-            Finding::Discarded(why) => {
-                discarded.get_or_insert(why);
-            }
-            Finding::Reset(subcode) => return update_error(subcode),
-            Finding::OtherFamily => ignored_families += 1,
-            Finding::Reach(n) => announced += n,
-            Finding::Unreach(n, end_of_rib) => {
-                withdrawn += n;
-                if end_of_rib.is_some() {
-                    mp_unreach_afi = end_of_rib;
-                }
-            }
+            scan.withdraw_reason
+                .get_or_insert("missing mandatory attribute");
         }
     }
-    if announced > 0 {
-        let v4_nlri = !nlri.is_empty();
-        if !seen[usize::from(ATTR_ORIGIN)]
-            || !seen[usize::from(ATTR_AS_PATH)]
-            || (v4_nlri && !seen[usize::from(ATTR_NEXT_HOP)])
-        {
-            withdraw_reason.get_or_insert("missing mandatory attribute");
-        }
-    }
-    if let Some(reason) = withdraw_reason {
+    if let Some(reason) = scan.withdraw_reason {
         return UpdateVerdict::TreatAsWithdraw(reason);
     }
-    let end_of_rib = if wlen == 0 && alen == 0 && nlri.is_empty() {
+    let end_of_rib = if parts.is_empty() {
         Some(Afi::Ipv4)
-    } else if attr_count == 1 && !mp_reach_seen && announced == 0 && withdrawn == 0 {
-        mp_unreach_afi
+    } else if scan.attr_count == 1
+        && !scan.mp_reach_seen
+        && scan.announced == 0
+        && scan.withdrawn == 0
+    {
+        scan.mp_unreach_afi
     } else {
         None
     };
     UpdateVerdict::Valid {
-        announced,
-        withdrawn,
+        announced: scan.announced,
+        withdrawn: scan.withdrawn,
         end_of_rib,
-        discarded,
-        ignored_families,
+        discarded: scan.discarded,
+        ignored_families: scan.ignored_families,
+    }
+}
+
+/// The three parts of an UPDATE body (RFC 4271 4.3), with the IPv4 routes each counts.
+struct UpdateParts<'a> {
+    withdrawn_bytes: &'a [u8],
+    withdrawn: usize,
+    attributes: &'a [u8],
+    nlri: &'a [u8],
+    announced: usize,
+}
+
+impl<'a> UpdateParts<'a> {
+    fn split(body: &'a [u8]) -> Result<UpdateParts<'a>, UpdateVerdict> {
+        let malformed = || update_error(codes::MALFORMED_ATTRIBUTE_LIST);
+        if body.len() < 4 {
+            return Err(malformed());
+        }
+        let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let withdrawn_bytes = body.get(2..2 + wlen).ok_or_else(malformed)?;
+        let withdrawn = count_prefixes(withdrawn_bytes, 32).ok_or_else(malformed)?;
+        let alen_bytes = body.get(2 + wlen..4 + wlen).ok_or_else(malformed)?;
+        let alen = usize::from(u16::from_be_bytes([alen_bytes[0], alen_bytes[1]]));
+        let attributes = body.get(4 + wlen..4 + wlen + alen).ok_or_else(malformed)?;
+        let nlri = &body[4 + wlen + alen..];
+        let announced =
+            count_prefixes(nlri, 32).ok_or_else(|| update_error(codes::INVALID_NETWORK_FIELD))?;
+        Ok(UpdateParts {
+            withdrawn_bytes,
+            withdrawn,
+            attributes,
+            nlri,
+            announced,
+        })
+    }
+
+    /// Nothing at all: the IPv4 End-of-RIB marker.
+    fn is_empty(&self) -> bool {
+        self.withdrawn_bytes.is_empty() && self.attributes.is_empty() && self.nlri.is_empty()
+    }
+}
+
+/// What the path attributes said, read one at a time.
+struct Scan {
+    seen: [bool; 256],
+    withdraw_reason: Option<&'static str>,
+    mp_reach_seen: bool,
+    mp_unreach_afi: Option<Afi>,
+    attr_count: usize,
+    discarded: Option<&'static str>,
+    ignored_families: usize,
+    announced: usize,
+    withdrawn: usize,
+}
+
+impl Scan {
+    fn new(withdrawn: usize, announced: usize) -> Scan {
+        Scan {
+            seen: [false; 256],
+            withdraw_reason: None,
+            mp_reach_seen: false,
+            mp_unreach_afi: None,
+            attr_count: 0,
+            discarded: None,
+            ignored_families: 0,
+            announced,
+            withdrawn,
+        }
+    }
+
+    /// Reads every attribute; an error when one resets the session.
+    fn attributes(
+        &mut self,
+        mut attrs: &[u8],
+        as_size: usize,
+        families: &[(Afi, Safi)],
+    ) -> Result<(), UpdateVerdict> {
+        // The family of an MP attribute, when it was negotiated; others are ignored.
+        let negotiated = |value: &[u8]| {
+            let afi = Afi::from_code(u16::from_be_bytes([value[0], value[1]]));
+            families
+                .contains(&(afi, Safi::from_code(value[2])))
+                .then_some(afi)
+        };
+        while !attrs.is_empty() {
+            let extended = attrs[0] & FLAG_EXTENDED_LENGTH != 0;
+            // RFC 7606 4: fewer octets left than an attribute header needs; the NLRI is still
+            // found through the total attribute length, so its routes are withdrawn.
+            if attrs.len() < if extended { 4 } else { 3 } {
+                self.withdraw_reason
+                    .get_or_insert("attribute area ends inside an attribute header");
+                break;
+            }
+            let (flags, code) = (attrs[0], attrs[1]);
+            let attribute = Attribute::from_code(code);
+            let (head, len) = if extended {
+                (4, usize::from(u16::from_be_bytes([attrs[2], attrs[3]])))
+            } else {
+                (3, usize::from(attrs[2]))
+            };
+            let Some(value) = attrs.get(head..head + len) else {
+                // RFC 7606 4: the last attribute runs past the attribute area:
+                // treat-as-withdraw, unless it is the MP attribute whose routes could then not
+                // be found (RFC 7606 5.3: session reset).
+                if attribute.is_multiprotocol() {
+                    return Err(update_error(codes::MALFORMED_ATTRIBUTE_LIST));
+                }
+                self.withdraw_reason
+                    .get_or_insert("attribute length runs past the attribute area");
+                break;
+            };
+            attrs = &attrs[head + len..];
+            self.one(flags, code, attribute, value, as_size, &negotiated)?;
+        }
+        Ok(())
+    }
+
+    /// One attribute, judged by its own check.
+    fn one(
+        &mut self,
+        flags: u8,
+        code: u8,
+        attribute: Attribute,
+        value: &[u8],
+        as_size: usize,
+        negotiated: &dyn Fn(&[u8]) -> Option<Afi>,
+    ) -> Result<(), UpdateVerdict> {
+        self.attr_count += 1;
+        let duplicate = std::mem::replace(&mut self.seen[usize::from(code)], true);
+        if duplicate {
+            if attribute.is_multiprotocol() {
+                return Err(update_error(codes::MALFORMED_ATTRIBUTE_LIST));
+            }
+            return Ok(());
+        }
+        if attribute.is_well_known() && (flags & FLAG_OPTIONAL != 0 || flags & FLAG_TRANSITIVE == 0)
+        {
+            self.withdraw_reason
+                .get_or_insert("well-known attribute with wrong flags");
+            return Ok(());
+        }
+        if attribute == Attribute::MpReach {
+            self.mp_reach_seen = true;
+        }
+        match check(attribute, value, as_size, negotiated) {
+            Finding::Fine => {}
+            Finding::Malformed => {
+                self.withdraw_reason.get_or_insert("malformed attribute");
+            }
+            Finding::Discarded(why) => {
+                self.discarded.get_or_insert(why);
+            }
+            Finding::Reset(subcode) => return Err(update_error(subcode)),
+            Finding::OtherFamily => self.ignored_families += 1,
+            Finding::Reach(n) => self.announced += n,
+            Finding::Unreach(n, end_of_rib) => {
+                self.withdrawn += n;
+                if end_of_rib.is_some() {
+                    self.mp_unreach_afi = end_of_rib;
+                }
+            }
+        }
+        Ok(())
     }
 }
