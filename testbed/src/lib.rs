@@ -10,6 +10,7 @@ pub mod demo;
 pub mod frr;
 pub mod lab;
 pub mod listener;
+pub mod memory;
 pub mod netns;
 pub mod probe;
 pub mod routers;

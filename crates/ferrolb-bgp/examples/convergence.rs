@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ferrolb_bgp::driver::PathSpec;
 use ferrolb_bgp::session::State;
 use ferrolb_bgp::wire::Prefix;
+use ferrolb_testbed::memory::{self, Memory};
 use ferrolb_testbed::netns;
 use support::*;
 
@@ -186,16 +187,10 @@ fn mrt_dump(prefixes: &[Prefix]) -> Vec<u8> {
 }
 
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        memory::kib(None, Memory::Resident),
+        memory::kib(None, Memory::PeakResident),
+    )
 }
 
 /// ferrolb sends every route; returns (after Established, from the start command).

@@ -12,17 +12,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use ferrolb_testbed::memory::{self, Memory};
 use serde_json::json;
 use support::cluster::*;
 use support::*;
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    memory::kib(Some(pid), Memory::Resident)
 }
 
 fn main() {

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ferrolb_api::crd::{IPAddressPoolSpec, ServiceAllocation};
 use ferrolb_api::model::{AddressPool, IpFamily, ServiceKey, validate_pools};
 use ferrolb_ipam::{Allocator, ServiceRequest};
+use ferrolb_testbed::memory::{self, Memory};
 
 pub const POOLS: usize = 100;
 pub const SERVICES: usize = 100_000;
@@ -165,25 +166,9 @@ pub fn big_pool(n: usize) -> (Vec<AddressPool>, Vec<(ServiceRequest, Vec<IpAddr>
 
 /// Peak resident memory of this process, from /proc (Linux).
 pub fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    memory::kib(None, Memory::PeakResident)
 }
 
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    memory::kib(None, Memory::Resident)
 }
