@@ -73,6 +73,18 @@ where
     reader
 }
 
+/// The next batch of changes: one awaited, then every one already queued, so a loop wakes
+/// once per burst. `None` when every follower is gone. Cancel-safe: it waits only in `recv`.
+pub async fn next_batch<C>(
+    changes: &mut tokio::sync::mpsc::UnboundedReceiver<C>,
+) -> Option<Vec<C>> {
+    let mut batch = vec![changes.recv().await?];
+    while let Ok(change) = changes.try_recv() {
+        batch.push(change);
+    }
+    Some(batch)
+}
+
 /// Which watches have listed everything once: a component is not ready, and decides nothing,
 /// before all of its watches have.
 #[derive(Debug, Clone)]

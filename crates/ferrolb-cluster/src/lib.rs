@@ -15,4 +15,4 @@ pub mod service;
 pub mod signals;
 
 pub use events::{EventPublisher, PublishedEvent, Said};
-pub use follow::{ClusterChange, Synced, follow, follow_trimmed};
+pub use follow::{ClusterChange, Synced, follow, follow_trimmed, next_batch};

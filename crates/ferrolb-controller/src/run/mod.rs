@@ -34,7 +34,9 @@ use tokio::sync::{mpsc, watch};
 use crate::metrics::Metrics;
 use ferrolb_cluster::background::Background;
 use ferrolb_cluster::http::Readiness;
-use ferrolb_cluster::{ClusterChange, EventPublisher, PublishedEvent, Said, Synced, follow};
+use ferrolb_cluster::{
+    ClusterChange, EventPublisher, PublishedEvent, Said, Synced, follow, next_batch,
+};
 
 use crate::plan::{IpMode, Outcome, Planner, ServicePlan};
 use crate::service_request::service_key;
@@ -279,11 +281,9 @@ impl Controller {
                 .min(next_resync)
                 .min(Instant::now() + Duration::from_secs(1));
             tokio::select! {
-                change = changes.recv() => {
-                    let Some(change) = change else { break };
-                    self.note(change, &mut synced);
-                    // Take everything already queued: one batch per wake-up.
-                    while let Ok(change) = changes.try_recv() {
+                batch = next_batch(&mut changes) => {
+                    let Some(batch) = batch else { break };
+                    for change in batch {
                         self.note(change, &mut synced);
                     }
                 }

@@ -55,10 +55,9 @@ impl Speaker {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let weight_due = self.weight_due;
             tokio::select! {
-                change = changes.recv() => {
-                    let Some(change) = change else { break };
-                    self.note(change, &mut synced);
-                    while let Ok(change) = changes.try_recv() {
+                batch = ferrolb_cluster::next_batch(&mut changes) => {
+                    let Some(batch) = batch else { break };
+                    for change in batch {
                         self.note(change, &mut synced);
                     }
                     dirty = true;
