@@ -18,10 +18,6 @@ const RENAMED: [(&str, &str); 7] = [
 ];
 
 /// Whether `rt` is the events.k8s.io view of the shared store.
-pub fn is_events_api(rt: &ResourceType) -> bool {
-    rt.group == "events.k8s.io" && rt.plural == "events"
-}
-
 fn rename(map: &Map<String, Value>, to_core: bool) -> Map<String, Value> {
     map.iter()
         .map(|(k, v)| {
@@ -100,7 +96,7 @@ pub fn json_patch_to_core(patch: &Value) -> Value {
 pub fn validate_create(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = Vec::new();
-    if is_events_api(rt) {
+    if rt.is_events_api() {
         for field in [
             "eventTime",
             "reportingController",

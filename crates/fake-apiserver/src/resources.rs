@@ -87,10 +87,20 @@ impl ResourceType {
         }
     }
 
+    /// events.k8s.io's view of Events (stored as core/v1 Events).
+    pub fn is_events_api(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
+    /// Whether the resource has a `scale` subresource (Deployments and ReplicaSets).
+    pub fn has_scale(&self) -> bool {
+        self.group == "apps" && matches!(self.kind.as_str(), "Deployment" | "ReplicaSet")
+    }
+
     /// The group whose shape this resource's objects are stored (read, patched) in:
     /// events.k8s.io Events are kept as core/v1 Events.
     pub fn stored_group(&self) -> &str {
-        if crate::events::is_events_api(self) {
+        if self.is_events_api() {
             ""
         } else {
             &self.group
@@ -100,7 +110,7 @@ impl ResourceType {
     /// Versions of one resource share storage under this key.
     pub fn storage_key(&self) -> String {
         // events.k8s.io/v1 Events are core/v1 Events seen through another API.
-        if crate::events::is_events_api(self) {
+        if self.is_events_api() {
             return "/events".to_string();
         }
         format!("{}/{}", self.group, self.plural)
@@ -164,7 +174,7 @@ impl ResourceType {
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        if crate::scale::served(self) {
+        if self.has_scale() {
             out.push(json!({
                 "name": format!("{}/scale", self.plural),
                 "singularName": "",
@@ -177,11 +187,6 @@ impl ResourceType {
         }
         out
     }
-}
-
-/// The built-in kinds ferrolb and its tests use.
-pub fn builtins() -> Vec<ResourceType> {
-    crate::builtin::resource_types()
 }
 
 /// The resource types a CRD defines (one per served version), or why it is invalid.
@@ -274,15 +279,14 @@ pub struct Registry {
     types: Vec<Arc<ResourceType>>,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// Serving `builtin` kinds; CRDs add theirs.
+    pub fn new(builtin: Vec<ResourceType>) -> Registry {
         Registry {
-            types: builtins().into_iter().map(Arc::new).collect(),
+            types: builtin.into_iter().map(Arc::new).collect(),
         }
     }
-}
 
-impl Registry {
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
         self.types
             .iter()

@@ -3,12 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::ResourceType;
-
-/// Whether `rt` has a `scale` subresource here.
-pub fn served(rt: &ResourceType) -> bool {
-    rt.group == "apps" && matches!(rt.kind.as_str(), "Deployment" | "ReplicaSet")
-}
 
 /// The Scale of a Deployment or ReplicaSet.
 pub fn of(obj: &Value) -> Value {

@@ -103,7 +103,7 @@ mod tests {
     use serde_json::json;
 
     fn rt(group: &str, plural: &str) -> ResourceType {
-        crate::resources::builtins()
+        crate::builtin::resource_types()
             .into_iter()
             .find(|t| t.group == group && t.plural == plural)
             .unwrap()

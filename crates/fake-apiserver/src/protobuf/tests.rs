@@ -13,7 +13,7 @@ fn every_built_in_kind_has_its_message() {
     );
     assert_eq!(message_for("ferrolb.io", "v1beta1", "IPAddressPool"), None);
     // Every built-in kind served, and its list, has its message (reviews have no list).
-    for rt in crate::resources::builtins() {
+    for rt in crate::builtin::resource_types() {
         let kinds = if rt.group == "authorization.k8s.io" {
             vec![rt.kind.clone()]
         } else {

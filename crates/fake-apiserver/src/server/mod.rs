@@ -222,7 +222,7 @@ async fn handle_api(
         return Err(ApiError::no_route(&path));
     };
     if let (Some("scale"), Some(name)) = (sub.as_deref(), name.as_deref())
-        && crate::scale::served(&rt)
+        && rt.has_scale()
     {
         let manager = request::field_manager(&query, &user_agent);
         let scale = scale_request::ScaleRequest {

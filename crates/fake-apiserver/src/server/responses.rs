@@ -114,7 +114,7 @@ pub(super) fn with_warnings(mut response: Response<Body>, warnings: &[String]) -
 /// only when the version differs from the stored one.
 pub(super) fn as_version<'a>(obj: &'a Value, rt: &ResourceType) -> std::borrow::Cow<'a, Value> {
     let version = rt.api_version();
-    if crate::events::is_events_api(rt) {
+    if rt.is_events_api() {
         let mut v = crate::events::from_core(obj);
         v["apiVersion"] = json!(version);
         return std::borrow::Cow::Owned(v);

@@ -68,7 +68,7 @@ impl ResourceRequest {
 
     /// An object of this request, in the core/v1 shape for events.k8s.io Events.
     fn in_core_shape(&self, body: Value) -> Value {
-        if crate::events::is_events_api(&self.rt) {
+        if self.rt.is_events_api() {
             crate::events::to_core(&body)
         } else {
             body
@@ -279,7 +279,7 @@ pub(super) fn patch(
     let rt = &req.rt;
     let kind = patch_kind(req)?;
     let mut body = parse_body(&req.content_type, &req.body)?;
-    if crate::events::is_events_api(rt) {
+    if rt.is_events_api() {
         body = match kind {
             PatchKind::Json => crate::events::json_patch_to_core(&body),
             _ => crate::events::to_core(&body),

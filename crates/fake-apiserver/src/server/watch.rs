@@ -67,7 +67,7 @@ impl WatchView {
             && !filter.as_metadata
             && filter.as_protobuf.is_none()
             && rt.crd.is_none()
-            && !crate::events::is_events_api(rt);
+            && !rt.is_events_api();
         WatchView {
             rt: rt.clone(),
             filter,

@@ -43,7 +43,7 @@ impl Store {
             return check_schema(rt, value, schema);
         }
         // events.k8s.io Events are kept in the core/v1 shape: read as core/v1 Events.
-        let events_api = crate::events::is_events_api(rt);
+        let events_api = rt.is_events_api();
         let mut sent = value.clone();
         if events_api {
             sent["apiVersion"] = json!("v1");

@@ -230,7 +230,7 @@ impl Store {
     pub fn new(history_limit: usize, services: ServiceAllocations) -> Self {
         let (tx, _) = broadcast::channel(16_384);
         let mut store = Store {
-            registry: Registry::default(),
+            registry: Registry::new(crate::builtin::resource_types()),
             rv: 1,
             objects: HashMap::new(),
             history: VecDeque::new(),
