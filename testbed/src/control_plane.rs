@@ -14,18 +14,29 @@ use anyhow::{Context, bail};
 /// Where the control plane's binaries are: `FERROLB_CONTROL_PLANE_BIN` when set, else the
 /// cache `scripts/build-control-plane.sh` fills (building it the first time, progress shown).
 pub fn binaries() -> anyhow::Result<PathBuf> {
-    if let Ok(dir) = std::env::var("FERROLB_CONTROL_PLANE_BIN")
+    go_built(
+        "FERROLB_CONTROL_PLANE_BIN",
+        "scripts/build-control-plane.sh",
+        &["etcd", "kube-apiserver", "kube-controller-manager"],
+    )
+}
+
+/// Binaries built from Go modules by `script` (relative to the repository) into a cache: the
+/// directory in `env` when set (it must hold `names`), else the one the script prints last,
+/// building them the first time with its progress shown.
+pub fn go_built(env: &str, script: &str, names: &[&str]) -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var(env)
         && !dir.is_empty()
     {
         let dir = PathBuf::from(dir);
-        for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        for name in names {
             if !dir.join(name).exists() {
-                bail!("FERROLB_CONTROL_PLANE_BIN={}: no {name}", dir.display());
+                bail!("{env}={}: no {name}", dir.display());
             }
         }
         return Ok(dir);
     }
-    let script = repository().join("scripts/build-control-plane.sh");
+    let script = repository().join(script);
     let out = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())

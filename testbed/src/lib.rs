@@ -12,6 +12,7 @@ pub mod lab;
 pub mod listener;
 pub mod memory;
 pub mod netns;
+pub mod peers;
 pub mod probe;
 pub mod routers;
 pub mod topology;

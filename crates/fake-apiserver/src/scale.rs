@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-
 /// The Scale of a Deployment or ReplicaSet.
 pub fn of(obj: &Value) -> Value {
     let meta = &obj["metadata"];

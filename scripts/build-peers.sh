@@ -1,7 +1,4 @@
 #!/usr/bin/env bash
-# DRAFT - not wired into anything, never run. Rename to build-peers.sh (and
-# chmod +x) once reviewed.
-#
 # Builds the peer load balancers for the side-by-side benchmark from the Go
 # module proxy, at pinned versions, into a cache outside the repo:
 #
