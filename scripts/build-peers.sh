@@ -6,14 +6,13 @@
 #       metallb-controller  metallb-speaker  kube-vip
 #   .../metallb-crds/*.yaml   (config/crd/bases of the same MetalLB version)
 #
-# Why no wrapper module (unlike testbed/k8s for the control plane): neither
-# go.universe.tf/metallb nor github.com/kube-vip/kube-vip has replace or
-# exclude directives in its go.mod, so `go install <pkg>@<version>` accepts
-# them and builds each against its OWN go.mod/go.sum, exactly the dependency
-# set upstream tested. A shared wrapper module would be wrong here: MVS would
-# lift MetalLB's k8s.io/* (v0.34.x) to kube-vip's (v0.36.x). The script still
-# refuses a version whose go.mod grows replace/exclude directives (then a
-# wrapper module per peer, like testbed/k8s, is needed).
+# MetalLB has no replace or exclude directives in its go.mod, so `go install
+# <pkg>@<version>` builds it against its OWN go.mod/go.sum, exactly the
+# dependency set upstream tested (the script refuses a version that grows
+# them). kube-vip is built from a module of ours that requires it alone
+# (testbed/peers/kube-vip), since the proxy refuses its version list; one
+# shared module for both would be wrong: MVS would lift MetalLB's k8s.io/*
+# (v0.34.x) to kube-vip's (v0.36.x).
 #
 # go install (not go build -o) is used because it stamps the module version
 # into the binary's build info (`go version -m BIN` shows it); each binary is
@@ -25,6 +24,8 @@
 # A cold build takes several minutes per binary on 2 cores; on a shared
 # machine run it as `nice -n 19 scripts/build-peers.sh`.
 set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Pinned versions (override from the environment only for experiments).
 # MetalLB: newest v0.15.x served by the proxy (v0.15.3, 2025-12-04; note the
@@ -128,13 +129,29 @@ cp -f "$metallb_dir"/config/crd/bases/*.yaml "$crd_dir/"
 chmod u+w "$crd_dir"/*.yaml # the module cache is read-only
 
 # --- kube-vip ----------------------------------------------------------------
+# Built from testbed/peers/kube-vip, a module that requires kube-vip alone: the proxy
+# refuses kube-vip's version list (403), which `go install pkg@version` reads for
+# deprecations, while it serves the version itself.
+kube_vip_mod_dir="$repo/testbed/peers/kube-vip"
+pinned=$(awk -v m="$kube_vip_mod" '$1 == "require" && $2 == m { print $3; exit }' "$kube_vip_mod_dir/go.mod")
+if [[ $pinned != "$kube_vip_version" ]]; then
+  echo "build-peers: $kube_vip_mod_dir/go.mod pins $pinned, not $kube_vip_version" >&2
+  exit 1
+fi
 fetch_module "$kube_vip_mod" "$kube_vip_version" >/dev/null
 kube_vip_commit=$(origin_hash "$kube_vip_mod" "$kube_vip_version")
 # Same -X stamps as kube-vip's Makefile (LDFLAGS).
 kube_vip_ldflags="-s -w -X main.Version=${kube_vip_version} -X main.Build=${kube_vip_commit:-unknown}"
-
-install_bin kube-vip "$kube_vip_mod" "$kube_vip_version" \
-  "$kube_vip_mod" "$kube_vip_ldflags"
+if [[ -x $bin_dir/kube-vip ]]; then
+  echo "==> kube-vip already built" >&2
+else
+  echo "==> building kube-vip from $kube_vip_mod $kube_vip_version (a few minutes on 2 cores)" >&2
+  start=$SECONDS
+  (cd "$kube_vip_mod_dir" && go build -ldflags "$kube_vip_ldflags" \
+    -o "$out_dir/.kube-vip.partial" "$kube_vip_mod")
+  mv -f "$out_dir/.kube-vip.partial" "$bin_dir/kube-vip"
+  echo "==> built kube-vip in $((SECONDS - start))s" >&2
+fi
 
 # --- check -------------------------------------------------------------------
 for name in metallb-controller metallb-speaker kube-vip; do
