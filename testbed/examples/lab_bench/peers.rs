@@ -3,13 +3,15 @@
 //! defaults and at its documented fastest setting. A client asks every 10 ms, each time on a new
 //! connection; the owner's switch port goes down (carrier lost, the node untouched) or its
 //! speaker is SIGKILLed, after a random wait of up to a second so the fault falls at any phase
-//! of the implementation's timers. The gap is the longest time the client got no answer.
+//! of the implementation's timers. Two figures per event: the gap, the longest time the client
+//! got no answer (a killed speaker's node still serves what reaches it, so that gap can be
+//! nil), and the move, from the fault to the first answer by another node.
 
 use std::path::PathBuf;
 
 use super::*;
 use ferrolb_testbed::peers::{self, KubeVipLease};
-use ferrolb_testbed::probe::{Prober, longest_silence};
+use ferrolb_testbed::probe::{Prober, longest_silence, moved_after};
 
 const FERROLB_VIP: &str = "192.0.2.200";
 const METALLB_VIP: &str = "192.0.2.220";
@@ -77,6 +79,8 @@ struct Row {
     who: String,
     fault: Fault,
     gaps: Vec<Duration>,
+    /// From the fault to the first answer by another node (the address has moved).
+    moves: Vec<Duration>,
     /// The longest silence in the 5 s after the fault ended.
     failbacks: Vec<Duration>,
     /// Events after which no other node answered within the limit.
@@ -124,7 +128,7 @@ fn faults(
         Duration::from_millis(10),
         Duration::from_secs(7200),
     );
-    let mut windows: Vec<(Fault, Instant, Instant, bool)> = Vec::new();
+    let mut windows: Vec<(Fault, Instant, Instant, bool, String)> = Vec::new();
     for fault in [Fault::LinkCut, Fault::Killed] {
         for _ in 0..events {
             let mut node = None;
@@ -154,7 +158,7 @@ fn faults(
             }
             let ended = Instant::now();
             std::thread::sleep(Duration::from_secs(5));
-            windows.push((fault, at, ended, moved));
+            windows.push((fault, at, ended, moved, node));
         }
     }
     let log = prober.finish();
@@ -167,11 +171,15 @@ fn faults(
                 fault,
                 gaps: mine
                     .iter()
-                    .map(|(_, at, ended, _)| longest_silence(&log, 0, *at, *ended))
+                    .map(|(_, at, ended, ..)| longest_silence(&log, 0, *at, *ended))
+                    .collect(),
+                moves: mine
+                    .iter()
+                    .filter_map(|(_, at, _, _, node)| moved_after(&log, 0, *at, node))
                     .collect(),
                 failbacks: mine
                     .iter()
-                    .map(|(_, _, ended, _)| {
+                    .map(|(_, _, ended, ..)| {
                         longest_silence(&log, 0, *ended, *ended + Duration::from_secs(5))
                     })
                     .collect(),
@@ -303,8 +311,10 @@ pub fn run(events: usize) {
     }
 
     println!("L2 failover, {events} events each ({versions}); a probe every 10 ms:");
-    println!("| implementation | fault | gap p50 / p99 / max | failback p99 | not recovered |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| implementation | fault | gap p50 / p99 / max | moved to another node p50 / p99 / max | failback p99 | not moved |"
+    );
+    println!("|---|---|---|---|---|---|");
     for row in rows {
         let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
         let mut gaps = row.gaps.clone();
@@ -312,8 +322,20 @@ pub fn run(events: usize) {
         let pick = |v: &[Duration], q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
         let mut back = row.failbacks.clone();
         back.sort();
+        let mut moves = row.moves.clone();
+        moves.sort();
+        let moved = if moves.is_empty() {
+            "never".to_string()
+        } else {
+            format!(
+                "{} / {} / {} ms",
+                ms(pick(&moves, 0.5)),
+                ms(pick(&moves, 0.99)),
+                ms(*moves.last().unwrap())
+            )
+        };
         println!(
-            "| {} | {} | {} / {} / {} ms | {} ms | {} |",
+            "| {} | {} | {} / {} / {} ms | {moved} | {} ms | {} |",
             row.who,
             row.fault.name(),
             ms(pick(&gaps, 0.5)),
