@@ -38,7 +38,11 @@ pub fn exec(ns: &str, args: &[&str]) -> anyhow::Result<Output> {
 
 /// Runs `args` inside `ns`; an error when it fails, with its stderr.
 pub fn exec_ok(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = exec(ns, args)?;
+    checked(ns, args, exec(ns, args)?)
+}
+
+/// Stdout of a finished command; an error with its stderr when it failed.
+fn checked(ns: &str, args: &[&str], out: Output) -> anyhow::Result<String> {
     if !out.status.success() {
         bail!(
             "{} in {ns}: {}",
@@ -300,15 +304,7 @@ pub fn exec_with_input(ns: &str, args: &[&str], input: &str) -> anyhow::Result<S
         .take()
         .context("stdin")?
         .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{} in {ns}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    checked(ns, args, child.wait_with_output()?)
 }
 
 static NEXT_SET: AtomicU32 = AtomicU32::new(0);

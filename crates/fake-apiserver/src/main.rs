@@ -35,12 +35,9 @@ struct Args {
     bookmark_interval: Duration,
 }
 
-/// `500ms`, `5s`: written as ferrolb's own duration flags are.
+/// `500ms`, `5s`: parsed as ferrolb's own duration flags are.
 fn duration(text: &str) -> Result<Duration, String> {
-    let parsed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration with a unit, e.g. 500ms or 5s"))?;
-    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+    ferrolb_api::model::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -42,13 +42,11 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// A duration flag: a number with its unit, as Kubernetes and Go write them (`500ms`, `15s`,
-/// `2m`, `1m30s`). A bare number is refused: its unit would be a guess.
+/// A duration flag, written as the CRDs' durations are (Kubernetes' Go syntax: `500ms`, `15s`,
+/// `2m`, `1m30s`) and parsed by the same function. A bare number other than 0 is refused: its
+/// unit would be a guess.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let parsed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration with a unit, e.g. 500ms, 15s or 2m"))?;
-    Duration::try_from(parsed).map_err(|_| format!("{text:?} is negative"))
+    ferrolb_api::model::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A duration flag in whole seconds (what a Lease holds), at least one.
@@ -73,6 +71,7 @@ mod tests {
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
         for bad in ["5", "", "fast", "-1s", "5 parsecs"] {
             assert!(duration(bad).is_err(), "{bad:?}");
         }

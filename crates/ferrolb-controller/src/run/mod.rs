@@ -129,17 +129,10 @@ pub async fn run(
     let lease_ref = ObjectRef::<Lease>::new(&config.lease_name).within(&config.namespace);
     let leadership = Leadership {
         flag: leader_rx,
-        lease: caches.lease,
+        lease: caches.lease.clone(),
         lease_ref,
     };
-    let ctl = Controller::new(
-        client,
-        config,
-        metrics,
-        caches.services,
-        caches.pools,
-        caches.namespaces,
-    );
+    let ctl = Controller::new(client, config, metrics, caches);
     ctl.run_loop(changes, leadership, readiness, shutdown).await;
     Ok(())
 }
@@ -234,23 +227,21 @@ impl Controller {
         client: Client,
         config: ControllerConfig,
         metrics: Arc<Metrics>,
-        services: Store<Service>,
-        pools: Store<IPAddressPool>,
-        namespaces: Store<Namespace>,
+        caches: Caches,
     ) -> Controller {
         let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
         let pool_statuses = Background::spawn(writes::PoolStatusWriter {
             api: Api::namespaced(client.clone(), &config.namespace),
-            pools: pools.clone(),
+            pools: caches.pools.clone(),
             namespace: config.namespace.clone(),
         });
         Controller {
             client,
             config,
             metrics,
-            services,
-            pools,
-            namespaces,
+            services: caches.services,
+            pools: caches.pools,
+            namespaces: caches.namespaces,
             planner: None,
             dirty: BTreeSet::new(),
             unassigned: BTreeSet::new(),
