@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+// Duration flags are written as ferrolb's are, and parsed by the same function.
 use fake_apiserver::{Config, FakeApiServer, Faults};
+use ferrolb_api::model::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -25,19 +27,14 @@ struct Args {
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
     /// Delay added to every API request (a duration with its unit, as for ferrolb's flags).
-    #[arg(long, default_value = "0s", value_parser = duration)]
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
     delay: Duration,
     /// Watch events kept for resuming watches.
     #[arg(long, default_value_t = 50_000)]
     history: usize,
     /// How often an idle watch gets a BOOKMARK.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     bookmark_interval: Duration,
-}
-
-/// `500ms`, `5s`: parsed as ferrolb's own duration flags are.
-fn duration(text: &str) -> Result<Duration, String> {
-    ferrolb_api::model::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[tokio::main]

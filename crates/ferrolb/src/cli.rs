@@ -1,4 +1,5 @@
-//! What every command shares: the API client, logging, and how durations are written.
+//! What every command shares: the API client, logging, and lease durations (other duration
+//! flags are parsed by `ferrolb_api::model::parse_duration`, as the CRDs' durations are).
 
 use std::path::Path;
 use std::time::Duration;
@@ -42,16 +43,9 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// A duration flag, written as the CRDs' durations are (Kubernetes' Go syntax: `500ms`, `15s`,
-/// `2m`, `1m30s`) and parsed by the same function. A bare number other than 0 is refused: its
-/// unit would be a guess.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    ferrolb_api::model::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// A duration flag in whole seconds (what a Lease holds), at least one.
 pub fn whole_seconds(text: &str) -> Result<Duration, String> {
-    let d = duration(text)?;
+    let d = ferrolb_api::model::parse_duration(text).map_err(|e| e.to_string())?;
     if d.subsec_nanos() != 0 || d.is_zero() {
         return Err(format!(
             "{text:?} must be a whole number of seconds, at least 1s"
@@ -63,19 +57,6 @@ pub fn whole_seconds(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(duration("0"), Ok(Duration::ZERO));
-        for bad in ["5", "", "fast", "-1s", "5 parsecs"] {
-            assert!(duration(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn lease_durations_are_whole_seconds() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ferrolb_api::model::parse_duration;
 use ferrolb_cluster::http::Readiness;
 use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
@@ -46,7 +47,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "5s", value_parser = cli::whole_seconds)]
     lease_grace: Duration,
     /// Time between full reconciles of every Service.
-    #[arg(long, default_value = "5m", value_parser = cli::duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
     resync: Duration,
     /// How the speakers deliver traffic: `none` (kube-proxy does; ingress ipMode VIP) or
     /// `nftables` (the speakers forward to NodePorts; ipMode Proxy, so kube-proxy leaves the

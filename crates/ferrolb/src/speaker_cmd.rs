@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ferrolb_api::model::parse_duration;
 use ferrolb_speaker::{Metrics, SpeakerConfig};
 
 use crate::cli;
@@ -37,20 +38,20 @@ pub struct SpeakerArgs {
     #[arg(long, default_value = "ferrolb-memberlist")]
     gossip_secret: String,
     /// Gossip probe period (default 100ms).
-    #[arg(long, value_parser = cli::duration)]
+    #[arg(long, value_parser = parse_duration)]
     probe_period: Option<Duration>,
     /// How long a suspected speaker has to answer before it is declared down (default 60ms).
-    #[arg(long, value_parser = cli::duration)]
+    #[arg(long, value_parser = parse_duration)]
     suspect_to_down: Option<Duration>,
     /// How long a node keeps answering for an address another node has taken over.
-    #[arg(long, default_value = "500ms", value_parser = cli::duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     handover: Duration,
     /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
-    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_delay: Duration,
     /// How long a new weighted-ECMP weight (BGPAdvertisement `weightByLocalEndpoints`) must
     /// hold before it is sent, so a rolling update does not move traffic at every step.
-    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     weight_damping: Duration,
     /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
     #[arg(long)]
