@@ -542,10 +542,13 @@ fn a_rolling_restart_of_every_speaker_loses_no_request() {
 }
 
 /// The owner of an L2 address is cut off the way networks fail — its switch port goes down
-/// (carrier lost, the node untouched) for 3 s and for 20 s, then only its gossip is dropped
-/// for 10 s while the LAN works — and a client asks every 10 ms throughout. When the fault
-/// ends the owner takes the address back and the client must be answered within one
-/// announcement round; during the partition at most one node may answer ARP for it.
+/// (carrier lost, the node untouched) four times for 1.5 s (just past the move: the node that
+/// took the address is still announcing it when the owner returns), once for 3 s and once for
+/// 20 s, then only its gossip is dropped for 10 s while the LAN works — and a client asks
+/// every 10 ms throughout. When the fault ends the owner takes the address back and the client
+/// must be answered within one announcement round, never after the handover's end, whichever
+/// side of the healed gossip sees the other first; during the partition at most one node may
+/// answer ARP for it.
 #[test]
 fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once() {
     use ferrolb_testbed::probe::{Prober, answered_from, longest_silence};
@@ -581,7 +584,8 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
     );
     let settle = Duration::from_secs(6);
     let mut returns = Vec::new();
-    for cut in [Duration::from_secs(3), Duration::from_secs(20)] {
+    let short = Duration::from_millis(1500);
+    for cut in [short, short, short, short, Duration::from_secs(3), Duration::from_secs(20)] {
         std::thread::sleep(Duration::from_secs(1));
         lab.set_switch_port(&owner, false).unwrap();
         std::thread::sleep(cut);
@@ -663,8 +667,9 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
     for (fault, back) in returns {
         let silence = longest_silence(&log, 0, back, back + settle);
         println!("{fault}: longest silence after it ended {silence:?}");
+        // Within one announcement round, not the handover (500 ms) plus an ARP timeout.
         assert!(
-            silence < Duration::from_secs(1),
+            silence < Duration::from_millis(300),
             "{fault}: the client went unanswered for {silence:?} after it ended"
         );
     }

@@ -165,3 +165,39 @@ async fn during_a_key_rotation_old_and_new_keys_interoperate() {
     assert!(sees(&a, &names(&["a", "b"]), Duration::from_secs(3)).await);
     assert!(sees(&b, &names(&["a", "b"]), Duration::from_secs(3)).await);
 }
+
+/// A partition (here: one side speaks another key, so neither accepts the other's frames)
+/// makes each side declare the other down. When it heals, each learns that the others had
+/// declared it down and rejoins under a new generation (`rejoins`, on which the speaker
+/// announces its addresses again: the others took them meanwhile), and both see each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_speaker_learns_on_healing_that_it_was_declared_down() {
+    let ports = [free_port(), free_port()];
+    let (a, _ta) = member("a", ports[0], b"key", &[ports[1]]).await;
+    let (b, _tb) = member("b", ports[1], b"key", &[ports[0]]).await;
+    let both = names(&["a", "b"]);
+    assert!(sees(&a, &both, Duration::from_secs(5)).await);
+    assert!(sees(&b, &both, Duration::from_secs(5)).await);
+    b.set_keys(KeyRing::single(b"other"));
+    assert!(sees(&a, &names(&["a"]), Duration::from_secs(3)).await);
+    assert!(sees(&b, &names(&["b"]), Duration::from_secs(3)).await);
+    let before = (*a.rejoins.borrow(), *b.rejoins.borrow());
+    let healed = std::time::Instant::now();
+    b.set_keys(KeyRing::single(b"key"));
+    assert!(sees(&a, &both, Duration::from_secs(3)).await);
+    assert!(sees(&b, &both, Duration::from_secs(3)).await);
+    eprintln!("both see each other {:?} after the heal", healed.elapsed());
+    for (m, was) in [(&a, before.0), (&b, before.1)] {
+        let mut rejoins = m.rejoins.clone();
+        let rejoined = tokio::time::timeout(
+            Duration::from_secs(3),
+            rejoins.wait_for(|n| *n > was),
+        )
+        .await;
+        assert!(
+            rejoined.is_ok_and(|r| r.is_ok()),
+            "{:?} did not learn it had been declared down",
+            m.live.borrow()
+        );
+    }
+}

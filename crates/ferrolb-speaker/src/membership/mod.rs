@@ -167,6 +167,9 @@ pub struct Membership {
     /// The node each link-layer address belongs to, of every speaker seen since start; kept
     /// when a member goes down, since a partitioned one still claims with its MACs.
     pub macs: watch::Receiver<BTreeMap<[u8; 6], String>>,
+    /// How often the others had declared this speaker down (a lost link, a partition) and it
+    /// rejoined under a new generation: what it owns, they took meanwhile.
+    pub rejoins: watch::Receiver<u64>,
 }
 
 impl Membership {
@@ -191,6 +194,7 @@ impl Membership {
         let settled = Arc::new(AtomicBool::new(false));
         let seeds = config.seeds.clone();
         let (macs_tx, macs_rx) = watch::channel(BTreeMap::new());
+        let (rejoins_tx, rejoins_rx) = watch::channel(0);
         let task = Gossip {
             settled: settled.clone(),
             join_deadline: Instant::now() + config.join_timeout,
@@ -206,6 +210,7 @@ impl Membership {
             counters: counters.clone(),
             seeds,
             macs: macs_tx,
+            rejoins: rejoins_tx,
         };
         let handle = tokio::spawn(task.run(rx));
         Ok((
@@ -215,6 +220,7 @@ impl Membership {
                 settled,
                 counters,
                 macs: macs_rx,
+                rejoins: rejoins_rx,
             },
             handle,
         ))
@@ -262,6 +268,7 @@ struct Gossip {
     counters: Arc<MembershipCounters>,
     seeds: Vec<SocketAddr>,
     macs: watch::Sender<BTreeMap<[u8; 6], String>>,
+    rejoins: watch::Sender<u64>,
     settled: Arc<AtomicBool>,
     join_deadline: Instant,
 }
@@ -419,6 +426,7 @@ impl Gossip {
     /// Sends what foca queued, schedules its timers, and publishes membership changes.
     async fn flush(&mut self) {
         let mut changed = false;
+        let mut rejoined = false;
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 foca::OwnedNotification::MemberDown(m) => {
@@ -430,6 +438,11 @@ impl Gossip {
                     tracing::info!(node = %m.node, "speaker up");
                     changed = true;
                 }
+                foca::OwnedNotification::Rejoin(m) => {
+                    tracing::info!(generation = m.generation, "the others had declared this speaker down; rejoined");
+                    rejoined = true;
+                    changed = true;
+                }
                 _ => changed = true,
             }
         }
@@ -437,6 +450,12 @@ impl Gossip {
             // Spread news of a change now rather than on the next periodic round.
             let _ = self.foca.gossip(&mut self.runtime);
             self.learn_macs();
+        }
+        if rejoined {
+            // The members this speaker lost get the new generation now, not at the next seed
+            // tick: until both sides see each other, each thinks it owns the other's addresses.
+            self.announce_to_seeds();
+            self.rejoins.send_modify(|n| *n += 1);
         }
         while let Some((to, data)) = self.runtime.to_send() {
             let seq = self.clock.next(now_ns());

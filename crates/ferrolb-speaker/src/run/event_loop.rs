@@ -24,6 +24,7 @@ impl Speaker {
         shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
     ) {
         let mut live = self.membership.live.clone();
+        let mut rejoins = self.membership.rejoins.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut dirty = true;
         let mut next_reconcile = Instant::now();
@@ -63,6 +64,10 @@ impl Speaker {
                     dirty = true;
                 }
                 _ = live.changed() => dirty = true,
+                _ = rejoins.changed() => {
+                    self.rejoined = true;
+                    dirty = true;
+                }
                 Some(conflict) = conflicts.recv() => {
                     if self.on_conflict(conflict).await {
                         dirty = true;

@@ -138,10 +138,14 @@ impl Speaker {
         effective
     }
 
-    /// Speakers seen again after a partition: the owned addresses this pass did not announce
-    /// anew are announced again, so clients that moved away come back.
+    /// Speakers seen again after a partition, or this one back among them (they had declared it
+    /// down): the owned addresses this pass did not announce anew are announced again, so
+    /// clients that moved away come back. On a rejoin the others may not see this speaker yet;
+    /// the one that took an address hands it over only once it does, and until then the two
+    /// settle it by their claims (`rivals`).
     async fn announce_again_if_regained(&mut self, live: &BTreeSet<String>, applied: &Applied) {
-        if !rivals::regained(&self.live_before, live) {
+        let rejoined = std::mem::take(&mut self.rejoined);
+        if !rejoined && !rivals::regained(&self.live_before, live) {
             return;
         }
         let answering = self.announcer.answering();
