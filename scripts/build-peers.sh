@@ -5,6 +5,7 @@
 #   ${FERROLB_CACHE:-$HOME/.cache/ferrolb}/peers/metallb-<v>_kube-vip-<v>/bin/
 #       metallb-controller  metallb-speaker  kube-vip
 #   .../metallb-crds/*.yaml   (config/crd/bases of the same MetalLB version)
+#   .../metallb-native.yaml   (its install manifest: the lab takes its RBAC)
 #
 # MetalLB has no replace or exclude directives in its go.mod, so `go install
 # <pkg>@<version>` builds it against its OWN go.mod/go.sum, exactly the
@@ -42,7 +43,7 @@ bin_dir="$out_dir/bin"
 crd_dir="$out_dir/metallb-crds"
 marker="$out_dir/.complete"
 
-if [[ -f $marker ]]; then
+if [[ -f $marker && -f $out_dir/metallb-native.yaml ]]; then
   echo "==> peers metallb ${metallb_version} / kube-vip ${kube_vip_version} already built" >&2
   echo "$bin_dir"
   exit 0
@@ -127,6 +128,9 @@ install_bin metallb-speaker "$metallb_mod" "$metallb_version" \
 echo "==> copying MetalLB CRDs ($metallb_version config/crd/bases)" >&2
 cp -f "$metallb_dir"/config/crd/bases/*.yaml "$crd_dir/"
 chmod u+w "$crd_dir"/*.yaml # the module cache is read-only
+# The install manifest, for its ServiceAccounts, Roles and bindings.
+cp -f "$metallb_dir"/config/manifests/metallb-native.yaml "$out_dir/"
+chmod u+w "$out_dir/metallb-native.yaml"
 
 # --- kube-vip ----------------------------------------------------------------
 # Built from testbed/peers/kube-vip, a module that requires kube-vip alone: the proxy

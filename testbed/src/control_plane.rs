@@ -207,6 +207,10 @@ impl Launch<'_> {
     }
 }
 
+/// Every request's metadata (who, verb, resource) when its response is complete; a watch's also
+/// when it starts (see [`crate::audit`]).
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n";
+
 /// Starts etcd, kube-apiserver (TLS, `Node,RBAC`, service-account issuer and keys, a token for
 /// the administrator) and kube-controller-manager through `start(what, argv)`, writes the
 /// administrator's kubeconfig and returns once kube-apiserver is ready.
@@ -220,6 +224,8 @@ pub fn start_control_plane(
     names.extend(launch.names.iter().cloned());
     let pki = Pki::create(&launch.dir.join("pki"), &names)?;
     let etcd_dir = launch.dir.join("etcd");
+    let audit_policy = launch.dir.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY)?;
     start(
         "etcd",
         vec![
@@ -256,6 +262,15 @@ pub fn start_control_plane(
             format!("--service-account-signing-key-file={}", pki.file("sa.key")),
             format!("--token-auth-file={}", pki.file("tokens.csv")),
             "--profiling=false".into(),
+            // Who asked what, for the benches' API load by ServiceAccount.
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!(
+                "--audit-log-path={}",
+                launch.dir.join("audit.log").display()
+            ),
+            "--audit-log-format=json".into(),
+            "--audit-log-maxsize=200".into(),
+            "--audit-log-maxbackup=1".into(),
         ],
     )?;
     let kubeconfig = launch.kubeconfig();
@@ -307,13 +322,13 @@ pub fn start_control_plane(
 }
 
 /// Writes to `path` a kubeconfig for `server` with a bound token (TokenRequest, 48 h) of the
-/// ServiceAccount `ferrolb-system/<account>`, asked for with the administrator's kubeconfig.
+/// ServiceAccount `<namespace>/<account>`, asked for with the administrator's kubeconfig.
 pub fn write_service_account_kubeconfig(
     ns: &str,
     admin_kubeconfig: &Path,
     pki: &Pki,
     server: &str,
-    account: &str,
+    (namespace, account): (&str, &str),
     path: &Path,
 ) -> anyhow::Result<()> {
     let admin = admin_kubeconfig.display().to_string();
@@ -327,7 +342,7 @@ pub fn write_service_account_kubeconfig(
             "token",
             account,
             "-n",
-            "ferrolb-system",
+            namespace,
             "--duration=48h",
         ],
     )?;
@@ -429,7 +444,7 @@ impl ControlPlane {
             &self.kubeconfig(),
             &self.pki,
             &self.server,
-            account,
+            ("ferrolb-system", account),
             &path,
         )?;
         Ok(path)

@@ -3,6 +3,7 @@
 //! topology generated from the same description (`clab`).
 
 pub mod arp;
+pub mod audit;
 pub mod clab;
 pub mod client;
 pub mod control_plane;

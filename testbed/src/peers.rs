@@ -18,6 +18,29 @@ use crate::netns;
 
 /// MetalLB's namespace, as its manifests install it.
 pub const METALLB_NAMESPACE: &str = "metallb-system";
+/// Where kube-vip's `manifest rbac` puts its ServiceAccount.
+pub const KUBE_VIP_NAMESPACE: &str = "kube-system";
+
+/// The ServiceAccounts, Roles and their bindings of an install manifest (MetalLB's
+/// `metallb-native.yaml`), without its Deployments, webhooks and CRDs.
+pub fn rbac_of(manifest: &str) -> anyhow::Result<String> {
+    use serde::Deserialize;
+    const KINDS: [&str; 5] = [
+        "ServiceAccount",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+    ];
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(manifest) {
+        let value = serde_yaml::Value::deserialize(doc)?;
+        if value["kind"].as_str().is_some_and(|k| KINDS.contains(&k)) {
+            docs.push(serde_yaml::to_string(&value)?);
+        }
+    }
+    Ok(docs.join("---\n"))
+}
 
 /// Where the peers' binaries are: `FERROLB_PEERS_BIN` when set, else the cache
 /// `scripts/build-peers.sh` fills (building them the first time, progress shown).
@@ -38,6 +61,18 @@ pub fn versions(bin: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// How a load balancer announces in the lab: L2 (ARP / NDP) on the nodes' segment, or BGP to
+/// the lab's routers (each router a peer of every node, hold time 9 s as the lab's ferrolb
+/// peers have it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    L2,
+    Bgp,
+}
+
+/// The BGP hold time every implementation gets in the lab (seconds).
+pub const BGP_HOLD_SECONDS: u32 = 9;
+
 /// kube-vip's leader election per Service: lease duration, renew deadline, retry period, in
 /// whole seconds (its `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`).
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +80,14 @@ pub struct KubeVipLease {
     pub duration: u32,
     pub renew_deadline: u32,
     pub retry_period: u32,
+}
+
+/// How kube-vip announces Services: ARP with a leader election per Service, or BGP from every
+/// node with an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum KubeVipMode {
+    Arp(KubeVipLease),
+    Bgp,
 }
 
 impl KubeVipLease {
@@ -64,6 +107,33 @@ impl KubeVipLease {
 }
 
 impl Lab {
+    /// A kubeconfig with a bound token of ServiceAccount `<namespace>/<account>`, as a Pod of
+    /// that account would run with.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        account: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{account}"));
+        let pki = crate::control_plane::Pki {
+            dir: self.dir.join("pki"),
+            admin_token: self.admin_token()?,
+        };
+        let server = format!(
+            "https://{}:{}",
+            self.topology.api.ipv4, self.topology.api.port
+        );
+        crate::control_plane::write_service_account_kubeconfig(
+            &self.ns(&self.topology.api.name),
+            &self.kubeconfig(),
+            &pki,
+            &server,
+            (namespace, account),
+            &path,
+        )?;
+        Ok(path)
+    }
+
     fn node_names(&self) -> Vec<String> {
         self.topology
             .nodes
@@ -147,14 +217,19 @@ impl Lab {
         }
     }
 
-    /// Installs MetalLB as its manifests do (CRDs, namespace, memberlist key), with one pool
-    /// of `addresses` announced in L2 mode, and starts its controller on the API host and a
-    /// speaker on every node (each with its Pod object).
-    pub fn start_metallb(&mut self, bin: &Path, addresses: &str) -> anyhow::Result<()> {
-        let crds = bin
-            .parent()
-            .context("peers directory")?
-            .join("metallb-crds");
+    /// Installs MetalLB as its manifests do (CRDs, namespace, ServiceAccounts and roles,
+    /// memberlist key), with one pool of `addresses` (ranges) announced as `announce` says (BGP:
+    /// a BGPPeer per lab router, native BGP, MetalLB's default), and starts its
+    /// controller on the API host and a speaker on every node (each with its Pod object), each
+    /// as its ServiceAccount.
+    pub fn start_metallb(
+        &mut self,
+        bin: &Path,
+        addresses: &[&str],
+        announce: Announce,
+    ) -> anyhow::Result<()> {
+        let peers = bin.parent().context("peers directory")?;
+        let crds = peers.join("metallb-crds");
         self.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
         self.kubectl(&[
             "wait",
@@ -166,7 +241,9 @@ impl Lab {
         self.apply(
             "metallb-config",
             &format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {METALLB_NAMESPACE}}}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lab, namespace: {METALLB_NAMESPACE}}}\nspec: {{addresses: [\"{addresses}\"]}}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: lab, namespace: {METALLB_NAMESPACE}}}\nspec: {{ipAddressPools: [lab]}}\n"
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {METALLB_NAMESPACE}}}\n---\n{}---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: lab, namespace: {METALLB_NAMESPACE}}}\nspec: {{addresses: {addresses:?}}}\n---\n{}",
+                rbac_of(&std::fs::read_to_string(peers.join("metallb-native.yaml"))?)?,
+                self.metallb_announcement(announce)
             ),
         )?;
         // The memberlist key the install's Secret holds, mounted as a file.
@@ -176,7 +253,10 @@ impl Lab {
             key_dir.join("secretkey"),
             "ferrolb-lab-memberlist-key-32byte",
         )?;
-        let kubeconfig = self.kubeconfig().display().to_string();
+        let kubeconfig = self
+            .service_account_kubeconfig(METALLB_NAMESPACE, "controller")?
+            .display()
+            .to_string();
         let api = self.topology.api.name.clone();
         self.start(
             "metallb-controller",
@@ -203,11 +283,36 @@ impl Lab {
         Ok(())
     }
 
+    /// MetalLB's objects for `announce`: an L2Advertisement, or a BGPAdvertisement and a
+    /// BGPPeer per router.
+    fn metallb_announcement(&self, announce: Announce) -> String {
+        match announce {
+            Announce::L2 => format!(
+                "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: lab, namespace: {METALLB_NAMESPACE}}}\nspec: {{ipAddressPools: [lab]}}\n"
+            ),
+            Announce::Bgp => {
+                let mut yaml = format!(
+                    "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: lab, namespace: {METALLB_NAMESPACE}}}\nspec: {{ipAddressPools: [lab]}}\n"
+                );
+                for r in &self.topology.routers {
+                    yaml += &format!(
+                        "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {{name: {}, namespace: {METALLB_NAMESPACE}}}\nspec: {{myASN: {}, peerASN: {}, peerAddress: {}, holdTime: {BGP_HOLD_SECONDS}s}}\n",
+                        r.name, self.topology.nodes.asn, r.asn, r.links[0].ipv4
+                    );
+                }
+                yaml
+            }
+        }
+    }
+
     /// Starts MetalLB's speaker on `node` (its Pod object made by [`Lab::start_metallb`]).
     pub fn start_metallb_speaker(&mut self, bin: &Path, node: &str) -> anyhow::Result<u32> {
         let ip = self.node_ipv4(node)?;
         let key_dir = self.dir.join("metallb-memberlist");
-        let kubeconfig = self.kubeconfig().display().to_string();
+        let kubeconfig = self
+            .service_account_kubeconfig(METALLB_NAMESPACE, "speaker")?
+            .display()
+            .to_string();
         self.start(
             &format!("metallb-speaker-{node}"),
             node,
@@ -223,16 +328,6 @@ impl Lab {
                 format!("--kubeconfig={kubeconfig}"),
             ],
         )
-    }
-
-    fn node_ipv4(&self, node: &str) -> anyhow::Result<std::net::IpAddr> {
-        self.topology
-            .nodes
-            .hosts
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.ipv4)
-            .with_context(|| format!("no node {node}"))
     }
 
     /// A speaker's Pod as a kubelet would report it: bound to `node`, Running and Ready, its
@@ -278,9 +373,19 @@ impl Lab {
 
     /// Starts kube-vip's `manager` on every node for Services of type LoadBalancer with ARP,
     /// one leader election per Service (`svc_election`) with `lease`; no control-plane VIP.
-    pub fn start_kube_vip(&mut self, bin: &Path, lease: KubeVipLease) -> anyhow::Result<()> {
+    /// It runs as the ServiceAccount its `manifest rbac` makes.
+    pub fn start_kube_vip(&mut self, bin: &Path, mode: KubeVipMode) -> anyhow::Result<()> {
+        let rbac = netns::exec_ok(
+            &self.ns(&self.topology.api.name),
+            &[
+                &bin.join("kube-vip").display().to_string(),
+                "manifest",
+                "rbac",
+            ],
+        )?;
+        self.apply("kube-vip-rbac", &rbac)?;
         for node in self.node_names() {
-            self.start_kube_vip_on(bin, &node, lease)?;
+            self.start_kube_vip_on(bin, &node, mode)?;
         }
         Ok(())
     }
@@ -290,26 +395,55 @@ impl Lab {
         &mut self,
         bin: &Path,
         node: &str,
-        lease: KubeVipLease,
+        mode: KubeVipMode,
     ) -> anyhow::Result<u32> {
-        let kubeconfig = self.kubeconfig().display().to_string();
+        let kubeconfig = self
+            .service_account_kubeconfig(KUBE_VIP_NAMESPACE, "kube-vip")?
+            .display()
+            .to_string();
         // kube-vip is configured through its environment; `env` passes it on.
-        let args = vec![
+        let mut args = vec![
             "env".to_string(),
-            "vip_arp=true".into(),
             "svc_enable=true".into(),
-            "svc_election=true".into(),
             "cp_enable=false".into(),
             "vip_interface=eth0".into(),
             format!("vip_nodename={node}"),
             format!("k8s_config_file={kubeconfig}"),
-            format!("vip_leaseduration={}", lease.duration),
-            format!("vip_renewdeadline={}", lease.renew_deadline),
-            format!("vip_retryperiod={}", lease.retry_period),
             "prometheus_server=:2112".into(),
-            bin.join("kube-vip").display().to_string(),
-            "manager".into(),
         ];
+        match mode {
+            KubeVipMode::Arp(lease) => args.extend([
+                "vip_arp=true".to_string(),
+                "svc_election=true".into(),
+                format!("vip_leaseduration={}", lease.duration),
+                format!("vip_renewdeadline={}", lease.renew_deadline),
+                format!("vip_retryperiod={}", lease.retry_period),
+            ]),
+            KubeVipMode::Bgp => {
+                let peers: Vec<String> = self
+                    .topology
+                    .routers
+                    .iter()
+                    .map(|r| format!("{}:{}::false", r.links[0].ipv4, r.asn))
+                    .collect();
+                args.extend([
+                    "vip_arp=false".to_string(),
+                    // Every node with an endpoint advertises (no election), as MetalLB and
+                    // ferrolb do.
+                    "svc_election=false".into(),
+                    "bgp_enable=true".into(),
+                    format!("bgp_routerid={}", self.node_ipv4(node)?),
+                    format!("bgp_as={}", self.topology.nodes.asn),
+                    format!("bgp_peers={}", peers.join(",")),
+                    format!("bgp_hold_time={BGP_HOLD_SECONDS}"),
+                    format!("bgp_keepalive_interval={}", BGP_HOLD_SECONDS / 3),
+                    // IPv6 routes over the IPv4 sessions, their next hop the session's source.
+                    "mpbgp_nexthop=auto_sourceip".into(),
+                ]);
+            }
+        }
+        args.push(bin.join("kube-vip").display().to_string());
+        args.push("manager".into());
         self.start(&format!("kube-vip-{node}"), node, args)
     }
 

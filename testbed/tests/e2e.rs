@@ -112,13 +112,7 @@ fn addresses(lab: &Lab, name: &str, count: usize, limit: Duration) -> Vec<IpAddr
 }
 
 fn node_ip(lab: &Lab, node: &str) -> IpAddr {
-    lab.topology
-        .nodes
-        .hosts
-        .iter()
-        .find(|n| n.name == node)
-        .unwrap()
-        .ipv4
+    lab.node_ipv4(node).unwrap()
 }
 
 fn node_ips(lab: &Lab, nodes: &[&str]) -> Vec<IpAddr> {
@@ -585,7 +579,14 @@ fn l2_owner_back_from_a_lost_carrier_or_a_gossip_partition_is_answered_at_once()
     let settle = Duration::from_secs(6);
     let mut returns = Vec::new();
     let short = Duration::from_millis(1500);
-    for cut in [short, short, short, short, Duration::from_secs(3), Duration::from_secs(20)] {
+    for cut in [
+        short,
+        short,
+        short,
+        short,
+        Duration::from_secs(3),
+        Duration::from_secs(20),
+    ] {
         std::thread::sleep(Duration::from_secs(1));
         lab.set_switch_port(&owner, false).unwrap();
         std::thread::sleep(cut);

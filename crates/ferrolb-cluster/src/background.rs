@@ -23,17 +23,26 @@ pub struct Background<D> {
 }
 
 impl<D: PartialEq + Default + Send + Sync + 'static> Background<D> {
-    pub fn spawn<S: Syncer<Desired = D>>(mut syncer: S) -> Self {
+    pub fn spawn<S: Syncer<Desired = D>>(syncer: S) -> Self {
+        Self::spawn_paced(syncer, Duration::ZERO)
+    }
+
+    /// [`Background::spawn`], with passes at least `pace` apart: what changes meanwhile is
+    /// written by the next pass, once (a summary such as a pool's counters, not worth a
+    /// request per change).
+    pub fn spawn_paced<S: Syncer<Desired = D>>(mut syncer: S, pace: Duration) -> Self {
         let (desired_tx, mut desired_rx) = watch::channel((0u64, Arc::new(D::default())));
         let (synced_tx, synced_rx) = watch::channel(0u64);
         tokio::spawn(async move {
             loop {
+                let started = tokio::time::Instant::now();
                 let (version, desired) = desired_rx.borrow_and_update().clone();
                 if syncer.sync(&desired).await {
                     synced_tx.send_replace(version);
                     if desired_rx.changed().await.is_err() {
                         return;
                     }
+                    tokio::time::sleep_until(started + pace).await;
                 } else {
                     // Retry what failed, sooner if something new comes.
                     let _ =

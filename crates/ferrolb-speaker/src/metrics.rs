@@ -165,13 +165,12 @@ impl CounterSources {
         if let Some(g) = self.gossip.get() {
             let members = g.live.borrow().len() as u64;
             out.push((&GOSSIP_MEMBERS, vec![(String::new(), members)]));
-            out.push((
-                &GOSSIP_FAILURES,
-                labelled(&[
-                    ("refused", &g.counters.refused),
-                    ("members_down", &g.counters.members_down),
-                ]),
-            ));
+            let mut failures = labelled(&[
+                ("refused", &g.counters.refused),
+                ("members_down", &g.counters.members_down),
+            ]);
+            failures.push(("rejoined".to_string(), *g.rejoins.borrow()));
+            out.push((&GOSSIP_FAILURES, failures));
         }
         let forwarding = self.forwarding.lock().unwrap_or_else(|e| e.into_inner());
         let per_ip = |m: &std::collections::BTreeMap<IpAddr, ferrolb_dataplane::Count>,
@@ -284,7 +283,7 @@ static GOSSIP_MEMBERS: Family = Family {
 };
 static GOSSIP_FAILURES: Family = counter(
     "ferrolb_gossip_failures_total",
-    "Gossip frames refused and members declared down.",
+    "Gossip frames refused, members declared down, and rejoins after the others had declared this speaker down.",
     "kind",
 );
 static FORWARDED_PACKETS: Family = counter(

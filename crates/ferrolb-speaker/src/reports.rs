@@ -204,7 +204,8 @@ pub struct ReportWriter {
     /// What was written, as a fingerprint of the report: the objects themselves live in the
     /// API, and a node with many Services should not hold a copy of each.
     written: BTreeMap<(ReportKind, String), u64>,
-    /// Names found from an earlier run, removed on the first pass unless still wanted.
+    /// Names found from an earlier run (listed once, at the first pass) and not removed yet;
+    /// removed unless still wanted.
     leftovers: Option<BTreeSet<(ReportKind, String)>>,
 }
 
@@ -248,8 +249,12 @@ impl ReportWriter {
                 }
             }
         }
+        // Listed once, at the first pass: what this node writes after that, it remembers. A
+        // leftover still wanted is written below and then remembered like the others.
+        let mut leftovers = self.leftovers.take().unwrap_or_default();
+        leftovers.retain(|key| !desired.contains_key(key));
         let mut stale: BTreeSet<(ReportKind, String)> = self.written.keys().cloned().collect();
-        stale.extend(self.leftovers.take().unwrap_or_default());
+        stale.extend(leftovers.iter().cloned());
         for key in stale {
             if desired.contains_key(&key) {
                 continue;
@@ -257,23 +262,27 @@ impl ReportWriter {
             match self.api.delete(key.0, &key.1).await {
                 Ok(()) => {
                     self.written.remove(&key);
+                    leftovers.remove(&key);
                 }
                 Err(e) => tracing::debug!(name = %key.1, error = %e, "report not removed"),
             }
         }
-        let changed: Vec<&Report> = desired
+        self.leftovers = Some(leftovers);
+        // A report written before exists: only its status changes.
+        let changed: Vec<(&Report, bool)> = desired
             .iter()
             .filter(|(key, report)| self.written.get(*key) != Some(&fingerprint(report)))
-            .map(|(_, report)| report)
+            .map(|(key, report)| (report, self.written.contains_key(key)))
             .collect();
         let mut results = Vec::new();
         for batch in changed.chunks(8) {
             let mut writes = tokio::task::JoinSet::new();
-            for report in batch {
+            for (report, exists) in batch {
                 let api = self.api.clone();
                 let report = (*report).clone();
+                let exists = *exists;
                 writes.spawn(async move {
-                    let result = api.write(&report).await;
+                    let result = api.write(&report, exists).await;
                     (report, result)
                 });
             }
@@ -345,16 +354,28 @@ impl ReportApi {
             .map(|_| ())
     }
 
-    async fn write(&self, report: &Report) -> Result<(), kube::Error> {
+    /// Creates the report's object unless it `exists`, and sets its status.
+    async fn write(&self, report: &Report, exists: bool) -> Result<(), kube::Error> {
         match report.kind {
-            ReportKind::L2 => self.write_kind::<ServiceL2Status>(report).await,
-            ReportKind::Bgp => self.write_kind::<ServiceBGPStatus>(report).await,
-            ReportKind::Session => self.write_kind::<BGPSessionState>(report).await,
+            ReportKind::L2 => self.write_kind::<ServiceL2Status>(report, exists).await,
+            ReportKind::Bgp => self.write_kind::<ServiceBGPStatus>(report, exists).await,
+            ReportKind::Session => self.write_kind::<BGPSessionState>(report, exists).await,
         }
     }
 
-    async fn write_kind<K: ReportObject>(&self, report: &Report) -> Result<(), kube::Error> {
+    async fn write_kind<K: ReportObject>(
+        &self,
+        report: &Report,
+        exists: bool,
+    ) -> Result<(), kube::Error> {
         let api = self.api::<K>();
+        if exists {
+            match self.patch_status::<K>(report).await {
+                // Removed by someone else: made again below.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                other => return other,
+            }
+        }
         let object: K = serde_json::from_value(json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
@@ -367,13 +388,18 @@ impl ReportApi {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e),
         }
-        api.patch_status(
-            &report.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": report.status})),
-        )
-        .await?;
-        Ok(())
+        self.patch_status::<K>(report).await
+    }
+
+    async fn patch_status<K: ReportObject>(&self, report: &Report) -> Result<(), kube::Error> {
+        self.api::<K>()
+            .patch_status(
+                &report.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": report.status})),
+            )
+            .await
+            .map(|_| ())
     }
 }
 

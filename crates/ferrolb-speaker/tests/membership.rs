@@ -189,11 +189,8 @@ async fn a_partitioned_speaker_learns_on_healing_that_it_was_declared_down() {
     eprintln!("both see each other {:?} after the heal", healed.elapsed());
     for (m, was) in [(&a, before.0), (&b, before.1)] {
         let mut rejoins = m.rejoins.clone();
-        let rejoined = tokio::time::timeout(
-            Duration::from_secs(3),
-            rejoins.wait_for(|n| *n > was),
-        )
-        .await;
+        let rejoined =
+            tokio::time::timeout(Duration::from_secs(3), rejoins.wait_for(|n| *n > was)).await;
         assert!(
             rejoined.is_ok_and(|r| r.is_ok()),
             "{:?} did not learn it had been declared down",

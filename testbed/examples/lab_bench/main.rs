@@ -6,8 +6,10 @@
 //!   lab_bench failover [N [PROBE_MS SUSPECT_MS ADVERT]]
 //!                            L2 failover and failback: the owner's switch port down, its gossip
 //!                            dropped, its speaker killed; beside keepalived
-//!   lab_bench peers [N]      ferrolb, MetalLB and kube-vip in the same lab, one at a time, at
-//!                            their defaults and fastest settings (on kube-apiserver)
+//!   lab_bench peers [N [ferrolb|metallb|kube-vip]...]
+//!                            ferrolb, MetalLB and kube-vip in the same lab, one at a time, at
+//!                            their defaults and fastest settings (on kube-apiserver); all three
+//!                            unless some are named
 
 mod failover;
 mod peers;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_testbed::client::percentiles;
-use ferrolb_testbed::netns::{self, wait_for};
+use ferrolb_testbed::netns::{self, wait_every, wait_for};
 use ferrolb_testbed::probe::{answered_from, ask_within};
 use ferrolb_testbed::{Lab, LabConfig, Topology};
 
@@ -125,6 +127,58 @@ fn post(lab: &Lab, path: &str, body: String) -> u16 {
     .unwrap()
 }
 
+/// Tries a new connection to `target` from namespace `ns` until one is answered (a connect
+/// not done in 2 ms is begun again, so an answer is seen within about 2 ms of being possible);
+/// when, or None after `limit`. Returns once the thread is in the namespace.
+fn first_answer(
+    ns: &str,
+    target: SocketAddr,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Instant>> {
+    let ns = ns.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        ready_tx.send(()).unwrap();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if ask_within(target, Duration::from_millis(2), Duration::from_millis(500)).is_some() {
+                return Some(Instant::now());
+            }
+        }
+        None
+    });
+    ready_rx.recv().unwrap();
+    thread
+}
+
+/// A request to `target` every 10 ms, each on a new connection with a 1 s timeout, from
+/// namespace `ns` until `stop` (at most 10 minutes): (sent, unanswered).
+fn request_stream(
+    ns: String,
+    target: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u32, u32)> {
+    std::thread::spawn(move || {
+        netns::enter(&ns).unwrap();
+        assert!(wait_for(Duration::from_secs(20), || probe(
+            target,
+            Duration::from_millis(200)
+        )
+        .is_some()));
+        let (mut sent, mut lost) = (0u32, 0u32);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            sent += 1;
+            if probe(target, Duration::from_secs(1)).is_none() {
+                lost += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (sent, lost)
+    })
+}
+
 fn create(n: usize) {
     let lab = lab();
     for (mode, pool, client, base) in [
@@ -145,25 +199,11 @@ fn create(n: usize) {
                 "metadata": {"name": name, "namespace": "bench",
                     "annotations": {"ferrolb.io/address-pool": pool, "ferrolb.io/loadBalancerIPs": ip.to_string()}},
                 "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080 + i as u16}]}});
-            let ns = lab.ns(client);
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let prober = std::thread::spawn(move || {
-                netns::enter(&ns).unwrap();
-                let target = SocketAddr::new(ip, 80);
-                ready_tx.send(()).unwrap();
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    // A connect not done in 2 ms is begun again, so an answer is seen
-                    // within about 2 ms of being possible.
-                    if ask_within(target, Duration::from_millis(2), Duration::from_millis(500))
-                        .is_some()
-                    {
-                        return Some(Instant::now());
-                    }
-                }
-                None
-            });
-            ready_rx.recv().unwrap();
+            let prober = first_answer(
+                &lab.ns(client),
+                SocketAddr::new(ip, 80),
+                Duration::from_secs(10),
+            );
             let created = Instant::now();
             assert_eq!(
                 post(&lab, "/api/v1/namespaces/bench/services", body.to_string()),
@@ -213,29 +253,9 @@ fn rolling() {
         ("client-frr", api),
         ("client-bird", api),
     ] {
-        let ns = lab.ns(client);
-        let stop = stop.clone();
         streams.push((
             client,
-            std::thread::spawn(move || {
-                netns::enter(&ns).unwrap();
-                let target = SocketAddr::new(addr, 80);
-                assert!(wait_for(Duration::from_secs(20), || probe(
-                    target,
-                    Duration::from_millis(200)
-                )
-                .is_some()));
-                let (mut sent, mut lost) = (0u32, 0u32);
-                let deadline = Instant::now() + Duration::from_secs(300);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    sent += 1;
-                    if probe(target, Duration::from_secs(1)).is_none() {
-                        lost += 1;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                (sent, lost)
-            }),
+            request_stream(lab.ns(client), SocketAddr::new(addr, 80), stop.clone()),
         ));
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -270,7 +290,7 @@ fn main() {
         Some("create") => create(n.unwrap_or(50)),
         Some("rolling") => rolling(),
         Some("failover") => failover::run(n.unwrap_or(20), args.get(3..).unwrap_or_default()),
-        Some("peers") => peers::run(n.unwrap_or(15)),
+        Some("peers") => peers::run(n.unwrap_or(15), args.get(3..).unwrap_or_default()),
         _ => eprintln!("usage: lab_bench create [N] | rolling | failover [N] | peers [N]"),
     }
 }

@@ -126,7 +126,7 @@ impl Lab {
                 &self.kubeconfig(),
                 &pki,
                 &server,
-                account,
+                ("ferrolb-system", account),
                 &self.component_kubeconfig(account),
             )?;
         }
@@ -211,21 +211,30 @@ impl Lab {
 
     /// Whether `node`'s speaker answers /readyz with 200 (asked from the API host).
     pub fn speaker_ready(&self, node: &str) -> bool {
-        let Some(addr) = self
-            .topology
-            .nodes
-            .hosts
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.ipv4)
-        else {
+        self.node_answers(node, SPEAKER_METRICS_PORT, "/readyz")
+    }
+
+    /// Whether something on `node` answers GET `path` on `port` of its address with 200
+    /// (asked from the API host, as a kubelet's probe would).
+    pub fn node_answers(&self, node: &str, port: u16, path: &str) -> bool {
+        let Ok(addr) = self.node_ipv4(node) else {
             return false;
         };
-        let url = (addr, SPEAKER_METRICS_PORT);
+        let path = path.to_string();
         netns::in_ns(&self.ns(&self.topology.api.name), move || {
-            crate::client::http_get(url.into(), "/readyz").is_some_and(|(code, _)| code == 200)
+            crate::client::http_get((addr, port).into(), &path).is_some_and(|(code, _)| code == 200)
         })
         .unwrap_or(false)
+    }
+
+    /// The process the lab started as `what` (the last one, if started again).
+    pub fn pid(&self, what: &str) -> Option<u32> {
+        self.state
+            .processes
+            .iter()
+            .rev()
+            .find(|(w, _)| w == what)
+            .map(|(_, pid)| *pid)
     }
 
     /// Runs kubectl on the API host against the lab's API server.

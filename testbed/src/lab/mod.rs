@@ -146,6 +146,22 @@ impl Lab {
         }
     }
 
+    /// `node`'s IPv4 address on the nodes' segment.
+    pub fn node_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
+        self.topology
+            .nodes
+            .hosts
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.ipv4)
+            .with_context(|| format!("no node {node}"))
+    }
+
+    /// kube-apiserver's audit log: every request's metadata.
+    pub fn audit_log(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(&self.dir.join("audit.log"))
+    }
+
     pub fn log(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.log"))
     }

@@ -230,11 +230,15 @@ impl Controller {
         caches: Caches,
     ) -> Controller {
         let events = EventPublisher::spawn(client.clone(), "ferrolb-controller", &config.identity);
-        let pool_statuses = Background::spawn(writes::PoolStatusWriter {
-            api: Api::namespaced(client.clone(), &config.namespace),
-            pools: caches.pools.clone(),
-            namespace: config.namespace.clone(),
-        });
+        // A pool's counters move with every Service; one write a second carries them all.
+        let pool_statuses = Background::spawn_paced(
+            writes::PoolStatusWriter {
+                api: Api::namespaced(client.clone(), &config.namespace),
+                pools: caches.pools.clone(),
+                namespace: config.namespace.clone(),
+            },
+            std::time::Duration::from_secs(1),
+        );
         Controller {
             client,
             config,

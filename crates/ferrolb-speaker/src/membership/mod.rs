@@ -439,7 +439,10 @@ impl Gossip {
                     changed = true;
                 }
                 foca::OwnedNotification::Rejoin(m) => {
-                    tracing::info!(generation = m.generation, "the others had declared this speaker down; rejoined");
+                    tracing::info!(
+                        generation = m.generation,
+                        "the others had declared this speaker down; rejoined"
+                    );
                     rejoined = true;
                     changed = true;
                 }
