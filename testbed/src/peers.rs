@@ -433,6 +433,8 @@ impl Lab {
                     "svc_election=false".into(),
                     "bgp_enable=true".into(),
                     format!("bgp_routerid={}", self.node_ipv4(node)?),
+                    // The sessions' source, whose interface's IPv6 address is the next hop.
+                    format!("bgp_sourceip={}", self.node_ipv4(node)?),
                     format!("bgp_as={}", self.topology.nodes.asn),
                     format!("bgp_peers={}", peers.join(",")),
                     format!("bgp_hold_time={BGP_HOLD_SECONDS}"),

@@ -46,13 +46,15 @@ pub(super) fn measure(lab: &mut Lab, setting: Setting, events: usize) -> Bgp {
     }
 }
 
-/// Whether each router has a path for `prefix` from `node`.
-fn paths_from(lab: &Lab, prefix: &str, node: IpAddr) -> (bool, bool) {
-    let at_frr = lab.frr_paths("frr", prefix).contains(&node);
+/// Whether each router has a path for `prefix` from `node` (FRR names a path by the peer's
+/// address, BIRD by its protocol, named after the node).
+fn paths_from(lab: &Lab, prefix: &str, node: &str) -> (bool, bool) {
+    let address = lab.node_ipv4(node).unwrap();
+    let at_frr = lab.frr_paths("frr", prefix).contains(&address);
     let at_bird = lab
         .bird_paths("bird", prefix)
         .iter()
-        .any(|from| *from == node.to_string());
+        .any(|from| from == node);
     (at_frr, at_bird)
 }
 
@@ -61,7 +63,6 @@ fn paths_from(lab: &Lab, prefix: &str, node: IpAddr) -> (bool, bool) {
 /// next event.
 fn node_lost(lab: &mut Lab, setting: Setting) -> (Option<Duration>, Option<Duration>) {
     let prefix = format!("{}/32", setting.vip());
-    let n1 = lab.node_ipv4("n1").unwrap();
     let everyone: Vec<IpAddr> = NODES.iter().map(|n| lab.node_ipv4(n).unwrap()).collect();
     assert!(
         wait_every(Duration::from_secs(180), Duration::from_millis(200), || {
@@ -74,7 +75,7 @@ fn node_lost(lab: &mut Lab, setting: Setting) -> (Option<Duration>, Option<Durat
     lab.set_switch_port("n1", false).unwrap();
     let (mut frr, mut bird) = (None, None);
     wait_every(Duration::from_secs(60), Duration::from_millis(50), || {
-        let (at_frr, at_bird) = paths_from(lab, &prefix, n1);
+        let (at_frr, at_bird) = paths_from(lab, &prefix, "n1");
         if !at_frr && frr.is_none() {
             frr = Some(cut.elapsed());
         }
