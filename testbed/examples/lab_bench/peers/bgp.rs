@@ -9,14 +9,17 @@ use super::*;
 const NODE_LOST_EVENTS: usize = 3;
 const SCALE: usize = 1000;
 
+/// A time at FRR and at BIRD (None: not within the limit).
+type AtRouters = (Option<Duration>, Option<Duration>);
+
 pub(super) struct Bgp {
     who: String,
     creates: Vec<Duration>,
     /// From the cut to the node's path gone, at FRR and at BIRD.
-    withdrawn: Vec<(Option<Duration>, Option<Duration>)>,
+    withdrawn: Vec<AtRouters>,
     /// From creating 1,000 IPv6 Services to a route for each at FRR and at BIRD; `Err`: why
     /// not measured.
-    scale: Result<(Option<Duration>, Option<Duration>), String>,
+    scale: Result<AtRouters, String>,
 }
 
 /// BIRD holds back a neighbour whose session failed (its error wait, 60 s doubling to 300 s,
@@ -61,7 +64,7 @@ fn paths_from(lab: &Lab, prefix: &str, node: &str) -> (bool, bool) {
 /// n1's switch port down while the Service `web` is advertised by every node: how long until
 /// each router has dropped n1's path. The port comes back and every path returns before the
 /// next event.
-fn node_lost(lab: &mut Lab, setting: Setting) -> (Option<Duration>, Option<Duration>) {
+fn node_lost(lab: &mut Lab, setting: Setting) -> AtRouters {
     let prefix = format!("{}/32", setting.vip());
     let everyone: Vec<IpAddr> = NODES.iter().map(|n| lab.node_ipv4(n).unwrap()).collect();
     assert!(
@@ -116,7 +119,7 @@ fn prefixes_at(lab: &Lab) -> (usize, usize) {
     (at_frr, at_bird)
 }
 
-fn routes_for_all(lab: &Lab, setting: Setting) -> (Option<Duration>, Option<Duration>) {
+fn routes_for_all(lab: &Lab, setting: Setting) -> AtRouters {
     let file = lab.dir.join("bgp-scale.yaml");
     std::fs::write(&file, load::services(setting, "bgpscale", SCALE, 1)).unwrap();
     let _ = lab.kubectl(&["create", "namespace", "bgpscale"]);
@@ -160,7 +163,7 @@ pub(super) fn print(rows: &[Bgp], n: usize) {
     );
     println!("|---|---|---|---|---|");
     for row in rows {
-        let list = |pick: fn(&(Option<Duration>, Option<Duration>)) -> Option<Duration>| {
+        let list = |pick: fn(&AtRouters) -> Option<Duration>| {
             row.withdrawn
                 .iter()
                 .map(|w| secs(&pick(w)))
