@@ -115,22 +115,7 @@ impl Lab {
         account: &str,
     ) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(format!("kubeconfig-{namespace}-{account}"));
-        let pki = crate::control_plane::Pki {
-            dir: self.dir.join("pki"),
-            admin_token: self.admin_token()?,
-        };
-        let server = format!(
-            "https://{}:{}",
-            self.topology.api.ipv4, self.topology.api.port
-        );
-        crate::control_plane::write_service_account_kubeconfig(
-            &self.ns(&self.topology.api.name),
-            &self.kubeconfig(),
-            &pki,
-            &server,
-            (namespace, account),
-            &path,
-        )?;
+        self.write_service_account_kubeconfig((namespace, account), &path)?;
         Ok(path)
     }
 

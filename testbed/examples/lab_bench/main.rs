@@ -80,10 +80,7 @@ fn probe(addr: SocketAddr, timeout: Duration) -> Option<String> {
 /// is in what the caller times.
 fn post(lab: &Lab, path: &str, body: String) -> u16 {
     if lab.config.api == ferrolb_testbed::Api::KubeApiserver {
-        let url = format!(
-            "https://{}:{}{path}",
-            lab.topology.api.ipv4, lab.topology.api.port
-        );
+        let url = format!("{}{path}", lab.api_server());
         let auth = format!("Authorization: Bearer {}", lab.admin_token().unwrap());
         let ca = lab.dir.join("pki/ca.crt").display().to_string();
         let out = netns::exec_ok(

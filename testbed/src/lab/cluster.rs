@@ -99,8 +99,7 @@ impl Lab {
                 "kubernetes.default.svc".into(),
             ],
         };
-        let server = launch.server();
-        let pki = crate::control_plane::start_control_plane(&launch, &mut |what, args| {
+        crate::control_plane::start_control_plane(&launch, &mut |what, args| {
             self.start(what, &api.name, args)
         })?;
         let manifests = crate::control_plane::repository().join("manifests");
@@ -121,16 +120,39 @@ impl Lab {
         });
         self.apply("cluster", &self.cluster_objects().join("---\n"))?;
         for account in ["ferrolb-speaker", "ferrolb-controller"] {
-            crate::control_plane::write_service_account_kubeconfig(
-                &ns,
-                &self.kubeconfig(),
-                &pki,
-                &server,
+            self.write_service_account_kubeconfig(
                 ("ferrolb-system", account),
                 &self.component_kubeconfig(account),
             )?;
         }
         Ok(())
+    }
+
+    /// kube-apiserver's URL on the API host.
+    pub fn api_server(&self) -> String {
+        let api = &self.topology.api;
+        format!("https://{}", std::net::SocketAddr::new(api.ipv4, api.port))
+    }
+
+    /// Writes to `path` a kubeconfig with a bound token of ServiceAccount
+    /// `<namespace>/<account>` (kube-apiserver only).
+    pub(crate) fn write_service_account_kubeconfig(
+        &self,
+        account: (&str, &str),
+        path: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let pki = crate::control_plane::Pki {
+            dir: self.dir.join("pki"),
+            admin_token: self.admin_token()?,
+        };
+        crate::control_plane::write_service_account_kubeconfig(
+            &self.ns(&self.topology.api.name),
+            &self.kubeconfig(),
+            &pki,
+            &self.api_server(),
+            account,
+            path,
+        )
     }
 
     /// Starts (or restarts) controller replica `i`.

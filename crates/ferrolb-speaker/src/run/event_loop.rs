@@ -64,10 +64,7 @@ impl Speaker {
                     dirty = true;
                 }
                 _ = live.changed() => dirty = true,
-                _ = rejoins.changed() => {
-                    self.rejoined = true;
-                    dirty = true;
-                }
+                _ = rejoins.changed() => dirty = true,
                 Some(conflict) = conflicts.recv() => {
                     if self.on_conflict(conflict).await {
                         dirty = true;

@@ -228,8 +228,8 @@ struct Speaker {
     rivals: Rivals,
     /// The live speakers at the last reconcile.
     live_before: BTreeSet<String>,
-    /// The others had declared this speaker down and it rejoined since the last reconcile.
-    rejoined: bool,
+    /// The membership's rejoin count at the last reconcile.
+    rejoins_before: u64,
 }
 
 impl Speaker {
@@ -270,7 +270,7 @@ impl Speaker {
             weight_due: None,
             rivals: Rivals::default(),
             live_before: BTreeSet::new(),
-            rejoined: false,
+            rejoins_before: 0,
         }
     }
 }

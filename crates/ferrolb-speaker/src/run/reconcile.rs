@@ -144,7 +144,9 @@ impl Speaker {
     /// the one that took an address hands it over only once it does, and until then the two
     /// settle it by their claims (`rivals`).
     async fn announce_again_if_regained(&mut self, live: &BTreeSet<String>, applied: &Applied) {
-        let rejoined = std::mem::take(&mut self.rejoined);
+        let rejoins = *self.membership.rejoins.borrow();
+        let rejoined = rejoins != self.rejoins_before;
+        self.rejoins_before = rejoins;
         if !rejoined && !rivals::regained(&self.live_before, live) {
             return;
         }

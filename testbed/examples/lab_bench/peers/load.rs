@@ -70,6 +70,22 @@ fn window(lab: &Lab, setting: Setting) -> Usage {
     }
 }
 
+/// Waits, at most `limit`, until the implementation's API requests have stopped falling after a
+/// burst of Services (the announcements made, the first reports written): two 2 s windows in a
+/// row within a quarter of each other, or two apart at most.
+fn wait_steady(lab: &Lab, setting: Setting, limit: Duration) -> bool {
+    let log = lab.audit_log();
+    let mut mark = log.mark();
+    let mut previous: Option<u64> = None;
+    wait_every(limit, Duration::from_secs(2), || {
+        let count = requests(lab, setting, mark);
+        mark = log.mark();
+        let steady = previous.is_some_and(|p| p.abs_diff(count) <= 2 || p.abs_diff(count) * 4 <= p);
+        previous = Some(count);
+        steady
+    })
+}
+
 /// `count` IPv6 Services in namespace `namespace`, each with an endpoint on every node;
 /// kube-vip's with addresses from `first` on (it has no pool of its own).
 pub(super) fn services(setting: Setting, namespace: &str, count: usize, first: u32) -> String {
@@ -151,8 +167,12 @@ pub(super) fn delete_all(lab: &Lab, namespace: &str) {
 pub(super) fn measure(lab: &Lab, setting: Setting) -> Load {
     let idle = window(lab, setting);
     let assigned = create_all(lab, setting, "scale", SCALE, 1, Duration::from_secs(300));
-    // Settled: the announcements made, the first reports written.
-    std::thread::sleep(Duration::from_secs(20));
+    if !wait_steady(lab, setting, Duration::from_secs(120)) {
+        eprintln!(
+            "{}: its API requests still falling after 120 s",
+            setting.label
+        );
+    }
     let scale = window(lab, setting);
     let mark = lab.audit_log().mark();
     let started = Instant::now();
