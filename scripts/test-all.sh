@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # frr, bird2 and gobgpd are real BGP peers for ferrolb-bgp and the speaker; ping makes a
 # client resolve an address in the speaker lab; nftables (nft and libnftables) is what
 # ferrolb-dataplane programs and the tests inspect.
-# openssl makes the keys and certificates of the lab's real control plane.
-PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables openssl)
+# openssl makes the keys and certificates of the lab's real control plane. buildah and
+# debootstrap build the image without a registry (scripts/build-image.sh).
+PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables openssl buildah debootstrap)
 . scripts/packages.sh
 ensure_packages "${PACKAGES[@]}"
 # The Kubernetes schemas (1.30-1.33) the install manifests are validated against, offline.
@@ -37,6 +38,10 @@ fi
 echo "==> control plane from Go modules (built once, cached)"
 FERROLB_CONTROL_PLANE_BIN=$(bash scripts/build-control-plane.sh)
 export FERROLB_CONTROL_PLANE_BIN
+# helm (the chart's tests) and promtool (the alerts' tests), from their Go modules, cached.
+echo "==> helm and promtool from Go modules (built once, cached)"
+FERROLB_TOOLS_BIN=$(bash scripts/build-tools.sh)
+export FERROLB_TOOLS_BIN
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

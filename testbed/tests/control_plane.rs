@@ -311,13 +311,14 @@ fn kubectl_ferrolb_validate_runs_beside_the_real_server() {
     assert!(text.contains("overlap"), "{text}");
 }
 
-/// The README's "Install on a cluster" block, its commands joined across `\` line ends.
-fn readme_install_commands() -> Vec<String> {
+/// The first `sh` block after `heading` in the README, its commands joined across `\` line
+/// ends.
+fn readme_commands(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let section = readme
-        .split("## Install on a cluster")
+        .split(heading)
         .nth(1)
-        .expect("README has the install section");
+        .unwrap_or_else(|| panic!("README has `{heading}`"));
     let block = section
         .split("```sh\n")
         .nth(1)
@@ -344,38 +345,43 @@ fn readme_install_commands() -> Vec<String> {
     commands
 }
 
-/// The README's install, as written, on kube-apiserver: every command after the image build;
-/// then the controller (which a kubelet would run from the image) started with the rendered
-/// Deployment's arguments and its ServiceAccount's token; `kubectl ferrolb status` then shows
-/// `web` with an address from the example pool.
-#[test]
-fn the_readmes_install_section_works_as_written() {
-    let api = fresh("readme");
-    let commands = readme_install_commands();
-    assert!(commands[0].starts_with("docker build"), "{commands:?}");
-    let status = commands.len() - 1;
-    assert!(
-        commands[status].starts_with("kubectl ferrolb status"),
-        "{commands:?}"
-    );
-    // A clone of the repository as far as the commands read it.
-    let clone = api.dir.join("clone");
-    std::fs::create_dir_all(&clone).unwrap();
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(root().join("manifests"))
-        .arg(&clone)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let path = plugin_path(&api);
-    let shell = |script: &str| {
-        let script = format!("cd '{}'\n{script}", clone.display());
-        let out = api
+/// A clone of the repository as far as the README's commands read it, and a shell in it with
+/// `kubectl-ferrolb` (and `extra_path`, if any) on PATH.
+struct Clone<'a> {
+    api: &'a ControlPlane,
+    dir: PathBuf,
+    path: String,
+}
+
+impl<'a> Clone<'a> {
+    fn new(api: &'a ControlPlane, copy: &[&str], extra_path: Option<&Path>) -> Clone<'a> {
+        let dir = api.dir.join("clone");
+        std::fs::create_dir_all(&dir).unwrap();
+        for what in copy {
+            let copied = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(root().join(what))
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(copied.success());
+        }
+        let mut path = plugin_path(api);
+        if let Some(extra) = extra_path {
+            path = format!("{}:{path}", extra.display());
+        }
+        Clone { api, dir, path }
+    }
+
+    /// Runs `script` with bash -euo pipefail in the clone: success and the output.
+    fn shell(&self, script: &str) -> (bool, String) {
+        let script = format!("cd '{}'\n{script}", self.dir.display());
+        let out = self
+            .api
             .run(
                 "env",
                 &[
-                    &format!("PATH={path}"),
+                    &format!("PATH={}", self.path),
                     "bash",
                     "-euo",
                     "pipefail",
@@ -387,56 +393,136 @@ fn the_readmes_install_section_works_as_written() {
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
-    };
-    let (ok, text) = shell(&commands[1..status].join("\n"));
-    assert!(ok, "the install commands failed:\n{text}");
+    }
 
+    /// Starts the controller as a kubelet would from `rendered`'s Deployment (its arguments,
+    /// its ServiceAccount's token), then waits for `status` to show `web` with an address from
+    /// the example pool.
+    fn controller_gives_web_its_address(&self, rendered: &str, status: &str) {
+        let manifest_args = ferrolb_testbed::control_plane::container_args(
+            rendered,
+            "Deployment",
+            "ferrolb-controller",
+        )
+        .unwrap();
+        let kubeconfig = self
+            .api
+            .service_account_kubeconfig("ferrolb-controller")
+            .unwrap();
+        let mut args = vec![bin("ferrolb")];
+        args.extend(ferrolb_testbed::control_plane::with_overrides(
+            &manifest_args,
+            &[
+                "--kubeconfig".into(),
+                kubeconfig.display().to_string(),
+                "--identity".into(),
+                "readme-0".into(),
+                "--metrics-addr".into(),
+                "127.0.0.1:7480".into(),
+                "--health-addr".into(),
+                "127.0.0.1:7481".into(),
+            ],
+        ));
+        self.api.start("controller", args).unwrap();
+        let mut last = String::new();
+        let shown = ferrolb_testbed::netns::wait_every(
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_millis(500),
+            || {
+                let (ok, text) = self.shell(status);
+                last = text;
+                ok && last
+                    .lines()
+                    .any(|l| l.contains("web") && l.contains("192.0.2.2") && l.contains("lan"))
+            },
+        );
+        assert!(
+            shown,
+            "kubectl ferrolb status never showed web's address:\n{last}"
+        );
+    }
+}
+
+/// The README's install, as written, on kube-apiserver: every command after the image build;
+/// then the controller (which a kubelet would run from the image) started with the rendered
+/// Deployment's arguments and its ServiceAccount's token; `kubectl ferrolb status` then shows
+/// `web` with an address from the example pool.
+#[test]
+fn the_readmes_install_section_works_as_written() {
+    let api = fresh("readme");
+    let commands = readme_commands("## Install on a cluster");
+    assert!(commands[0].starts_with("docker build"), "{commands:?}");
+    let status = commands.len() - 1;
+    assert!(
+        commands[status].starts_with("kubectl ferrolb status"),
+        "{commands:?}"
+    );
+    let clone = Clone::new(&api, &["manifests"], None);
+    let (ok, text) = clone.shell(&commands[1..status].join("\n"));
+    assert!(ok, "the install commands failed:\n{text}");
     let rendered = api
-        .kubectl(&["kustomize", &clone.join("overlay").display().to_string()])
+        .kubectl(&[
+            "kustomize",
+            &clone.dir.join("overlay").display().to_string(),
+        ])
         .unwrap();
     assert!(
         rendered.contains("image: registry.example/ferrolb:0.1.0"),
         "the overlay's image is not in the rendered manifests"
     );
-    let manifest_args = ferrolb_testbed::control_plane::container_args(
-        &rendered,
-        "Deployment",
-        "ferrolb-controller",
-    )
-    .unwrap();
-    let kubeconfig = api
-        .service_account_kubeconfig("ferrolb-controller")
-        .unwrap();
-    let mut args = vec![bin("ferrolb")];
-    args.extend(ferrolb_testbed::control_plane::with_overrides(
-        &manifest_args,
-        &[
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
-            "--identity".into(),
-            "readme-0".into(),
-            "--metrics-addr".into(),
-            "127.0.0.1:7480".into(),
-            "--health-addr".into(),
-            "127.0.0.1:7481".into(),
-        ],
-    ));
-    api.start("controller", args).unwrap();
+    clone.controller_gives_web_its_address(&rendered, &commands[status]);
+}
 
-    let mut last = String::new();
-    let shown = ferrolb_testbed::netns::wait_every(
-        std::time::Duration::from_secs(30),
-        std::time::Duration::from_millis(500),
-        || {
-            let (ok, text) = shell(&commands[status]);
-            last = text;
-            ok && last
-                .lines()
-                .any(|l| l.contains("web") && l.contains("192.0.2.2") && l.contains("lan"))
-        },
-    );
+/// The README's Helm install, as written, on kube-apiserver (helm built from its Go module):
+/// the release installs; an upgrade keeps the generated gossip key; the controller started
+/// from the release's Deployment gives `web` its address.
+#[test]
+fn the_readmes_helm_install_works_as_written() {
+    let helm = ferrolb_testbed::control_plane::go_built(
+        "FERROLB_TOOLS_BIN",
+        "scripts/build-tools.sh",
+        &["helm", "promtool"],
+    )
+    .expect("helm built from its Go module");
+    let api = fresh("helm");
+    let commands = readme_commands("### Install with Helm");
+    assert!(commands[0].starts_with("helm install"), "{commands:?}");
+    let status = commands.len() - 1;
     assert!(
-        shown,
-        "kubectl ferrolb status never showed web's address:\n{last}"
+        commands[status].starts_with("kubectl ferrolb status"),
+        "{commands:?}"
     );
+    let clone = Clone::new(&api, &["manifests", "charts"], Some(&helm));
+    // helm reads the kubeconfig kubectl uses.
+    let kubeconfig = format!("export KUBECONFIG='{}'\n", api.kubeconfig().display());
+    let (ok, text) = clone.shell(&(kubeconfig.clone() + &commands[..status].join("\n")));
+    assert!(ok, "the install commands failed:\n{text}");
+    let key = || {
+        api.kubectl(&[
+            "-n",
+            "ferrolb-system",
+            "get",
+            "secret",
+            "ferrolb-memberlist",
+            "-o",
+            "jsonpath={.data.secretkey}",
+        ])
+        .unwrap()
+    };
+    let installed_key = key();
+    assert!(installed_key.len() >= 40, "gossip key: {installed_key:?}");
+    let (ok, text) = clone.shell(
+        &(kubeconfig.clone()
+            + "helm upgrade ferrolb charts/ferrolb -n ferrolb-system --reuse-values --set controller.replicas=3"),
+    );
+    assert!(ok, "helm upgrade failed:\n{text}");
+    assert_eq!(key(), installed_key, "the upgrade changed the gossip key");
+    let (ok, rendered) = clone.shell(&(kubeconfig + "helm get manifest ferrolb -n ferrolb-system"));
+    assert!(ok, "{rendered}");
+    assert!(
+        rendered.contains("registry.example/ferrolb:0.1.0"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("replicas: 3"), "{rendered}");
+    clone.controller_gives_web_its_address(&rendered, &commands[status]);
 }

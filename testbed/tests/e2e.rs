@@ -51,6 +51,7 @@ fn lab_on(tag: &str, api: Api) -> TestLab {
         prefix: format!("fte{}{tag}-", std::process::id() % 100_000),
         bin_dir,
         speaker_args: Vec::new(),
+        controller_args: Vec::new(),
         listener_addresses: Vec::new(),
         api,
     };

@@ -61,14 +61,20 @@ impl Readiness {
     }
 }
 
+/// Listens on `addr`, given by `flag`: an error names both (two processes on one host, say).
+pub async fn listen(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({flag}): {e}"))
+}
+
 /// Serves `/metrics` from `registry`, `/healthz`, and `/readyz` (200 while ready; a 503's body
 /// says why not).
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     registry: Registry,
     readiness: Arc<Readiness>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let registry = registry.clone();

@@ -15,6 +15,10 @@ pub struct Metrics {
     /// Status writes that replaced addresses a Service already showed with different ones.
     pub address_changes: Counter,
     pub write_errors: Counter,
+    /// Services ferrolb serves that have no address (their pools are full or none matches).
+    pub services_unassigned: Gauge,
+    /// Every metric name registered, for checks of dashboards and alerts.
+    pub names: Vec<String>,
 }
 
 impl Metrics {
@@ -74,6 +78,12 @@ impl Metrics {
             "Failed writes to the API (retried)",
         )
         .expect("valid metric");
+        let services_unassigned = Gauge::new(
+            "ferrolb_services_unassigned",
+            "Services this controller leads for that could not be given an address",
+        )
+        .expect("valid metric");
+        let mut names = Vec::new();
         for m in [
             Box::new(addresses_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(addresses_in_use.clone()),
@@ -84,7 +94,9 @@ impl Metrics {
             Box::new(status_writes.clone()),
             Box::new(address_changes.clone()),
             Box::new(write_errors.clone()),
+            Box::new(services_unassigned.clone()),
         ] {
+            names.extend(m.desc().iter().map(|d| d.fq_name.clone()));
             registry.register(m).expect("metric names are unique");
         }
         Metrics {
@@ -98,6 +110,8 @@ impl Metrics {
             status_writes,
             address_changes,
             write_errors,
+            services_unassigned,
+            names,
         }
     }
 

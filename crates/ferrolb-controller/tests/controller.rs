@@ -620,16 +620,14 @@ async fn namespace_labels_steer_pools_and_deprecated_fields_warn() {
 async fn metrics_health_and_readiness_are_served() {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let listener = ferrolb_cluster::http::listen(([127, 0, 0, 1], 0).into(), "--metrics-addr")
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(ferrolb_controller::Metrics::new());
     let ready = ferrolb_cluster::http::Readiness::new("caches not synced");
     let server = tokio::spawn(ferrolb_cluster::http::serve(
-        addr,
+        listener,
         metrics.registry.clone(),
         ready.clone(),
     ));

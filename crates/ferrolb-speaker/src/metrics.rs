@@ -27,6 +27,10 @@ pub struct Metrics {
     /// 1 while the BFD session beside the peer's BGP session is Up.
     pub bfd_session_up: IntGaugeVec,
     pub decision_duration: Histogram,
+    /// 1 while the speaker is ready (cluster read, gossip settled, forwarding works).
+    pub ready: prometheus::IntGauge,
+    /// Every metric name registered, for checks of dashboards and alerts.
+    pub names: Vec<String>,
     /// Where the cumulative counters are read from; the parts are attached as they start.
     pub sources: Arc<CounterSources>,
 }
@@ -34,7 +38,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let register = |c: Box<dyn Collector>| registry.register(c).expect("unique metric");
+        let names = std::cell::RefCell::new(Vec::new());
+        let register = |c: Box<dyn Collector>| {
+            names
+                .borrow_mut()
+                .extend(c.desc().iter().map(|d| d.fq_name.clone()));
+            registry.register(c).expect("unique metric");
+        };
         let int_gauge = |name: &str, help: &str, label: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
             register(Box::new(g.clone()));
@@ -78,6 +88,12 @@ impl Metrics {
         )
         .expect("valid metric");
         register(Box::new(decision_duration.clone()));
+        let ready = prometheus::IntGauge::new(
+            "ferrolb_speaker_ready",
+            "1 while the speaker is ready: cluster read, gossip settled, forwarding works.",
+        )
+        .expect("valid metric");
+        register(Box::new(ready.clone()));
         let sources = Arc::new(CounterSources::default());
         register(Box::new(Scraped(sources.clone())));
         Metrics {
@@ -88,6 +104,8 @@ impl Metrics {
             bgp_prefixes,
             bfd_session_up,
             decision_duration,
+            ready,
+            names: names.into_inner(),
             sources,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ferrolb_api::model::parse_duration;
-use ferrolb_cluster::http::Readiness;
+use ferrolb_cluster::http::{Readiness, listen};
 use ferrolb_controller::plan::IpMode;
 use ferrolb_controller::{ControllerConfig, Metrics};
 
@@ -66,6 +66,13 @@ pub struct ControllerArgs {
 pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
     cli::init_logging(args.log_json);
     let runtime = tokio::runtime::Runtime::new()?;
+    if args.lease_grace >= args.lease_duration {
+        anyhow::bail!(
+            "--lease-grace ({:?}) must be shorter than --lease-duration ({:?})",
+            args.lease_grace,
+            args.lease_duration
+        );
+    }
     runtime.block_on(async move {
         let client = cli::client(args.kubeconfig.as_deref(), None).await?;
         let identity = args.identity.clone().unwrap_or_else(|| {
@@ -89,9 +96,9 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         };
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new("caches not synced");
-        let serve = |addr| ferrolb_cluster::http::serve(addr, metrics.registry.clone(), readiness.clone());
-        let metrics_server = serve(args.metrics_addr);
-        let health_server = serve(args.health_addr);
+        let serve = |listener| ferrolb_cluster::http::serve(listener, metrics.registry.clone(), readiness.clone());
+        let metrics_server = serve(listen(args.metrics_addr, "--metrics-addr").await.map_err(anyhow::Error::msg)?);
+        let health_server = serve(listen(args.health_addr, "--health-addr").await.map_err(anyhow::Error::msg)?);
         tracing::info!(identity = %config.identity, namespace = %config.namespace, "starting controller");
         let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {

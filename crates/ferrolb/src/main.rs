@@ -147,7 +147,19 @@ fn read_input(file: Option<PathBuf>) -> anyhow::Result<String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with one line naming what was tried (a file, an address, a flag)
+/// and why, without a backtrace: what an operator reads in `kubectl logs`.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrolb: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Installed as `kubectl-ferrolb`, kubectl runs it for `kubectl ferrolb ...`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = args

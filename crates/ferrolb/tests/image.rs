@@ -68,10 +68,23 @@ fn the_binary_links_only_what_debian_slim_carries() {
 #[test]
 fn the_runtime_stage_installs_what_the_speaker_loads_at_run_time() {
     let text = dockerfile();
-    // What comes before the first FROM is the header comment.
+    // What comes before the first FROM is the header comment (and the base image ARGs).
     let stages: Vec<&str> = text.split("\nFROM ").skip(1).collect();
-    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
-    let runtime = stages[1];
+    let stage = |name: &str| {
+        *stages
+            .iter()
+            .find(|s| {
+                s.lines()
+                    .next()
+                    .is_some_and(|l| l.ends_with(&format!(" AS {name}")))
+            })
+            .unwrap_or_else(|| panic!("a stage {name}: {text}"))
+    };
+    let runtime = stage("runtime");
+    // The two ways to the image (compiled in a Rust image, or a binary from the context) both
+    // start from the runtime stage, which the default (last) stage is built on.
+    assert!(stage("prebuilt").starts_with("runtime AS prebuilt"));
+    assert!(stages.last().unwrap().starts_with("runtime\n"), "{text}");
     // The dataplane dlopens libnftables.so.1; on Debian that file is in libnftables1.
     assert_eq!(
         package_of("/usr/lib/x86_64-linux-gnu/libnftables.so.1"),
@@ -89,9 +102,9 @@ fn the_runtime_stage_installs_what_the_speaker_loads_at_run_time() {
         "the controller runs as non-root"
     );
     // The builder's Rust is at least what the workspace asks for.
-    let builder = stages[0]
+    let builder = text
         .lines()
-        .find_map(|l| l.strip_prefix("rust:"))
+        .find_map(|l| l.strip_prefix("ARG RUST_IMAGE=rust:"))
         .and_then(|v| v.split('-').next())
         .expect("a rust builder image");
     let cargo =

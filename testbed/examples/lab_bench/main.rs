@@ -49,6 +49,7 @@ fn lab_on(
         prefix: "ftbench-".into(),
         bin_dir,
         speaker_args,
+        controller_args: Vec::new(),
         listener_addresses,
         api,
     };

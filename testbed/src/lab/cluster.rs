@@ -178,6 +178,8 @@ impl Lab {
             "--health-addr".into(),
             format!("127.0.0.1:{}", metrics + 1),
         ];
+        let lab_args =
+            crate::control_plane::with_overrides(&lab_args, &self.config.controller_args);
         let args = self.command_line(
             self.workloads.as_ref().map(|w| w.controller.clone()),
             "controller",

@@ -26,6 +26,9 @@ pub struct LabConfig {
     pub bin_dir: PathBuf,
     /// Extra flags for every speaker.
     pub speaker_args: Vec<String>,
+    /// Flags for every controller in place of the lab's of the same name (its short test
+    /// lease, say).
+    pub controller_args: Vec<String>,
     /// Addresses every node's listener serves besides the node's own (bound even while the
     /// node does not hold them).
     pub listener_addresses: Vec<IpAddr>,
@@ -73,6 +76,7 @@ impl LabConfig {
             prefix: std::env::var("FERROLB_TESTBED_PREFIX").unwrap_or_else(|_| "ftb-".into()),
             bin_dir,
             speaker_args: Vec::new(),
+            controller_args: Vec::new(),
             listener_addresses: Vec::new(),
             api: Api::from_env()?,
         })

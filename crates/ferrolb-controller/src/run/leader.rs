@@ -35,6 +35,47 @@ pub(super) fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
     holder == identity && k8s_openapi::jiff::Timestamp::now().as_second() < expires
 }
 
+/// Whether `now` shows the Lease renewed under `identity` since `before`: by another process,
+/// when this one has not started its lease manager yet.
+pub(super) fn renewed_since(before: &Lease, now: &Lease, identity: &str) -> bool {
+    let spec = |l: &Lease| l.spec.clone().unwrap_or_default();
+    let (before, now) = (spec(before), spec(now));
+    now.holder_identity.as_deref() == Some(identity) && now.renew_time != before.renew_time
+}
+
+/// Refuses to start when another live process renews the Lease under this replica's identity:
+/// two replicas given one `--identity` would both believe they lead. A Lease that names this
+/// identity but is not renewed while this one watches (one renewal period) is its own, from
+/// before a restart. Errors reading the Lease are left to the lease manager's retries.
+pub(super) async fn refuse_a_twin(
+    client: &Client,
+    config: &ControllerConfig,
+) -> Result<(), ControllerError> {
+    let leases = Api::<Lease>::namespaced(client.clone(), &config.namespace);
+    let Ok(Some(first)) = leases.get_opt(&config.lease_name).await else {
+        return Ok(());
+    };
+    if !holds_lease(Some(Arc::new(first.clone())), &config.identity) {
+        return Ok(());
+    }
+    let watch_for =
+        config.lease_duration.saturating_sub(config.lease_grace) + Duration::from_secs(1);
+    tracing::info!(identity = %config.identity, ?watch_for, "the Lease names this identity; checking that no other process renews it");
+    let deadline = tokio::time::Instant::now() + watch_for;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(Some(now)) = leases.get_opt(&config.lease_name).await
+            && renewed_since(&first, &now, &config.identity)
+        {
+            return Err(ControllerError::IdentityInUse(format!(
+                "another process holds Lease {}/{} as identity {:?} and renewed it while this one waited: give each replica its own --identity (the manifests use the Pod's name)",
+                config.namespace, config.lease_name, config.identity
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Starts leader election, retrying with backoff (500 ms doubling to 10 s) while the API is
 /// unreachable or failing; `None` when `shutdown` comes first.
 pub(super) async fn start_with_retry(
@@ -115,5 +156,49 @@ impl Controller {
         self.pools_seen = fingerprint_of(&pools.items);
         self.write_plans(plans, leader).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    fn lease(holder: &str, renewed_second: i64) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                renew_time: Some(MicroTime(
+                    k8s_openapi::jiff::Timestamp::from_second(renewed_second).unwrap(),
+                )),
+                lease_duration_seconds: Some(15),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        }
+    }
+
+    #[test]
+    fn only_a_renewal_under_this_identity_is_a_twin() {
+        let first = lease("controller-0", 1_000);
+        // Renewed under the same identity by someone else: a twin.
+        assert!(renewed_since(
+            &first,
+            &lease("controller-0", 1_010),
+            "controller-0"
+        ));
+        // Not renewed: this replica's own Lease from before a restart.
+        assert!(!renewed_since(
+            &first,
+            &lease("controller-0", 1_000),
+            "controller-0"
+        ));
+        // Taken by another identity: ordinary leader election.
+        assert!(!renewed_since(
+            &first,
+            &lease("controller-1", 1_010),
+            "controller-0"
+        ));
     }
 }

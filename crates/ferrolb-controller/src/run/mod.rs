@@ -82,6 +82,8 @@ impl Default for ControllerConfig {
 pub enum ControllerError {
     #[error("leader election: {0}")]
     Lease(String),
+    #[error("{0}")]
+    IdentityInUse(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -89,7 +91,7 @@ pub enum ControllerError {
 impl ControllerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            ControllerError::Lease(_) => "lease",
+            ControllerError::Lease(_) | ControllerError::IdentityInUse(_) => "lease",
             ControllerError::Kube(_) => "kube",
         }
     }
@@ -123,6 +125,7 @@ pub async fn run(
     let (tx, changes) = mpsc::unbounded_channel();
     let caches = Caches::follow(&client, &config, tx);
     let mut shutdown = std::pin::pin!(shutdown);
+    leader::refuse_a_twin(&client, &config).await?;
     let Some(leader_rx) = leader::start_with_retry(&client, &config, &mut shutdown).await else {
         return Ok(());
     };
@@ -463,6 +466,9 @@ impl Controller {
     }
 
     fn update_usage_metrics(&self) {
+        self.metrics
+            .services_unassigned
+            .set(self.unassigned.len() as f64);
         let Some(planner) = &self.planner else { return };
         for (pool, family, used, total) in planner.pool_usage() {
             let family = match family {

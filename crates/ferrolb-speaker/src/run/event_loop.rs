@@ -31,7 +31,7 @@ impl Speaker {
         loop {
             let all_synced = synced.all();
             let settled = self.membership.settled.load(Ordering::Relaxed);
-            readiness.set(if let Some(why) = synced.not_synced() {
+            let ready = if let Some(why) = synced.not_synced() {
                 Err(why)
             } else if !settled {
                 Err("gossip not settled".into())
@@ -39,7 +39,9 @@ impl Speaker {
                 Err(format!("forwarding: {e}"))
             } else {
                 Ok(())
-            });
+            };
+            self.metrics.ready.set(i64::from(ready.is_ok()));
+            readiness.set(ready);
             // A reconcile costs O(cluster); under a burst of changes the next one waits as long
             // as the last one took, so at most half the time goes to reconciling and each pass
             // covers more changes.

@@ -380,6 +380,17 @@ pub fn run(events: usize, args: &[String]) {
         .map(|a| a.parse().unwrap())
         .to_vec();
     let mut lab = lab_on(ferrolb_testbed::Api::KubeApiserver, Vec::new(), listeners);
+    // ferrolb's controllers with the install's lease (15 s, renewed 5 s before it ends), as
+    // its Deployment runs them, not the lab's short test lease (3 s, renewed every 2 s).
+    lab.config.controller_args = vec!["--lease-duration=15s".into(), "--lease-grace=5s".into()];
+    for i in 0..lab.topology.api.controllers {
+        lab.signal(
+            &format!("controller-{i}"),
+            libc::SIGTERM,
+            Duration::from_secs(20),
+        );
+        lab.start_controller(i).unwrap();
+    }
     lab.apply(
         "scale-pool",
         &format!(
