@@ -59,11 +59,28 @@ fn kustomize(dir: &str) -> String {
 
 type Key = (String, String, String);
 
+/// Whole numbers as integers: helm copies a CRD's `255.0` as written where kustomize writes
+/// `255`; the API server reads both as the same number.
+fn normalized(value: Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, normalized(v))).collect())
+        }
+        other => other,
+    }
+}
+
 /// The objects of a multi-document YAML stream by kind, namespace and name.
 fn objects(yaml: &str) -> BTreeMap<Key, Value> {
     serde_yaml::Deserializer::from_str(yaml)
         .map(|d| Value::deserialize(d).expect("YAML"))
         .filter(|v| !v.is_null())
+        .map(normalized)
         .map(|v| {
             let key = (
                 v["kind"].as_str().unwrap_or_default().to_string(),

@@ -137,7 +137,13 @@ async fn a_second_controller_with_the_first_ones_identity_is_refused() {
     let install = kubeconfig.clone();
     let installed = tokio::task::spawn_blocking(move || {
         let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        fake_apiserver::testing::kubectl(&install, &repo, &["apply", "-k", "manifests/"], None, None)
+        fake_apiserver::testing::kubectl(
+            &install,
+            &repo,
+            &["apply", "-k", "manifests/"],
+            None,
+            None,
+        )
     })
     .await
     .unwrap();
