@@ -10,6 +10,7 @@ use rtnetlink::Handle;
 use rtnetlink::constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 
 use crate::interfaces::Interface;
@@ -77,6 +78,31 @@ pub async fn interfaces(handle: &Handle) -> io::Result<Vec<Interface>> {
         }
     }
     Ok(ifaces)
+}
+
+/// The IPv4 neighbours the kernel is still resolving on interface `index` (state INCOMPLETE):
+/// packets for them wait in its queue until its next probe, up to a second away.
+pub async fn unresolved_neighbours(
+    handle: &Handle,
+    index: u32,
+) -> io::Result<Vec<std::net::Ipv4Addr>> {
+    let mut out = Vec::new();
+    let mut neighbours = handle
+        .neighbours()
+        .get()
+        .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
+        .execute();
+    while let Some(msg) = neighbours.try_next().await.map_err(to_io)? {
+        if msg.header.ifindex != index || msg.header.state != NeighbourState::Incomplete {
+            continue;
+        }
+        for attr in &msg.attributes {
+            if let NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) = attr {
+                out.push(*a);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -276,6 +276,12 @@ pub fn arp_reply(
     )
 }
 
+/// An ARP request from `mac` / `ip` for `target`, broadcast: the answer goes to the kernel's
+/// own neighbour table (it takes a reply for an entry it is still resolving).
+pub fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp_frame([0xff; 6], ArpOperations::Request, mac, ip, [0; 6], target)
+}
+
 /// Gratuitous ARP, as request and as reply (hosts differ in which they heed), broadcast.
 pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [Vec<u8>; 2] {
     [

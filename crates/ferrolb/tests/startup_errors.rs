@@ -226,3 +226,67 @@ async fn a_second_controller_with_the_first_ones_identity_is_refused() {
     );
     assert!(first_alive, "the first controller stopped");
 }
+
+/// A speaker whose gossip port another process holds says which address and flag, once it
+/// has read its Node and the gossip key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gossip_port_in_use_is_named_with_its_flag() {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let scratch = Scratch::new("gossip");
+    let kubeconfig = scratch.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let objects = "apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 127.0.0.1}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: ferrolb-memberlist, namespace: ferrolb-system}
+stringData: {secretkey: a-gossip-key-of-thirty-two-bytes}
+";
+    let install = kubeconfig.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let base = fake_apiserver::testing::kubectl(
+            &install,
+            &repo,
+            &["apply", "-k", "manifests/"],
+            None,
+            None,
+        );
+        assert!(base.ok, "{}", base.stderr);
+        fake_apiserver::testing::kubectl(
+            &install,
+            &repo,
+            &["apply", "-f", "-"],
+            Some(objects),
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(installed.ok, "{}", installed.stderr);
+    let taken = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let kubeconfig = kubeconfig.to_str().unwrap().to_string();
+    let (code, stderr) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "speaker",
+            "--kubeconfig",
+            &kubeconfig,
+            "--node-name",
+            "n1",
+            "--no-l2",
+            "--gossip-port",
+            &port,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    let port = taken.local_addr().unwrap().port();
+    assert_one_line(&stderr, &[&format!("0.0.0.0:{port}"), "--gossip-port"]);
+}

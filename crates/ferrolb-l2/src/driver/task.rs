@@ -203,11 +203,47 @@ impl Running {
             now.is_some() && now == was
         });
         self.reconcile_responders();
+        for iface in regained(&before.interfaces, &next.interfaces) {
+            self.solicit_unresolved(netlink, iface).await;
+        }
         for ip in next.owned.keys() {
             let old: Vec<u32> = before.eligible(*ip).iter().map(|i| i.index).collect();
             let new: Vec<u32> = next.eligible(*ip).iter().map(|i| i.index).collect();
             if new.iter().any(|i| !old.contains(i)) {
                 self.announce(*ip);
+            }
+        }
+    }
+
+    /// Asks, from the interface's own address, for the neighbours the kernel is still
+    /// resolving there. After a short loss of carrier the kernel's probes went nowhere and its
+    /// next one may be a second away, while replies to clients wait in its queue (a returning
+    /// owner's answers, once clients follow its announcement); the answers resolve them now.
+    async fn solicit_unresolved(&self, netlink: &rtnetlink::Handle, iface: &Interface) {
+        let Some(source) = iface.addresses.iter().find_map(|(a, _)| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        }) else {
+            return;
+        };
+        let unresolved = match netlink::unresolved_neighbours(netlink, iface.index).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(iface = %iface.name, error = %e, "reading neighbours failed");
+                return;
+            }
+        };
+        let Ok(sock) = self.senders.get(iface.index) else {
+            return;
+        };
+        if !unresolved.is_empty() {
+            tracing::info!(iface = %iface.name, count = unresolved.len(), "interface usable again: asking for the neighbours the kernel is still resolving");
+        }
+        // Bounded: a table holds at most gc_thresh3 entries (1,024 by default).
+        for target in unresolved.into_iter().take(4096) {
+            let frame = wire::arp_request(iface.mac, source, target);
+            if sys::send_frame(sock.as_raw_fd(), &frame).is_err() {
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -337,5 +373,46 @@ async fn announce(
                 }
             }
         }
+    }
+}
+
+/// Interfaces usable in `next` that were not in `before` (carrier back, say). Pure.
+fn regained<'a>(before: &[Interface], next: &'a [Interface]) -> Vec<&'a Interface> {
+    next.iter()
+        .filter(|i| i.usable())
+        .filter(|i| !before.iter().any(|b| b.index == i.index && b.usable()))
+        .collect()
+}
+
+#[cfg(test)]
+mod regained_tests {
+    use super::*;
+
+    fn iface(index: u32, carrier: bool) -> Interface {
+        use crate::interfaces::{IFF_BROADCAST, IFF_LOWER_UP, IFF_RUNNING, IFF_UP};
+        let flags = IFF_UP
+            | IFF_BROADCAST
+            | if carrier {
+                IFF_LOWER_UP | IFF_RUNNING
+            } else {
+                0
+            };
+        Interface {
+            index,
+            name: format!("eth{index}"),
+            mac: [2, 0, 0, 0, 0, index as u8],
+            flags,
+            enslaved: false,
+            addresses: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_interface_is_regained_when_its_carrier_returns_or_it_appears() {
+        let before = [iface(1, false), iface(2, true)];
+        let next = [iface(1, true), iface(2, true), iface(3, true)];
+        let indexes: Vec<u32> = regained(&before, &next).iter().map(|i| i.index).collect();
+        assert_eq!(indexes, [1, 3]);
+        assert!(regained(&next, &next).is_empty());
     }
 }

@@ -93,9 +93,9 @@ impl SpeakerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpeakerError {
-    #[error("gossip socket: {0}")]
-    Gossip(std::io::Error),
-    #[error("L2 responder: {0}")]
+    #[error("cannot bind the gossip socket to {0} (--gossip-port): {1}")]
+    Gossip(std::net::SocketAddr, std::io::Error),
+    #[error("L2 responder (raw sockets need CAP_NET_RAW; --no-l2 runs BGP only): {0}")]
     L2(std::io::Error),
     #[error("stopped before the cluster was read")]
     Stopped,
@@ -147,9 +147,10 @@ pub async fn run(
         gossip.macs = startup::announcing_macs(&l2.interfaces());
         metrics.sources.attach_l2(l2.clone());
     }
+    let bind = gossip.bind;
     let (membership, _gossip_task) = Membership::start(gossip)
         .await
-        .map_err(SpeakerError::Gossip)?;
+        .map_err(|e| SpeakerError::Gossip(bind, e))?;
     metrics.sources.attach_gossip(membership.clone());
     let announcer = Announcer::new(
         NodeIdentity {
