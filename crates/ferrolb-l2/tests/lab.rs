@@ -384,3 +384,47 @@ async fn another_hosts_claim_on_an_owned_address_is_reported_for_both_families()
     );
     assert!(a.speaker.counters.conflicts.load(Ordering::Relaxed) >= 2);
 }
+
+/// After a short loss of carrier, what the kernel was still resolving on the interface is
+/// asked for at once: its own probes went into the dead link and its next one is up to a
+/// second away, while what it sends there waits in its queue (a returning owner's answers to
+/// clients that followed its announcement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_carrier_loss_leaves_no_neighbour_waiting_for_the_kernels_next_probe() {
+    let lab = Lab::new();
+    let a = lab.speaker("a", L2Config::default());
+    a.speaker.own(addr(VIP4), None).await;
+    assert_client_connects(&lab, "a", format!("{VIP4}:8080").parse().unwrap());
+    netns::ip(&["-n", &lab.ns("a"), "neigh", "flush", "dev", "eth0"]).expect("ip");
+    netns::ip(&["-n", &lab.ns("br"), "link", "set", "va0", "down"]).expect("ip");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !a.speaker.announcing_on(addr(VIP4)).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Something for the client while the link is dead: the kernel starts resolving it.
+    lab.in_ns("a", || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let _ = socket.send_to(b"x", "192.0.2.10:9");
+    });
+    let state = || {
+        netns::exec_ok(
+            &lab.ns("a"),
+            &["ip", "neigh", "show", "192.0.2.10", "dev", "eth0"],
+        )
+        .unwrap_or_default()
+    };
+    assert!(state().contains("INCOMPLETE"), "{}", state());
+    // Past the first probe, well before the kernel's next (1 s after it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    netns::ip(&["-n", &lab.ns("br"), "link", "set", "va0", "up"]).expect("ip");
+    let back = Instant::now();
+    let resolved = netns::wait_every(Duration::from_secs(3), Duration::from_millis(5), || {
+        state().contains("lladdr 02:00:00:00:00:01")
+    });
+    let took = back.elapsed();
+    assert!(resolved, "never resolved: {}", state());
+    assert!(
+        took < Duration::from_millis(300),
+        "resolved {took:?} after the carrier returned"
+    );
+}
