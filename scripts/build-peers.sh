@@ -92,23 +92,7 @@ origin_hash() { # module version
   go list -m -f '{{with .Origin}}{{.Hash}}{{end}}' "$1@$2"
 }
 
-install_bin() { # name module version package ldflags
-  local name=$1 mod=$2 version=$3 pkg=$4 ldflags=$5 start stage
-  if [[ -x $bin_dir/$name ]]; then
-    echo "==> $name already built" >&2
-    return
-  fi
-  echo "==> building $name from $mod $version (several minutes on 2 cores)" >&2
-  start=$SECONDS
-  stage="$out_dir/.gobin-$name"
-  rm -rf "$stage"
-  mkdir -p "$stage"
-  GOBIN="$stage" go install -ldflags "$ldflags" "$pkg@$version"
-  # go install names the binary after the package's last path element.
-  mv -f "$stage/${pkg##*/}" "$bin_dir/$name"
-  rm -rf "$stage"
-  echo "==> built $name in $((SECONDS - start))s" >&2
-}
+. "$repo/scripts/go-install.sh"
 
 # --- MetalLB -----------------------------------------------------------------
 metallb_dir=$(fetch_module "$metallb_mod" "$metallb_version")
@@ -118,10 +102,8 @@ metallb_ldflags="-s -w"
 metallb_ldflags+=" -X go.universe.tf/metallb/internal/version.gitCommit=${metallb_commit:-unknown}"
 metallb_ldflags+=" -X go.universe.tf/metallb/internal/version.gitBranch=${metallb_version}"
 
-install_bin metallb-controller "$metallb_mod" "$metallb_version" \
-  "$metallb_mod/controller" "$metallb_ldflags"
-install_bin metallb-speaker "$metallb_mod" "$metallb_version" \
-  "$metallb_mod/speaker" "$metallb_ldflags"
+go_install_bin metallb-controller "$metallb_mod/controller" "$metallb_version" "$metallb_ldflags"
+go_install_bin metallb-speaker "$metallb_mod/speaker" "$metallb_version" "$metallb_ldflags"
 
 # The CRDs, without the kustomize conversion-webhook patch for bgppeers (which
 # needs the controller's webhook; the lab runs it with --webhook-mode=disabled).

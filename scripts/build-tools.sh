@@ -9,6 +9,7 @@
 # killed build is resumed. Progress on stderr; the last stdout line is the bin directory:
 #   BIN=$(scripts/build-tools.sh)
 set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 helm_version="${HELM_VERSION:-v3.22.0}"
 # Prometheus tags its Go module v0.<minor>.<patch> for release 3.<minor>.<patch>.
@@ -28,27 +29,12 @@ export CGO_ENABLED=0 GOWORK=off
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath -buildvcs=false"
 cd "$out_dir"
 
-install_bin() { # name package version ldflags
-  local name=$1 pkg=$2 version=$3 ldflags=$4 start stage
-  if [[ -x $bin_dir/$name ]]; then
-    echo "==> $name already built" >&2
-    return
-  fi
-  echo "==> building $name from $pkg@$version (a few minutes on 2 cores)" >&2
-  start=$SECONDS
-  stage="$out_dir/.gobin-$name"
-  rm -rf "$stage"
-  mkdir -p "$stage"
-  GOBIN="$stage" go install -ldflags "$ldflags" "$pkg@$version"
-  mv -f "$stage/${pkg##*/}" "$bin_dir/$name"
-  rm -rf "$stage"
-  echo "==> built $name in $((SECONDS - start))s" >&2
-}
+. "$repo/scripts/go-install.sh"
 
 # The version stamps helm's Makefile sets, so `helm version` tells the truth.
-install_bin helm helm.sh/helm/v3/cmd/helm "$helm_version" \
+go_install_bin helm helm.sh/helm/v3/cmd/helm "$helm_version" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=${helm_version}"
-install_bin promtool github.com/prometheus/prometheus/cmd/promtool "$prometheus_version" "-s -w"
+go_install_bin promtool github.com/prometheus/prometheus/cmd/promtool "$prometheus_version" "-s -w"
 
 "$bin_dir/helm" version --short >&2
 "$bin_dir/promtool" --version 2>&1 | head -n1 >&2 || true

@@ -28,20 +28,18 @@ fn exported() -> BTreeSet<String> {
     out
 }
 
-/// PromQL words that are not metric names.
-const KEYWORDS: [&str; 11] = [
+/// PromQL words followed by a list of labels in parentheses.
+const GROUPING: [&str; 6] = [
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
 ];
+
+/// Other PromQL words that are not metric names.
+const KEYWORDS: [&str; 5] = ["bool", "and", "or", "unless", "offset"];
 
 /// Aggregation operators, which may be followed by `by (...)` before their parenthesis.
 const AGGREGATIONS: [&str; 12] = [
@@ -91,16 +89,7 @@ fn metric_names(expr: &str) -> Vec<String> {
                 }
                 let word: String = chars[start..i].iter().collect();
                 let next = chars[i..].iter().find(|c| !c.is_whitespace());
-                if [
-                    "by",
-                    "without",
-                    "on",
-                    "ignoring",
-                    "group_left",
-                    "group_right",
-                ]
-                .contains(&word.as_str())
-                {
+                if GROUPING.contains(&word.as_str()) {
                     grouping_next = true;
                 } else if KEYWORDS.contains(&word.as_str())
                     || AGGREGATIONS.contains(&word.as_str())
