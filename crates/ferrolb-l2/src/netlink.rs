@@ -80,25 +80,24 @@ pub async fn interfaces(handle: &Handle) -> io::Result<Vec<Interface>> {
     Ok(ifaces)
 }
 
-/// The IPv4 neighbours the kernel is still resolving on interface `index` (state INCOMPLETE):
+/// The neighbours the kernel is still resolving on interface `index` (state INCOMPLETE):
 /// packets for them wait in its queue until its next probe, up to a second away.
-pub async fn unresolved_neighbours(
-    handle: &Handle,
-    index: u32,
-) -> io::Result<Vec<std::net::Ipv4Addr>> {
+pub async fn unresolved_neighbours(handle: &Handle, index: u32) -> io::Result<Vec<IpAddr>> {
     let mut out = Vec::new();
-    let mut neighbours = handle
-        .neighbours()
-        .get()
-        .set_address_family(rtnetlink::packet_route::AddressFamily::Inet)
-        .execute();
+    let mut neighbours = handle.neighbours().get().execute();
     while let Some(msg) = neighbours.try_next().await.map_err(to_io)? {
         if msg.header.ifindex != index || msg.header.state != NeighbourState::Incomplete {
             continue;
         }
         for attr in &msg.attributes {
-            if let NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) = attr {
-                out.push(*a);
+            match attr {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    out.push(IpAddr::V4(*a))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    out.push(IpAddr::V6(*a))
+                }
+                _ => {}
             }
         }
     }

@@ -319,6 +319,46 @@ fn neighbor_advert(
     dst: Ipv6Addr,
     flags: u8,
 ) -> Vec<u8> {
+    // The target itself is the source, as a host answering for its own address would.
+    let to = (dst_mac, dst);
+    ndp_frame(
+        mac,
+        target,
+        to,
+        Icmpv6Types::NeighborAdvert.0,
+        flags,
+        target,
+        OPT_TARGET_LLADDR,
+    )
+}
+
+/// A Neighbor Solicitation from `mac` / `source` for `target`, to its solicited-node group: the
+/// answer goes to the kernel's own neighbour table, as [`arp_request`]'s does.
+pub fn neighbor_solicitation(mac: [u8; 6], source: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let group = solicited_node(target);
+    let to = (multicast_mac(group), group);
+    ndp_frame(
+        mac,
+        source,
+        to,
+        Icmpv6Types::NeighborSolicit.0,
+        0,
+        target,
+        OPT_SOURCE_LLADDR,
+    )
+}
+
+/// An NDP message of 32 octets (advertisement or solicitation): type, flags, target, and one
+/// link-layer address option carrying `mac`.
+fn ndp_frame(
+    mac: [u8; 6],
+    source: Ipv6Addr,
+    (dst_mac, dst): ([u8; 6], Ipv6Addr),
+    kind: u8,
+    flags: u8,
+    target: Ipv6Addr,
+    option: u8,
+) -> Vec<u8> {
     let mut buf = ethernet(dst_mac, mac, EtherTypes::Ipv6, IPV6_HEADER + NA_LEN);
     {
         let mut ip =
@@ -327,21 +367,20 @@ fn neighbor_advert(
         ip.set_payload_length(NA_LEN as u16);
         ip.set_next_header(IpNextHeaderProtocols::Icmpv6);
         ip.set_hop_limit(NDP_HOP_LIMIT);
-        // The target itself is the source, as a host answering for its own address would.
-        ip.set_source(target);
+        ip.set_source(source);
         ip.set_destination(dst);
     }
     let body = &mut buf[ETH_HEADER + IPV6_HEADER..];
-    body[0] = Icmpv6Types::NeighborAdvert.0;
+    body[0] = kind;
     body[1] = 0;
     body[4] = flags;
     body[8..24].copy_from_slice(&target.octets());
-    body[24] = OPT_TARGET_LLADDR;
+    body[24] = option;
     body[25] = 1;
     body[26..32].copy_from_slice(&mac);
     let sum = {
         let icmp = Icmpv6Packet::new(body).expect("buffer holds an ICMPv6 header");
-        pnet_packet::icmpv6::checksum(&icmp, &target, &dst)
+        pnet_packet::icmpv6::checksum(&icmp, &source, &dst)
     };
     body[2..4].copy_from_slice(&sum.to_be_bytes());
     buf
@@ -508,6 +547,28 @@ mod tests {
             Err(Malformed::BadOption)
         );
         assert_eq!(parse(&[0u8; 10]), Err(Malformed::TooShort));
+    }
+
+    #[test]
+    fn neighbor_solicitation_is_one_our_parser_reads_with_a_valid_checksum() {
+        let source: Ipv6Addr = "2001:db8::11".parse().unwrap();
+        let target: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let frame = neighbor_solicitation(MAC, source, target);
+        assert_eq!(&frame[..6], &multicast_mac(solicited_node(target)));
+        assert_eq!(
+            parse(&frame),
+            Ok(Solicitation::Ns {
+                eth_source: MAC,
+                source,
+                source_lladdr: Some(MAC),
+                target,
+            })
+        );
+        let icmp = Icmpv6Packet::new(&frame[ETH_HEADER + IPV6_HEADER..]).unwrap();
+        assert_eq!(
+            pnet_packet::icmpv6::checksum(&icmp, &source, &solicited_node(target)),
+            icmp.get_checksum()
+        );
     }
 
     #[test]

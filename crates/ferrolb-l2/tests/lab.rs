@@ -386,9 +386,9 @@ async fn another_hosts_claim_on_an_owned_address_is_reported_for_both_families()
 }
 
 /// After a short loss of carrier, what the kernel was still resolving on the interface is
-/// asked for at once: its own probes went into the dead link and its next one is up to a
-/// second away, while what it sends there waits in its queue (a returning owner's answers to
-/// clients that followed its announcement).
+/// asked for at once, in both families: its own probes went into the dead link and its next
+/// one is up to a second away, while what it sends there waits in its queue (a returning
+/// owner's answers to clients that followed its announcement).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_carrier_loss_leaves_no_neighbour_waiting_for_the_kernels_next_probe() {
     let lab = Lab::new();
@@ -402,29 +402,38 @@ async fn a_short_carrier_loss_leaves_no_neighbour_waiting_for_the_kernels_next_p
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Something for the client while the link is dead: the kernel starts resolving it.
-    lab.in_ns("a", || {
-        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let _ = socket.send_to(b"x", "192.0.2.10:9");
+    let client = ["192.0.2.10", "2001:db8:2::10"];
+    lab.in_ns("a", move || {
+        for ip in client {
+            let socket = UdpSocket::bind(if ip.contains(':') {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            })
+            .unwrap();
+            let _ = socket.send_to(b"x", SocketAddr::new(ip.parse().unwrap(), 9));
+        }
     });
-    let state = || {
-        netns::exec_ok(
-            &lab.ns("a"),
-            &["ip", "neigh", "show", "192.0.2.10", "dev", "eth0"],
-        )
-        .unwrap_or_default()
+    let state = |ip: &str| {
+        netns::exec_ok(&lab.ns("a"), &["ip", "neigh", "show", ip, "dev", "eth0"])
+            .unwrap_or_default()
     };
-    assert!(state().contains("INCOMPLETE"), "{}", state());
+    for ip in client {
+        assert!(state(ip).contains("INCOMPLETE"), "{ip}: {}", state(ip));
+    }
     // Past the first probe, well before the kernel's next (1 s after it).
     tokio::time::sleep(Duration::from_millis(300)).await;
     netns::ip(&["-n", &lab.ns("br"), "link", "set", "va0", "up"]).expect("ip");
     let back = Instant::now();
-    let resolved = netns::wait_every(Duration::from_secs(3), Duration::from_millis(5), || {
-        state().contains("lladdr 02:00:00:00:00:01")
-    });
-    let took = back.elapsed();
-    assert!(resolved, "never resolved: {}", state());
-    assert!(
-        took < Duration::from_millis(300),
-        "resolved {took:?} after the carrier returned"
-    );
+    for ip in client {
+        let resolved = netns::wait_every(Duration::from_secs(3), Duration::from_millis(5), || {
+            state(ip).contains("lladdr 02:00:00:00:00:01")
+        });
+        let took = back.elapsed();
+        assert!(resolved, "{ip} never resolved: {}", state(ip));
+        assert!(
+            took < Duration::from_millis(300),
+            "{ip} resolved {took:?} after the carrier returned"
+        );
+    }
 }

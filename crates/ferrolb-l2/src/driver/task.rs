@@ -220,12 +220,14 @@ impl Running {
     /// next one may be a second away, while replies to clients wait in its queue (a returning
     /// owner's answers, once clients follow its announcement); the answers resolve them now.
     async fn solicit_unresolved(&self, netlink: &rtnetlink::Handle, iface: &Interface) {
-        let Some(source) = iface.addresses.iter().find_map(|(a, _)| match a {
+        let source_v4 = iface.addresses.iter().find_map(|(a, _)| match a {
             IpAddr::V4(v4) => Some(*v4),
             IpAddr::V6(_) => None,
-        }) else {
-            return;
-        };
+        });
+        let source_v6 = iface.addresses.iter().find_map(|(a, _)| match a {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        });
         let unresolved = match netlink::unresolved_neighbours(netlink, iface.index).await {
             Ok(n) => n,
             Err(e) => {
@@ -241,7 +243,13 @@ impl Running {
         }
         // Bounded: a table holds at most gc_thresh3 entries (1,024 by default).
         for target in unresolved.into_iter().take(4096) {
-            let frame = wire::arp_request(iface.mac, source, target);
+            let frame = match (target, source_v4, source_v6) {
+                (IpAddr::V4(t), Some(source), _) => wire::arp_request(iface.mac, source, t),
+                (IpAddr::V6(t), _, Some(source)) => {
+                    wire::neighbor_solicitation(iface.mac, source, t)
+                }
+                _ => continue,
+            };
             if sys::send_frame(sock.as_raw_fd(), &frame).is_err() {
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
             }
