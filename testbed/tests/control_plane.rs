@@ -345,6 +345,19 @@ fn readme_commands(heading: &str) -> Vec<String> {
     commands
 }
 
+/// An install block of the README: its commands, which begin with `first` and end with
+/// `kubectl ferrolb status`, and the index of that last one.
+fn readme_install(heading: &str, first: &str) -> (Vec<String>, usize) {
+    let commands = readme_commands(heading);
+    assert!(commands[0].starts_with(first), "{commands:?}");
+    let status = commands.len() - 1;
+    assert!(
+        commands[status].starts_with("kubectl ferrolb status"),
+        "{commands:?}"
+    );
+    (commands, status)
+}
+
 /// A clone of the repository as far as the README's commands read it, and a shell in it with
 /// `kubectl-ferrolb` (and `extra_path`, if any) on PATH.
 struct Clone<'a> {
@@ -450,13 +463,7 @@ impl<'a> Clone<'a> {
 #[test]
 fn the_readmes_install_section_works_as_written() {
     let api = fresh("readme");
-    let commands = readme_commands("## Install on a cluster");
-    assert!(commands[0].starts_with("docker build"), "{commands:?}");
-    let status = commands.len() - 1;
-    assert!(
-        commands[status].starts_with("kubectl ferrolb status"),
-        "{commands:?}"
-    );
+    let (commands, status) = readme_install("## Install on a cluster", "docker build");
     let clone = Clone::new(&api, &["manifests"], None);
     let (ok, text) = clone.shell(&commands[1..status].join("\n"));
     assert!(ok, "the install commands failed:\n{text}");
@@ -485,13 +492,7 @@ fn the_readmes_helm_install_works_as_written() {
     )
     .expect("helm built from its Go module");
     let api = fresh("helm");
-    let commands = readme_commands("### Install with Helm");
-    assert!(commands[0].starts_with("helm install"), "{commands:?}");
-    let status = commands.len() - 1;
-    assert!(
-        commands[status].starts_with("kubectl ferrolb status"),
-        "{commands:?}"
-    );
+    let (commands, status) = readme_install("### Install with Helm", "helm install");
     let clone = Clone::new(&api, &["manifests", "charts"], Some(&helm));
     // helm reads the kubeconfig kubectl uses.
     let kubeconfig = format!("export KUBECONFIG='{}'\n", api.kubeconfig().display());

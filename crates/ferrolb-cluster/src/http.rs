@@ -62,10 +62,10 @@ impl Readiness {
 }
 
 /// Listens on `addr`, given by `flag`: an error names both (two processes on one host, say).
-pub async fn listen(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} ({flag}): {e}"))
+pub async fn listen(addr: SocketAddr, flag: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({flag}): {e}"))
+    })
 }
 
 /// Serves `/metrics` from `registry`, `/healthz`, and `/readyz` (200 while ready; a 503's body

@@ -4,8 +4,7 @@
 //! ```text
 //!  NodePlan ──▶ Announcer ── own / release ─────────────▶ ferrolb-l2 (AF_PACKET responders)
 //!                  │     └── spawn / stop, advertise / withdraw ─▶ ferrolb-bgp peer tasks
-//!                  └── handovers: releases held back until the next owner has announced,
-//!                      then forwarding kept until its announcements have reached every client
+//!                  └── handovers: releases held back until the next owner has announced
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,11 +33,6 @@ pub struct NodeIdentity {
     /// How long a node that loses an address which another node now owns keeps answering, so
     /// the next owner's announcement lands before this node goes quiet (make before break).
     pub handover: Duration,
-    /// How long a node that stopped answering for an address another node owns keeps
-    /// forwarding the traffic still sent to it: a client that last heard from this node (its
-    /// ARP lock time, a late reply, a busy next owner) follows the next owner only at that
-    /// owner's next announcement.
-    pub forward_after_release: Duration,
     /// Graceful restart time offered to peers with `enableGracefulRestart`.
     pub graceful_restart_secs: u16,
 }
@@ -62,8 +56,6 @@ pub struct Announcer {
     owned: BTreeMap<IpAddr, BTreeSet<String>>,
     /// Addresses another node owns now, released when the time comes.
     handing_over: BTreeMap<IpAddr, Instant>,
-    /// Addresses no longer answered for, another node's now, still forwarded until then.
-    lingering: Lingering,
     sessions: BTreeMap<String, Session>,
     /// Started with the first peer that has a BFD profile.
     bfd: Option<Bfd>,
@@ -117,7 +109,6 @@ impl Announcer {
             l2,
             owned: BTreeMap::new(),
             handing_over: BTreeMap::new(),
-            lingering: Lingering::default(),
             sessions: BTreeMap::new(),
             bfd: None,
             bfd_error: None,
@@ -249,7 +240,6 @@ impl Announcer {
                 // An address taken back during a handover is announced again: the node it
                 // was handed to may have moved clients away already.
                 let reclaimed = self.handing_over.remove(ip).is_some();
-                self.lingering.end(*ip);
                 if reclaimed || self.owned.get(ip) != Some(interfaces) {
                     let only = (!interfaces.is_empty()).then(|| interfaces.clone());
                     to_own.push((*ip, only));
@@ -283,10 +273,6 @@ impl Announcer {
                     // Unassigned or unowned: never keep answering for it.
                     self.owned.remove(&ip);
                     self.handing_over.remove(&ip);
-                    if other_owner {
-                        self.lingering
-                            .start(ip, now + self.node.forward_after_release);
-                    }
                     to_release.push(ip);
                 }
             }
@@ -294,9 +280,6 @@ impl Announcer {
             applied.released.extend(to_release);
             applied.released.extend(self.release_due(now).await);
         }
-        // Addresses no node owns any more are not forwarded either.
-        self.lingering
-            .keep_only(|ip| plan.l2_owners.contains_key(&ip));
 
         // BGP: sessions for the peers that select this node.
         let wanted: BTreeMap<&str, &Peer> = peers
@@ -349,10 +332,8 @@ impl Announcer {
         applied
     }
 
-    /// Releases handed-over addresses whose time has come (they are forwarded a while longer)
-    /// and ends the forwarding of those released long enough ago; returns the released.
+    /// Releases handed-over addresses whose time has come; returns them.
     pub async fn release_due(&mut self, now: Instant) -> Vec<IpAddr> {
-        self.lingering.end_due(now);
         let due: Vec<IpAddr> = self
             .handing_over
             .iter()
@@ -365,19 +346,13 @@ impl Announcer {
         for ip in &due {
             self.owned.remove(ip);
             self.handing_over.remove(ip);
-            self.lingering
-                .start(*ip, now + self.node.forward_after_release);
         }
         due
     }
 
-    /// When the next held-back release, or the end of a release's forwarding, is due.
+    /// When the next held-back release is due.
     pub fn next_release(&self) -> Option<Instant> {
-        self.handing_over
-            .values()
-            .copied()
-            .chain(self.lingering.next_end())
-            .min()
+        self.handing_over.values().min().copied()
     }
 
     fn stop_session(&mut self, name: &str, why: &str) {
@@ -420,7 +395,6 @@ impl Announcer {
             l2.release_all(all).await;
         }
         self.handing_over.clear();
-        self.lingering = Lingering::default();
     }
 
     /// Ends a drain: stops every session and answers for no address any more.
@@ -437,13 +411,10 @@ impl Announcer {
         self.owned.contains_key(&ip) && !self.handing_over.contains_key(&ip)
     }
 
-    /// Stops answering for `ip` at once: a higher-ranked rival holds it (its traffic is
-    /// forwarded a while longer).
+    /// Stops answering for `ip` at once: a higher-ranked rival holds it.
     pub async fn defer(&mut self, ip: IpAddr) {
         self.owned.remove(&ip);
         self.handing_over.remove(&ip);
-        self.lingering
-            .start(ip, Instant::now() + self.node.forward_after_release);
         if let Some(l2) = &self.l2 {
             l2.release(ip).await;
         }
@@ -462,14 +433,6 @@ impl Announcer {
     /// Addresses this node answers for now (owned or being handed over).
     pub fn answering(&self) -> BTreeSet<IpAddr> {
         self.owned.keys().copied().collect()
-    }
-
-    /// Addresses whose traffic this node forwards: those it answers for and those it let go
-    /// of a moment ago.
-    pub fn forwarding(&self) -> BTreeSet<IpAddr> {
-        let mut all = self.answering();
-        all.extend(self.lingering.addresses());
-        all
     }
 
     /// Per peer: where it is, its session state and the routes advertised to it.
@@ -499,38 +462,6 @@ impl Announcer {
     }
 }
 
-/// Addresses let go of, each with the time until which its traffic is still forwarded. Pure.
-#[derive(Debug, Default)]
-struct Lingering(BTreeMap<IpAddr, Instant>);
-
-impl Lingering {
-    /// Forwards `ip` until `until` (a later release of it moves the end on).
-    fn start(&mut self, ip: IpAddr, until: Instant) {
-        let end = self.0.entry(ip).or_insert(until);
-        *end = (*end).max(until);
-    }
-
-    fn end(&mut self, ip: IpAddr) {
-        self.0.remove(&ip);
-    }
-
-    fn end_due(&mut self, now: Instant) {
-        self.0.retain(|_, until| *until > now);
-    }
-
-    fn keep_only(&mut self, keep: impl Fn(IpAddr) -> bool) {
-        self.0.retain(|ip, _| keep(*ip));
-    }
-
-    fn next_end(&self) -> Option<Instant> {
-        self.0.values().min().copied()
-    }
-
-    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.0.keys().copied()
-    }
-}
-
 /// Sends a session the difference between the routes it has and `desired`.
 fn sync_routes(session: &mut Session, desired: &BTreeMap<Route, RouteAttributes>) {
     let withdraw: Vec<Prefix> = session
@@ -555,32 +486,4 @@ fn sync_routes(session: &mut Session, desired: &BTreeMap<Route, RouteAttributes>
         session.handle.advertise(prefixes, path_spec(attrs));
     }
     session.routes = desired.clone();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
-    }
-
-    #[test]
-    fn a_released_address_is_forwarded_until_its_time_ends_or_it_is_owned_again() {
-        let now = Instant::now();
-        let mut lingering = Lingering::default();
-        lingering.start(ip(1), now + Duration::from_secs(4));
-        lingering.start(ip(2), now + Duration::from_secs(2));
-        // Released again later: the later end holds, never an earlier one.
-        lingering.start(ip(1), now + Duration::from_secs(1));
-        assert_eq!(lingering.next_end(), Some(now + Duration::from_secs(2)));
-        lingering.end_due(now + Duration::from_secs(2));
-        assert_eq!(lingering.addresses().collect::<Vec<_>>(), [ip(1)]);
-        // Owned again, or no node's any more: no longer lingering.
-        lingering.start(ip(3), now + Duration::from_secs(4));
-        lingering.end(ip(1));
-        lingering.keep_only(|a| a != ip(3));
-        assert_eq!(lingering.addresses().count(), 0);
-        assert_eq!(lingering.next_end(), None);
-    }
 }

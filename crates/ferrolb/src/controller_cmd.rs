@@ -97,8 +97,8 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new("caches not synced");
         let serve = |listener| ferrolb_cluster::http::serve(listener, metrics.registry.clone(), readiness.clone());
-        let metrics_server = serve(listen(args.metrics_addr, "--metrics-addr").await.map_err(anyhow::Error::msg)?);
-        let health_server = serve(listen(args.health_addr, "--health-addr").await.map_err(anyhow::Error::msg)?);
+        let metrics_server = serve(listen(args.metrics_addr, "--metrics-addr").await?);
+        let health_server = serve(listen(args.health_addr, "--health-addr").await?);
         tracing::info!(identity = %config.identity, namespace = %config.namespace, "starting controller");
         let shutdown = ferrolb_cluster::signals::terminated();
         tokio::select! {

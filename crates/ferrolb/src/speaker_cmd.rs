@@ -93,8 +93,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
         let metrics = Arc::new(Metrics::new());
         let readiness = Readiness::new("caches not synced");
         let listener = ferrolb_cluster::http::listen(args.metrics_addr, "--metrics-addr")
-            .await
-            .map_err(anyhow::Error::msg)?;
+            .await?;
         let server =
             ferrolb_cluster::http::serve(listener, metrics.registry.clone(), readiness.clone());
         tracing::info!(node = %args.node_name, "starting speaker");

@@ -26,6 +26,41 @@ impl Drop for Scratch {
     }
 }
 
+/// A process killed when dropped, also when the test fails.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// fake-apiserver with ferrolb's install applied (namespace, CRDs, RBAC) and `objects`, and a
+/// scratch directory holding its kubeconfig.
+async fn installed_api(tag: &str, objects: &'static str) -> (FakeApiServer, Scratch, PathBuf) {
+    let server = FakeApiServer::start(Config::default()).await.unwrap();
+    let scratch = Scratch::new(tag);
+    let kubeconfig = scratch.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let install = kubeconfig.clone();
+    // kubectl runs blocking: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let apply = |args: &[&str], stdin| {
+            let ran = fake_apiserver::testing::kubectl(&install, &repo, args, stdin, None);
+            assert!(ran.ok, "kubectl {args:?}: {}", ran.stderr);
+        };
+        apply(&["apply", "-k", "manifests/"], None);
+        if !objects.is_empty() {
+            apply(&["apply", "-f", "-"], Some(objects));
+        }
+    })
+    .await
+    .unwrap();
+    (server, scratch, kubeconfig)
+}
+
 /// A kubeconfig for a server that is never asked (the errors come first).
 const UNUSED_KUBECONFIG: &str = "apiVersion: v1
 kind: Config
@@ -129,25 +164,7 @@ fn a_missing_kubeconfig_and_disagreeing_flags_are_named() {
 /// the Lease and the identity named; the first goes on leading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_controller_with_the_first_ones_identity_is_refused() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let scratch = Scratch::new("twin");
-    let kubeconfig = scratch.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    // The install: namespace, CRDs, RBAC (kubectl runs blocking: off the runtime's threads).
-    let install = kubeconfig.clone();
-    let installed = tokio::task::spawn_blocking(move || {
-        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        fake_apiserver::testing::kubectl(
-            &install,
-            &repo,
-            &["apply", "-k", "manifests/"],
-            None,
-            None,
-        )
-    })
-    .await
-    .unwrap();
-    assert!(installed.ok, "{}", installed.stderr);
+    let (server, scratch, kubeconfig) = installed_api("twin", "").await;
     let kubeconfig = kubeconfig.to_str().unwrap().to_string();
     let controller = |metrics: &str, health: &str| {
         vec![
@@ -167,13 +184,15 @@ async fn a_second_controller_with_the_first_ones_identity_is_refused() {
         ]
     };
     let first_log = scratch.0.join("first.log");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ferrolb"))
-        .args(controller("127.0.0.1:0", "127.0.0.1:0"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&first_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut first = Running(
+        Command::new(env!("CARGO_BIN_EXE_ferrolb"))
+            .args(controller("127.0.0.1:0", "127.0.0.1:0"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&first_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     // The first leads once the Lease names it.
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::from_yaml(&server.kubeconfig()).unwrap(),
@@ -206,9 +225,8 @@ async fn a_second_controller_with_the_first_ones_identity_is_refused() {
     })
     .await
     .unwrap();
-    let first_alive = first.try_wait().unwrap().is_none();
-    let _ = first.kill();
-    let _ = first.wait();
+    let first_alive = first.0.try_wait().unwrap().is_none();
+    drop(first);
     assert_eq!(code, Some(1), "{stderr}");
     assert_one_line(
         &stderr,
@@ -231,10 +249,6 @@ async fn a_second_controller_with_the_first_ones_identity_is_refused() {
 /// has read its Node and the gossip key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gossip_port_in_use_is_named_with_its_flag() {
-    let server = FakeApiServer::start(Config::default()).await.unwrap();
-    let scratch = Scratch::new("gossip");
-    let kubeconfig = scratch.0.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
     let objects = "apiVersion: v1
 kind: Node
 metadata: {name: n1}
@@ -245,28 +259,7 @@ kind: Secret
 metadata: {name: ferrolb-memberlist, namespace: ferrolb-system}
 stringData: {secretkey: a-gossip-key-of-thirty-two-bytes}
 ";
-    let install = kubeconfig.clone();
-    let installed = tokio::task::spawn_blocking(move || {
-        let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-        let base = fake_apiserver::testing::kubectl(
-            &install,
-            &repo,
-            &["apply", "-k", "manifests/"],
-            None,
-            None,
-        );
-        assert!(base.ok, "{}", base.stderr);
-        fake_apiserver::testing::kubectl(
-            &install,
-            &repo,
-            &["apply", "-f", "-"],
-            Some(objects),
-            None,
-        )
-    })
-    .await
-    .unwrap();
-    assert!(installed.ok, "{}", installed.stderr);
+    let (_server, _scratch, kubeconfig) = installed_api("gossip", objects).await;
     let taken = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let kubeconfig = kubeconfig.to_str().unwrap().to_string();

@@ -20,8 +20,8 @@ use crate::service_request::service_key;
 
 /// Whether this replica holds the Lease, from the Lease object itself: a leader whose renewals
 /// fail stops writing when its lease runs out, even before the lease manager notices.
-pub(super) fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
-    let Some(spec) = lease.as_ref().and_then(|l| l.spec.as_ref()) else {
+pub(super) fn holds_lease(lease: Option<&Lease>, identity: &str) -> bool {
+    let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
         return false;
     };
     let (Some(holder), Some(renewed), Some(duration)) = (
@@ -38,9 +38,9 @@ pub(super) fn holds_lease(lease: Option<Arc<Lease>>, identity: &str) -> bool {
 /// Whether `now` shows the Lease renewed under `identity` since `before`: by another process,
 /// when this one has not started its lease manager yet.
 pub(super) fn renewed_since(before: &Lease, now: &Lease, identity: &str) -> bool {
-    let spec = |l: &Lease| l.spec.clone().unwrap_or_default();
-    let (before, now) = (spec(before), spec(now));
-    now.holder_identity.as_deref() == Some(identity) && now.renew_time != before.renew_time
+    let holder = |l: &Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+    let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.clone());
+    holder(now).as_deref() == Some(identity) && renewed(now) != renewed(before)
 }
 
 /// Refuses to start when another live process renews the Lease under this replica's identity:
@@ -55,7 +55,7 @@ pub(super) async fn refuse_a_twin(
     let Ok(Some(first)) = leases.get_opt(&config.lease_name).await else {
         return Ok(());
     };
-    if !holds_lease(Some(Arc::new(first.clone())), &config.identity) {
+    if !holds_lease(Some(&first), &config.identity) {
         return Ok(());
     }
     let watch_for =

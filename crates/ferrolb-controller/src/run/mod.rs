@@ -197,7 +197,8 @@ struct Leadership {
 
 impl Leadership {
     fn leading(&self, identity: &str) -> bool {
-        *self.flag.borrow() && leader::holds_lease(self.lease.get(&self.lease_ref), identity)
+        *self.flag.borrow()
+            && leader::holds_lease(self.lease.get(&self.lease_ref).as_deref(), identity)
     }
 }
 

@@ -220,14 +220,6 @@ impl Running {
     /// next one may be a second away, while replies to clients wait in its queue (a returning
     /// owner's answers, once clients follow its announcement); the answers resolve them now.
     async fn solicit_unresolved(&self, netlink: &rtnetlink::Handle, iface: &Interface) {
-        let source_v4 = iface.addresses.iter().find_map(|(a, _)| match a {
-            IpAddr::V4(v4) => Some(*v4),
-            IpAddr::V6(_) => None,
-        });
-        let source_v6 = iface.addresses.iter().find_map(|(a, _)| match a {
-            IpAddr::V6(v6) => Some(*v6),
-            IpAddr::V4(_) => None,
-        });
         let unresolved = match netlink::unresolved_neighbours(netlink, iface.index).await {
             Ok(n) => n,
             Err(e) => {
@@ -243,10 +235,16 @@ impl Running {
         }
         // Bounded: a table holds at most gc_thresh3 entries (1,024 by default).
         for target in unresolved.into_iter().take(4096) {
-            let frame = match (target, source_v4, source_v6) {
-                (IpAddr::V4(t), Some(source), _) => wire::arp_request(iface.mac, source, t),
-                (IpAddr::V6(t), _, Some(source)) => {
-                    wire::neighbor_solicitation(iface.mac, source, t)
+            // Asked from the interface's first address of the target's family.
+            let source = iface
+                .addresses
+                .iter()
+                .map(|(a, _)| *a)
+                .find(|a| a.is_ipv6() == target.is_ipv6());
+            let frame = match (target, source) {
+                (IpAddr::V4(t), Some(IpAddr::V4(s))) => wire::arp_request(iface.mac, s, t),
+                (IpAddr::V6(t), Some(IpAddr::V6(s))) => {
+                    wire::neighbor_solicitation(iface.mac, s, t)
                 }
                 _ => continue,
             };

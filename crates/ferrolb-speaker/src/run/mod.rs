@@ -158,12 +158,6 @@ pub async fn run(
             ipv4,
             ipv6,
             handover: config.handover,
-            // The next owner's last announcement comes 3 s after it took the address.
-            forward_after_release: ferrolb_l2::default_schedule()
-                .last()
-                .copied()
-                .unwrap_or_default()
-                + Duration::from_secs(1),
             graceful_restart_secs: 120,
         },
         l2,

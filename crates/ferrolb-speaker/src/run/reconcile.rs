@@ -66,7 +66,7 @@ impl Speaker {
         self.announce_again_if_regained(&live, &applied).await;
         self.live_before = live.clone();
         // Addresses this node no longer announces stop being forwarded once nothing draws
-        // their traffic here (after the handover and the next owner's announcements).
+        // their traffic here (after the handover).
         self.forward(false).await;
         let done = started.elapsed();
         if applied != Default::default() {
@@ -211,7 +211,7 @@ impl Speaker {
         let Some(forwarder) = self.forwarder.clone() else {
             return;
         };
-        let keep = (!keep_old).then(|| self.announcer.forwarding());
+        let keep = (!keep_old).then(|| self.announcer.answering().into_iter().collect());
         match forwarder.apply(self.forward_wanted.clone(), keep).await {
             Ok(applied) => {
                 if applied.changed {
