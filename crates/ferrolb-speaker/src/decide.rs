@@ -2,6 +2,7 @@
 //! node's name. Every speaker evaluates it on the same inputs and reaches the same answer, so
 //! exactly one node owns each L2 address without any coordination through the API.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -219,6 +220,9 @@ pub struct NodePlan {
     pub services: BTreeMap<ServiceKey, ServiceAnnouncement>,
     /// Every assigned address, with its L2 owner when it has one.
     pub l2_owners: BTreeMap<IpAddr, String>,
+    /// Addresses some node announces: an L2 owner, or a node with a BGP session to a peer the
+    /// advertisement selects; the same on every node.
+    pub announced: BTreeSet<IpAddr>,
     /// Addresses nobody announces, with the Services that hold them; the same on every node.
     pub unannounced: BTreeMap<IpAddr, (Vec<ServiceKey>, Unannounced)>,
 }
@@ -256,12 +260,29 @@ fn endpoints_allow(service: &ServiceState, node: &str) -> bool {
 /// The nodes an address may be announced from, given the nodes an advertisement selects:
 /// those every Service sharing the address allows, so no Service is sent where it has no
 /// endpoint.
-fn with_endpoints<'a>(services: &[&ServiceState], nodes: &[&'a str]) -> Vec<&'a str> {
-    nodes
+fn with_endpoints<'n, 'a>(services: &[&ServiceState], nodes: &'n [&'a str]) -> Cow<'n, [&'a str]> {
+    // Cluster Services allow every node or none: no need to look at each node.
+    if services.iter().all(|s| s.policy == TrafficPolicy::Cluster) {
+        return if services.iter().all(|s| s.any_ready_endpoint) {
+            Cow::Borrowed(nodes)
+        } else {
+            Cow::Owned(Vec::new())
+        };
+    }
+    // A Local Service allows only its endpoints' nodes: few, so look those up (`nodes` is
+    // sorted).
+    let local = services
         .iter()
-        .copied()
+        .find(|s| s.policy == TrafficPolicy::Local)
+        .expect("one is Local");
+    let mut allowed: Vec<&'a str> = local
+        .endpoint_nodes
+        .keys()
+        .filter_map(|n| nodes.binary_search(&n.as_str()).ok().map(|i| nodes[i]))
         .filter(|n| services.iter().all(|s| endpoints_allow(s, n)))
-        .collect()
+        .collect();
+    allowed.sort_unstable();
+    Cow::Owned(allowed)
 }
 
 fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
@@ -272,6 +293,43 @@ fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
 
 /// Decides what `node` announces, given the speakers known to be alive.
 pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> NodePlan {
+    Decider::default().decide(cluster, live, node)
+}
+
+/// [`decide`], remembering L2 owners from one decision to the next so that a node leaving or
+/// joining a large cluster costs only what it moves (the result is the same).
+#[derive(Debug, Default)]
+pub struct Decider {
+    owners: hrw::OwnerMemo,
+}
+
+impl Decider {
+    /// A decider that remembers owners among `min_candidates` or more (the default: 32).
+    pub fn remembering_from(min_candidates: usize) -> Decider {
+        Decider {
+            owners: hrw::OwnerMemo::remembering_from(min_candidates),
+        }
+    }
+
+    pub fn decide(
+        &mut self,
+        cluster: &ClusterState,
+        live: &BTreeSet<String>,
+        node: &str,
+    ) -> NodePlan {
+        self.owners.begin();
+        let plan = decide_with(cluster, live, node, &mut self.owners);
+        self.owners.end();
+        plan
+    }
+}
+
+fn decide_with(
+    cluster: &ClusterState,
+    live: &BTreeSet<String>,
+    node: &str,
+    owners: &mut hrw::OwnerMemo,
+) -> NodePlan {
     let deciding = Deciding::new(cluster, live, node);
     // Services by address, so Services sharing one are decided together.
     let mut by_ip: BTreeMap<IpAddr, Vec<&ServiceState>> = BTreeMap::new();
@@ -288,7 +346,7 @@ pub fn decide(cluster: &ClusterState, live: &BTreeSet<String>, node: &str) -> No
         let outcome = match pool_of(&cluster.pools, ip) {
             None => Some(Unannounced::NoPool),
             Some(pool) => {
-                let l2 = deciding.l2(ip, pool, &services, &mut plan);
+                let l2 = deciding.l2(ip, pool, &services, &mut plan, owners);
                 let bgp = deciding.bgp(ip, pool, &services, &mut plan);
                 if !(l2.selected || bgp.selected) {
                     Some(Unannounced::NoAdvertisement)
@@ -319,10 +377,13 @@ struct ModeOutcome {
 struct Deciding<'a> {
     cluster: &'a ClusterState,
     node: &'a str,
-    /// Each L2 advertisement's usable nodes.
+    /// Each L2 advertisement's usable nodes (sorted), and their fingerprint.
     l2_nodes: Vec<Vec<&'a str>>,
+    l2_fingerprints: Vec<u64>,
     /// Each BGP advertisement's usable nodes.
     bgp_nodes: Vec<Vec<&'a str>>,
+    /// Of those, the nodes with a session to a peer the advertisement selects.
+    bgp_routing_nodes: Vec<Vec<&'a str>>,
     /// Peers this node has a session with: by each peer's node selectors.
     my_peers: Vec<&'a Peer>,
 }
@@ -338,15 +399,35 @@ impl<'a> Deciding<'a> {
                 .filter(|n| labels_of(n).is_some_and(|l| any_matches(selectors, l)))
                 .collect()
         };
-        let l2_nodes = cluster
+        let l2_nodes: Vec<Vec<&str>> = cluster
             .l2
             .iter()
             .map(|adv| selected_by(&adv.node_selectors))
             .collect();
-        let bgp_nodes = cluster
+        let l2_fingerprints = l2_nodes.iter().map(|n| hrw::fingerprint(n)).collect();
+        let bgp_nodes: Vec<Vec<&str>> = cluster
             .bgp
             .iter()
             .map(|adv| selected_by(&adv.settings.node_selectors))
+            .collect();
+        // A node sends an advertisement's routes only over sessions to the peers it selects.
+        let bgp_routing_nodes = cluster
+            .bgp
+            .iter()
+            .zip(&bgp_nodes)
+            .map(|(adv, nodes)| {
+                nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| {
+                        let labels = labels_of(n).expect("a usable node is known");
+                        cluster.peers.iter().any(|p| {
+                            (adv.peers.is_empty() || adv.peers.contains(&p.name))
+                                && any_matches(&p.config.node_selectors, labels)
+                        })
+                    })
+                    .collect()
+            })
             .collect();
         let empty = Labels::new();
         let my_labels = labels_of(node).unwrap_or(&empty);
@@ -359,7 +440,9 @@ impl<'a> Deciding<'a> {
             cluster,
             node,
             l2_nodes,
+            l2_fingerprints,
             bgp_nodes,
+            bgp_routing_nodes,
             my_peers,
         }
     }
@@ -371,41 +454,35 @@ impl<'a> Deciding<'a> {
         pool: &PoolState,
         services: &[&ServiceState],
         plan: &mut NodePlan,
+        owners: &mut hrw::OwnerMemo,
     ) -> ModeOutcome {
-        let mut candidates: Option<BTreeSet<&str>> = None;
-        let mut advs_of_service: Vec<Vec<usize>> = Vec::new();
-        for svc in services {
-            let advs: Vec<usize> = self
-                .cluster
-                .l2
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| {
-                    a.pools.covers(pool) && any_matches(&a.service_selectors, &svc.labels)
-                })
-                .map(|(i, _)| i)
-                .collect();
-            let mut nodes = BTreeSet::new();
-            for i in &advs {
-                nodes.extend(with_endpoints(services, &self.l2_nodes[*i]));
-            }
-            candidates = Some(match candidates {
-                None => nodes,
-                Some(prev) => prev.intersection(&nodes).copied().collect(),
-            });
-            advs_of_service.push(advs);
-        }
+        let advs_of_service: Vec<Vec<usize>> = services
+            .iter()
+            .map(|svc| {
+                self.cluster
+                    .l2
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| {
+                        a.pools.covers(pool) && any_matches(&a.service_selectors, &svc.labels)
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
         let selected = advs_of_service.iter().any(|a| !a.is_empty());
         if !selected {
             return ModeOutcome::default();
         }
-        let Some(owner) = hrw::owner(ip, candidates.unwrap_or_default()) else {
+        let (candidates, fingerprint) = self.l2_candidates(services, &advs_of_service);
+        let Some(owner) = owners.owner(ip, &candidates, fingerprint) else {
             return ModeOutcome {
                 selected,
                 announced: false,
             };
         };
         plan.l2_owners.insert(ip, owner.to_string());
+        plan.announced.insert(ip);
         if owner == self.node {
             let interfaces = self.l2_interfaces(advs_of_service.iter().flatten());
             plan.l2.insert(ip, interfaces);
@@ -423,6 +500,41 @@ impl<'a> Deciding<'a> {
         }
     }
 
+    /// The nodes every Service sharing an address accepts (sorted), and their fingerprint;
+    /// the common case, one Service of one advertisement, borrows that advertisement's list.
+    fn l2_candidates(
+        &self,
+        services: &[&ServiceState],
+        advs_of_service: &[Vec<usize>],
+    ) -> (Cow<'_, [&'a str]>, u64) {
+        if let [[adv]] = advs_of_service
+            .iter()
+            .map(Vec::as_slice)
+            .collect::<Vec<_>>()[..]
+        {
+            let candidates = with_endpoints(services, &self.l2_nodes[*adv]);
+            if let Cow::Borrowed(_) = candidates {
+                return (candidates, self.l2_fingerprints[*adv]);
+            }
+            let fingerprint = hrw::fingerprint(&candidates);
+            return (candidates, fingerprint);
+        }
+        let mut candidates: Option<BTreeSet<&str>> = None;
+        for advs in advs_of_service {
+            let mut nodes = BTreeSet::new();
+            for i in advs {
+                nodes.extend(with_endpoints(services, &self.l2_nodes[*i]).iter().copied());
+            }
+            candidates = Some(match candidates {
+                None => nodes,
+                Some(prev) => prev.intersection(&nodes).copied().collect(),
+            });
+        }
+        let candidates: Vec<&str> = candidates.unwrap_or_default().into_iter().collect();
+        let fingerprint = hrw::fingerprint(&candidates);
+        (Cow::Owned(candidates), fingerprint)
+    }
+
     /// Interfaces from the advertisements that select this node; one with none named means
     /// all of them (the empty set).
     fn l2_interfaces<'i>(&self, advs: impl Iterator<Item = &'i usize>) -> BTreeSet<String> {
@@ -430,7 +542,7 @@ impl<'a> Deciding<'a> {
         let mut all = false;
         for i in advs {
             let adv = &self.cluster.l2[*i];
-            if self.l2_nodes[*i].contains(&self.node) {
+            if self.l2_nodes[*i].binary_search(&self.node).is_ok() {
                 all |= adv.interfaces.is_empty();
                 interfaces.extend(adv.interfaces.iter().cloned());
             }
@@ -463,7 +575,10 @@ impl<'a> Deciding<'a> {
                     continue;
                 }
                 outcome.announced = true;
-                if nodes.contains(&self.node) {
+                if !with_endpoints(services, &self.bgp_routing_nodes[i]).is_empty() {
+                    plan.announced.insert(ip);
+                }
+                if nodes.binary_search(&self.node).is_ok() {
                     self.add_route(ip, adv, svc, plan);
                 }
             }

@@ -8,8 +8,8 @@ use ferrolb_api::model::{
     BgpAdvertisementSettings, IpRange, Labels, Selector, ServiceKey, parse_peer,
 };
 use ferrolb_speaker::decide::{
-    BgpAdvertisement, ClusterState, EXCLUDE_LABEL, L2Advertisement, NodePlan, NodeState, Peer,
-    PoolChoice, PoolState, ServiceState, TrafficPolicy, decide,
+    BgpAdvertisement, ClusterState, Decider, EXCLUDE_LABEL, L2Advertisement, NodePlan, NodeState,
+    Peer, PoolChoice, PoolState, ServiceState, TrafficPolicy, decide,
 };
 use proptest::prelude::*;
 
@@ -224,6 +224,36 @@ proptest! {
                 prop_assert_eq!(after.get(ip), Some(owner), "{} moved though {} left", ip, leaving);
             } else {
                 prop_assert_ne!(after.get(ip), Some(owner));
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_announced_is_what_some_node_announces(s in scenario()) {
+        let plans = plans(&s.cluster, &s.live);
+        let by_some: BTreeSet<IpAddr> = plans
+            .values()
+            .flat_map(|p| p.services.values().flat_map(|a| a.l2.iter().chain(&a.bgp)).copied())
+            .collect();
+        for plan in plans.values() {
+            prop_assert_eq!(&plan.announced, &by_some);
+        }
+    }
+
+    #[test]
+    fn a_decider_remembering_owners_decides_as_a_fresh_decision(
+        states in prop::collection::vec((scenario(), any::<u8>()), 1..6),
+        node in 0usize..7,
+    ) {
+        let node = format!("node-{node}");
+        // Remember every list, so the memo works on these small clusters.
+        let mut decider = Decider::remembering_from(1);
+        for (s, mask) in &states {
+            // The same cluster with its live set thinned, then whole: nodes leave and return.
+            let mut thinned = s.live.clone();
+            thinned.retain(|n| n.bytes().last().is_some_and(|b| mask & (1 << (b % 8)) != 0));
+            for live in [&s.live, &thinned, &s.live] {
+                prop_assert_eq!(decider.decide(&s.cluster, live, &node), decide(&s.cluster, live, &node));
             }
         }
     }

@@ -219,6 +219,8 @@ struct Speaker {
     node_v6: Option<std::net::Ipv6Addr>,
     /// What the last decision forwards (what the kernel holds is the dataplane's to know).
     forward_wanted: Arc<Forwarding>,
+    /// Remembers L2 owners between decisions (a node leaving costs what it moves).
+    decider: crate::decide::Decider,
     /// The last refused forwarding change; the speaker is not ready while there is one.
     forwarding_error: Option<String>,
     ticks: u64,
@@ -265,6 +267,7 @@ impl Speaker {
             node_v4: parts.node_v4,
             node_v6: parts.node_v6,
             forward_wanted: Arc::new(Forwarding::default()),
+            decider: crate::decide::Decider::default(),
             forwarding_error: None,
             ticks: 0,
             weights: crate::weights::WeightDamper::default(),

@@ -45,7 +45,7 @@ impl Speaker {
             cluster_state(&snapshot.objects(self.config.lb_class.as_deref()));
         let read = started.elapsed();
         let live = self.membership.live.borrow().clone();
-        let plan = decide(&state, &live, &self.config.node);
+        let plan = self.decider.decide(&state, &live, &self.config.node);
         let decided = started.elapsed();
         let draining = self.follow_node_drain(&state);
         let effective = self.effective_plan(&plan, &live, draining);
@@ -242,15 +242,8 @@ impl Speaker {
     pub(super) fn taken_by_others(&self, state: &ClusterState) -> BTreeSet<IpAddr> {
         let mut others = self.membership.live.borrow().clone();
         others.remove(&self.config.node);
-        others
-            .iter()
-            .flat_map(|node| {
-                decide(state, &others, node)
-                    .services
-                    .into_values()
-                    .flat_map(|s| s.l2.into_iter().chain(s.bgp))
-            })
-            .collect()
+        // What is announced is the same in every node's plan: one decision tells it.
+        decide(state, &others, &self.config.node).announced
     }
 }
 
