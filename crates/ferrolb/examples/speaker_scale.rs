@@ -1,4 +1,4 @@
-//! Speaker memory with 1,000 announced Services, each in L2 and BGP mode: three speakers,
+//! Speaker memory with 1,000 (or SERVICES, up to 65,536) announced Services, each in L2 and BGP mode: three speakers,
 //! FRR holding every route from every node, the resident set size of each speaker read from
 //! /proc.
 //!
@@ -34,7 +34,7 @@ fn main() {
             &client,
             json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
                    "metadata": {"name": "big", "namespace": NS},
-                   "spec": {"addresses": ["2001:db8:100::/116"], "autoAssign": false}}),
+                   "spec": {"addresses": ["2001:db8:100::/112"], "autoAssign": false}}),
         )
         .await;
         for kind in ["L2Advertisement", "BGPAdvertisement"] {
@@ -45,6 +45,11 @@ fn main() {
                        "spec": {"ipAddressPools": ["big"]}}),
             )
             .await;
+        }
+        // A profiler for n1's speaker, e.g. FERROLB_SCALE_WRAP_N1="heaptrack -o /tmp/speaker".
+        if let Ok(wrap) = std::env::var("FERROLB_SCALE_WRAP_N1") {
+            let wrap = wrap.split_whitespace().map(String::from).collect();
+            lab.speaker_wrappers.insert("n1".into(), wrap);
         }
         start_all(&mut lab, &cluster);
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -82,7 +87,10 @@ fn main() {
                 json!({"apiVersion": "v1", "kind": "Service",
                        "metadata": {"name": name, "namespace": "default",
                                     "annotations": {"ferrolb.io/address-pool": "big"}},
+                       // NodePorts would run out at 2,768 Services (30000-32767), and
+                       // announcing does not need them.
                        "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv6"],
+                                "allocateLoadBalancerNodePorts": false,
                                 "ports": [{"port": 80, "protocol": "TCP"}]}}),
             )
             .await;

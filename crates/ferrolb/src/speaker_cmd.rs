@@ -57,6 +57,11 @@ pub struct SpeakerArgs {
     /// Do not run the L2 responder (BGP only; no CAP_NET_RAW needed).
     #[arg(long)]
     no_l2: bool,
+    /// Write no ServiceBGPStatus objects and no `nodeAssigned` Events for BGP announcements:
+    /// from every advertising node they number nodes × Services, too many for the API server
+    /// in a large cluster (BGPSessionState, ServiceL2Status and L2 Events are still written).
+    #[arg(long)]
+    no_bgp_service_reports: bool,
     /// Who forwards an announced address's traffic to the Service's NodePorts: `none`
     /// (kube-proxy) or `nftables` (this speaker, with a table of its own; run the controller
     /// with the same flag so kube-proxy leaves the addresses alone).
@@ -88,6 +93,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             drain_delay: args.drain_delay,
             weight_damping: args.weight_damping,
             l2: !args.no_l2,
+            bgp_service_reports: !args.no_bgp_service_reports,
             forwarding: args.forwarding == Forwarding::Nftables,
             ..SpeakerConfig::new(&args.node_name)
         };

@@ -121,6 +121,49 @@ async fn wait_for_reports(client: &Client, plural: &str, kind: &str, expected: &
 }
 
 #[test]
+fn without_bgp_service_reports_routes_and_sessions_are_reported_but_no_service_per_node() {
+    let mut lab = Lab::new();
+    lab.speaker_args = vec!["--no-bgp-service-reports".into()];
+    runtime().block_on(async {
+        let cluster = start_cluster(&lab).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        create_service(&client, "api", "bgp", BGP_IP, true).await;
+        set_endpoints(&client, "api", &["n1", "n3"]).await;
+        let prefix = format!("{BGP_IP}/32");
+        let want: std::collections::BTreeSet<_> = ["n1", "n3"].iter().map(|n| node_ip(n)).collect();
+        assert!(
+            wait_until(Duration::from_secs(20), || lab.frr_next_hops(&prefix)
+                == want),
+            "FRR should hold {prefix} via n1 and n3: {:?}",
+            lab.frr_next_hops(&prefix)
+        );
+        wait_for_reports(
+            &client,
+            "bgpsessionstates",
+            "BGPSessionState",
+            &[
+                ("n1", "Established"),
+                ("n2", "Established"),
+                ("n3", "Established"),
+            ],
+        )
+        .await;
+        // The routes have been out for the sessions' reports to be written: a ServiceBGPStatus
+        // or a nodeAssigned Event would be there by now.
+        assert_eq!(
+            reports(&client, "servicebgpstatuses", "ServiceBGPStatus").await,
+            Vec::<(String, String)>::new()
+        );
+        let (found, seen) = wait_for_event(&client, "nodeAssigned", &["bgp"]).await;
+        assert!(
+            !found,
+            "no nodeAssigned Event for a BGP announcement: {seen:?}"
+        );
+    });
+}
+
+#[test]
 fn speakers_follow_services_endpoints_and_nodes() {
     let mut lab = Lab::new();
     runtime().block_on(async {

@@ -401,16 +401,14 @@ pub fn same_pool_status(a: &IPAddressPoolStatus, b: &IPAddressPoolStatus) -> boo
 
 /// Orders Services for a rebuild: those showing addresses first (they keep them), then by
 /// creation time and key, so the outcome does not depend on cache order.
-pub fn rebuild_order(services: &mut [&Service]) {
-    services.sort_by(|a, b| {
-        let rank = |s: &Service| {
-            (
-                status_ips(s).is_empty(),
-                s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                service_key(s),
-            )
-        };
-        rank(a).cmp(&rank(b))
+pub fn rebuild_order<S: std::ops::Deref<Target = Service>>(services: &mut [S]) {
+    // Each rank once: 100,000 Services would otherwise build keys millions of times.
+    services.sort_by_cached_key(|s| {
+        (
+            status_ips(s).is_empty(),
+            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            service_key(s),
+        )
     });
 }
 

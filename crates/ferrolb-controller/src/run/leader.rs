@@ -122,6 +122,7 @@ impl Controller {
         &mut self,
         leader: &watch::Receiver<bool>,
     ) -> Result<(), kube::Error> {
+        let started = std::time::Instant::now();
         let pools = Api::<IPAddressPool>::namespaced(self.client.clone(), &self.config.namespace)
             .list(&ListParams::default())
             .await?;
@@ -139,22 +140,32 @@ impl Controller {
         let mut planner = Planner::new(self.config.lb_class.clone());
         let update = planner.set_pools(&pools.items);
         self.report_invalid_pools(&update.newly_invalid, &pools.items);
-        let mut ordered: Vec<&Service> = services.items.iter().collect();
+        // Owned once: the list is the largest thing a takeover holds.
+        let mut ordered: Vec<Arc<Service>> = services.items.into_iter().map(Arc::new).collect();
         rebuild_order(&mut ordered);
         let mut plans = Vec::new();
         for svc in ordered {
-            let key = service_key(svc);
+            let key = service_key(&svc);
             let labels = ns_labels.get(key.namespace()).cloned().unwrap_or_default();
-            let plan = planner.plan_service(&key, Some(svc), &labels);
+            let plan = planner.plan_service(&key, Some(&svc), &labels);
             if matches!(plan.outcome, Outcome::Failed(_)) {
                 self.unassigned.insert(key.clone());
             }
-            plans.push((Arc::new(svc.clone()), plan));
+            plans.push((svc, plan));
             self.dirty.remove(&key);
         }
         self.planner = Some(planner);
         self.pools_seen = fingerprint_of(&pools.items);
+        let listed = started.elapsed();
+        let count = plans.len();
         self.write_plans(plans, leader).await;
+        tracing::info!(
+            services = count,
+            pools = pools.items.len(),
+            listed_ms = listed.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "rebuilt from Service status; leading"
+        );
         Ok(())
     }
 }

@@ -226,6 +226,9 @@ struct Controller {
     pool_statuses: Background<writes::PoolStatuses>,
 }
 
+/// Passes over at least this many Services are logged with their time.
+const FULL_PASS_LOGGED: usize = 1000;
+
 impl Controller {
     fn new(
         client: Client,
@@ -407,6 +410,7 @@ impl Controller {
             }
             self.report_invalid_pools(&invalid, &pools);
         }
+        let considered = self.dirty.len();
         // The last plan per Service wins.
         let mut plans: BTreeMap<ServiceKey, (Arc<Service>, ServicePlan)> = BTreeMap::new();
         // A second pass gives Services that found no address a chance at what the first freed.
@@ -464,6 +468,14 @@ impl Controller {
         self.metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
+        // A full pass (resync, pool edit) is worth a line: its cost grows with the cluster.
+        if considered >= FULL_PASS_LOGGED {
+            tracing::info!(
+                services = considered,
+                ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            );
+        }
     }
 
     fn update_usage_metrics(&self) {

@@ -15,7 +15,7 @@ use super::Speaker;
 use crate::cluster::Problem;
 use crate::decide::{NodePlan, reporter_for};
 use crate::forwarding::NotForwarded;
-use crate::reports::{Conditions, ObjectKey, Validity, desired_reports};
+use crate::reports::{Conditions, ObjectKey, ReportKind, Validity, desired_reports};
 
 impl Speaker {
     /// Events: where each Service is announced from, addresses nobody announces, bad objects.
@@ -34,6 +34,10 @@ impl Speaker {
                 continue;
             }
             let Some(svc) = by_key.get(key) else { continue };
+            // From every advertising node, a BGP Service's Events number nodes × Services.
+            if ann.l2.is_empty() && !self.config.bgp_service_reports {
+                continue;
+            }
             let mut how = Vec::new();
             if !ann.l2.is_empty() {
                 how.push("layer2".to_string());
@@ -196,12 +200,15 @@ impl Speaker {
     pub(super) fn write_reports(&mut self) {
         let sessions = self.announcer.sessions();
         self.sessions_reported = sessions.clone();
-        let desired = desired_reports(
+        let mut desired = desired_reports(
             &self.config.node,
             &self.last_plan,
             &self.last_addresses,
             &sessions,
         );
+        if !self.config.bgp_service_reports {
+            desired.retain(|(kind, _), _| *kind != ReportKind::Bgp);
+        }
         self.reports.publish(desired);
     }
 }

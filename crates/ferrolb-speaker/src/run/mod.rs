@@ -69,6 +69,10 @@ pub struct SpeakerConfig {
     /// Forward announced addresses to NodePorts with nftables (needs CAP_NET_ADMIN and
     /// libnftables); off: kube-proxy does.
     pub forwarding: bool,
+    /// Write a ServiceBGPStatus and a `nodeAssigned` Event per Service this node advertises
+    /// over BGP; off for large BGP clusters, where they number nodes × Services
+    /// (BGPSessionState, ServiceL2Status and L2 Events stay).
+    pub bgp_service_reports: bool,
 }
 
 impl SpeakerConfig {
@@ -87,6 +91,7 @@ impl SpeakerConfig {
             weight_damping: Duration::from_secs(5),
             l2: true,
             forwarding: false,
+            bgp_service_reports: true,
         }
     }
 }
