@@ -41,7 +41,7 @@ pub struct SpeakerArgs {
     #[arg(long, value_parser = parse_duration)]
     probe_period: Option<Duration>,
     /// How long a suspected speaker has to answer before it is declared down, at least
-    /// (default 60ms; it grows to 2 × log10(speakers) probe periods in larger clusters).
+    /// (default 60ms; it grows to 2 × log10(speakers − 1) probe periods in larger clusters).
     #[arg(long, value_parser = parse_duration)]
     suspect_to_down: Option<Duration>,
     /// How long a node keeps answering for an address another node has taken over.
