@@ -14,7 +14,6 @@ use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
 use ferrolb_controller::{ControllerConfig, Metrics};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 
@@ -152,23 +151,7 @@ fn main() {
         .unwrap();
     client_rt.block_on(async {
         let c = client(&url);
-        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-        for crd in ferrolb_api::crds::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("crd");
-        }
-        let ns: Api<Namespace> = Api::all(c.clone());
-        let system = Namespace {
-            metadata: ObjectMeta {
-                name: Some("ferrolb-system".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        ns.create(&PostParams::default(), &system)
-            .await
-            .expect("namespace");
+        support::install(&c).await;
         let pools: Api<IPAddressPool> = Api::namespaced(c, "ferrolb-system");
         let pool = IPAddressPool::new(
             "bench",

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use fake_apiserver::{Config, FakeApiServer};
 use ferrolb_api::crd::{IPAddressPool, IPAddressPoolSpec};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams, PostParams};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -137,23 +136,7 @@ fn main() {
         client(&url)
     };
     client_rt.block_on(async {
-        let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-        for crd in ferrolb_api::crds::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("crd");
-        }
-        let ns: Api<Namespace> = Api::all(c.clone());
-        let system = Namespace {
-            metadata: ObjectMeta {
-                name: Some("ferrolb-system".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        ns.create(&PostParams::default(), &system)
-            .await
-            .expect("namespace");
+        support::install(&c).await;
         let pool_api: Api<IPAddressPool> = Api::namespaced(c.clone(), "ferrolb-system");
         for p in 0..pools {
             // Each pool a /112 of the documentation prefix; Services ask for theirs by name.

@@ -33,6 +33,12 @@ pub async fn cluster() -> (FakeApiServer, Client) {
 pub async fn cluster_with(config: Config) -> (FakeApiServer, Client) {
     let server = FakeApiServer::start(config).await.expect("server");
     let client = client_for(&server.url());
+    install(&client).await;
+    (server, client)
+}
+
+/// The CRDs and the ferrolb namespace, as an install makes them.
+pub async fn install(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in ferrolb_api::crds::all() {
         crds.create(&PostParams::default(), &crd)
@@ -53,7 +59,6 @@ pub async fn cluster_with(config: Config) -> (FakeApiServer, Client) {
         )
         .await
         .expect("namespace");
-    (server, client)
 }
 
 pub async fn create_pool(client: &Client, name: &str, addresses: &[&str]) {
