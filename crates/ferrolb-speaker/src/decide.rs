@@ -220,14 +220,24 @@ pub struct NodePlan {
     pub services: BTreeMap<ServiceKey, ServiceAnnouncement>,
     /// Every assigned address, with its L2 owner when it has one.
     pub l2_owners: BTreeMap<IpAddr, String>,
-    /// Addresses some node announces: an L2 owner, or a node with a BGP session to a peer the
-    /// advertisement selects; the same on every node.
-    pub announced: BTreeSet<IpAddr>,
+    /// Addresses some node advertises over BGP (a node with a session to a peer the
+    /// advertisement selects); the same on every node.
+    pub bgp_announced: BTreeSet<IpAddr>,
     /// Addresses nobody announces, with the Services that hold them; the same on every node.
     pub unannounced: BTreeMap<IpAddr, (Vec<ServiceKey>, Unannounced)>,
 }
 
 impl NodePlan {
+    /// Addresses some node announces: those with an L2 owner and those advertised over BGP;
+    /// the same on every node.
+    pub fn announced(&self) -> BTreeSet<IpAddr> {
+        self.l2_owners
+            .keys()
+            .chain(&self.bgp_announced)
+            .copied()
+            .collect()
+    }
+
     /// The plan without L2 address `ip`: this node holds it back (a higher-ranked rival has it),
     /// so it neither answers for it nor reports it.
     pub fn without_l2(&mut self, ip: IpAddr) {
@@ -275,13 +285,13 @@ fn with_endpoints<'n, 'a>(services: &[&ServiceState], nodes: &'n [&'a str]) -> C
         .iter()
         .find(|s| s.policy == TrafficPolicy::Local)
         .expect("one is Local");
-    let mut allowed: Vec<&'a str> = local
+    // Endpoint nodes come sorted (a BTreeMap), so the result is sorted too.
+    let allowed = local
         .endpoint_nodes
         .keys()
         .filter_map(|n| nodes.binary_search(&n.as_str()).ok().map(|i| nodes[i]))
         .filter(|n| services.iter().all(|s| endpoints_allow(s, n)))
         .collect();
-    allowed.sort_unstable();
     Cow::Owned(allowed)
 }
 
@@ -482,7 +492,6 @@ impl<'a> Deciding<'a> {
             };
         };
         plan.l2_owners.insert(ip, owner.to_string());
-        plan.announced.insert(ip);
         if owner == self.node {
             let interfaces = self.l2_interfaces(advs_of_service.iter().flatten());
             plan.l2.insert(ip, interfaces);
@@ -507,10 +516,8 @@ impl<'a> Deciding<'a> {
         services: &[&ServiceState],
         advs_of_service: &[Vec<usize>],
     ) -> (Cow<'_, [&'a str]>, u64) {
-        if let [[adv]] = advs_of_service
-            .iter()
-            .map(Vec::as_slice)
-            .collect::<Vec<_>>()[..]
+        if let [advs] = advs_of_service
+            && let [adv] = advs.as_slice()
         {
             let candidates = with_endpoints(services, &self.l2_nodes[*adv]);
             if let Cow::Borrowed(_) = candidates {
@@ -576,7 +583,7 @@ impl<'a> Deciding<'a> {
                 }
                 outcome.announced = true;
                 if !with_endpoints(services, &self.bgp_routing_nodes[i]).is_empty() {
-                    plan.announced.insert(ip);
+                    plan.bgp_announced.insert(ip);
                 }
                 if nodes.binary_search(&self.node).is_ok() {
                     self.add_route(ip, adv, svc, plan);

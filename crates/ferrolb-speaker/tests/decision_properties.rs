@@ -236,7 +236,7 @@ proptest! {
             .flat_map(|p| p.services.values().flat_map(|a| a.l2.iter().chain(&a.bgp)).copied())
             .collect();
         for plan in plans.values() {
-            prop_assert_eq!(&plan.announced, &by_some);
+            prop_assert_eq!(&plan.announced(), &by_some);
         }
     }
 

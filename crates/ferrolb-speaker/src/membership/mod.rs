@@ -409,8 +409,14 @@ impl Gossip {
                 TimerSlot(timer),
             )));
         }
+        // The member list moves only with a notification: no need to rebuild the names (one
+        // per member) for every frame.
+        let settled = self.settled.load(Ordering::Relaxed);
+        if settled && !out.changed {
+            return;
+        }
         let live = self.core.live();
-        let settle = !self.settled.load(Ordering::Relaxed)
+        let settle = !settled
             && (live.len() > 1
                 || self.core.seeds().is_empty()
                 || Instant::now() >= self.join_deadline);

@@ -243,7 +243,7 @@ impl Speaker {
         let mut others = self.membership.live.borrow().clone();
         others.remove(&self.config.node);
         // What is announced is the same in every node's plan: one decision tells it.
-        decide(state, &others, &self.config.node).announced
+        decide(state, &others, &self.config.node).announced()
     }
 }
 
