@@ -51,3 +51,5 @@ echo "==> cargo test"
 cargo test --workspace --all-targets
 echo "==> the end-to-end suite again, on kube-apiserver (the suite above ran on fake-apiserver)"
 FERROLB_LAB_API=kube-apiserver cargo test -p ferrolb-testbed --test e2e
+echo "==> fuzzing: 5 s of each parser that meets the network (BGP, ARP/NDP, BFD, gossip)"
+./scripts/fuzz.sh all -max_total_time=5

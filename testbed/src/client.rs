@@ -26,6 +26,23 @@ pub fn http_get_within(
     Some((code, body))
 }
 
+/// POSTs `body` (JSON) to `path` at `addr`: the status code and body.
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: lab\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.take(1 << 20).read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
 /// Percentiles of `samples` as the benches print them.
 pub fn percentiles(mut samples: Vec<Duration>) -> String {
     if samples.is_empty() {

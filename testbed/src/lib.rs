@@ -4,6 +4,7 @@
 
 pub mod arp;
 pub mod audit;
+pub mod chaos;
 pub mod clab;
 pub mod client;
 pub mod control_plane;

@@ -5,6 +5,7 @@
 //!   testbed status    what runs
 //!   testbed demo      up, apply examples/lab/, show each Service answered, down (--keep: stay up)
 //!   testbed clab      write the containerlab topology generated from the description
+//!   testbed chaos     up, faults and churn for --minutes with every invariant checked, down
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,27 @@ enum Cmd {
         /// The manifests to apply.
         #[arg(long, default_value = "examples/lab")]
         examples: PathBuf,
+    },
+    /// Builds a lab of its own, injects faults drawn from --seed (several at once) while
+    /// Services change, checks ferrolb's invariants the whole time and after the faults stop,
+    /// prints the report and removes the lab. Fails when an invariant was violated.
+    Chaos {
+        #[arg(long, default_value_t = 3.0)]
+        minutes: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The API server, as for `up`.
+        #[arg(long, default_value = "fake", value_parser = ["fake", "kube-apiserver"])]
+        api: String,
+        /// The mean time between two faults' starts, in seconds.
+        #[arg(long, default_value_t = 4.0)]
+        fault_every: f64,
+        /// The mean time between two changes to the Services, in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        churn_every: f64,
+        /// Leave the lab up afterwards (it is also left up after a violation).
+        #[arg(long)]
+        keep: bool,
     },
     /// Writes the containerlab topology generated from the description into --dir.
     Clab {
@@ -176,6 +198,46 @@ fn main() -> anyhow::Result<()> {
             }
             how_to_reach(&lab);
             lab.keep();
+            Ok(())
+        }
+        Cmd::Chaos {
+            minutes,
+            seed,
+            api,
+            fault_every,
+            churn_every,
+            keep,
+        } => {
+            watch_signals();
+            let mut config = config_with(&api)?;
+            if std::env::var("FERROLB_TESTBED_PREFIX").is_err() {
+                // Not the lab of `testbed up`, which may be running.
+                config.prefix = "ftc-".into();
+            }
+            println!(
+                "==> building the lab on {}; chaos for {minutes} min, seed {seed}",
+                config.api.name()
+            );
+            let mut lab = Lab::up(Topology::builtin(), config)?;
+            lab.apply("ferrolb", include_str!("../../examples/lab/10-ferrolb.yaml"))?;
+            let chaos = ferrolb_testbed::chaos::ChaosConfig {
+                length: std::time::Duration::from_secs_f64(minutes * 60.0),
+                seed,
+                fault_every: std::time::Duration::from_secs_f64(fault_every),
+                churn_every: std::time::Duration::from_secs_f64(churn_every),
+                keep_processes: false,
+            };
+            let report = ferrolb_testbed::chaos::Chaos::new(&mut lab, chaos).run()?;
+            println!("\n{}", report.summary());
+            let violations = report.violations.len();
+            if violations > 0 || keep {
+                how_to_reach(&lab);
+                lab.keep();
+                anyhow::ensure!(violations == 0, "{violations} violations");
+                return Ok(());
+            }
+            drop(lab);
+            println!("lab removed");
             Ok(())
         }
         Cmd::Demo {

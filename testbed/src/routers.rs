@@ -26,11 +26,14 @@ pub fn frr_config(t: &Topology, r: &Router) -> String {
     conf
 }
 
-/// BIRD 2: the same sessions; equal paths merged into the kernel's multipath routes.
+/// BIRD 2: the same sessions; equal paths merged into the kernel's multipath routes. Nodes
+/// restart by design (rolling updates, the chaos runner's kills): BIRD's default `error wait
+/// time` (60 s, growing to 300 s) would refuse a restarted node that long after its session
+/// failed, so the lab's, like a fabric that peers with Kubernetes nodes, waits 1-10 s.
 pub fn bird_config(t: &Topology, r: &Router) -> String {
     let lan = &r.links[0];
     let mut conf = format!(
-        "router id {};\nprotocol device {{}}\nprotocol direct {{ ipv4; ipv6; }}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\ntemplate bgp nodes {{\n  local as {};\n  passive on;\n  ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+        "router id {};\nprotocol device {{}}\nprotocol direct {{ ipv4; ipv6; }}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\ntemplate bgp nodes {{\n  local as {};\n  passive on;\n  error wait time 1, 10;\n  ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
         lan.ipv4, r.asn
     );
     for n in &t.nodes.hosts {

@@ -104,6 +104,49 @@ pub async fn unresolved_neighbours(handle: &Handle, index: u32) -> io::Result<Ve
     Ok(out)
 }
 
+/// Every neighbour the kernel has resolved (any interface, both families): its address and
+/// MAC. A connection of its own, for the rare caller (another host's claim on an address).
+pub async fn resolved_neighbours() -> io::Result<Vec<(IpAddr, [u8; 6])>> {
+    let (connection, handle, _) = rtnetlink::new_connection()?;
+    let task = tokio::spawn(connection);
+    let mut out = Vec::new();
+    let mut neighbours = handle.neighbours().get().execute();
+    let result = loop {
+        let msg = match neighbours.try_next().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(to_io(e)),
+        };
+        if matches!(
+            msg.header.state,
+            NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::Noarp
+        ) {
+            continue;
+        }
+        let mut ip = None;
+        let mut mac = None;
+        for attr in &msg.attributes {
+            match attr {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    ip = Some(IpAddr::V4(*a))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    ip = Some(IpAddr::V6(*a))
+                }
+                NeighbourAttribute::LinkLayerAddress(bytes) => {
+                    mac = <[u8; 6]>::try_from(bytes.as_slice()).ok()
+                }
+                _ => {}
+            }
+        }
+        if let (Some(ip), Some(mac)) = (ip, mac) {
+            out.push((ip, mac));
+        }
+    };
+    task.abort();
+    result.map(|()| out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,45 @@ pub const DEFER_LIMIT: Duration = Duration::from_secs(30);
 /// burst (its announcement schedule sends several claims within a second).
 pub const DEFEND_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the kernel is asked to resolve the other Nodes' MACs while a claim's MAC is
+/// unknown.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The node a claim's MAC belongs to, when the gossip never told it (a speaker that started
+/// while its gossip was cut has heard no one's MACs; ARP still works): the node one of whose
+/// addresses the kernel's neighbour table (`neighbours`: address, MAC) resolves to `mac`.
+pub fn node_of_mac(
+    mac: [u8; 6],
+    neighbours: &[(IpAddr, [u8; 6])],
+    nodes: &[(String, Vec<IpAddr>)],
+) -> Option<String> {
+    neighbours
+        .iter()
+        .filter(|(_, m)| *m == mac)
+        .find_map(|(ip, _)| {
+            nodes
+                .iter()
+                .find(|(_, addresses)| addresses.contains(ip))
+                .map(|(name, _)| name.clone())
+        })
+}
+
+/// Makes the kernel resolve each of `addresses` (ARP or neighbour discovery) when it has no
+/// entry: one empty datagram to the discard port (9) of each, which nothing needs to answer.
+pub fn resolve(addresses: &[IpAddr]) {
+    for ip in addresses {
+        let bind: std::net::SocketAddr = if ip.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        if let Ok(socket) = std::net::UdpSocket::bind(bind) {
+            let _ = socket.set_nonblocking(true);
+            let _ = socket.send_to(&[], (*ip, 9));
+        }
+    }
+}
+
 /// What the node does now about a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -129,6 +168,29 @@ pub fn regained(before: &BTreeSet<String>, now: &BTreeSet<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_mac_is_the_node_whose_address_the_neighbour_table_maps_to_it() {
+        let nodes = vec![
+            ("n2".to_string(), vec![ip("192.0.2.12"), ip("2001:db8::12")]),
+            ("n3".to_string(), vec![ip("192.0.2.13")]),
+        ];
+        let n3 = [2, 0, 0, 0, 2, 0];
+        let table = vec![
+            (ip("192.0.2.1"), [2, 0, 0, 0, 9, 0]),
+            (ip("2001:db8::12"), [2, 0, 0, 0, 1, 0]),
+            (ip("192.0.2.13"), n3),
+        ];
+        assert_eq!(node_of_mac(n3, &table, &nodes).as_deref(), Some("n3"));
+        assert_eq!(
+            node_of_mac([2, 0, 0, 0, 1, 0], &table, &nodes).as_deref(),
+            Some("n2"),
+            "an IPv6 neighbour counts too"
+        );
+        // A router's MAC, or one the table does not hold: no node.
+        assert_eq!(node_of_mac([2, 0, 0, 0, 9, 0], &table, &nodes), None);
+        assert_eq!(node_of_mac([2, 0, 0, 0, 7, 7], &table, &nodes), None);
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -10,9 +10,13 @@
 //!                            ferrolb, MetalLB and kube-vip in the same lab, one at a time, at
 //!                            their defaults and fastest settings (on kube-apiserver); all three
 //!                            unless some are named
+//!   lab_bench soak [--minutes N] [--seed S]
+//!                            N minutes (60) of churn and occasional faults, invariants checked;
+//!                            RSS and open fds of every ferrolb process each minute
 
 mod failover;
 mod peers;
+mod soak;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -289,6 +293,9 @@ fn main() {
         Some("rolling") => rolling(),
         Some("failover") => failover::run(n.unwrap_or(20), args.get(3..).unwrap_or_default()),
         Some("peers") => peers::run(n.unwrap_or(15), args.get(3..).unwrap_or_default()),
-        _ => eprintln!("usage: lab_bench create [N] | rolling | failover [N] | peers [N]"),
+        Some("soak") => soak::run(args.get(2..).unwrap_or_default()),
+        _ => eprintln!(
+            "usage: lab_bench create [N] | rolling | failover [N] | peers [N] | soak [--minutes N]"
+        ),
     }
 }

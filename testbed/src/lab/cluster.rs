@@ -307,6 +307,16 @@ impl Lab {
         docs
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the process group recorded as `what`, which stays
+    /// recorded; false when there is none.
+    pub fn send(&self, what: &str, signal: i32) -> bool {
+        match self.pid(what) {
+            // SAFETY: signalling the process group this lab started.
+            Some(pid) => unsafe { libc::killpg(pid as i32, signal) == 0 },
+            None => false,
+        }
+    }
+
     /// Sends `signal` to the process recorded as `what` and waits (up to `limit`) for it to
     /// exit; it is forgotten either way.
     pub fn signal(&mut self, what: &str, signal: i32, limit: Duration) -> bool {

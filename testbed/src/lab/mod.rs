@@ -91,7 +91,7 @@ pub fn remove(prefix: &str) {
 }
 
 /// The MAC of host `h`'s link `i`, set when the lab is built (locally administered).
-pub(super) fn host_mac(h: usize, i: usize) -> [u8; 6] {
+pub(crate) fn host_mac(h: usize, i: usize) -> [u8; 6] {
     [2, 0, 0, 0, h as u8, i as u8]
 }
 
@@ -104,6 +104,8 @@ pub struct Lab {
     keep: bool,
     /// On kube-apiserver: the components' rendered command lines.
     workloads: Option<Workloads>,
+    /// What each recorded process was started as (host, command line), to start it again.
+    launched: std::collections::BTreeMap<String, (String, Vec<String>)>,
 }
 
 /// The ferrolb components' command lines from `kubectl kustomize manifests/`.
@@ -191,7 +193,32 @@ impl Lab {
         )?;
         self.state.processes.push((what.to_string(), pid));
         self.state.save(&self.state_file())?;
+        self.launched
+            .insert(what.to_string(), (host.to_string(), args));
         Ok(pid)
+    }
+
+    /// Starts `what` again as it was last started (after it stopped or was stopped); its
+    /// earlier logs are kept beside the new one as `<what>.log.1`, `.2`, ...
+    pub fn start_again(&mut self, what: &str) -> anyhow::Result<u32> {
+        let (host, args) = self
+            .launched
+            .get(what)
+            .cloned()
+            .with_context(|| format!("{what} was never started"))?;
+        let log = self.log(what);
+        if let Some(kept) = (1..10_000)
+            .map(|n| log.with_extension(format!("log.{n}")))
+            .find(|p| !p.exists())
+        {
+            let _ = std::fs::rename(&log, kept);
+        }
+        self.start(what, &host, args)
+    }
+
+    /// The processes the lab runs: (what, pid).
+    pub fn processes(&self) -> &[(String, u32)] {
+        &self.state.processes
     }
 
     /// Removes whatever a lab of this prefix left, then builds and starts one. On an error
@@ -207,6 +234,7 @@ impl Lab {
             state: State::default(),
             keep: false,
             workloads: None,
+            launched: Default::default(),
         };
         lab.build().context("building the lab")?;
         lab.start_cluster().context("starting the cluster")?;

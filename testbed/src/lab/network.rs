@@ -134,7 +134,7 @@ impl Lab {
     }
 
     /// Where `host` is in the topology's host list: its switch ports and MACs are numbered so.
-    pub(super) fn host_index(&self, host: &str) -> anyhow::Result<usize> {
+    pub(crate) fn host_index(&self, host: &str) -> anyhow::Result<usize> {
         self.topology
             .hosts()
             .iter()
@@ -174,6 +174,52 @@ impl Lab {
             netns::exec_ok(&ns, &["nft", "delete", "table", "inet", TABLE])?;
         }
         Ok(())
+    }
+
+    /// Drops (or lets through again) the gossip between `host` and the hosts at `peers` only:
+    /// one side of a partition, which may leave `host` talking to others.
+    pub fn set_gossip_cut(&self, host: &str, peers: &[IpAddr], cut: bool) -> anyhow::Result<()> {
+        const TABLE: &str = "ftb_gossip_split";
+        let ns = self.ns(host);
+        if !cut {
+            netns::exec_ok(&ns, &["nft", "delete", "table", "inet", TABLE])?;
+            return Ok(());
+        }
+        let mut input = String::new();
+        let mut output = String::new();
+        for p in peers {
+            let family = if p.is_ipv4() { "ip" } else { "ip6" };
+            input.push_str(&format!(
+                "  {family} saddr {p} udp dport {GOSSIP_PORT} drop\n"
+            ));
+            output.push_str(&format!(
+                "  {family} daddr {p} udp dport {GOSSIP_PORT} drop\n"
+            ));
+        }
+        let rules = format!(
+            "table inet {TABLE} {{\n chain input {{ type filter hook input priority -10;\n{input} }}\n chain output {{ type filter hook output priority -10;\n{output} }}\n}}\n"
+        );
+        let file = self.dir.join(format!("{TABLE}-{host}.nft"));
+        std::fs::write(&file, rules)?;
+        netns::exec_ok(&ns, &["nft", "-f", &file.display().to_string()])?;
+        Ok(())
+    }
+
+    /// POSTs `body` to fake-apiserver's knob `/fake/<knob>` (a path with its query), from the
+    /// API host: its fault injection, dropped watches, compaction, restart.
+    pub fn fake_knob(&self, knob: &str, body: &str) -> anyhow::Result<String> {
+        let api = &self.topology.api;
+        let addr = std::net::SocketAddr::new(api.ipv4, api.port);
+        let path = format!("/fake/{knob}");
+        let body = body.to_string();
+        let answer = netns::in_ns(&self.ns(&api.name), move || {
+            crate::client::http_post(addr, &path, &body)
+        })?;
+        match answer {
+            Some((200, text)) => Ok(text),
+            Some((code, text)) => bail!("/fake/{knob}: {code} {text}"),
+            None => bail!("/fake/{knob}: no answer"),
+        }
     }
 
     /// The MACs that answer one ARP request for `target` from `client`, within `listen`.

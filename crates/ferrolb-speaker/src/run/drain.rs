@@ -81,6 +81,7 @@ impl Speaker {
 
 impl DrainSteps for Speaker {
     async fn leave_gossip(&mut self) {
+        self.live_at_leave = self.membership.live.borrow().clone();
         self.membership.leave().await;
     }
 

@@ -150,6 +150,11 @@ pub(super) struct Snapshot {
 }
 
 impl Caches {
+    /// The Node objects as last seen.
+    pub(super) fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.state()
+    }
+
     pub(super) fn snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.state(),

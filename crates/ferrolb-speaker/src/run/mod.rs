@@ -236,6 +236,11 @@ struct Speaker {
     rivals: Rivals,
     /// The live speakers at the last reconcile.
     live_before: BTreeSet<String>,
+    /// The live speakers when this one began to leave (leaving empties the live set): who
+    /// takes its addresses over.
+    live_at_leave: BTreeSet<String>,
+    /// When the kernel was last asked to resolve the other Nodes' MACs.
+    neighbours_asked: Option<Instant>,
     /// The membership's rejoin count at the last reconcile.
     rejoins_before: u64,
 }
@@ -279,6 +284,8 @@ impl Speaker {
             weight_due: None,
             rivals: Rivals::default(),
             live_before: BTreeSet::new(),
+            live_at_leave: BTreeSet::new(),
+            neighbours_asked: None,
             rejoins_before: 0,
         }
     }

@@ -6,11 +6,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ferrolb_cluster::Synced;
+use kube::ResourceExt;
 use tokio::time::Instant;
 
 use super::Speaker;
 use super::followers::{Change, Snapshot};
-use super::startup::{format_mac, gossip_keys, seeds_from};
+use super::startup::{format_mac, gossip_keys, node_addresses, seeds_from};
 use crate::announce::Applied;
 use crate::cluster::cluster_state;
 use crate::decide::{ClusterState, NodePlan, decide};
@@ -175,7 +176,11 @@ impl Speaker {
             // Being handed over (the rival is the next owner) or already gone.
             return false;
         }
-        let rival = self.membership.macs.borrow().get(&conflict.mac).cloned();
+        let gossiped = self.membership.macs.borrow().get(&conflict.mac).cloned();
+        let rival = match gossiped {
+            Some(node) => Some(node),
+            None => self.rival_from_neighbours(conflict.mac).await,
+        };
         let mac = format_mac(conflict.mac);
         let now = std::time::Instant::now();
         match self
@@ -203,6 +208,39 @@ impl Speaker {
                 true
             }
         }
+    }
+
+    /// The node whose MAC claimed an address, when the gossip never told it (this speaker
+    /// started while its gossip was cut): the kernel's neighbour table maps another Node's
+    /// address to that MAC. When it does not yet, the kernel is asked to resolve the other
+    /// Nodes' addresses (at most every few seconds), so the rival's next claim (it defends
+    /// every second) is known.
+    async fn rival_from_neighbours(&mut self, mac: [u8; 6]) -> Option<String> {
+        let nodes: Vec<(String, Vec<IpAddr>)> = self
+            .caches
+            .nodes()
+            .iter()
+            .map(|n| (n.name_any(), node_addresses(n)))
+            .filter(|(name, _)| *name != self.config.node)
+            .collect();
+        match ferrolb_l2::netlink::resolved_neighbours().await {
+            Ok(table) => {
+                if let Some(node) = rivals::node_of_mac(mac, &table, &nodes) {
+                    return Some(node);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "neighbour table unreadable"),
+        }
+        let now = Instant::now();
+        if self
+            .neighbours_asked
+            .is_none_or(|at| now.duration_since(at) >= rivals::RESOLVE_EVERY)
+        {
+            self.neighbours_asked = Some(now);
+            let addresses: Vec<IpAddr> = nodes.into_iter().flat_map(|(_, a)| a).collect();
+            rivals::resolve(&addresses);
+        }
+        None
     }
 
     /// Brings the kernel's forwarding to the last decision; with `keep_old`, addresses
@@ -238,9 +276,10 @@ impl Speaker {
         }
     }
 
-    /// The addresses other live nodes announce, decided as they decide it.
+    /// The addresses the nodes that were live when this one left announce without it,
+    /// decided as they decide it.
     pub(super) fn taken_by_others(&self, state: &ClusterState) -> BTreeSet<IpAddr> {
-        let mut others = self.membership.live.borrow().clone();
+        let mut others = self.live_at_leave.clone();
         others.remove(&self.config.node);
         // What is announced is the same in every node's plan: one decision tells it.
         decide(state, &others, &self.config.node).announced()

@@ -1,4 +1,4 @@
-//! `cargo fuzz run decode` (from crates/ferrolb-bgp): framing, decoding and UPDATE validation
+//! BGP from a peer (`scripts/fuzz.sh bgp`): framing, decoding and UPDATE validation
 //! of arbitrary bytes must never panic.
 #![no_main]
 
