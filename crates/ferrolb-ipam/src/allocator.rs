@@ -167,6 +167,18 @@ impl Allocator {
         Ok(self.claim(request, pool, ips))
     }
 
+    /// Claims `current` (a Service's status) for the request if it may keep exactly those
+    /// addresses, and nothing else: no new address, no missing family. A rebuild restores every
+    /// status this way first, so that no Service then given a new address takes one a status
+    /// not yet read holds.
+    pub fn restore(&mut self, request: &ServiceRequest, current: &[IpAddr]) -> Option<Assignment> {
+        if current.is_empty() || self.assignments.contains_key(&request.key) {
+            return None;
+        }
+        let pool = self.check_keepable(request, current)?;
+        Some(self.claim(request, pool, current.to_vec()))
+    }
+
     /// A PreferDualStack Service that keeps one family's address gains the other family's from
     /// the same pool once the pool has it (as MetalLB does); what it holds never moves, and
     /// without a free address of the other family it stays single. Not while rebuilding from

@@ -52,42 +52,65 @@ pub const DEFER_LIMIT: Duration = Duration::from_secs(30);
 /// burst (its announcement schedule sends several claims within a second).
 pub const DEFEND_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the kernel is asked to resolve the other Nodes' MACs while a claim's MAC is
-/// unknown.
+/// How often the kernel's neighbour table is read at most while claims come from MACs the
+/// gossip never told (a stranger may claim many times a second).
+pub const READ_NEIGHBOURS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the kernel is asked at most to resolve the other Nodes' MACs.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 
-/// The node a claim's MAC belongs to, when the gossip never told it (a speaker that started
-/// while its gossip was cut has heard no one's MACs; ARP still works): the node one of whose
-/// addresses the kernel's neighbour table (`neighbours`: address, MAC) resolves to `mac`.
-pub fn node_of_mac(
-    mac: [u8; 6],
-    neighbours: &[(IpAddr, [u8; 6])],
-    nodes: &[(String, Vec<IpAddr>)],
-) -> Option<String> {
-    neighbours
-        .iter()
-        .filter(|(_, m)| *m == mac)
-        .find_map(|(ip, _)| {
-            nodes
-                .iter()
-                .find(|(_, addresses)| addresses.contains(ip))
-                .map(|(name, _)| name.clone())
-        })
+/// Which node a MAC belongs to when the gossip never told it: a speaker that started while its
+/// gossip was cut has heard no one's MACs, but ARP still works, so the kernel's neighbour table
+/// maps the other Nodes' addresses to their MACs. Pure: the caller reads the table and asks the
+/// kernel to resolve when told to.
+#[derive(Debug, Default)]
+pub struct MacDirectory {
+    by_mac: BTreeMap<[u8; 6], String>,
+    read_at: Option<Instant>,
+    resolved_at: Option<Instant>,
 }
 
-/// Makes the kernel resolve each of `addresses` (ARP or neighbour discovery) when it has no
-/// entry: one empty datagram to the discard port (9) of each, which nothing needs to answer.
-pub fn resolve(addresses: &[IpAddr]) {
-    for ip in addresses {
-        let bind: std::net::SocketAddr = if ip.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        if let Ok(socket) = std::net::UdpSocket::bind(bind) {
-            let _ = socket.set_nonblocking(true);
-            let _ = socket.send_to(&[], (*ip, 9));
+impl MacDirectory {
+    /// The node of `mac`, as the last reading of the table said.
+    pub fn node(&self, mac: [u8; 6]) -> Option<&str> {
+        self.by_mac.get(&mac).map(String::as_str)
+    }
+
+    /// Whether the table should be read again now (it is read at most every
+    /// [`READ_NEIGHBOURS_EVERY`]).
+    pub fn wants_reading(&self, now: Instant) -> bool {
+        self.read_at
+            .is_none_or(|at| now.duration_since(at) >= READ_NEIGHBOURS_EVERY)
+    }
+
+    /// Learns from the neighbour table (`neighbours`: address, MAC) which node each MAC is:
+    /// the node (`nodes`: name, addresses) one of whose addresses has that MAC.
+    pub fn learn(
+        &mut self,
+        now: Instant,
+        neighbours: &[(IpAddr, [u8; 6])],
+        nodes: &[(String, Vec<IpAddr>)],
+    ) {
+        self.read_at = Some(now);
+        self.by_mac = neighbours
+            .iter()
+            .filter_map(|(ip, mac)| {
+                let (name, _) = nodes.iter().find(|(_, a)| a.contains(ip))?;
+                Some((*mac, name.clone()))
+            })
+            .collect();
+    }
+
+    /// Whether to ask the kernel to resolve the other Nodes' addresses now, so that a
+    /// rival's next claim is known (at most every [`RESOLVE_EVERY`]).
+    pub fn should_resolve(&mut self, now: Instant) -> bool {
+        let due = self
+            .resolved_at
+            .is_none_or(|at| now.duration_since(at) >= RESOLVE_EVERY);
+        if due {
+            self.resolved_at = Some(now);
         }
+        due
     }
 }
 
@@ -181,15 +204,25 @@ mod tests {
             (ip("2001:db8::12"), [2, 0, 0, 0, 1, 0]),
             (ip("192.0.2.13"), n3),
         ];
-        assert_eq!(node_of_mac(n3, &table, &nodes).as_deref(), Some("n3"));
+        let now = Instant::now();
+        let mut directory = MacDirectory::default();
+        assert!(directory.wants_reading(now));
+        directory.learn(now, &table, &nodes);
+        assert_eq!(directory.node(n3), Some("n3"));
         assert_eq!(
-            node_of_mac([2, 0, 0, 0, 1, 0], &table, &nodes).as_deref(),
+            directory.node([2, 0, 0, 0, 1, 0]),
             Some("n2"),
             "an IPv6 neighbour counts too"
         );
         // A router's MAC, or one the table does not hold: no node.
-        assert_eq!(node_of_mac([2, 0, 0, 0, 9, 0], &table, &nodes), None);
-        assert_eq!(node_of_mac([2, 0, 0, 0, 7, 7], &table, &nodes), None);
+        assert_eq!(directory.node([2, 0, 0, 0, 9, 0]), None);
+        assert_eq!(directory.node([2, 0, 0, 0, 7, 7]), None);
+        // Read at most once a second, resolution asked at most every 5 s.
+        assert!(!directory.wants_reading(now + Duration::from_millis(500)));
+        assert!(directory.wants_reading(now + READ_NEIGHBOURS_EVERY));
+        assert!(directory.should_resolve(now));
+        assert!(!directory.should_resolve(now + Duration::from_secs(4)));
+        assert!(directory.should_resolve(now + RESOLVE_EVERY));
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -221,9 +221,14 @@ impl Churn {
                 Some((false, format!("port -> {}", s.port)))
             }),
             70..=74 => self.update(rng, |s, _| {
-                s.sharing_key.as_ref()?;
-                // Leaves its pair: it may no longer hold the pair's address.
-                s.sharing_key = Some(format!("share-{}", s.name));
+                let old = s.sharing_key.as_ref()?;
+                // Leaves its pair (a key of its own, never the pair's): it may no longer hold
+                // the pair's address.
+                let own = format!("own-{}", s.name);
+                if *old == own {
+                    return None;
+                }
+                s.sharing_key = Some(own);
                 Some((true, "sharing key changed".into()))
             }),
             _ => {
@@ -273,7 +278,13 @@ mod tests {
             churn.initial(&mut rng);
             let mut kinds = std::collections::BTreeSet::new();
             for _ in 0..300 {
-                match churn.next(&mut rng) {
+                let before: std::collections::BTreeMap<String, Option<String>> = churn
+                    .services
+                    .iter()
+                    .map(|s| (s.name.clone(), s.sharing_key.clone()))
+                    .collect();
+                let change = churn.next(&mut rng);
+                match &change {
                     Change::Create(_) => kinds.insert("create".to_string()),
                     Change::Delete(_) => kinds.insert("delete".to_string()),
                     Change::Update { what, .. } => {
@@ -286,6 +297,11 @@ mod tests {
                     churn.services.iter().map(|s| s.node_port).collect();
                 assert_eq!(ports.len(), churn.services.len(), "node ports are unique");
                 assert!(churn.services.iter().all(|s| !s.endpoints.is_empty()));
+                if let Change::Update { service, what, .. } = &change {
+                    if what.starts_with("sharing") {
+                        assert_ne!(before.get(&service.name), Some(&service.sharing_key));
+                    }
+                }
             }
             for k in ["create", "delete", "pool", "local:", "port", "sharing", "endpoints"] {
                 assert!(kinds.contains(k), "seed {seed}: {k} never happened: {kinds:?}");

@@ -23,16 +23,33 @@ pub struct ServiceSeen {
 #[derive(Debug, Default)]
 pub struct AddressBook {
     last: BTreeMap<String, Vec<IpAddr>>,
-    /// Services whose spec was changed in a way that may move them (pool, sharing key), until
-    /// a change is seen.
-    asked: BTreeSet<String>,
+    /// Per Service, changes of its spec that may move it (pool, sharing key) not yet seen as a
+    /// change of its address: each allows one (two asks may come before the first move).
+    asked: BTreeMap<String, u32>,
     pub checks: u64,
+    /// Every change seen (`name: before -> now`), for the runner's log; it drains them.
+    pub changes: Vec<String>,
 }
 
 impl AddressBook {
     /// The runner changed `name`'s spec in a way that may give it another address.
     pub fn asked_to_move(&mut self, name: &str) {
-        self.asked.insert(name.to_string());
+        *self.asked.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// Takes one ask of `name`'s; false when there is none.
+    fn take_ask(&mut self, name: &str) -> bool {
+        match self.asked.get_mut(name) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                self.asked.remove(name);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The runner deleted `name`.
@@ -64,9 +81,16 @@ impl AddressBook {
             self.checks += 1;
             let mut now = s.addresses.clone();
             now.sort();
+            if let Some(before) = self.last.get(&s.name)
+                && *before != now
+            {
+                self.changes
+                    .push(format!("{}: {before:?} -> {now:?}", s.name));
+            }
             match self.last.get(&s.name) {
                 Some(before) if *before != now && !before.is_empty() => {
-                    if !self.asked.remove(&s.name) {
+                    let before = before.clone();
+                    if !self.take_ask(&s.name) {
                         violations.push(format!(
                             "invariant 2: {} changed from {before:?} to {now:?} without a spec change",
                             s.name
@@ -74,8 +98,8 @@ impl AddressBook {
                     }
                 }
                 Some(before) if *before != now => {
-                    // Its first address, or one after an asked change took the old away.
-                    self.asked.remove(&s.name);
+                    // Its first address, or one after an asked change took the old away: that
+                    // change is the one asked.
                 }
                 _ => {}
             }
@@ -227,6 +251,12 @@ mod tests {
         book.asked_to_move("a");
         assert!(book.observe(&[seen("a", "", None, 80)]).is_empty());
         assert!(book.observe(&[seen("a", "192.0.2.203", None, 80)]).is_empty());
+        // Two asks before the first move allow two moves, and no third.
+        book.asked_to_move("a");
+        book.asked_to_move("a");
+        assert!(book.observe(&[seen("a", "198.51.100.3", None, 80)]).is_empty());
+        assert!(book.observe(&[seen("a", "192.0.2.204", None, 80)]).is_empty());
+        assert_eq!(book.observe(&[seen("a", "192.0.2.205", None, 80)]).len(), 1);
     }
 
     #[test]

@@ -390,10 +390,11 @@ impl<'a> Chaos<'a> {
         );
         let steps = steps(&plan);
         let mut next_step = 0;
-        let mut next_change = self.journal.now() + self.gap(&mut rng);
+        // The schedule's clock starts now, with the first Services in place.
+        self.journal.start = Instant::now();
+        let mut next_change = self.gap(&mut rng);
         let mut next_listing = Duration::ZERO;
         let mut minute = 0;
-        self.journal.start = Instant::now();
         while self.journal.now() < self.config.length {
             let now = self.journal.now();
             while next_step < steps.len() && steps[next_step].0 <= now {
@@ -504,7 +505,11 @@ impl<'a> Chaos<'a> {
                 self.assigned_at.insert(*a, now);
             }
         }
-        for v in self.book.observe(&services) {
+        let violations = self.book.observe(&services);
+        for change in std::mem::take(&mut self.book.changes) {
+            self.journal.event(format!("  seen {change}"));
+        }
+        for v in violations {
             self.journal.violation(v);
         }
     }

@@ -194,6 +194,30 @@ impl Planner {
     }
 
     /// Plans one Service; `service` is `None` once it is deleted.
+    /// A rebuild's first pass: claims the addresses `service`'s status shows if it may keep
+    /// exactly those (ours, its pool, shareable), and nothing else. Every status is restored
+    /// before any Service is planned, so a Service that needs a new address (its pool changed
+    /// while no controller led) cannot take one a status later in the order holds.
+    pub fn restore_service(
+        &mut self,
+        key: &ServiceKey,
+        service: &Service,
+        namespace_labels: &Labels,
+    ) -> bool {
+        if service.metadata.deletion_timestamp.is_some()
+            || !is_ours(service, self.lb_class.as_deref())
+        {
+            return false;
+        }
+        let Ok((request, _)) = service_request(service, namespace_labels) else {
+            return false;
+        };
+        debug_assert_eq!(&request.key, key);
+        self.allocator
+            .restore(&request, &status_ips(service))
+            .is_some()
+    }
+
     pub fn plan_service(
         &mut self,
         key: &ServiceKey,

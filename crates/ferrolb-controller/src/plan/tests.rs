@@ -205,3 +205,46 @@ fn rebuild_order_puts_services_with_addresses_first() {
     rebuild_order(&mut list);
     assert_eq!(list[0].metadata.name.as_deref(), Some("b"));
 }
+
+/// Pool `pool` asked for by annotation.
+fn in_pool(mut svc: Service, pool: &str) -> Service {
+    svc.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ferrolb_api::annotations::ADDRESS_POOL.into(), pool.into());
+    svc
+}
+
+#[test]
+fn a_rebuild_restores_every_status_before_a_service_whose_pool_changed_gets_a_new_address() {
+    // `moved` comes first in rebuild order (older) and shows an address of pool l2 but now asks
+    // for pool bgp; `kept` shows bgp's first address. Planned in order without the restore
+    // pass, `moved` would take bgp's first address and `kept` would lose it.
+    let mut planner = Planner::new(None);
+    planner.set_pools(&[
+        pool("l2", &["192.0.2.0/30"]),
+        pool("bgp", &["198.51.100.0/30"]),
+    ]);
+    let labels = Labels::default();
+    let moved = in_pool(with_status(lb("moved"), &["192.0.2.0"], "l2"), "bgp");
+    let kept = in_pool(with_status(lb("kept"), &["198.51.100.0"], "bgp"), "bgp");
+    let ordered = [(key("moved"), &moved), (key("kept"), &kept)];
+    let restored: Vec<bool> = ordered
+        .iter()
+        .map(|(k, s)| planner.restore_service(k, s, &labels))
+        .collect();
+    assert_eq!(restored, [false, true]);
+    let plans: Vec<ServicePlan> = ordered
+        .iter()
+        .map(|(k, s)| planner.plan_service(k, Some(s), &labels))
+        .collect();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(plans[0].ingress, [ip("198.51.100.1")]);
+    assert_eq!(plans[1].ingress, [ip("198.51.100.0")]);
+    assert!(
+        plans[1].events.is_empty(),
+        "a restored address is no new assignment: {:?}",
+        plans[1].events
+    );
+}
+

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_api::crd::IPAddressPool;
-use ferrolb_api::model::Labels;
+use ferrolb_api::model::{Labels, ServiceKey};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams};
@@ -143,11 +143,17 @@ impl Controller {
         // Owned once: the list is the largest thing a takeover holds.
         let mut ordered: Vec<Arc<Service>> = services.items.into_iter().map(Arc::new).collect();
         rebuild_order(&mut ordered);
+        let no_labels = Labels::default();
+        let labels_of = |key: &ServiceKey| ns_labels.get(key.namespace()).unwrap_or(&no_labels);
+        // Every status first: a Service that needs a new address must not take a kept one.
+        for svc in &ordered {
+            let key = service_key(svc);
+            planner.restore_service(&key, svc, labels_of(&key));
+        }
         let mut plans = Vec::new();
         for svc in ordered {
             let key = service_key(&svc);
-            let labels = ns_labels.get(key.namespace()).cloned().unwrap_or_default();
-            let plan = planner.plan_service(&key, Some(&svc), &labels);
+            let plan = planner.plan_service(&key, Some(&svc), labels_of(&key));
             if matches!(plan.outcome, Outcome::Failed(_)) {
                 self.unassigned.insert(key.clone());
             }

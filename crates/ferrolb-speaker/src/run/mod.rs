@@ -239,8 +239,8 @@ struct Speaker {
     /// The live speakers when this one began to leave (leaving empties the live set): who
     /// takes its addresses over.
     live_at_leave: BTreeSet<String>,
-    /// When the kernel was last asked to resolve the other Nodes' MACs.
-    neighbours_asked: Option<Instant>,
+    /// Other nodes' MACs from the neighbour table, for claims the gossip cannot attribute.
+    mac_directory: crate::rivals::MacDirectory,
     /// The membership's rejoin count at the last reconcile.
     rejoins_before: u64,
 }
@@ -285,7 +285,7 @@ impl Speaker {
             rivals: Rivals::default(),
             live_before: BTreeSet::new(),
             live_at_leave: BTreeSet::new(),
-            neighbours_asked: None,
+            mac_directory: Default::default(),
             rejoins_before: 0,
         }
     }

@@ -213,34 +213,27 @@ impl Speaker {
     /// The node whose MAC claimed an address, when the gossip never told it (this speaker
     /// started while its gossip was cut): the kernel's neighbour table maps another Node's
     /// address to that MAC. When it does not yet, the kernel is asked to resolve the other
-    /// Nodes' addresses (at most every few seconds), so the rival's next claim (it defends
-    /// every second) is known.
+    /// Nodes' addresses, so the rival's next claim (it defends every second) is known.
     async fn rival_from_neighbours(&mut self, mac: [u8; 6]) -> Option<String> {
-        let nodes: Vec<(String, Vec<IpAddr>)> = self
-            .caches
-            .nodes()
-            .iter()
-            .map(|n| (n.name_any(), node_addresses(n)))
-            .filter(|(name, _)| *name != self.config.node)
-            .collect();
-        match ferrolb_l2::netlink::resolved_neighbours().await {
-            Ok(table) => {
-                if let Some(node) = rivals::node_of_mac(mac, &table, &nodes) {
-                    return Some(node);
-                }
+        let now = std::time::Instant::now();
+        if self.mac_directory.wants_reading(now) {
+            let nodes: Vec<(String, Vec<IpAddr>)> = self
+                .caches
+                .nodes()
+                .iter()
+                .map(|n| (n.name_any(), node_addresses(n)))
+                .filter(|(name, _)| *name != self.config.node)
+                .collect();
+            match ferrolb_l2::netlink::resolved_neighbours().await {
+                Ok(table) => self.mac_directory.learn(now, &table, &nodes),
+                Err(e) => tracing::warn!(error = %e, "neighbour table unreadable"),
             }
-            Err(e) => tracing::warn!(error = %e, "neighbour table unreadable"),
+            if self.mac_directory.node(mac).is_none() && self.mac_directory.should_resolve(now) {
+                let addresses: Vec<IpAddr> = nodes.into_iter().flat_map(|(_, a)| a).collect();
+                resolve(&addresses);
+            }
         }
-        let now = Instant::now();
-        if self
-            .neighbours_asked
-            .is_none_or(|at| now.duration_since(at) >= rivals::RESOLVE_EVERY)
-        {
-            self.neighbours_asked = Some(now);
-            let addresses: Vec<IpAddr> = nodes.into_iter().flat_map(|(_, a)| a).collect();
-            rivals::resolve(&addresses);
-        }
-        None
+        self.mac_directory.node(mac).map(str::to_string)
     }
 
     /// Brings the kernel's forwarding to the last decision; with `keep_old`, addresses
@@ -310,4 +303,20 @@ fn condition_holders(snapshot: &Snapshot) -> [(&'static str, Vec<&kube::core::Ob
             snapshot.bfd_profiles.iter().map(|o| &o.metadata).collect(),
         ),
     ]
+}
+
+/// Makes the kernel resolve each of `addresses` (ARP or neighbour discovery) when it has no
+/// entry: one empty datagram to the discard port (9) of each, which nothing needs to answer.
+fn resolve(addresses: &[IpAddr]) {
+    for ip in addresses {
+        let bind: std::net::SocketAddr = if ip.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        if let Ok(socket) = std::net::UdpSocket::bind(bind) {
+            let _ = socket.set_nonblocking(true);
+            let _ = socket.send_to(&[], (*ip, 9));
+        }
+    }
 }
