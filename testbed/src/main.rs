@@ -219,7 +219,10 @@ fn main() -> anyhow::Result<()> {
                 config.api.name()
             );
             let mut lab = Lab::up(Topology::builtin(), config)?;
-            lab.apply("ferrolb", include_str!("../../examples/lab/10-ferrolb.yaml"))?;
+            lab.apply(
+                "ferrolb",
+                include_str!("../../examples/lab/10-ferrolb.yaml"),
+            )?;
             let chaos = ferrolb_testbed::chaos::ChaosConfig {
                 length: std::time::Duration::from_secs_f64(minutes * 60.0),
                 seed,

@@ -56,5 +56,8 @@ fn three_minutes_of_chaos_with_seed_1_violate_no_invariant() {
     ] {
         assert!(stdout.contains(check), "{check} never checked:\n{stdout}");
     }
-    assert!(stdout.contains("recovery after the faults stopped"), "{stdout}");
+    assert!(
+        stdout.contains("recovery after the faults stopped"),
+        "{stdout}"
+    );
 }

@@ -28,7 +28,9 @@ pub fn run(args: &[String]) {
     let minutes: u64 = flag(args, "--minutes")
         .and_then(|m| m.parse().ok())
         .unwrap_or(60);
-    let seed: u64 = flag(args, "--seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed: u64 = flag(args, "--seed")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let mut lab = super::lab();
     // (minute, process) -> (RSS KiB, fds)
     let mut samples: BTreeMap<(u64, String), (u64, usize)> = BTreeMap::new();

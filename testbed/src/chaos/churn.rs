@@ -36,7 +36,10 @@ impl ChurnService {
             .endpoints
             .iter()
             .map(|n| {
-                let i: u8 = n.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+                let i: u8 = n
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap_or(0);
                 format!(
                     "- {{addresses: [203.0.113.{}], conditions: {{ready: true}}, nodeName: {n}}}",
                     200 + i
@@ -297,14 +300,25 @@ mod tests {
                     churn.services.iter().map(|s| s.node_port).collect();
                 assert_eq!(ports.len(), churn.services.len(), "node ports are unique");
                 assert!(churn.services.iter().all(|s| !s.endpoints.is_empty()));
-                if let Change::Update { service, what, .. } = &change {
-                    if what.starts_with("sharing") {
-                        assert_ne!(before.get(&service.name), Some(&service.sharing_key));
-                    }
+                if let Change::Update { service, what, .. } = &change
+                    && what.starts_with("sharing")
+                {
+                    assert_ne!(before.get(&service.name), Some(&service.sharing_key));
                 }
             }
-            for k in ["create", "delete", "pool", "local:", "port", "sharing", "endpoints"] {
-                assert!(kinds.contains(k), "seed {seed}: {k} never happened: {kinds:?}");
+            for k in [
+                "create",
+                "delete",
+                "pool",
+                "local:",
+                "port",
+                "sharing",
+                "endpoints",
+            ] {
+                assert!(
+                    kinds.contains(k),
+                    "seed {seed}: {k} never happened: {kinds:?}"
+                );
             }
         }
     }

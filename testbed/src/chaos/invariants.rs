@@ -115,10 +115,7 @@ fn may_not_share(held_by: &[&ServiceSeen]) -> Option<String> {
     if held_by.len() < 2 {
         return None;
     }
-    let keys: BTreeSet<Option<&str>> = held_by
-        .iter()
-        .map(|s| s.sharing_key.as_deref())
-        .collect();
+    let keys: BTreeSet<Option<&str>> = held_by.iter().map(|s| s.sharing_key.as_deref()).collect();
     if keys.len() > 1 || keys.contains(&None) {
         return Some(format!("sharing keys {keys:?}"));
     }
@@ -224,7 +221,10 @@ mod tests {
                 .is_empty()
         );
         let v = book.observe(&[a.clone(), seen("b", "192.0.2.200", Some("k"), 80)]);
-        assert!(v[0].contains("invariant 1") && v[0].contains("port 80"), "{v:?}");
+        assert!(
+            v[0].contains("invariant 1") && v[0].contains("port 80"),
+            "{v:?}"
+        );
         let v = book.observe(&[a.clone(), seen("c", "192.0.2.200", None, 82)]);
         assert!(v[0].contains("invariant 1"), "{v:?}");
         let v = book.observe(&[a, seen("d", "192.0.2.200", Some("other"), 83)]);
@@ -235,7 +235,10 @@ mod tests {
     fn an_address_changes_only_after_the_spec_asked() {
         let mut book = AddressBook::default();
         assert!(book.observe(&[seen("a", "", None, 80)]).is_empty());
-        assert!(book.observe(&[seen("a", "192.0.2.200", None, 80)]).is_empty());
+        assert!(
+            book.observe(&[seen("a", "192.0.2.200", None, 80)])
+                .is_empty()
+        );
         let v = book.observe(&[seen("a", "192.0.2.201", None, 80)]);
         assert!(v[0].contains("invariant 2"), "{v:?}");
         // Lost without a reason: also a violation.
@@ -243,19 +246,31 @@ mod tests {
         assert!(v[0].contains("invariant 2"), "{v:?}");
         book.observe(&[seen("a", "192.0.2.201", None, 80)]);
         book.asked_to_move("a");
-        assert!(book.observe(&[seen("a", "198.51.100.1", None, 80)]).is_empty());
+        assert!(
+            book.observe(&[seen("a", "198.51.100.1", None, 80)])
+                .is_empty()
+        );
         // One ask, one change.
         let v = book.observe(&[seen("a", "198.51.100.2", None, 80)]);
         assert_eq!(v.len(), 1, "{v:?}");
         // An asked move through no address at all is one change.
         book.asked_to_move("a");
         assert!(book.observe(&[seen("a", "", None, 80)]).is_empty());
-        assert!(book.observe(&[seen("a", "192.0.2.203", None, 80)]).is_empty());
+        assert!(
+            book.observe(&[seen("a", "192.0.2.203", None, 80)])
+                .is_empty()
+        );
         // Two asks before the first move allow two moves, and no third.
         book.asked_to_move("a");
         book.asked_to_move("a");
-        assert!(book.observe(&[seen("a", "198.51.100.3", None, 80)]).is_empty());
-        assert!(book.observe(&[seen("a", "192.0.2.204", None, 80)]).is_empty());
+        assert!(
+            book.observe(&[seen("a", "198.51.100.3", None, 80)])
+                .is_empty()
+        );
+        assert!(
+            book.observe(&[seen("a", "192.0.2.204", None, 80)])
+                .is_empty()
+        );
         assert_eq!(book.observe(&[seen("a", "192.0.2.205", None, 80)]).len(), 1);
     }
 

@@ -296,6 +296,9 @@ fn with_retries(mut f: impl FnMut() -> anyhow::Result<String>) -> anyhow::Result
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt")))
 }
 
+/// What a run calls once a minute, with the lab and the minute's number.
+pub type EachMinute<'a> = Box<dyn FnMut(&Lab, u64) + 'a>;
+
 /// The run: faults, churn and checks for `config.length`, then the recovery and the final
 /// stop. The lab must have the lab's ferrolb configuration applied.
 pub struct Chaos<'a> {
@@ -312,7 +315,7 @@ pub struct Chaos<'a> {
     /// When each L2 address was last seen assigned.
     assigned_at: BTreeMap<IpAddr, Duration>,
     /// Called once a minute with the minute number (the soak's samples).
-    pub each_minute: Option<Box<dyn FnMut(&Lab, u64) + 'a>>,
+    pub each_minute: Option<EachMinute<'a>>,
 }
 
 impl<'a> Chaos<'a> {
@@ -431,7 +434,8 @@ impl<'a> Chaos<'a> {
         self.stop_for_good(&churn.services);
         self.scan_logs();
         let book_checks = self.book.checks;
-        self.journal.checked("1+2 addresses (per listing)", book_checks);
+        self.journal
+            .checked("1+2 addresses (per listing)", book_checks);
         let (arp_checks, doubles, longest) =
             (self.arp.checks, self.arp.doubles, self.arp.longest_double);
         self.journal.checked("3 ARP answerers", arp_checks);
@@ -483,7 +487,8 @@ impl<'a> Chaos<'a> {
                 may_move,
                 what,
             } => {
-                self.journal.event(format!("change {}: {what}", service.name));
+                self.journal
+                    .event(format!("change {}: {what}", service.name));
                 if *may_move {
                     self.book.asked_to_move(&service.name);
                 }
@@ -536,7 +541,8 @@ impl<'a> Chaos<'a> {
     /// Invariant 6: every process runs unless the schedule stopped it.
     fn check_processes(&mut self) {
         let processes: Vec<(String, u32)> = self.lab.processes().to_vec();
-        self.journal.checked("6 processes running", processes.len() as u64);
+        self.journal
+            .checked("6 processes running", processes.len() as u64);
         for (what, pid) in processes {
             if self.down.contains(&what) || netns::alive(pid) {
                 continue;
@@ -547,9 +553,11 @@ impl<'a> Chaos<'a> {
                 tail.lines().last().unwrap_or("")
             ));
             // Started again, as its Deployment or DaemonSet would, so the run goes on.
-            self.lab.signal(&what, libc::SIGKILL, Duration::from_secs(1));
+            self.lab
+                .signal(&what, libc::SIGKILL, Duration::from_secs(1));
             if let Err(e) = self.lab.start_again(&what) {
-                self.journal.event(format!("  ({what} not started again: {e:#})"));
+                self.journal
+                    .event(format!("  ({what} not started again: {e:#})"));
             }
         }
     }
@@ -669,9 +677,7 @@ impl<'a> Chaos<'a> {
             }
             (Fault::LinkCut { node }, Step::Begin) => self.lab.set_switch_port(node, false)?,
             (Fault::LinkCut { node }, Step::End) => self.lab.set_switch_port(node, true)?,
-            (Fault::LinkFlap { node, .. }, Step::Begin) => {
-                self.lab.set_switch_port(node, false)?
-            }
+            (Fault::LinkFlap { node, .. }, Step::Begin) => self.lab.set_switch_port(node, false)?,
             (Fault::LinkFlap { node, .. }, Step::Toggle(k)) => {
                 self.lab.set_switch_port(node, k % 2 == 0)?
             }
@@ -715,16 +721,12 @@ impl<'a> Chaos<'a> {
                 }
             }
             (Fault::ApiRestart, Step::Begin) => {
-                self.lab.fake_knob(
-                    &format!("restart?downtimeMs={}", lasts.as_millis()),
-                    "",
-                )?;
+                self.lab
+                    .fake_knob(&format!("restart?downtimeMs={}", lasts.as_millis()), "")?;
             }
             (Fault::ApiDropWatches, Step::Begin) => {
-                self.lab.fake_knob(
-                    &format!("drop-watches?outageMs={}", lasts.as_millis()),
-                    "",
-                )?;
+                self.lab
+                    .fake_knob(&format!("drop-watches?outageMs={}", lasts.as_millis()), "")?;
             }
             (Fault::ApiCompact, Step::Begin) => {
                 self.lab.fake_knob("compact", "")?;
@@ -738,7 +740,9 @@ impl<'a> Chaos<'a> {
             (Fault::ApiErrors | Fault::ApiSlow, Step::End) => {
                 self.lab.fake_knob("faults", "{}")?;
             }
-            (Fault::KubeApiserverRestart, Step::Begin) => self.stop("kube-apiserver", libc::SIGKILL),
+            (Fault::KubeApiserverRestart, Step::Begin) => {
+                self.stop("kube-apiserver", libc::SIGKILL)
+            }
             (Fault::KubeApiserverRestart, Step::End) => self.start_again("kube-apiserver")?,
             (Fault::EtcdRestart, Step::Begin) => self.stop("etcd", libc::SIGKILL),
             (Fault::EtcdRestart, Step::End) => self.start_again("etcd")?,
@@ -763,7 +767,8 @@ impl<'a> Chaos<'a> {
             let _ = self.lab.fake_knob("faults", "{}");
         }
         for what in self.down.clone() {
-            self.journal.event(format!("{what} still down: started again"));
+            self.journal
+                .event(format!("{what} still down: started again"));
             let _ = self.start_again(&what);
         }
     }
@@ -891,7 +896,9 @@ impl<'a> Chaos<'a> {
             let node = crate::probe::answered_from(&self.lab.ns(client), target)
                 .ok_or_else(|| format!("{target} not answered from {client}"))?;
             if !announcers.contains(&node) {
-                return Err(format!("{client} answered by {node}, not one of {announcers:?}"));
+                return Err(format!(
+                    "{client} answered by {node}, not one of {announcers:?}"
+                ));
             }
         }
         Ok(())
@@ -927,7 +934,12 @@ impl<'a> Chaos<'a> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        for prefix in routes["routes"].as_object().into_iter().flatten().map(|(p, _)| p) {
+        for prefix in routes["routes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(p, _)| p)
+        {
             let Some(addr) = prefix
                 .strip_suffix("/32")
                 .and_then(|a| a.parse::<IpAddr>().ok())
@@ -961,7 +973,8 @@ impl<'a> Chaos<'a> {
             .flat_map(|l| l.addresses.clone())
             .collect();
         let left_to_others: BTreeSet<IpAddr> = held.difference(&only_here).copied().collect();
-        self.journal.event(format!("speaker-{node} stopped for good (SIGTERM)"));
+        self.journal
+            .event(format!("speaker-{node} stopped for good (SIGTERM)"));
         let t0 = Instant::now();
         self.stop(&format!("speaker-{node}"), libc::SIGTERM);
         let ns = self.lab.ns(&node);

@@ -375,7 +375,9 @@ mod tests {
             }
         }
         let expected: std::collections::BTreeSet<Vec<usize>> =
-            [vec![1, 1], vec![1, 2], vec![1, 1, 1]].into_iter().collect();
+            [vec![1, 1], vec![1, 2], vec![1, 1, 1]]
+                .into_iter()
+                .collect();
         assert_eq!(
             shapes, expected,
             "one pair apart, one node against two, every node alone"

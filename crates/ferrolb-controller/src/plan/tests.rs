@@ -247,4 +247,3 @@ fn a_rebuild_restores_every_status_before_a_service_whose_pool_changed_gets_a_ne
         plans[1].events
     );
 }
-
