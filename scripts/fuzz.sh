@@ -16,8 +16,11 @@ shift
 
 export CARGO_TARGET_DIR=${FERROLB_FUZZ_TARGET_DIR:-$PWD/target/fuzz}
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
+# With --target, RUSTFLAGS reach the targets' code only, not build scripts and proc macros
+# (which cannot link the coverage hooks), as cargo-fuzz does.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
 echo "==> building the fuzz targets (instrumented; the first build takes minutes)"
-cargo build --release --manifest-path fuzz/Cargo.toml --bins
+cargo build --release --manifest-path fuzz/Cargo.toml --bins --target "$HOST"
 
 run() {
   local t=$1
@@ -25,7 +28,7 @@ run() {
   local corpus=$CARGO_TARGET_DIR/corpus/$t
   mkdir -p "$corpus" "fuzz/artifacts/$t"
   echo "==> fuzzing $t $*"
-  "$CARGO_TARGET_DIR/release/$t" -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 "$@" "$corpus"
+  "$CARGO_TARGET_DIR/$HOST/release/$t" -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 "$@" "$corpus"
 }
 
 if [[ $target == all ]]; then

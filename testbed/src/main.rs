@@ -229,6 +229,7 @@ fn main() -> anyhow::Result<()> {
                 fault_every: std::time::Duration::from_secs_f64(fault_every),
                 churn_every: std::time::Duration::from_secs_f64(churn_every),
                 keep_processes: false,
+                interrupted: Some(&INTERRUPTED),
             };
             let report = ferrolb_testbed::chaos::Chaos::new(&mut lab, chaos).run()?;
             println!("\n{}", report.summary());

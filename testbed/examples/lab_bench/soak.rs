@@ -40,6 +40,7 @@ pub fn run(args: &[String]) {
         fault_every: Duration::from_secs(60),
         churn_every: Duration::from_secs(5),
         keep_processes: true,
+        interrupted: None,
     };
     let report = {
         let mut chaos = Chaos::new(&mut lab, config);

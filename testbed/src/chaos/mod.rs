@@ -46,6 +46,9 @@ pub struct ChaosConfig {
     /// Only faults that leave ferrolb's processes running (the soak: their memory is
     /// followed over the whole run).
     pub keep_processes: bool,
+    /// Set by a signal handler: the run lifts its faults and ends early (its lab is then
+    /// removed by its owner).
+    pub interrupted: Option<&'static AtomicBool>,
 }
 
 /// What a run saw.
@@ -398,7 +401,13 @@ impl<'a> Chaos<'a> {
         let mut next_change = self.gap(&mut rng);
         let mut next_listing = Duration::ZERO;
         let mut minute = 0;
+        let flag = self.config.interrupted;
+        let interrupted = || flag.is_some_and(|f| f.load(Ordering::SeqCst));
         while self.journal.now() < self.config.length {
+            if interrupted() {
+                self.clear_faults();
+                anyhow::bail!("interrupted");
+            }
             let now = self.journal.now();
             while next_step < steps.len() && steps[next_step].0 <= now {
                 let (_, i, step) = steps[next_step];
