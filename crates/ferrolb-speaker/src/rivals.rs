@@ -126,11 +126,12 @@ pub enum Action {
     Nothing,
 }
 
-/// Addresses held back for higher-ranked rivals, and when each address was last defended.
+/// Addresses held back for higher-ranked rivals, and when each address was last defended
+/// against each rival (`None`: a host that is no speaker).
 #[derive(Debug, Default)]
 pub struct Rivals {
     deferred: BTreeMap<IpAddr, Instant>,
-    defended: BTreeMap<IpAddr, Instant>,
+    defended: BTreeMap<(IpAddr, Option<String>), Instant>,
 }
 
 impl Rivals {
@@ -142,14 +143,17 @@ impl Rivals {
                 Action::Release { winner }
             }
             Verdict::Defend => {
+                // Once a second per rival: a second rival's claim (a partition's other side
+                // while a handover is on) is answered at once, not at the next burst.
+                let key = (ip, rival.map(str::to_string));
                 if self
                     .defended
-                    .get(&ip)
+                    .get(&key)
                     .is_some_and(|at| now.duration_since(*at) < DEFEND_EVERY)
                 {
                     return Action::Nothing;
                 }
-                self.defended.insert(ip, now);
+                self.defended.insert(key, now);
                 Action::AnnounceAgain
             }
         }
@@ -286,9 +290,30 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(r.on_claim(a, high, Some(low), at(0)), Action::AnnounceAgain);
         assert_eq!(r.on_claim(a, high, Some(low), at(50)), Action::Nothing);
-        assert_eq!(r.on_claim(a, high, None, at(999)), Action::Nothing);
-        assert_eq!(r.on_claim(a, high, None, at(1000)), Action::AnnounceAgain);
+        assert_eq!(r.on_claim(a, high, Some(low), at(999)), Action::Nothing);
+        assert_eq!(
+            r.on_claim(a, high, Some(low), at(1000)),
+            Action::AnnounceAgain
+        );
         assert_eq!(r.deferred().count(), 0, "the winner defers nothing");
+    }
+
+    #[test]
+    fn a_second_rivals_claim_is_answered_at_once() {
+        let (t0, a) = (Instant::now(), ip("192.0.2.201"));
+        // `me` outranks both rivals for `a`.
+        let nodes = ["n1", "n2", "n3", "n4", "n5"];
+        let me = hrw::owner(a, nodes).unwrap();
+        let rivals: Vec<&str> = nodes.iter().copied().filter(|n| *n != me).collect();
+        let mut r = Rivals::default();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(0)), Action::AnnounceAgain);
+        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(270)), Action::AnnounceAgain);
+        assert_eq!(r.on_claim(a, me, None, at(300)), Action::AnnounceAgain);
+        assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(400)), Action::Nothing);
+        r.refresh(false, at(1_000));
+        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(1_100)), Action::Nothing);
+        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(1_270)), Action::AnnounceAgain);
     }
 
     #[test]

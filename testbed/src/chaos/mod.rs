@@ -680,8 +680,14 @@ impl<'a> Chaos<'a> {
                 self.lab.send(&format!("speaker-{node}"), libc::SIGCONT);
             }
             (Fault::SpeakerRestart { node }, Step::Begin) => {
+                // Not waited for here: the drain takes seconds, and other faults go on.
                 let what = format!("speaker-{node}");
-                self.stop(&what, libc::SIGTERM);
+                self.down.insert(what.clone());
+                self.lab.send(&what, libc::SIGTERM);
+            }
+            (Fault::SpeakerRestart { node }, Step::End) => {
+                let what = format!("speaker-{node}");
+                self.stop(&what, libc::SIGKILL);
                 self.start_again(&what)?;
             }
             (Fault::LinkCut { node }, Step::Begin) => self.lab.set_switch_port(node, false)?,

@@ -63,7 +63,8 @@ pub enum Fault {
     SpeakerKill { node: String },
     /// SIGSTOP for longer than the gossip's suspicion, then SIGCONT.
     SpeakerPause { node: String },
-    /// SIGTERM (a graceful stop) and started again at once.
+    /// SIGTERM (a graceful stop: it drains), and started again when the fault ends (SIGKILL
+    /// first if it is still draining, as a kubelet does after the grace period).
     SpeakerRestart { node: String },
     /// The node's switch port down (carrier lost) until the fault ends.
     LinkCut { node: String },
@@ -163,7 +164,8 @@ fn draw(kind: usize, rng: &mut Rng, nodes: &[String], routers: &[String]) -> (Fa
         3 => (Fault::SpeakerKill { node }, rng.millis(1_000, 6_000)),
         // Longer than the suspicion of a small cluster (a few hundred ms) by far.
         4 => (Fault::SpeakerPause { node }, rng.millis(2_000, 10_000)),
-        5 => (Fault::SpeakerRestart { node }, Duration::from_secs(1)),
+        // The drain takes about 7 s at the speaker's defaults.
+        5 => (Fault::SpeakerRestart { node }, rng.millis(8_000, 12_000)),
         6 => (Fault::LinkCut { node }, rng.millis(1_000, 20_000)),
         7 => {
             let period = rng.millis(150, 600);
