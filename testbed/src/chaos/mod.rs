@@ -435,6 +435,13 @@ impl<'a> Chaos<'a> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The last minute's sample, at the end of the faults.
+        let last = self.config.length.as_secs() / 60;
+        if last > minute
+            && let Some(f) = self.each_minute.as_mut()
+        {
+            f(self.lab, last);
+        }
         // Whatever the schedule left on (none by construction; a failed step may have).
         self.clear_faults();
         self.journal.event("faults stopped".into());
