@@ -307,13 +307,25 @@ mod tests {
         let rivals: Vec<&str> = nodes.iter().copied().filter(|n| *n != me).collect();
         let mut r = Rivals::default();
         let at = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(0)), Action::AnnounceAgain);
-        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(270)), Action::AnnounceAgain);
+        assert_eq!(
+            r.on_claim(a, me, Some(rivals[0]), at(0)),
+            Action::AnnounceAgain
+        );
+        assert_eq!(
+            r.on_claim(a, me, Some(rivals[1]), at(270)),
+            Action::AnnounceAgain
+        );
         assert_eq!(r.on_claim(a, me, None, at(300)), Action::AnnounceAgain);
         assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(400)), Action::Nothing);
         r.refresh(false, at(1_000));
-        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(1_100)), Action::Nothing);
-        assert_eq!(r.on_claim(a, me, Some(rivals[1]), at(1_270)), Action::AnnounceAgain);
+        assert_eq!(
+            r.on_claim(a, me, Some(rivals[1]), at(1_100)),
+            Action::Nothing
+        );
+        assert_eq!(
+            r.on_claim(a, me, Some(rivals[1]), at(1_270)),
+            Action::AnnounceAgain
+        );
     }
 
     #[test]
