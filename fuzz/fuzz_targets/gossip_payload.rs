@@ -6,48 +6,21 @@
 #![no_main]
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
-use ferrolb_speaker::membership::auth::{KeyRing, seal};
-use ferrolb_speaker::membership::core::GossipCore;
-use ferrolb_speaker::membership::{Member, MembershipConfig, MembershipCounters};
+use ferrolb_fuzz::GossipSpeaker;
+use ferrolb_speaker::membership::auth::seal;
 use libfuzzer_sys::fuzz_target;
 
-struct Speaker {
-    keys: KeyRing,
-    core: GossipCore,
-    now_ns: u64,
-}
-
-fn speaker() -> Speaker {
-    let keys = KeyRing::single(b"fuzzed cluster key");
-    let addr: SocketAddr = "192.0.2.11:7946".parse().unwrap();
-    let config = MembershipConfig::lan("n1", addr, addr, keys.clone());
-    let me = Member {
-        node: "n1".into(),
-        addr,
-        generation: 1,
-        macs: vec![[2, 0, 0, 0, 1, 0]],
-    };
-    let core = GossipCore::new(&config, me, 1, Arc::new(MembershipCounters::default()));
-    Speaker {
-        keys,
-        core,
-        now_ns: 1_000_000_000,
-    }
-}
-
 thread_local! {
-    static SPEAKER: RefCell<Speaker> = RefCell::new(speaker());
+    static SPEAKER: RefCell<GossipSpeaker> = RefCell::new(GossipSpeaker::new());
 }
 
 fuzz_target!(|payload: &[u8]| {
     SPEAKER.with_borrow_mut(|s| {
-        s.now_ns += 1_000_000;
+        let now = s.tick();
         // Sequence numbers are send times: fresh and rising, as the replay guard wants.
-        let frame = seal(&s.keys.signing, "n2", s.now_ns, payload);
-        let _ = s.core.receive(&frame, s.now_ns);
-        let _ = s.core.output(s.now_ns);
+        let frame = seal(&s.keys.signing, "n2", now, payload);
+        let _ = s.core.receive(&frame, now);
+        let _ = s.core.output(now);
     });
 });

@@ -119,15 +119,6 @@ impl Lab {
         Ok(path)
     }
 
-    fn node_names(&self) -> Vec<String> {
-        self.topology
-            .nodes
-            .hosts
-            .iter()
-            .map(|n| n.name.clone())
-            .collect()
-    }
-
     /// Stops ferrolb (controllers and speakers, SIGTERM: they drain), removes its forwarding
     /// table from every node and deletes `services` (namespace/name), so another load balancer
     /// can own the lab's addresses.
@@ -135,7 +126,7 @@ impl Lab {
         for (namespace, name) in services {
             self.kubectl(&["delete", "service", "-n", namespace, name, "--wait=true"])?;
         }
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             self.signal(
                 &format!("speaker-{node}"),
                 libc::SIGTERM,
@@ -159,7 +150,7 @@ impl Lab {
     /// Every node takes `address`'s traffic to its listener and leaves answering ARP for it
     /// to the load balancer, as kube-proxy's rules and a node's defaults would.
     pub fn accept_address(&self, address: std::net::IpAddr) -> anyhow::Result<()> {
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             let ns = self.ns(&node);
             netns::sysctl(&ns, "net.ipv4.conf.all.arp_ignore", "1")?;
             netns::ip(&[
@@ -178,7 +169,7 @@ impl Lab {
 
     /// Undoes [`Lab::accept_address`].
     pub fn release_address(&self, address: std::net::IpAddr) {
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             let ns = self.ns(&node);
             let _ = netns::ip(&[
                 "-n",
@@ -261,7 +252,7 @@ impl Lab {
         }) {
             bail!("no default ServiceAccount in {METALLB_NAMESPACE}");
         }
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             self.metallb_speaker_pod(&node)?;
             self.start_metallb_speaker(bin, &node)?;
         }
@@ -345,7 +336,7 @@ impl Lab {
 
     /// Stops MetalLB's processes and removes its objects.
     pub fn stop_metallb(&mut self) {
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             self.signal(
                 &format!("metallb-speaker-{node}"),
                 libc::SIGTERM,
@@ -369,7 +360,7 @@ impl Lab {
             ],
         )?;
         self.apply("kube-vip-rbac", &rbac)?;
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             self.start_kube_vip_on(bin, &node, mode)?;
         }
         Ok(())
@@ -435,7 +426,7 @@ impl Lab {
     }
 
     pub fn stop_kube_vip(&mut self) {
-        for node in self.node_names() {
+        for node in self.topology.node_names() {
             self.signal(
                 &format!("kube-vip-{node}"),
                 libc::SIGTERM,

@@ -137,6 +137,11 @@ pub struct HostLink {
 }
 
 impl Topology {
+    /// The Kubernetes nodes' names, in the description's order.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.hosts.iter().map(|n| n.name.clone()).collect()
+    }
+
     pub fn parse(text: &str) -> anyhow::Result<Topology> {
         let t: Topology = serde_yaml::from_str(text).context("topology")?;
         t.check()?;

@@ -329,17 +329,7 @@ fn leader_killed_while_creating_pool_deleted_other_class_and_excluded_node() {
     lab.apply("namespace", NAMESPACE).unwrap();
 
     // Services created one by one; the leading controller is killed half way.
-    let lease = lab
-        .kubectl(&[
-            "get",
-            "lease",
-            "ferrolb-controller",
-            "-n",
-            "ferrolb-system",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-        .unwrap();
+    let lease = lab.lease_holder(Duration::from_secs(10)).unwrap();
     assert!(lease.starts_with("controller-"), "leader: {lease:?}");
     let pool = "ferrolb.io/address-pool: bgp";
     for i in 0..12 {

@@ -323,13 +323,7 @@ pub struct Chaos<'a> {
 
 impl<'a> Chaos<'a> {
     pub fn new(lab: &'a mut Lab, config: ChaosConfig) -> Chaos<'a> {
-        let nodes = lab
-            .topology
-            .nodes
-            .hosts
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
+        let nodes = lab.topology.node_names();
         Chaos {
             lab,
             config,
@@ -580,21 +574,8 @@ impl<'a> Chaos<'a> {
 
     fn leader(&self) -> String {
         let lab = &*self.lab;
-        with_retries(|| {
-            let holder = lab.kubectl(&[
-                "get",
-                "lease",
-                "ferrolb-controller",
-                "-n",
-                "ferrolb-system",
-                "-o",
-                "jsonpath={.spec.holderIdentity}",
-                "--request-timeout=3s",
-            ])?;
-            anyhow::ensure!(!holder.trim().is_empty(), "no holder");
-            Ok(holder.trim().to_string())
-        })
-        .unwrap_or_else(|_| "controller-0".into())
+        with_retries(|| lab.lease_holder(Duration::from_secs(3)))
+            .unwrap_or_else(|_| "controller-0".into())
     }
 
     /// Stops `what` (SIGKILL or SIGTERM) as the schedule says: not a violation.

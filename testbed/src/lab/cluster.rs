@@ -37,14 +37,7 @@ impl Lab {
             self.start(&format!("listener-{}", node.name), &node.name, args)?;
             self.start_speaker(&node.name)?;
         }
-        let nodes: Vec<String> = self
-            .topology
-            .nodes
-            .hosts
-            .iter()
-            .map(|n| n.name.clone())
-            .collect();
-        for n in &nodes {
+        for n in &self.topology.node_names() {
             if !netns::wait_for(Duration::from_secs(20), || self.speaker_ready(n)) {
                 bail!(
                     "speaker {n} not ready: {}",
@@ -259,6 +252,23 @@ impl Lab {
             .rev()
             .find(|(w, _)| w == what)
             .map(|(_, pid)| *pid)
+    }
+
+    /// The controller replica holding the Lease (asked with kubectl, `timeout` per request).
+    pub fn lease_holder(&self, timeout: Duration) -> anyhow::Result<String> {
+        let holder = self.kubectl(&[
+            "get",
+            "lease",
+            "ferrolb-controller",
+            "-n",
+            "ferrolb-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+            &format!("--request-timeout={}s", timeout.as_secs().max(1)),
+        ])?;
+        let holder = holder.trim();
+        anyhow::ensure!(!holder.is_empty(), "the Lease has no holder");
+        Ok(holder.to_string())
     }
 
     /// Runs kubectl on the API host against the lab's API server.
