@@ -5,8 +5,8 @@
 //! itself tells a node of this: another host announces, or answers for, an address it owns
 //! (`ferrolb_l2::Conflict`). Both nodes see each other's claims and judge them the same way,
 //! by the rendezvous order that decides ownership when gossip is whole: the higher-ranked node
-//! announces again (clients come back to it), the other stops answering (defers) until the
-//! membership changes. So the address ends where the whole cluster would put it, without a
+//! announces again (clients come back to it), the other stops answering (defers) until it sees
+//! the winner in the membership again. So the address ends where the whole cluster would put it, without a
 //! quorum: a node alone keeps serving what no one else claims.
 //!
 //! ```text
@@ -42,7 +42,7 @@ pub fn judge(ip: IpAddr, me: &str, rival: Option<&str>) -> Verdict {
     }
 }
 
-/// How long a deferral holds at most without a membership change. After it the node claims
+/// How long a deferral holds at most while the winner stays out of this node's membership. After it the node claims
 /// the address again; a rival still holding it defends, and the node defers again within a
 /// frame's round trip. It bounds the time an address stays dark if the winner went quiet
 /// without the membership changing (its own view of the endpoints changed, say).
@@ -130,7 +130,8 @@ pub enum Action {
 /// against each rival (`None`: a host that is no speaker).
 #[derive(Debug, Default)]
 pub struct Rivals {
-    deferred: BTreeMap<IpAddr, Instant>,
+    /// Since when, and to which winner.
+    deferred: BTreeMap<IpAddr, (Instant, String)>,
     defended: BTreeMap<(IpAddr, Option<String>), Instant>,
 }
 
@@ -139,7 +140,7 @@ impl Rivals {
     pub fn on_claim(&mut self, ip: IpAddr, me: &str, rival: Option<&str>, now: Instant) -> Action {
         match judge(ip, me, rival) {
             Verdict::Defer { winner } => {
-                self.deferred.insert(ip, now);
+                self.deferred.insert(ip, (now, winner.clone()));
                 Action::Release { winner }
             }
             Verdict::Defend => {
@@ -159,14 +160,15 @@ impl Rivals {
         }
     }
 
-    /// Forgets every deferral when the membership changed (the plan now knows better), and
-    /// deferrals older than [`DEFER_LIMIT`] and defences older than [`DEFEND_EVERY`].
-    pub fn refresh(&mut self, membership_changed: bool, now: Instant) {
-        if membership_changed {
-            self.deferred.clear();
-        }
-        self.deferred
-            .retain(|_, since| now.duration_since(*since) < DEFER_LIMIT);
+    /// Forgets the deferrals to winners now in the membership (`live`: the plan itself puts
+    /// their addresses right), deferrals older than [`DEFER_LIMIT`] and defences older than
+    /// [`DEFEND_EVERY`]. Other nodes coming and going leave a deferral standing: the winner
+    /// still claims the address, and taking it back would only draw clients to and fro (a
+    /// flapping third node made a node reclaim and defer again on each of its flaps).
+    pub fn refresh(&mut self, live: &BTreeSet<String>, now: Instant) {
+        self.deferred.retain(|_, (since, winner)| {
+            !live.contains(winner) && now.duration_since(*since) < DEFER_LIMIT
+        });
         self.defended
             .retain(|_, at| now.duration_since(*at) < DEFEND_EVERY);
     }
@@ -175,7 +177,7 @@ impl Rivals {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.deferred
             .values()
-            .map(|since| *since + DEFER_LIMIT)
+            .map(|(since, _)| *since + DEFER_LIMIT)
             .min()
     }
 
@@ -264,22 +266,35 @@ mod tests {
     }
 
     #[test]
-    fn deferrals_end_with_a_membership_change_or_the_limit() {
+    fn deferrals_end_when_the_winner_is_seen_again_or_at_the_limit() {
         let (t0, a) = (Instant::now(), ip("192.0.2.200"));
         let (high, low) = ranked(a, "n1", "n3");
         let mut r = Rivals::default();
         let release = Action::Release {
             winner: high.to_string(),
         };
+        let live = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         assert_eq!(r.on_claim(a, low, Some(high), t0), release);
-        r.refresh(false, t0 + Duration::from_secs(1));
+        r.refresh(&live(&[low]), t0 + Duration::from_secs(1));
         assert_eq!(r.deferred().collect::<Vec<_>>(), [a]);
         assert_eq!(r.next_expiry(), Some(t0 + DEFER_LIMIT));
-        r.refresh(false, t0 + DEFER_LIMIT);
+        // A third node coming and going changes nothing about the winner's claim.
+        r.refresh(&live(&[low, "n2"]), t0 + Duration::from_secs(2));
+        r.refresh(&live(&[low]), t0 + Duration::from_secs(3));
+        assert_eq!(
+            r.deferred().collect::<Vec<_>>(),
+            [a],
+            "a third node flapped"
+        );
+        r.refresh(&live(&[low]), t0 + DEFER_LIMIT);
         assert_eq!(r.deferred().count(), 0, "limit reached");
         assert_eq!(r.on_claim(a, low, Some(high), t0), release);
-        r.refresh(true, t0);
-        assert_eq!(r.deferred().count(), 0, "membership changed");
+        r.refresh(&live(&[low, high]), t0);
+        assert_eq!(
+            r.deferred().count(),
+            0,
+            "the winner is back in the membership"
+        );
     }
 
     #[test]
@@ -317,7 +332,7 @@ mod tests {
         );
         assert_eq!(r.on_claim(a, me, None, at(300)), Action::AnnounceAgain);
         assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(400)), Action::Nothing);
-        r.refresh(false, at(1_000));
+        r.refresh(&BTreeSet::new(), at(1_000));
         assert_eq!(
             r.on_claim(a, me, Some(rivals[1]), at(1_100)),
             Action::Nothing

@@ -18,29 +18,44 @@ pub struct ServiceSeen {
     pub ports: Vec<(String, u16)>,
 }
 
-/// Invariants 1 and 2: no address held by two Services that may not share it; no Service's
-/// address changes unless its spec asked for a change.
+/// How long the controller may take to act on a spec change that makes two Services' shared
+/// address unlawful (a sharing key changed): as long as a leader failover under the faults
+/// (the recovery bound).
+pub const ASK_BOUND: Duration = Duration::from_secs(60);
+
+/// Invariants 1 and 2: no address held by two Services that may not share it (but for the
+/// time the controller needs to act on the spec change that made it so); no Service's address
+/// changes unless its spec asked for a change.
 #[derive(Debug, Default)]
 pub struct AddressBook {
     last: BTreeMap<String, Vec<IpAddr>>,
     /// Per Service, changes of its spec that may move it (pool, sharing key) not yet seen as a
-    /// change of its address: each allows one (two asks may come before the first move).
-    asked: BTreeMap<String, u32>,
+    /// change of its address: each allows one (two asks may come before the first move), and
+    /// when the first of them was made.
+    asked: BTreeMap<String, (u32, Duration)>,
     pub checks: u64,
     /// Every change seen (`name: before -> now`), for the runner's log; it drains them.
     pub changes: Vec<String>,
 }
 
 impl AddressBook {
-    /// The runner changed `name`'s spec in a way that may give it another address.
-    pub fn asked_to_move(&mut self, name: &str) {
-        *self.asked.entry(name.to_string()).or_default() += 1;
+    /// The runner changed `name`'s spec, at `at`, in a way that may give it another address.
+    pub fn asked_to_move(&mut self, name: &str, at: Duration) {
+        self.asked.entry(name.to_string()).or_insert((0, at)).0 += 1;
+    }
+
+    /// Whether `name` has a change asked at `now` and not yet acted on, younger than
+    /// [`ASK_BOUND`].
+    fn acting_on_ask(&self, name: &str, now: Duration) -> bool {
+        self.asked
+            .get(name)
+            .is_some_and(|(_, since)| now.saturating_sub(*since) < ASK_BOUND)
     }
 
     /// Takes one ask of `name`'s; false when there is none.
     fn take_ask(&mut self, name: &str) -> bool {
         match self.asked.get_mut(name) {
-            Some(n) if *n > 1 => {
+            Some((n, _)) if *n > 1 => {
                 *n -= 1;
                 true
             }
@@ -58,8 +73,8 @@ impl AddressBook {
         self.asked.remove(name);
     }
 
-    /// Judges one listing of every Service.
-    pub fn observe(&mut self, services: &[ServiceSeen]) -> Vec<String> {
+    /// Judges one listing of every Service, made at `now`.
+    pub fn observe(&mut self, services: &[ServiceSeen], now: Duration) -> Vec<String> {
         let mut violations = Vec::new();
         let mut holders: BTreeMap<IpAddr, Vec<&ServiceSeen>> = BTreeMap::new();
         for s in services {
@@ -69,6 +84,10 @@ impl AddressBook {
         }
         for (address, held_by) in &holders {
             self.checks += 1;
+            // A spec change made the sharing unlawful; the controller has not acted yet.
+            if held_by.iter().any(|s| self.acting_on_ask(&s.name, now)) {
+                continue;
+            }
             if let Some(why) = may_not_share(held_by) {
                 let names: Vec<&str> = held_by.iter().map(|s| s.name.as_str()).collect();
                 violations.push(format!(
@@ -217,61 +236,103 @@ mod tests {
         let mut book = AddressBook::default();
         let a = seen("a", "192.0.2.200", Some("k"), 80);
         assert!(
-            book.observe(&[a.clone(), seen("b", "192.0.2.200", Some("k"), 81)])
-                .is_empty()
+            book.observe(
+                &[a.clone(), seen("b", "192.0.2.200", Some("k"), 81)],
+                Duration::ZERO
+            )
+            .is_empty()
         );
-        let v = book.observe(&[a.clone(), seen("b", "192.0.2.200", Some("k"), 80)]);
+        let v = book.observe(
+            &[a.clone(), seen("b", "192.0.2.200", Some("k"), 80)],
+            Duration::ZERO,
+        );
         assert!(
             v[0].contains("invariant 1") && v[0].contains("port 80"),
             "{v:?}"
         );
-        let v = book.observe(&[a.clone(), seen("c", "192.0.2.200", None, 82)]);
+        let v = book.observe(
+            &[a.clone(), seen("c", "192.0.2.200", None, 82)],
+            Duration::ZERO,
+        );
         assert!(v[0].contains("invariant 1"), "{v:?}");
-        let v = book.observe(&[a, seen("d", "192.0.2.200", Some("other"), 83)]);
+        let v = book.observe(
+            &[a, seen("d", "192.0.2.200", Some("other"), 83)],
+            Duration::ZERO,
+        );
         assert!(v[0].contains("sharing keys"), "{v:?}");
+    }
+
+    #[test]
+    fn a_sharing_made_unlawful_by_a_spec_change_is_the_controllers_to_undo_within_the_bound() {
+        let mut book = AddressBook::default();
+        let a = seen("a", "192.0.2.200", Some("k"), 80);
+        let b = |key| seen("b", "192.0.2.200", Some(key), 81);
+        assert!(
+            book.observe(&[a.clone(), b("k")], Duration::ZERO)
+                .is_empty()
+        );
+        // b's key changes at 10 s: the controller has until 70 s to move one of them.
+        book.asked_to_move("b", Duration::from_secs(10));
+        let at = Duration::from_secs;
+        assert!(book.observe(&[a.clone(), b("other")], at(20)).is_empty());
+        let v = book.observe(&[a.clone(), b("other")], at(70));
+        assert!(v[0].contains("sharing keys"), "{v:?}");
+        // Moved: the ask is used up, and nothing is shared.
+        let moved = seen("b", "192.0.2.201", Some("other"), 81);
+        assert!(book.observe(&[a, moved], at(71)).is_empty());
     }
 
     #[test]
     fn an_address_changes_only_after_the_spec_asked() {
         let mut book = AddressBook::default();
-        assert!(book.observe(&[seen("a", "", None, 80)]).is_empty());
         assert!(
-            book.observe(&[seen("a", "192.0.2.200", None, 80)])
+            book.observe(&[seen("a", "", None, 80)], Duration::ZERO)
                 .is_empty()
         );
-        let v = book.observe(&[seen("a", "192.0.2.201", None, 80)]);
+        assert!(
+            book.observe(&[seen("a", "192.0.2.200", None, 80)], Duration::ZERO)
+                .is_empty()
+        );
+        let v = book.observe(&[seen("a", "192.0.2.201", None, 80)], Duration::ZERO);
         assert!(v[0].contains("invariant 2"), "{v:?}");
         // Lost without a reason: also a violation.
-        let v = book.observe(&[seen("a", "", None, 80)]);
+        let v = book.observe(&[seen("a", "", None, 80)], Duration::ZERO);
         assert!(v[0].contains("invariant 2"), "{v:?}");
-        book.observe(&[seen("a", "192.0.2.201", None, 80)]);
-        book.asked_to_move("a");
+        book.observe(&[seen("a", "192.0.2.201", None, 80)], Duration::ZERO);
+        book.asked_to_move("a", Duration::ZERO);
         assert!(
-            book.observe(&[seen("a", "198.51.100.1", None, 80)])
+            book.observe(&[seen("a", "198.51.100.1", None, 80)], Duration::ZERO)
                 .is_empty()
         );
         // One ask, one change.
-        let v = book.observe(&[seen("a", "198.51.100.2", None, 80)]);
+        let v = book.observe(&[seen("a", "198.51.100.2", None, 80)], Duration::ZERO);
         assert_eq!(v.len(), 1, "{v:?}");
         // An asked move through no address at all is one change.
-        book.asked_to_move("a");
-        assert!(book.observe(&[seen("a", "", None, 80)]).is_empty());
+        book.asked_to_move("a", Duration::ZERO);
         assert!(
-            book.observe(&[seen("a", "192.0.2.203", None, 80)])
+            book.observe(&[seen("a", "", None, 80)], Duration::ZERO)
+                .is_empty()
+        );
+        assert!(
+            book.observe(&[seen("a", "192.0.2.203", None, 80)], Duration::ZERO)
                 .is_empty()
         );
         // Two asks before the first move allow two moves, and no third.
-        book.asked_to_move("a");
-        book.asked_to_move("a");
+        book.asked_to_move("a", Duration::ZERO);
+        book.asked_to_move("a", Duration::ZERO);
         assert!(
-            book.observe(&[seen("a", "198.51.100.3", None, 80)])
+            book.observe(&[seen("a", "198.51.100.3", None, 80)], Duration::ZERO)
                 .is_empty()
         );
         assert!(
-            book.observe(&[seen("a", "192.0.2.204", None, 80)])
+            book.observe(&[seen("a", "192.0.2.204", None, 80)], Duration::ZERO)
                 .is_empty()
         );
-        assert_eq!(book.observe(&[seen("a", "192.0.2.205", None, 80)]).len(), 1);
+        assert_eq!(
+            book.observe(&[seen("a", "192.0.2.205", None, 80)], Duration::ZERO)
+                .len(),
+            1
+        );
     }
 
     #[test]

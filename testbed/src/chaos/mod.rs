@@ -500,7 +500,7 @@ impl<'a> Chaos<'a> {
                 self.journal
                     .event(format!("change {}: {what}", service.name));
                 if *may_move {
-                    self.book.asked_to_move(&service.name);
+                    self.book.asked_to_move(&service.name, self.journal.now());
                 }
                 self.apply_service(service)
             }
@@ -520,7 +520,7 @@ impl<'a> Chaos<'a> {
                 self.assigned_at.insert(*a, now);
             }
         }
-        let violations = self.book.observe(&services);
+        let violations = self.book.observe(&services, now);
         for change in std::mem::take(&mut self.book.changes) {
             self.journal.event(format!("  seen {change}"));
         }

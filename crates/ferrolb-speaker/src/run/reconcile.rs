@@ -118,9 +118,7 @@ impl Speaker {
         draining: bool,
     ) -> NodePlan {
         let mut effective = plan.clone();
-        let membership_changed = *live != self.live_before;
-        self.rivals
-            .refresh(membership_changed, std::time::Instant::now());
+        self.rivals.refresh(live, std::time::Instant::now());
         for ip in self.rivals.deferred() {
             effective.without_l2(ip);
         }
