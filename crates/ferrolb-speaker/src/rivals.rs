@@ -42,11 +42,17 @@ pub fn judge(ip: IpAddr, me: &str, rival: Option<&str>) -> Verdict {
     }
 }
 
-/// How long a deferral holds at most while the winner stays out of this node's membership. After it the node claims
+/// How long a deferral to a winner out of this node's membership holds at most. After it the node claims
 /// the address again; a rival still holding it defends, and the node defers again within a
 /// frame's round trip. It bounds the time an address stays dark if the winner went quiet
 /// without the membership changing (its own view of the endpoints changed, say).
 pub const DEFER_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a deferral to a winner in this node's membership holds at most. Both see each other,
+/// so they disagree on the owner only while one of them has an older view of the cluster (a
+/// watch that lags after the API server restarted): the node asks again soon, and takes the
+/// address back once the winner, caught up, no longer defends it.
+pub const DEFER_TO_LIVE_LIMIT: Duration = Duration::from_secs(2);
 
 /// How often an address is announced again against claims: one burst answers a rival's whole
 /// burst (its announcement schedule sends several claims within a second).
@@ -126,21 +132,53 @@ pub enum Action {
     Nothing,
 }
 
+/// An address held back for a higher-ranked rival.
+#[derive(Debug, Clone)]
+struct Deferral {
+    since: Instant,
+    winner: String,
+    /// The winner was in this node's membership when it deferred.
+    winner_live: bool,
+}
+
+impl Deferral {
+    fn expires(&self) -> Instant {
+        self.since
+            + if self.winner_live {
+                DEFER_TO_LIVE_LIMIT
+            } else {
+                DEFER_LIMIT
+            }
+    }
+}
+
 /// Addresses held back for higher-ranked rivals, and when each address was last defended
 /// against each rival (`None`: a host that is no speaker).
 #[derive(Debug, Default)]
 pub struct Rivals {
-    /// Since when, and to which winner.
-    deferred: BTreeMap<IpAddr, (Instant, String)>,
+    deferred: BTreeMap<IpAddr, Deferral>,
     defended: BTreeMap<(IpAddr, Option<String>), Instant>,
 }
 
 impl Rivals {
-    /// Judges a claim on `ip`, which this node holds, by `rival` (see [`judge`]).
-    pub fn on_claim(&mut self, ip: IpAddr, me: &str, rival: Option<&str>, now: Instant) -> Action {
+    /// Judges a claim on `ip`, which this node holds, by `rival` (see [`judge`]); `live` is
+    /// this node's membership.
+    pub fn on_claim(
+        &mut self,
+        ip: IpAddr,
+        me: &str,
+        rival: Option<&str>,
+        live: &BTreeSet<String>,
+        now: Instant,
+    ) -> Action {
         match judge(ip, me, rival) {
             Verdict::Defer { winner } => {
-                self.deferred.insert(ip, (now, winner.clone()));
+                let deferral = Deferral {
+                    since: now,
+                    winner_live: live.contains(&winner),
+                    winner: winner.clone(),
+                };
+                self.deferred.insert(ip, deferral);
                 Action::Release { winner }
             }
             Verdict::Defend => {
@@ -160,25 +198,22 @@ impl Rivals {
         }
     }
 
-    /// Forgets the deferrals to winners now in the membership (`live`: the plan itself puts
-    /// their addresses right), deferrals older than [`DEFER_LIMIT`] and defences older than
-    /// [`DEFEND_EVERY`]. Other nodes coming and going leave a deferral standing: the winner
-    /// still claims the address, and taking it back would only draw clients to and fro (a
-    /// flapping third node made a node reclaim and defer again on each of its flaps).
+    /// Forgets the deferrals whose winner came into or left the membership (`live`: the plan
+    /// now puts the address right), those past their limit ([`DEFER_LIMIT`],
+    /// [`DEFER_TO_LIVE_LIMIT`]) and defences older than [`DEFEND_EVERY`]. Other nodes coming
+    /// and going leave a deferral standing: the winner still claims the address, and taking it
+    /// back would only draw clients to and fro (a flapping third node made a node reclaim and
+    /// defer again on each of its flaps).
     pub fn refresh(&mut self, live: &BTreeSet<String>, now: Instant) {
-        self.deferred.retain(|_, (since, winner)| {
-            !live.contains(winner) && now.duration_since(*since) < DEFER_LIMIT
-        });
+        self.deferred
+            .retain(|_, d| live.contains(&d.winner) == d.winner_live && now < d.expires());
         self.defended
             .retain(|_, at| now.duration_since(*at) < DEFEND_EVERY);
     }
 
     /// When the oldest deferral runs out.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.deferred
-            .values()
-            .map(|(since, _)| *since + DEFER_LIMIT)
-            .min()
+        self.deferred.values().map(Deferral::expires).min()
     }
 
     /// The addresses held back.
@@ -266,21 +301,24 @@ mod tests {
     }
 
     #[test]
-    fn deferrals_end_when_the_winner_is_seen_again_or_at_the_limit() {
+    fn deferrals_end_when_the_winner_comes_or_goes_or_at_their_limit() {
         let (t0, a) = (Instant::now(), ip("192.0.2.200"));
         let (high, low) = ranked(a, "n1", "n3");
         let mut r = Rivals::default();
         let release = Action::Release {
             winner: high.to_string(),
         };
-        let live = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
-        assert_eq!(r.on_claim(a, low, Some(high), t0), release);
-        r.refresh(&live(&[low]), t0 + Duration::from_secs(1));
+        let live =
+            |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| n.to_string()).collect() };
+        let after = |s| t0 + Duration::from_secs(s);
+        // A winner out of the membership (gossip cut, LAN up).
+        assert_eq!(r.on_claim(a, low, Some(high), &live(&[low]), t0), release);
+        r.refresh(&live(&[low]), after(1));
         assert_eq!(r.deferred().collect::<Vec<_>>(), [a]);
         assert_eq!(r.next_expiry(), Some(t0 + DEFER_LIMIT));
         // A third node coming and going changes nothing about the winner's claim.
-        r.refresh(&live(&[low, "n2"]), t0 + Duration::from_secs(2));
-        r.refresh(&live(&[low]), t0 + Duration::from_secs(3));
+        r.refresh(&live(&[low, "n2"]), after(2));
+        r.refresh(&live(&[low]), after(3));
         assert_eq!(
             r.deferred().collect::<Vec<_>>(),
             [a],
@@ -288,13 +326,24 @@ mod tests {
         );
         r.refresh(&live(&[low]), t0 + DEFER_LIMIT);
         assert_eq!(r.deferred().count(), 0, "limit reached");
-        assert_eq!(r.on_claim(a, low, Some(high), t0), release);
+        assert_eq!(r.on_claim(a, low, Some(high), &live(&[low]), t0), release);
         r.refresh(&live(&[low, high]), t0);
         assert_eq!(
             r.deferred().count(),
             0,
             "the winner is back in the membership"
         );
+        // A winner in the membership (one of the two has an older view): asked again soon,
+        // and at once when the winner leaves.
+        let both = live(&[low, high]);
+        assert_eq!(r.on_claim(a, low, Some(high), &both, t0), release);
+        r.refresh(&both, after(1));
+        assert_eq!(r.deferred().count(), 1);
+        r.refresh(&both, t0 + DEFER_TO_LIVE_LIMIT);
+        assert_eq!(r.deferred().count(), 0, "short limit reached");
+        assert_eq!(r.on_claim(a, low, Some(high), &both, t0), release);
+        r.refresh(&live(&[low]), after(1));
+        assert_eq!(r.deferred().count(), 0, "the winner left");
     }
 
     #[test]
@@ -303,11 +352,20 @@ mod tests {
         let (high, low) = ranked(a, "n1", "n3");
         let mut r = Rivals::default();
         let at = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(r.on_claim(a, high, Some(low), at(0)), Action::AnnounceAgain);
-        assert_eq!(r.on_claim(a, high, Some(low), at(50)), Action::Nothing);
-        assert_eq!(r.on_claim(a, high, Some(low), at(999)), Action::Nothing);
         assert_eq!(
-            r.on_claim(a, high, Some(low), at(1000)),
+            r.on_claim(a, high, Some(low), &BTreeSet::new(), at(0)),
+            Action::AnnounceAgain
+        );
+        assert_eq!(
+            r.on_claim(a, high, Some(low), &BTreeSet::new(), at(50)),
+            Action::Nothing
+        );
+        assert_eq!(
+            r.on_claim(a, high, Some(low), &BTreeSet::new(), at(999)),
+            Action::Nothing
+        );
+        assert_eq!(
+            r.on_claim(a, high, Some(low), &BTreeSet::new(), at(1000)),
             Action::AnnounceAgain
         );
         assert_eq!(r.deferred().count(), 0, "the winner defers nothing");
@@ -323,22 +381,28 @@ mod tests {
         let mut r = Rivals::default();
         let at = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(
-            r.on_claim(a, me, Some(rivals[0]), at(0)),
+            r.on_claim(a, me, Some(rivals[0]), &BTreeSet::new(), at(0)),
             Action::AnnounceAgain
         );
         assert_eq!(
-            r.on_claim(a, me, Some(rivals[1]), at(270)),
+            r.on_claim(a, me, Some(rivals[1]), &BTreeSet::new(), at(270)),
             Action::AnnounceAgain
         );
-        assert_eq!(r.on_claim(a, me, None, at(300)), Action::AnnounceAgain);
-        assert_eq!(r.on_claim(a, me, Some(rivals[0]), at(400)), Action::Nothing);
+        assert_eq!(
+            r.on_claim(a, me, None, &BTreeSet::new(), at(300)),
+            Action::AnnounceAgain
+        );
+        assert_eq!(
+            r.on_claim(a, me, Some(rivals[0]), &BTreeSet::new(), at(400)),
+            Action::Nothing
+        );
         r.refresh(&BTreeSet::new(), at(1_000));
         assert_eq!(
-            r.on_claim(a, me, Some(rivals[1]), at(1_100)),
+            r.on_claim(a, me, Some(rivals[1]), &BTreeSet::new(), at(1_100)),
             Action::Nothing
         );
         assert_eq!(
-            r.on_claim(a, me, Some(rivals[1]), at(1_270)),
+            r.on_claim(a, me, Some(rivals[1]), &BTreeSet::new(), at(1_270)),
             Action::AnnounceAgain
         );
     }

@@ -181,9 +181,10 @@ impl Speaker {
         };
         let mac = format_mac(conflict.mac);
         let now = std::time::Instant::now();
+        let live = self.membership.live.borrow().clone();
         match self
             .rivals
-            .on_claim(ip, &self.config.node, rival.as_deref(), now)
+            .on_claim(ip, &self.config.node, rival.as_deref(), &live, now)
         {
             Action::Nothing => false,
             Action::AnnounceAgain => {
