@@ -1306,7 +1306,7 @@ async fn custom_resources_that_break_their_crd_schema_are_a_422() {
         "{m}"
     );
     let m = refused("BGPPeer", "bgppeers", json!({"myASN": 64512})).await;
-    assert!(m.contains("spec.peerASN: Required value"), "{m}");
+    assert!(m.contains("spec.peerAddress: Required value"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,6 +176,10 @@ pub fn rules() -> Vec<Rule> {
         Rule::new("BGPPeer", "spec.peerASN")
             .check("self != 0")
             .message("ASN 0 is reserved (RFC 7607)"),
+        Rule::new("BGPPeer", "spec")
+            .check("has(self.peerASN) != has(self.dynamicASN)")
+            .field(".peerASN")
+            .message("set one of peerASN and dynamicASN"),
         Rule::new("BGPPeer", "spec.peerAddress")
             .max_length(MAX_ADDRESS)
             .check(address)

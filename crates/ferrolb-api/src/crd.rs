@@ -241,6 +241,21 @@ pub struct BGPAdvertisementSpec {
     /// damped (the speaker's `--weight-damping`). Not in MetalLB's API.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub weight_by_local_endpoints: bool,
+    /// Makes the AS path longer by `count` times `asn` (the peer's `myASN` when left out), so
+    /// routers prefer another site's shorter path. Not in MetalLB's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_path_prepend: Option<AsPathPrepend>,
+}
+
+/// An AS path prepend: `count` copies of `asn`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct AsPathPrepend {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub asn: Option<u32>,
+    /// 1 to 10, as FRR's `set as-path prepend last-as`.
+    #[schemars(range(min = 1, max = 10))]
+    pub count: u8,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,9 +294,18 @@ pub struct BGPPeerSpec {
     #[serde(rename = "myASN")]
     #[schemars(range(min = 0, max = 4294967295u32))]
     pub my_asn: u32,
-    #[serde(rename = "peerASN")]
+    /// The peer's AS; leave it out and set `dynamicASN` to take it from the peer's OPEN.
+    #[serde(rename = "peerASN", default, skip_serializing_if = "is_zero")]
     #[schemars(range(min = 0, max = 4294967295u32))]
     pub peer_asn: u32,
+    /// Instead of `peerASN`: `internal` accepts the peer in our own AS (iBGP), `external` in
+    /// any other (eBGP), as MetalLB's field.
+    #[serde(
+        rename = "dynamicASN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dynamic_asn: Option<DynamicAsn>,
     pub peer_address: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<String>,
@@ -318,6 +342,30 @@ pub struct BGPPeerSpec {
     pub enable_graceful_restart: bool,
     #[serde(default)]
     pub ebgp_multi_hop: bool,
+    /// Wait for the peer to connect (a route reflector or switch that dials the nodes) instead
+    /// of connecting to it; the speaker listens on the BGP port. Not in MetalLB's API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
+    /// Carry only the peer address's family on this session (MetalLB's field): IPv6 routes
+    /// then need a BGPPeer with an IPv6 address, and the other way round.
+    #[serde(
+        rename = "disableMP",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub disable_mp: bool,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// How a BGPPeer's AS is found when `peerASN` is not given.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DynamicAsn {
+    Internal,
+    External,
 }
 
 /// A reference to a Secret, as in core/v1.
@@ -558,4 +606,13 @@ pub struct BGPSessionStateStatus {
     /// when the profile cannot be used.
     #[serde(default)]
     pub bfd_status: String,
+    /// The AS the peer opened the session from (what `dynamicASN` settled on), while up.
+    #[serde(rename = "peerASN", default, skip_serializing_if = "is_zero")]
+    pub peer_asn: u32,
+    /// Address families the session carries while up: `ipv4-unicast`, `ipv6-unicast`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
+    /// The speaker waits for the peer to connect (`passive`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passive: bool,
 }

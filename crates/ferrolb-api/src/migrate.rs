@@ -269,7 +269,7 @@ metadata:
   name: old
 spec:
   myASN: 64512
-  peerASN: 64513
+  dynamicASN: external
   peerAddress: 198.51.100.1
   nodeSelectors:
   - matchLabels:
@@ -318,9 +318,14 @@ metadata:
         assert_eq!(peer.spec.peer_asn, 4_200_000_000);
         assert_eq!(peer.spec.hold_time.as_deref(), Some("9s"));
         assert_eq!(peer.spec.password_secret.unwrap().name, "bgp-key");
+        assert!(peer.spec.disable_mp);
 
         let old: BGPPeer = serde_json::from_value(docs[2].clone()).unwrap();
         assert_eq!(old.spec.node_selectors.len(), 1);
+        assert_eq!(
+            (old.spec.peer_asn, old.spec.dynamic_asn),
+            (0, Some(crate::crd::DynamicAsn::External))
+        );
 
         let l2: L2Advertisement = serde_json::from_value(docs[3].clone()).unwrap();
         assert_eq!(l2.spec.interfaces, ["eth0"]);
@@ -335,7 +340,6 @@ metadata:
         let joined = m.notes.join("\n");
         for expected in [
             "BGPPeer/tor: spec.vrf (\"red\") has no ferrolb equivalent",
-            "BGPPeer/tor: spec.disableMP (true) has no ferrolb equivalent",
             "IPAddressPool/public: status is written by ferrolb",
             "IPAddressPool/public: metadata.uid",
             "ServiceL2Status/svc (metallb.io/v1beta1): a report that each speaker writes for itself; skipped",
@@ -345,6 +349,9 @@ metadata:
                 joined.contains(expected),
                 "missing note {expected:?} in\n{joined}"
             );
+        }
+        for carried in ["disableMP", "dynamicASN"] {
+            assert!(!joined.contains(carried), "{carried} dropped:\n{joined}");
         }
     }
 

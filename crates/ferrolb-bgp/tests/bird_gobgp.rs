@@ -20,8 +20,7 @@ fn spec() -> PathSpec {
     PathSpec {
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(64512, 1, 2)],
-        local_pref: None,
-        link_bandwidth: None,
+        ..PathSpec::default()
     }
 }
 

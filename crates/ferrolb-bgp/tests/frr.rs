@@ -36,8 +36,7 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
     let spec = PathSpec {
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(64512, 1, 2)],
-        local_pref: None,
-        link_bandwidth: None,
+        ..PathSpec::default()
     };
     peer.advertise(
         vec![
@@ -65,6 +64,22 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
             .as_array()
             .is_some_and(|n| n.iter().any(|h| h["ip"] == "2001:db8:1::1")),
         "{v6}"
+    );
+
+    // A prepended path: ours first, then the prepended ASNs.
+    peer.advertise(
+        vec![Prefix::host("203.0.113.11".parse().unwrap())],
+        PathSpec {
+            as_path_prepend: vec![64512, 64512],
+            ..PathSpec::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || lab
+            .route_json("ipv4", "203.0.113.11/32")["paths"][0]["aspath"]["string"]
+            == "64512 64512 64512"),
+        "{}",
+        lab.route_json("ipv4", "203.0.113.11/32")
     );
 
     peer.withdraw(vec![Prefix::host("203.0.113.10".parse().unwrap())]);
@@ -95,6 +110,21 @@ async fn ibgp_routes_carry_local_pref_and_route_refresh_is_answered() {
         route(&lab)
     );
     assert_eq!(route(&lab)["paths"][0]["peer"]["type"], "internal");
+    // iBGP: no AS of ours, only what is prepended.
+    peer.advertise(
+        vec![Prefix::host("203.0.113.21".parse().unwrap())],
+        PathSpec {
+            as_path_prepend: vec![65001],
+            ..PathSpec::default()
+        },
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || lab
+            .route_json("ipv4", "203.0.113.21/32")["paths"][0]["aspath"]["string"]
+            == "65001"),
+        "{}",
+        lab.route_json("ipv4", "203.0.113.21/32")
+    );
 
     let before = peer.counters.updates_out.load(Ordering::Relaxed);
     lab.vtysh("clear bgp ipv4 unicast 192.0.2.1 soft in");

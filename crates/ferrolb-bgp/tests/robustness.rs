@@ -15,7 +15,7 @@ const FAMILIES: &[(Afi, Safi)] = &[(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi:
 fn config() -> SessionConfig {
     SessionConfig {
         local_as: 64512,
-        peer_as: 64513,
+        peer_as: ferrolb_bgp::session::PeerAs::Fixed(64513),
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time: Duration::from_secs(90),
         keepalive: Duration::from_secs(30),

@@ -9,12 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_api::model::{BfdSettings, Community};
+use ferrolb_api::model::{BfdSettings, Community, PeerAsn};
 use ferrolb_bgp::bfd::{self, Bfd};
-use ferrolb_bgp::driver::{PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer};
-use ferrolb_bgp::session::SessionConfig;
+use ferrolb_bgp::driver::{
+    Listener, PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer,
+};
+use ferrolb_bgp::session::{PeerAs, SessionConfig};
 use ferrolb_bgp::wire::{Afi, Prefix, Safi};
 use ferrolb_l2::L2Speaker;
 use tokio::time::Instant;
@@ -61,7 +64,15 @@ pub struct Announcer {
     bfd: Option<Bfd>,
     /// Why BFD could not start (its ports taken, say); sessions then run without it.
     bfd_error: Option<String>,
+    /// Accepts the connections of passive peers; bound with the first of them.
+    listener: Option<Arc<Listener>>,
 }
+
+/// Where passive peers connect: the BGP port on every address of the node.
+const BGP_LISTEN: SocketAddr = SocketAddr::new(
+    IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    ferrolb_api::model::bgp::DEFAULT_PORT,
+);
 
 /// What the announcer did, for logs and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -87,6 +98,7 @@ fn path_spec(attrs: &RouteAttributes) -> PathSpec {
         link_bandwidth: attrs
             .local_endpoints
             .map(|n| n.saturating_mul(LINK_BANDWIDTH_PER_ENDPOINT)),
+        as_path_prepend: attrs.as_path_prepend.clone(),
         ..PathSpec::default()
     };
     for c in &attrs.communities {
@@ -112,7 +124,25 @@ impl Announcer {
             sessions: BTreeMap::new(),
             bfd: None,
             bfd_error: None,
+            listener: None,
         }
+    }
+
+    /// The listener for passive peers, bound on first use; `None` (logged) when the port is
+    /// taken, and tried again with the next passive session.
+    async fn listener(&mut self) -> Option<&Arc<Listener>> {
+        if self.listener.is_none() {
+            match Listener::bind(BGP_LISTEN).await {
+                Ok(listener) => {
+                    tokio::spawn(listener.clone().run());
+                    self.listener = Some(listener);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, address = %BGP_LISTEN, "cannot listen for passive BGP peers");
+                }
+            }
+        }
+        self.listener.as_ref()
     }
 
     /// The BFD session for a peer with a profile: from the BGP session's addresses.
@@ -198,7 +228,11 @@ impl Announcer {
             source: c.source_address,
             session: SessionConfig {
                 local_as: c.my_asn,
-                peer_as: c.peer_asn,
+                peer_as: match c.peer_asn {
+                    PeerAsn::Fixed(asn) => PeerAs::Fixed(asn),
+                    PeerAsn::Internal => PeerAs::Internal,
+                    PeerAsn::External => PeerAs::External,
+                },
                 router_id: c
                     .router_id
                     .or(self.node.ipv4)
@@ -207,8 +241,14 @@ impl Announcer {
                 keepalive: c.keepalive_time,
                 connect_retry: Duration::from_millis(500).min(c.connect_time),
                 connect_retry_max: c.connect_time,
-                passive: false,
-                families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
+                passive: c.passive,
+                families: if !c.single_family {
+                    vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)]
+                } else if c.address.is_ipv4() {
+                    vec![(Afi::Ipv4, Safi::Unicast)]
+                } else {
+                    vec![(Afi::Ipv6, Safi::Unicast)]
+                },
                 graceful_restart: c
                     .graceful_restart
                     .then_some(self.node.graceful_restart_secs),
@@ -309,6 +349,12 @@ impl Announcer {
             }
             if !self.sessions.contains_key(name) {
                 let (handle, task) = spawn_peer(config.clone());
+                if config.session.passive
+                    && let Some(listener) = self.listener().await
+                    && let Err(e) = listener.add_peer(&config, handle.clone())
+                {
+                    tracing::warn!(peer = name, error = %e, "passive peer: cannot set its TCP MD5 key on the listener");
+                }
                 self.sessions.insert(
                     name.to_string(),
                     Session {
@@ -357,6 +403,11 @@ impl Announcer {
 
     fn stop_session(&mut self, name: &str, why: &str) {
         if let Some(s) = self.sessions.remove(name) {
+            if let Some(listener) = &self.listener
+                && s.started_with.session.passive
+            {
+                listener.remove_peer(s.started_with.address.ip());
+            }
             if let (Some((spec, _)), Some(service)) = (&s.bfd, &self.bfd) {
                 service.remove(spec.peer);
             }
@@ -439,16 +490,29 @@ impl Announcer {
     pub fn sessions(&self) -> Vec<SessionView> {
         self.sessions
             .iter()
-            .map(|(n, s)| SessionView {
-                peer: n.clone(),
-                peer_address: s.started_with.address.ip(),
-                state: s.handle.status.borrow().state,
-                prefixes: s.routes.len(),
-                bfd_status: match (&s.bfd, &self.bfd_error) {
-                    (Some((_, status)), _) => BfdStatus::State(status.borrow().state),
-                    (None, Some(error)) if s.bfd_wanted => BfdStatus::Unusable(error.clone()),
-                    _ => BfdStatus::NotConfigured,
-                },
+            .map(|(n, s)| {
+                let status = s.handle.status.borrow();
+                SessionView {
+                    peer: n.clone(),
+                    peer_address: s.started_with.address.ip(),
+                    state: status.state,
+                    prefixes: s.routes.len(),
+                    peer_asn: status.peer_as,
+                    families: status
+                        .families
+                        .iter()
+                        .map(|(afi, _)| match afi {
+                            Afi::Ipv4 => "ipv4-unicast".to_string(),
+                            _ => "ipv6-unicast".to_string(),
+                        })
+                        .collect(),
+                    passive: s.started_with.session.passive,
+                    bfd_status: match (&s.bfd, &self.bfd_error) {
+                        (Some((_, status)), _) => BfdStatus::State(status.borrow().state),
+                        (None, Some(error)) if s.bfd_wanted => BfdStatus::Unusable(error.clone()),
+                        _ => BfdStatus::NotConfigured,
+                    },
+                }
             })
             .collect()
     }

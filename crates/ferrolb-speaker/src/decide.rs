@@ -161,6 +161,8 @@ pub struct RouteAttributes {
     /// Ready endpoints on this node of the Local Service(s) behind the route, when an
     /// advertisement asks for weighted ECMP; sent as link bandwidth.
     pub local_endpoints: Option<u32>,
+    /// ASNs put in the AS path after the node's own.
+    pub as_path_prepend: Vec<u32>,
 }
 
 /// Why an assigned address is announced by no node.
@@ -613,7 +615,11 @@ impl<'a> Deciding<'a> {
                 continue;
             }
             // A session carries the families its transport and capabilities allow; both are
-            // offered, so every address goes to every selected peer.
+            // offered unless the peer has `disableMP`, so every address goes to every selected
+            // peer that carries its family.
+            if peer.config.single_family && ip.is_ipv4() != peer.config.address.is_ipv4() {
+                continue;
+            }
             let attrs = plan
                 .bgp
                 .entry(peer.name.clone())
@@ -632,6 +638,13 @@ impl<'a> Deciding<'a> {
             if adv.settings.weight_by_local_endpoints && svc.policy == TrafficPolicy::Local {
                 let here = svc.endpoint_nodes.get(self.node).copied().unwrap_or(0);
                 attrs.local_endpoints = attrs.local_endpoints.max(Some(here));
+            }
+            // Of overlapping prepends the longest path wins: steering away is the intent.
+            if let Some(prepend) = &adv.settings.as_path_prepend {
+                let path = prepend.path(peer.config.my_asn);
+                if path.len() > attrs.as_path_prepend.len() {
+                    attrs.as_path_prepend = path;
+                }
             }
             let announcement = plan.services.entry(svc.key.clone()).or_default();
             announcement.bgp_peers.insert(peer.name.clone());

@@ -79,6 +79,10 @@ pub struct SessionView {
     pub state: State,
     pub prefixes: usize,
     pub bfd_status: BfdStatus,
+    /// The peer's AS and the families carried, while the session is up.
+    pub peer_asn: Option<u32>,
+    pub families: Vec<String>,
+    pub passive: bool,
 }
 
 /// A session's BFD, as reported and measured.
@@ -173,6 +177,9 @@ pub fn desired_reports(
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,
             bfd_status: s.bfd_status.to_string(),
+            peer_asn: s.peer_asn.unwrap_or(0),
+            families: s.families.clone(),
+            passive: s.passive,
         };
         let labels = BTreeMap::from([
             (NODE_LABEL.to_string(), node.to_string()),

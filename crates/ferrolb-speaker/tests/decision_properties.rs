@@ -139,6 +139,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     node_selectors: bgp_zone.map(zone_selector).into_iter().collect(),
                     service_selectors: Vec::new(),
                     weight_by_local_endpoints: false,
+                    as_path_prepend: None,
                 },
                 peers: BTreeSet::new(),
             });

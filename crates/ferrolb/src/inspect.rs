@@ -43,6 +43,10 @@ pub struct SessionRow {
     pub peer: String,
     pub peer_address: String,
     pub bgp: String,
+    /// The AS the peer opened from, while up ("-" otherwise).
+    pub peer_asn: String,
+    /// Families carried while up, comma-separated.
+    pub families: String,
     pub bfd: String,
     pub prefixes: u32,
 }
@@ -188,7 +192,20 @@ pub fn status(snapshot: &Snapshot) -> Status {
             node: s.node.clone(),
             peer: s.peer.clone(),
             peer_address: s.peer_address.clone(),
-            bgp: s.bgp_status.clone(),
+            bgp: if s.passive && s.bgp_status != "Established" {
+                format!("{} (passive: waiting for the peer)", s.bgp_status)
+            } else {
+                s.bgp_status.clone()
+            },
+            peer_asn: match s.peer_asn {
+                0 => "-".into(),
+                asn => asn.to_string(),
+            },
+            families: if s.families.is_empty() {
+                "-".into()
+            } else {
+                s.families.join(",")
+            },
             bfd: if s.bfd_status.is_empty() {
                 "N/A".into()
             } else {
@@ -409,6 +426,8 @@ pub fn render_status(s: &Status) -> String {
                     r.peer.clone(),
                     r.peer_address.clone(),
                     r.bgp.clone(),
+                    r.peer_asn.clone(),
+                    r.families.clone(),
                     r.bfd.clone(),
                     r.prefixes.to_string(),
                 ]
@@ -416,7 +435,9 @@ pub fn render_status(s: &Status) -> String {
             .collect();
         out.push('\n');
         out.push_str(&table(
-            &["NODE", "PEER", "ADDRESS", "BGP", "BFD", "PREFIXES"],
+            &[
+                "NODE", "PEER", "ADDRESS", "BGP", "PEER AS", "FAMILIES", "BFD", "PREFIXES",
+            ],
             &sessions,
         ));
     }

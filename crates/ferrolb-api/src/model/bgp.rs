@@ -7,7 +7,7 @@ use super::community::{Community, CommunityAliases, CommunityError};
 use super::duration::{DurationError, parse_duration};
 use super::pool::AddressPool;
 use super::selector::{Selector, SelectorError, parse_selectors};
-use crate::crd::{BFDProfileSpec, BGPAdvertisementSpec, BGPPeerSpec, SecretReference};
+use crate::crd::{BFDProfileSpec, BGPAdvertisementSpec, BGPPeerSpec, DynamicAsn, SecretReference};
 
 pub const DEFAULT_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
@@ -22,11 +22,21 @@ pub enum PasswordSource {
     Secret(SecretReference),
 }
 
+/// The AS a peer must be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAsn {
+    Fixed(u32),
+    /// `dynamicASN: internal`: whatever the peer opens with, as long as it is our own.
+    Internal,
+    /// `dynamicASN: external`: whatever the peer opens with, as long as it is not ours.
+    External,
+}
+
 /// A validated BGP peer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerConfig {
     pub my_asn: u32,
-    pub peer_asn: u32,
+    pub peer_asn: PeerAsn,
     pub address: IpAddr,
     pub source_address: Option<IpAddr>,
     pub port: u16,
@@ -39,11 +49,19 @@ pub struct PeerConfig {
     pub bfd_profile: Option<String>,
     pub graceful_restart: bool,
     pub ebgp_multihop: bool,
+    /// Wait for the peer to connect.
+    pub passive: bool,
+    /// Carry only the family of `address`.
+    pub single_family: bool,
 }
 
 impl PeerConfig {
     pub fn is_ibgp(&self) -> bool {
-        self.my_asn == self.peer_asn
+        match self.peer_asn {
+            PeerAsn::Fixed(asn) => asn == self.my_asn,
+            PeerAsn::Internal => true,
+            PeerAsn::External => false,
+        }
     }
 }
 
@@ -51,6 +69,10 @@ impl PeerConfig {
 pub enum PeerError {
     #[error("spec.{field}: ASN 0 is reserved (RFC 7607)")]
     AsnZero { field: &'static str },
+    #[error("spec.peerASN or spec.dynamicASN is required")]
+    NoPeerAsn,
+    #[error("spec.peerASN and spec.dynamicASN are both set; use one")]
+    TwoPeerAsns,
     #[error("spec.{field}: {value:?} is not an IP address")]
     BadAddress { field: &'static str, value: String },
     #[error("spec.routerID: {0:?} is not an IPv4 address")]
@@ -99,9 +121,13 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
     if spec.my_asn == 0 {
         return Err(PeerError::AsnZero { field: "myASN" });
     }
-    if spec.peer_asn == 0 {
-        return Err(PeerError::AsnZero { field: "peerASN" });
-    }
+    let peer_asn = match (spec.peer_asn, spec.dynamic_asn) {
+        (0, None) => return Err(PeerError::NoPeerAsn),
+        (0, Some(DynamicAsn::Internal)) => PeerAsn::Internal,
+        (0, Some(DynamicAsn::External)) => PeerAsn::External,
+        (asn, None) => PeerAsn::Fixed(asn),
+        (_, Some(_)) => return Err(PeerError::TwoPeerAsns),
+    };
     let address = parse_ip("peerAddress", &spec.peer_address)?;
     let source_address = spec
         .source_address
@@ -154,7 +180,7 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
     };
     Ok(PeerConfig {
         my_asn: spec.my_asn,
-        peer_asn: spec.peer_asn,
+        peer_asn,
         address,
         source_address,
         port,
@@ -167,6 +193,8 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
         bfd_profile: spec.bfd_profile.clone(),
         graceful_restart: spec.enable_graceful_restart,
         ebgp_multihop: spec.ebgp_multi_hop,
+        passive: spec.passive,
+        single_family: spec.disable_mp,
     })
 }
 
@@ -236,6 +264,24 @@ pub struct BgpAdvertisementSettings {
     pub service_selectors: Vec<Selector>,
     /// Link bandwidth in proportion to ready local endpoints (Local Services only).
     pub weight_by_local_endpoints: bool,
+    pub as_path_prepend: Option<Prepend>,
+}
+
+/// Most copies of an ASN one advertisement prepends, as FRR's `set as-path prepend last-as`.
+pub const MAX_PREPEND: u8 = 10;
+
+/// `count` copies of an ASN put in the AS path: `asn`, or each peer's `myASN` when `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepend {
+    pub asn: Option<u32>,
+    pub count: u8,
+}
+
+impl Prepend {
+    /// The ASNs prepended on a session from `my_asn`.
+    pub fn path(&self, my_asn: u32) -> Vec<u32> {
+        vec![self.asn.unwrap_or(my_asn); usize::from(self.count)]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -258,6 +304,10 @@ pub enum AdvertisementError {
     },
     #[error("spec.communities: {0}")]
     Community(#[from] CommunityError),
+    #[error("spec.asPathPrepend.count: {0} is out of range (1–10)")]
+    PrependCount(u8),
+    #[error("spec.asPathPrepend.asn: ASN 0 is reserved (RFC 7607)")]
+    PrependAsnZero,
     #[error("spec selectors: {0}")]
     Selector(#[from] SelectorError),
 }
@@ -299,6 +349,17 @@ pub fn parse_bgp_advertisement(
         .iter()
         .map(|c| aliases.resolve(c))
         .collect::<Result<Vec<_>, _>>()?;
+    let as_path_prepend = match &spec.as_path_prepend {
+        None => None,
+        Some(p) if p.count == 0 || p.count > MAX_PREPEND => {
+            return Err(AdvertisementError::PrependCount(p.count));
+        }
+        Some(p) if p.asn == Some(0) => return Err(AdvertisementError::PrependAsnZero),
+        Some(p) => Some(Prepend {
+            asn: p.asn,
+            count: p.count,
+        }),
+    };
     Ok(BgpAdvertisementSettings {
         aggregation_length_v4: v4,
         aggregation_length_v6: v6,
@@ -308,6 +369,7 @@ pub fn parse_bgp_advertisement(
         node_selectors: parse_selectors(&spec.node_selectors)?,
         service_selectors: parse_selectors(&spec.service_selectors)?,
         weight_by_local_endpoints: spec.weight_by_local_endpoints,
+        as_path_prepend,
     })
 }
 
@@ -339,9 +401,23 @@ mod tests {
     fn asn_zero_is_rejected() {
         let mut s = peer();
         s.peer_asn = 0;
-        assert_eq!(parse_peer(&s), Err(PeerError::AsnZero { field: "peerASN" }));
+        assert_eq!(parse_peer(&s), Err(PeerError::NoPeerAsn));
         s.my_asn = 0;
         assert_eq!(parse_peer(&s), Err(PeerError::AsnZero { field: "myASN" }));
+    }
+
+    #[test]
+    fn dynamic_asn_stands_in_for_the_peer_asn_but_not_beside_it() {
+        let mut s = peer();
+        s.peer_asn = 0;
+        s.dynamic_asn = Some(DynamicAsn::External);
+        let p = parse_peer(&s).unwrap();
+        assert_eq!((p.peer_asn, p.is_ibgp()), (PeerAsn::External, false));
+        s.dynamic_asn = Some(DynamicAsn::Internal);
+        let p = parse_peer(&s).unwrap();
+        assert_eq!((p.peer_asn, p.is_ibgp()), (PeerAsn::Internal, true));
+        s.peer_asn = 64513;
+        assert_eq!(parse_peer(&s), Err(PeerError::TwoPeerAsns));
     }
 
     #[test]
@@ -476,6 +552,25 @@ mod tests {
             parse_bgp_advertisement(&advertisement(32, -1), &[], &aliases),
             Err(AdvertisementError::AggregationOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn as_path_prepend_counts_1_to_10_of_an_asn_or_my_asn() {
+        let aliases = CommunityAliases::default();
+        let mut spec = advertisement(32, 128);
+        for (count, asn, outcome) in [
+            (3, None, Ok(vec![64512, 64512, 64512])),
+            (1, Some(65001), Ok(vec![65001])),
+            (10, None, Ok(vec![64512; 10])),
+            (0, None, Err(AdvertisementError::PrependCount(0))),
+            (11, None, Err(AdvertisementError::PrependCount(11))),
+            (2, Some(0), Err(AdvertisementError::PrependAsnZero)),
+        ] {
+            spec.as_path_prepend = Some(crate::crd::AsPathPrepend { asn, count });
+            let parsed = parse_bgp_advertisement(&spec, &[], &aliases)
+                .map(|s| s.as_path_prepend.expect("a prepend").path(64512));
+            assert_eq!(parsed, outcome, "{count} x {asn:?}");
+        }
     }
 
     #[test]

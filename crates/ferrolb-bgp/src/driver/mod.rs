@@ -55,6 +55,9 @@ pub struct PathSpec {
     pub local_pref: Option<u32>,
     /// Link bandwidth (RFC 10005) in bytes per second, for weighted ECMP at the peer.
     pub link_bandwidth: Option<u32>,
+    /// ASNs put in the AS path after ours (eBGP) or alone (iBGP), making the path longer so
+    /// routers prefer another site's.
+    pub as_path_prepend: Vec<u32>,
 }
 
 /// Counters for metrics.
@@ -79,6 +82,10 @@ pub struct PeerCounters {
 pub struct PeerStatus {
     pub state: State,
     pub last_down: Option<DownReason>,
+    /// What the session agreed on while it is up: the peer's AS (what a dynamic AS settled
+    /// on) and the families carried.
+    pub peer_as: Option<u32>,
+    pub families: Vec<(crate::wire::Afi, crate::wire::Safi)>,
 }
 
 enum Command {
@@ -143,6 +150,8 @@ pub fn spawn_peer(config: PeerConfig) -> (PeerHandle, tokio::task::JoinHandle<()
     let (status_tx, status_rx) = watch::channel(PeerStatus {
         state: State::Idle,
         last_down: None,
+        peer_as: None,
+        families: Vec::new(),
     });
     let counters = Arc::new(PeerCounters::default());
     let task = tokio::spawn(peer::run_peer(config, rx, status_tx, counters.clone()));

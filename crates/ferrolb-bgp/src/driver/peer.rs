@@ -300,9 +300,14 @@ impl Peer {
             self.apply(output).await;
         }
         let state = self.session.state();
+        let (peer_as, families) = self.session.established().map_or((None, Vec::new()), |n| {
+            (Some(n.peer_as), n.families.clone())
+        });
         self.status.send_if_modified(|s| {
-            let changed = s.state != state;
+            let changed = s.state != state || s.peer_as != peer_as;
             s.state = state;
+            s.peer_as = peer_as;
+            s.families = families;
             changed
         });
     }
@@ -386,7 +391,7 @@ impl Peer {
 
     fn attributes(&self, spec: &PathSpec, afi: Afi) -> Option<RouteAttributes> {
         let negotiated = self.session.established()?;
-        let ibgp = self.config.session.local_as == self.config.session.peer_as;
+        let ibgp = self.config.session.is_internal();
         let next_hop = match afi {
             Afi::Ipv6 => IpAddr::V6(self.config.next_hop_v6?),
             _ => IpAddr::V4(self.config.next_hop_v4?),
@@ -397,11 +402,12 @@ impl Peer {
             .any(|(a, _)| *a == afi)
             .then(|| RouteAttributes {
                 next_hop,
-                as_path: if ibgp {
-                    Vec::new()
-                } else {
-                    vec![self.config.session.local_as]
-                },
+                // Our AS towards eBGP peers, then what the advertisement prepends.
+                as_path: (!ibgp)
+                    .then_some(self.config.session.local_as)
+                    .into_iter()
+                    .chain(spec.as_path_prepend.iter().copied())
+                    .collect(),
                 local_pref: if ibgp {
                     Some(spec.local_pref.unwrap_or(100))
                 } else {

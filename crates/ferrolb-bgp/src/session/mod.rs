@@ -3,6 +3,6 @@
 pub mod fsm;
 
 pub use fsm::{
-    DownReason, Input, Negotiated, Output, Session, SessionConfig, State, Timer, UpdateIssue,
-    keep_outgoing_on_collision,
+    DownReason, Input, Negotiated, Output, PeerAs, Session, SessionConfig, State, Timer,
+    UpdateIssue, keep_outgoing_on_collision,
 };

@@ -106,7 +106,7 @@ pub fn peer_config(peer_as: u32) -> PeerConfig {
         source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
         session: SessionConfig {
             local_as: 64512,
-            peer_as,
+            peer_as: ferrolb_bgp::session::PeerAs::Fixed(peer_as),
             router_id: Ipv4Addr::new(192, 0, 2, 1),
             hold_time: Duration::from_secs(9),
             keepalive: Duration::from_secs(3),

@@ -106,6 +106,7 @@ pub fn cluster(node_count: usize, service_count: usize) -> ClusterState {
                 node_selectors: zones(&["z1", "z2", "z3"]),
                 service_selectors: Vec::new(),
                 weight_by_local_endpoints: false,
+                as_path_prepend: None,
             },
             peers: BTreeSet::new(),
         }],

@@ -134,8 +134,14 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
            "metadata": {"name": "rt", "namespace": NS},
            "spec": {"myASN": NODE_AS, "peerASN": FRR_AS, "peerAddress": ROUTER_IP,
                     "holdTime": "9s", "connectTime": "2s"}});
+    // A null in `extra` removes the field.
     for (k, v) in extra.as_object().into_iter().flatten() {
-        peer["spec"][k] = v.clone();
+        match (v.is_null(), peer["spec"].as_object_mut()) {
+            (true, Some(spec)) => {
+                spec.remove(k);
+            }
+            _ => peer["spec"][k] = v.clone(),
+        }
     }
     create(&client, peer).await;
     // The controller assigns addresses, as in a cluster.

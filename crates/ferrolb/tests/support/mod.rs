@@ -35,6 +35,18 @@ pub fn node_mac(node: &str) -> String {
     format!("02:00:00:00:00:1{}", &node[1..])
 }
 
+/// How FRR peers with the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrrPeering {
+    /// A neighbour per node, waiting for the node to connect.
+    Passive,
+    /// A neighbour per node that FRR connects to (nodes with `passive`).
+    Dials,
+    /// No neighbours: `bgp listen range` over the nodes' subnet accepts any node, in any AS
+    /// but FRR's own (`remote-as external`).
+    ListenRange,
+}
+
 pub struct Lab {
     pub dir: PathBuf,
     /// zebra and bgpd (and bfdd), in the router's namespace.
@@ -61,16 +73,21 @@ impl Lab {
 
     /// As `new`, with FRR requiring TCP MD5 with `password` from every node.
     pub fn with_frr_password(password: Option<&str>) -> Lab {
-        Lab::build(password, false)
+        Lab::build(password, false, FrrPeering::Passive)
+    }
+
+    /// As `new`, FRR peering with the nodes as `peering` says.
+    pub fn with_frr_peering(peering: FrrPeering) -> Lab {
+        Lab::build(None, false, peering)
     }
 
     /// As `new`, with FRR's bfdd beside bgpd and BFD (profile `ferrolb`: 50 ms, x3) on every
     /// node's session.
     pub fn with_frr_bfd() -> Lab {
-        Lab::build(None, true)
+        Lab::build(None, true, FrrPeering::Passive)
     }
 
-    fn build(password: Option<&str>, bfd: bool) -> Lab {
+    fn build(password: Option<&str>, bfd: bool, peering: FrrPeering) -> Lab {
         let mut namespaces = netns::Namespaces::new("flbs");
         let dir = std::env::temp_dir().join(format!("{}lab", namespaces.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -107,22 +124,34 @@ impl Lab {
             speaker_wrappers: BTreeMap::new(),
             namespaces,
         };
-        lab.start_frr(password, bfd);
+        lab.start_frr(password, bfd, peering);
         netns::enter(&lab.ns("rt")).expect("setns");
         lab
     }
 
     /// zebra (it installs the routes bgpd picks in the router's kernel, so traffic follows
     /// them), bfdd when asked, and bgpd.
-    fn start_frr(&mut self, password: Option<&str>, bfd: bool) {
+    fn start_frr(&mut self, password: Option<&str>, bfd: bool, peering: FrrPeering) {
         let mut conf = format!(
             "frr defaults traditional\nhostname rt\n!\nrouter bgp {FRR_AS}\n bgp router-id {ROUTER_IP}\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n"
         );
+        if peering == FrrPeering::ListenRange {
+            conf.push_str(
+                " neighbor NODES peer-group\n neighbor NODES remote-as external\n bgp listen range 192.0.2.0/24 peer-group NODES\n",
+            );
+        }
         for n in NODES {
             let addr = node_ip(n);
-            conf.push_str(&format!(
-                " neighbor {addr} remote-as {NODE_AS}\n neighbor {addr} passive\n neighbor {addr} timers connect 1\n"
-            ));
+            let neighbour = match peering {
+                FrrPeering::Passive => format!(
+                    " neighbor {addr} remote-as {NODE_AS}\n neighbor {addr} passive\n neighbor {addr} timers connect 1\n"
+                ),
+                FrrPeering::Dials => format!(
+                    " neighbor {addr} remote-as {NODE_AS}\n neighbor {addr} timers connect 1\n"
+                ),
+                FrrPeering::ListenRange => continue,
+            };
+            conf.push_str(&neighbour);
             if let Some(p) = password {
                 conf.push_str(&format!(" neighbor {addr} password {p}\n"));
             }
@@ -134,8 +163,12 @@ impl Lab {
         }
         conf.push_str(" address-family ipv4 unicast\n  maximum-paths 8\n exit-address-family\n");
         conf.push_str(" address-family ipv6 unicast\n  maximum-paths 8\n");
-        for n in NODES {
-            conf.push_str(&format!("  neighbor {} activate\n", node_ip(n)));
+        if peering == FrrPeering::ListenRange {
+            conf.push_str("  neighbor NODES activate\n");
+        } else {
+            for n in NODES {
+                conf.push_str(&format!("  neighbor {} activate\n", node_ip(n)));
+            }
         }
         conf.push_str(" exit-address-family\n!\n");
         let bfdd = "bfd\n profile ferrolb\n  transmit-interval 50\n  receive-interval 50\n  detect-multiplier 3\n !\n!\n";
@@ -296,6 +329,24 @@ impl Lab {
 
     pub fn speaker_log(&self, node: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("speaker-{node}.log"))).unwrap_or_default()
+    }
+
+    /// Runs an nft script in a namespace (its tables go with the namespace); its output.
+    pub fn nft(&self, short: &str, script: &str) -> String {
+        let file = self.dir.join(format!("nft-{short}.nft"));
+        std::fs::write(&file, script).unwrap();
+        let out = self.exec(short, &["nft", "-f", &file.to_string_lossy()]);
+        assert!(
+            out.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Configuration commands to bgpd, under `configure terminal`.
+    pub fn vtysh_configure(&self, commands: &[&str]) {
+        self.frr().configure("bgpd", commands);
     }
 
     /// Runs a command in a namespace.

@@ -103,11 +103,40 @@ pub enum DownReason {
     Received(Notification),
 }
 
+/// The AS a peer must open from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAs {
+    Fixed(u32),
+    /// Any AS, as long as it is ours: an iBGP session whose AS need not be written down.
+    Internal,
+    /// Any AS but ours: an eBGP session to a router whose AS is not known ahead.
+    External,
+}
+
+impl PeerAs {
+    /// Whether a peer opening from `theirs` is the one configured.
+    pub fn accepts(self, local_as: u32, theirs: u32) -> bool {
+        match self {
+            PeerAs::Fixed(asn) => asn == theirs,
+            PeerAs::Internal => theirs == local_as,
+            PeerAs::External => theirs != local_as,
+        }
+    }
+
+    pub fn is_internal(self, local_as: u32) -> bool {
+        match self {
+            PeerAs::Fixed(asn) => asn == local_as,
+            PeerAs::Internal => true,
+            PeerAs::External => false,
+        }
+    }
+}
+
 /// Session parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
     pub local_as: u32,
-    pub peer_as: u32,
+    pub peer_as: PeerAs,
     pub router_id: Ipv4Addr,
     /// Proposed hold time: 0, or 3 s and more.
     pub hold_time: Duration,
@@ -125,6 +154,13 @@ pub struct SessionConfig {
     pub restarting: bool,
 }
 
+impl SessionConfig {
+    /// An iBGP session: no AS prepended, LOCAL_PREF sent.
+    pub fn is_internal(&self) -> bool {
+        self.peer_as.is_internal(self.local_as)
+    }
+}
+
 /// What both sides agreed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -132,6 +168,8 @@ pub struct Negotiated {
     pub keepalive: Duration,
     pub four_octet: bool,
     pub families: Vec<(Afi, Safi)>,
+    /// The peer's AS, from its OPEN (what a dynamic `PeerAs` settled on).
+    pub peer_as: u32,
     pub route_refresh: bool,
     pub peer_graceful_restart: Option<GracefulRestart>,
     pub peer_router_id: Ipv4Addr,
@@ -255,7 +293,11 @@ impl Session {
 
     /// Checks the peer's OPEN (RFC 4271 6.2) and works out the session parameters.
     fn accept_open(&self, open: &Open) -> Result<Negotiated, Notification> {
-        if open.my_as != self.config.peer_as {
+        if !self
+            .config
+            .peer_as
+            .accepts(self.config.local_as, open.my_as)
+        {
             return Err(Notification::new(
                 codes::OPEN_MESSAGE,
                 codes::BAD_PEER_AS,
@@ -269,7 +311,7 @@ impl Session {
                 Vec::new(),
             ));
         }
-        let ibgp = self.config.local_as == self.config.peer_as;
+        let ibgp = self.config.is_internal();
         if open.router_id.is_unspecified() || (ibgp && open.router_id == self.config.router_id) {
             return Err(Notification::new(
                 codes::OPEN_MESSAGE,
@@ -296,6 +338,7 @@ impl Session {
             keepalive,
             four_octet: open.four_octet_as(),
             families,
+            peer_as: open.my_as,
             route_refresh: open.has(&Capability::RouteRefresh),
             peer_graceful_restart: open.graceful_restart().cloned(),
             peer_router_id: open.router_id,

@@ -4,7 +4,7 @@ use crate::wire::UpdateBuilder;
 fn config() -> SessionConfig {
     SessionConfig {
         local_as: 64512,
-        peer_as: 64513,
+        peer_as: PeerAs::Fixed(64513),
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time: Duration::from_secs(90),
         keepalive: Duration::from_secs(30),
@@ -138,6 +138,46 @@ fn open_from_the_wrong_as_is_refused_with_bad_peer_as() {
     assert_eq!(sent_notification(&out).unwrap().subcode, codes::BAD_PEER_AS);
     assert_eq!(s.state(), State::Idle);
     assert!(out.contains(&Output::Disconnect));
+}
+
+#[test]
+fn a_dynamic_peer_as_takes_the_as_of_the_open_within_its_kind() {
+    // (kind, AS the peer opens from, accepted)
+    for (peer_as, from, accepted) in [
+        (PeerAs::External, 65000, true),
+        (PeerAs::External, 4_200_000_000, true),
+        (PeerAs::External, 64512, false),
+        (PeerAs::Internal, 64512, true),
+        (PeerAs::Internal, 64513, false),
+    ] {
+        let mut s = Session::new(SessionConfig {
+            peer_as,
+            ..config()
+        });
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let mut open = peer_open(90);
+        open.my_as = from;
+        let out = s.handle(Input::Message(Message::Open(open)));
+        if accepted {
+            assert_eq!(s.state(), State::OpenConfirm, "{peer_as:?} from {from}");
+            assert_eq!(s.negotiated().map(|n| n.peer_as), Some(from));
+        } else {
+            assert_eq!(
+                sent_notification(&out).map(|n| n.subcode),
+                Some(codes::BAD_PEER_AS),
+                "{peer_as:?} from {from}"
+            );
+        }
+        assert_eq!(
+            SessionConfig {
+                peer_as,
+                ..config()
+            }
+            .is_internal(),
+            peer_as == PeerAs::Internal
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,258 @@
+//! The ways a BGPPeer can peer, on three speakers and a real FRR: a router whose AS the nodes
+//! take as it comes (`dynamicASN`) behind `bgp listen range`, a router that dials the nodes
+//! (`passive`), one family per session (`disableMP`), and AS paths made longer per
+//! advertisement (`asPathPrepend`).
+
+mod support;
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use support::cluster::*;
+use support::*;
+
+const BGP_IP: &str = "198.51.100.0";
+const BGP_IP6: &str = "2001:db8:ffff::1";
+
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "ferrolb.io".into(),
+        version: "v1beta1".into(),
+        api_version: "ferrolb.io/v1beta1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Every node's BGPSessionState status, by node.
+async fn session_states(client: &Client) -> std::collections::BTreeMap<String, Value> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &resource("BGPSessionState", "bgpsessionstates"),
+    );
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| {
+            let status = o.data["status"].clone();
+            Some((status["node"].as_str()?.to_string(), status))
+        })
+        .collect()
+}
+
+/// Waits up to `limit` for every node's session report to satisfy `check`; the reports seen
+/// last.
+async fn wait_for_sessions(
+    client: &Client,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> (bool, std::collections::BTreeMap<String, Value>) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let states = session_states(client).await;
+        if states.len() == NODES.len() && states.values().all(&check) {
+            return (true, states);
+        }
+        if std::time::Instant::now() > deadline {
+            return (false, states);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A BGP Service of one family on every node, from `pool`.
+async fn bgp_service(client: &Client, name: &str, pool: &str, ip: &str) {
+    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+    create(
+        client,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": name, "namespace": "default",
+                            "annotations": {"ferrolb.io/address-pool": pool,
+                                            "ferrolb.io/loadBalancerIPs": ip}},
+               "spec": {"type": "LoadBalancer", "ipFamilies": [family],
+                        "ipFamilyPolicy": "SingleStack",
+                        "ports": [{"port": 80, "protocol": "TCP"}]}}),
+    )
+    .await;
+    set_endpoints(client, name, &NODES).await;
+}
+
+/// FRR's AS paths for `prefix`, by next hop.
+fn as_paths(lab: &Lab, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+    let json: Value =
+        serde_json::from_str(&lab.vtysh(&format!("show bgp {family} unicast {prefix} json")))
+            .unwrap_or_default();
+    json["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            // IPv6 paths name the global next hop first.
+            let hop = p["nexthops"][0]["ip"].as_str().unwrap_or_default();
+            let path = p["aspath"]["string"].as_str().unwrap_or_default();
+            (hop.to_string(), path.to_string())
+        })
+        .collect()
+}
+
+/// Asserts that FRR holds `prefix` from every node with AS path `path` within 20 s.
+fn expect_paths(lab: &Lab, prefix: &str, path: &str) {
+    let held = wait_until(Duration::from_secs(20), || {
+        let paths = as_paths(lab, prefix);
+        paths.len() == NODES.len() && paths.values().all(|p| p == path)
+    });
+    assert!(
+        held,
+        "FRR's AS paths for {prefix}, wanted {path:?} from every node: {:?}\n{}",
+        as_paths(lab, prefix),
+        lab.vtysh("show bgp summary")
+    );
+}
+
+async fn patch_spec(client: &Client, kind: &str, plural: &str, name: &str, spec: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &resource(kind, plural));
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("patch {kind}/{name}: {e}"));
+}
+
+#[test]
+fn dynamic_asn_external_peers_with_a_listen_range_and_learns_the_routers_as() {
+    let mut lab = Lab::with_frr_peering(FrrPeering::ListenRange);
+    runtime().block_on(async {
+        let cluster =
+            start_cluster_with(&lab, json!({"peerASN": null, "dynamicASN": "external"})).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        bgp_service(&client, "api", "bgp", BGP_IP).await;
+        let prefix = format!("{BGP_IP}/32");
+        expect_paths(&lab, &prefix, &NODE_AS.to_string());
+        // FRR took the nodes in through its listen range: no neighbour was configured.
+        let summary = lab.vtysh("show bgp summary");
+        assert!(summary.contains("dynamic"), "{summary}");
+        // Each node reports the AS the router opened with.
+        let (learned, states) = wait_for_sessions(&client, Duration::from_secs(10), |s| {
+            s["bgpStatus"] == "Established" && s["peerASN"] == FRR_AS
+        })
+        .await;
+        assert!(learned, "{states:?}");
+    });
+}
+
+#[test]
+fn a_passive_peer_waits_for_the_router_to_dial_and_never_dials_itself() {
+    let mut lab = Lab::with_frr_peering(FrrPeering::Dials);
+    runtime().block_on(async {
+        let cluster = start_cluster_with(&lab, json!({"passive": true})).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        bgp_service(&client, "api", "bgp", BGP_IP).await;
+        let prefix = format!("{BGP_IP}/32");
+        expect_paths(&lab, &prefix, &NODE_AS.to_string());
+        let (up, states) = wait_for_sessions(&client, Duration::from_secs(10), |s| {
+            s["bgpStatus"] == "Established" && s["passive"] == true
+        })
+        .await;
+        assert!(up, "{states:?}");
+
+        // n1 counts the connections it opens to a BGP port (SYNs out).
+        lab.nft("n1", "add table inet dials\nadd chain inet dials out { type filter hook output priority 0; }\nadd rule inet dials out tcp dport 179 tcp flags & (syn | ack) == syn counter\n");
+        // FRR stops dialling n1: the node waits (Active) and its path goes.
+        let n1 = node_ip("n1");
+        let router = format!("router bgp {FRR_AS}");
+        lab.vtysh_configure(&[&router, &format!("neighbor {n1} shutdown")]);
+        let (waiting, states) = wait_for_sessions(&client, Duration::from_secs(10), |s| {
+            s["node"] != "n1" || s["bgpStatus"] == "Active"
+        })
+        .await;
+        assert!(waiting, "{states:?}");
+        assert!(!as_paths(&lab, &prefix).contains_key(&n1));
+        // Over 3 s (a dialling session retries from 500 ms) n1 opens no connection.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let counted = lab.nft("n1", "list chain inet dials out\n");
+        assert!(counted.contains("counter packets 0 "), "{counted}");
+        lab.vtysh_configure(&[&router, &format!("no neighbor {n1} shutdown")]);
+        expect_paths(&lab, &prefix, &NODE_AS.to_string());
+    });
+}
+
+#[test]
+fn as_path_prepend_lengthens_the_path_and_disable_mp_keeps_a_session_to_its_family() {
+    let mut lab = Lab::new();
+    runtime().block_on(async {
+        let cluster = start_cluster(&lab).await;
+        let client = cluster.client.clone();
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+                   "metadata": {"name": "bgp6", "namespace": NS},
+                   "spec": {"addresses": ["2001:db8:ffff::/124"], "autoAssign": false}}),
+        )
+        .await;
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",
+                   "metadata": {"name": "bgp6", "namespace": NS},
+                   "spec": {"ipAddressPools": ["bgp6"], "asPathPrepend": {"count": 2}}}),
+        )
+        .await;
+        start_all(&mut lab, &cluster);
+        bgp_service(&client, "api", "bgp", BGP_IP).await;
+        bgp_service(&client, "api6", "bgp6", BGP_IP6).await;
+        let (v4, v6) = (format!("{BGP_IP}/32"), format!("{BGP_IP6}/128"));
+        // Both families over the IPv4 session; the IPv6 advertisement prepends myASN twice.
+        expect_paths(&lab, &v4, "64512");
+        expect_paths(&lab, &v6, "64512 64512 64512");
+        // A named ASN, once.
+        patch_spec(
+            &client,
+            "BGPAdvertisement",
+            "bgpadvertisements",
+            "bgp",
+            json!({"asPathPrepend": {"asn": 65010, "count": 1}}),
+        )
+        .await;
+        expect_paths(&lab, &v4, "64512 65010");
+
+        // disableMP: the IPv4 session carries IPv4 only, so the IPv6 routes go.
+        patch_spec(
+            &client,
+            "BGPPeer",
+            "bgppeers",
+            "rt",
+            json!({"disableMP": true}),
+        )
+        .await;
+        let (single, states) = wait_for_sessions(&client, Duration::from_secs(20), |s| {
+            s["bgpStatus"] == "Established" && s["families"] == json!(["ipv4-unicast"])
+        })
+        .await;
+        assert!(single, "{states:?}");
+        assert!(
+            wait_until(Duration::from_secs(10), || as_paths(&lab, &v6).is_empty()),
+            "{:?}",
+            as_paths(&lab, &v6)
+        );
+        expect_paths(&lab, &v4, "64512 65010");
+        // FRR sees no IPv6 unicast capability from the nodes.
+        let n1 = node_ip("n1");
+        let neighbour: Value =
+            serde_json::from_str(&lab.vtysh(&format!("show bgp neighbors {n1} json")))
+                .unwrap_or_default();
+        let mp = &neighbour[&n1]["neighborCapabilities"]["multiprotocolExtensions"];
+        assert_eq!(mp["ipv4Unicast"]["advertisedAndReceived"], true, "{mp}");
+        assert!(mp["ipv6Unicast"]["advertisedAndReceived"].is_null(), "{mp}");
+        assert!(mp["ipv6Unicast"]["received"].is_null(), "{mp}");
+    });
+}
