@@ -91,6 +91,8 @@ fn each_cel_rule_refuses_its_bad_object_with_its_own_message() {
         ("IPAddressPool", "{addresses: ['2001:db8::ffff-2001:db8::1:0', '2001:db8:2::-2001:db8:2:0:8000::']}".to_string()),
         ("BGPPeer", peer(", sourceAddress: 203.0.113.2, routerID: 192.0.2.1, holdTime: 0s, keepaliveTime: 0s, connectTime: 5s")),
         ("BGPPeer", peer(", holdTime: 3s, keepaliveTime: 1s")),
+        ("BGPPeer", "{myASN: 64512, dynamicASN: external, peerAddress: 203.0.113.1, passive: true, disableMP: true}".to_string()),
+        ("BGPAdvertisement", "{asPathPrepend: {count: 3}}".to_string()),
         ("BGPAdvertisement", "{communities: ['65000:100', 'large:64512:1:2', no-export, gold.customers]}".to_string()),
         ("Community", "{communities: [{name: gold.customers, value: '65000:300'}, {name: quiet, value: NO_EXPORT}, {name: big, value: 'large:4294967295:0:1'}]}".to_string()),
     ];
@@ -191,6 +193,26 @@ fn each_cel_rule_refuses_its_bad_object_with_its_own_message() {
             "BGPPeer",
             peer(", password: x, passwordSecret: {name: s}"),
             "password and passwordSecret are both set; use one",
+        ),
+        (
+            "BGPPeer",
+            peer(", dynamicASN: internal"),
+            "spec.peerASN: Invalid value: \"object\": set one of peerASN and dynamicASN",
+        ),
+        (
+            "BGPPeer",
+            "{myASN: 64512, peerAddress: 203.0.113.1}".to_string(),
+            "set one of peerASN and dynamicASN",
+        ),
+        (
+            "BGPPeer",
+            "{myASN: 64512, dynamicASN: sideways, peerAddress: 203.0.113.1}".to_string(),
+            "spec.dynamicASN: Unsupported value: \"sideways\"",
+        ),
+        (
+            "BGPAdvertisement",
+            "{asPathPrepend: {count: 11}}".to_string(),
+            "spec.asPathPrepend.count",
         ),
         (
             "BGPAdvertisement",
