@@ -30,13 +30,7 @@ fn main() {
     runtime().block_on(async {
         let cluster = start_cluster(&lab).await;
         let client = cluster.client.clone();
-        create(
-            &client,
-            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
-                   "metadata": {"name": "big", "namespace": NS},
-                   "spec": {"addresses": ["2001:db8:100::/112"], "autoAssign": false}}),
-        )
-        .await;
+        create_pool(&client, "big", "2001:db8:100::/112").await;
         for kind in ["L2Advertisement", "BGPAdvertisement"] {
             create(
                 &client,

@@ -66,20 +66,9 @@ async fn wait_for_sessions(
     }
 }
 
-/// A BGP Service of one family on every node, from `pool`.
+/// A BGP Service on every node, from `pool`.
 async fn bgp_service(client: &Client, name: &str, pool: &str, ip: &str) {
-    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
-    create(
-        client,
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": name, "namespace": "default",
-                            "annotations": {"ferrolb.io/address-pool": pool,
-                                            "ferrolb.io/loadBalancerIPs": ip}},
-               "spec": {"type": "LoadBalancer", "ipFamilies": [family],
-                        "ipFamilyPolicy": "SingleStack",
-                        "ports": [{"port": 80, "protocol": "TCP"}]}}),
-    )
-    .await;
+    create_service(client, name, pool, ip, false).await;
     set_endpoints(client, name, &NODES).await;
 }
 
@@ -193,13 +182,7 @@ fn as_path_prepend_lengthens_the_path_and_disable_mp_keeps_a_session_to_its_fami
     runtime().block_on(async {
         let cluster = start_cluster(&lab).await;
         let client = cluster.client.clone();
-        create(
-            &client,
-            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
-                   "metadata": {"name": "bgp6", "namespace": NS},
-                   "spec": {"addresses": ["2001:db8:ffff::/124"], "autoAssign": false}}),
-        )
-        .await;
+        create_pool(&client, "bgp6", "2001:db8:ffff::/124").await;
         create(
             &client,
             json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",

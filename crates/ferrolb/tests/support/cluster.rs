@@ -108,13 +108,7 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
         ("l2", "192.0.2.200-192.0.2.207"),
         ("bgp", "198.51.100.0/28"),
     ] {
-        create(
-            &client,
-            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
-                   "metadata": {"name": name, "namespace": NS},
-                   "spec": {"addresses": [addresses], "autoAssign": false}}),
-        )
-        .await;
+        create_pool(&client, name, addresses).await;
     }
     create(
         &client,
@@ -171,6 +165,17 @@ pub async fn start_cluster_configured(lab: &Lab, extra: Value, ip_mode: IpMode) 
     }
 }
 
+/// An IPAddressPool of `addresses` that assigns only on request.
+pub async fn create_pool(client: &Client, name: &str, addresses: &str) {
+    create(
+        client,
+        json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "IPAddressPool",
+               "metadata": {"name": name, "namespace": NS},
+               "spec": {"addresses": [addresses], "autoAssign": false}}),
+    )
+    .await;
+}
+
 pub async fn create_service(client: &Client, name: &str, pool: &str, ip: &str, local: bool) {
     let ports = json!([{"port": 80, "protocol": "TCP"}]);
     create_service_with_ports(client, name, pool, ip, local, ports).await;
@@ -192,6 +197,8 @@ pub async fn create_service_with_ports(
                             "annotations": {"ferrolb.io/address-pool": pool,
                                             "ferrolb.io/loadBalancerIPs": ip}},
                "spec": {"type": "LoadBalancer",
+                        "ipFamilies": [if ip.contains(':') { "IPv6" } else { "IPv4" }],
+                        "ipFamilyPolicy": "SingleStack",
                         "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
                         "ports": ports}}),
     )
