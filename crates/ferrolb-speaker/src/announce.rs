@@ -91,14 +91,17 @@ fn to_prefix(route: Route) -> Option<Prefix> {
 /// Link bandwidth advertised per ready local endpoint, in bytes per second (1 Mbit/s).
 pub const LINK_BANDWIDTH_PER_ENDPOINT: u32 = 125_000;
 
-fn path_spec(attrs: &RouteAttributes) -> PathSpec {
+/// The path attributes of a route towards a session from `local_as`.
+fn path_spec(attrs: &RouteAttributes, local_as: u32) -> PathSpec {
     let mut spec = PathSpec {
         local_pref: attrs.local_pref,
         // 1 Mbit/s per ready local endpoint: routers weigh next hops by the ratios only.
         link_bandwidth: attrs
             .local_endpoints
             .map(|n| n.saturating_mul(LINK_BANDWIDTH_PER_ENDPOINT)),
-        as_path_prepend: attrs.as_path_prepend.clone(),
+        as_path_prepend: attrs
+            .as_path_prepend
+            .map_or_else(Vec::new, |p| p.path(local_as)),
         ..PathSpec::default()
     };
     for c in &attrs.communities {
@@ -497,10 +500,11 @@ impl Announcer {
                     peer_address: s.started_with.address.ip(),
                     state: status.state,
                     prefixes: s.routes.len(),
-                    peer_asn: status.peer_as,
+                    peer_asn: status.established.as_ref().map(|n| n.peer_as),
                     families: status
-                        .families
+                        .established
                         .iter()
+                        .flat_map(|n| &n.families)
                         .map(|(afi, _)| match afi {
                             Afi::Ipv4 => "ipv4-unicast".to_string(),
                             _ => "ipv6-unicast".to_string(),
@@ -547,7 +551,10 @@ fn sync_routes(session: &mut Session, desired: &BTreeMap<Route, RouteAttributes>
         }
     }
     for (attrs, prefixes) in by_attrs {
-        session.handle.advertise(prefixes, path_spec(attrs));
+        let local_as = session.started_with.session.local_as;
+        session
+            .handle
+            .advertise(prefixes, path_spec(attrs, local_as));
     }
     session.routes = desired.clone();
 }

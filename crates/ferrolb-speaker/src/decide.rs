@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_api::model::{
-    BgpAdvertisementSettings, Community, IpRange, Labels, PeerConfig, Selector, ServiceKey,
-    any_matches, ip_to_u128, u128_to_ip,
+    BgpAdvertisementSettings, Community, IpRange, Labels, PeerConfig, Prepend, Selector,
+    ServiceKey, any_matches, ip_to_u128, u128_to_ip,
 };
 
 use crate::hrw;
@@ -161,8 +161,8 @@ pub struct RouteAttributes {
     /// Ready endpoints on this node of the Local Service(s) behind the route, when an
     /// advertisement asks for weighted ECMP; sent as link bandwidth.
     pub local_endpoints: Option<u32>,
-    /// ASNs put in the AS path after the node's own.
-    pub as_path_prepend: Vec<u32>,
+    /// What is put in the AS path after the node's own (the longest of overlapping ones).
+    pub as_path_prepend: Option<Prepend>,
 }
 
 /// Why an assigned address is announced by no node.
@@ -640,11 +640,12 @@ impl<'a> Deciding<'a> {
                 attrs.local_endpoints = attrs.local_endpoints.max(Some(here));
             }
             // Of overlapping prepends the longest path wins: steering away is the intent.
-            if let Some(prepend) = &adv.settings.as_path_prepend {
-                let path = prepend.path(peer.config.my_asn);
-                if path.len() > attrs.as_path_prepend.len() {
-                    attrs.as_path_prepend = path;
-                }
+            if let Some(prepend) = adv.settings.as_path_prepend
+                && attrs
+                    .as_path_prepend
+                    .is_none_or(|p| prepend.count > p.count)
+            {
+                attrs.as_path_prepend = Some(prepend);
             }
             let announcement = plan.services.entry(svc.key.clone()).or_default();
             announcement.bgp_peers.insert(peer.name.clone());

@@ -271,7 +271,7 @@ pub struct BgpAdvertisementSettings {
 pub const MAX_PREPEND: u8 = 10;
 
 /// `count` copies of an ASN put in the AS path: `asn`, or each peer's `myASN` when `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Prepend {
     pub asn: Option<u32>,
     pub count: u8,

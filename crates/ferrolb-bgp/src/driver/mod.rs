@@ -82,10 +82,9 @@ pub struct PeerCounters {
 pub struct PeerStatus {
     pub state: State,
     pub last_down: Option<DownReason>,
-    /// What the session agreed on while it is up: the peer's AS (what a dynamic AS settled
-    /// on) and the families carried.
-    pub peer_as: Option<u32>,
-    pub families: Vec<(crate::wire::Afi, crate::wire::Safi)>,
+    /// What the session agreed on while it is Established (the peer's AS a dynamic AS
+    /// settled on, the families carried).
+    pub established: Option<crate::session::Negotiated>,
 }
 
 enum Command {
@@ -150,8 +149,7 @@ pub fn spawn_peer(config: PeerConfig) -> (PeerHandle, tokio::task::JoinHandle<()
     let (status_tx, status_rx) = watch::channel(PeerStatus {
         state: State::Idle,
         last_down: None,
-        peer_as: None,
-        families: Vec::new(),
+        established: None,
     });
     let counters = Arc::new(PeerCounters::default());
     let task = tokio::spawn(peer::run_peer(config, rx, status_tx, counters.clone()));

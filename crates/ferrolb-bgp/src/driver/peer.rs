@@ -300,14 +300,14 @@ impl Peer {
             self.apply(output).await;
         }
         let state = self.session.state();
-        let (peer_as, families) = self.session.established().map_or((None, Vec::new()), |n| {
-            (Some(n.peer_as), n.families.clone())
-        });
+        let session = &self.session;
         self.status.send_if_modified(|s| {
-            let changed = s.state != state || s.peer_as != peer_as;
-            s.state = state;
-            s.peer_as = peer_as;
-            s.families = families;
+            // What was negotiated changes only with the state: copied then, not per message.
+            let changed = s.state != state;
+            if changed {
+                s.state = state;
+                s.established = session.established().cloned();
+            }
             changed
         });
     }
