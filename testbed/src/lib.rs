@@ -18,6 +18,7 @@ pub mod peers;
 pub mod probe;
 pub mod routers;
 pub mod topology;
+pub mod uplink;
 
 pub use lab::{Api, Lab, LabConfig};
 pub use topology::Topology;

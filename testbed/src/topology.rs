@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// The description shipped with the repository.
 pub const BUILTIN: &str = include_str!("../topology.yaml");
+/// The lab with a management link per node (`uplinks.yaml`).
+pub const UPLINKS: &str = include_str!("../uplinks.yaml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +67,20 @@ pub struct Attachment {
     pub segment: String,
     pub ipv4: IpAddr,
     pub ipv6: IpAddr,
+    /// A node's second link, to its management network: its InternalIPs (the API, the
+    /// speakers' gossip) are there, apart from the segment its addresses are announced on.
+    #[serde(default)]
+    pub mgmt: Option<Link>,
+}
+
+impl Attachment {
+    /// The node's InternalIPs: on its management link when it has one.
+    pub fn internal(&self) -> (IpAddr, IpAddr) {
+        match &self.mgmt {
+            Some(m) => (m.ipv4, m.ipv6),
+            None => (self.ipv4, self.ipv6),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +168,11 @@ impl Topology {
         Topology::parse(BUILTIN).expect("the shipped topology is valid (tested)")
     }
 
+    /// Nodes with two links: announcements on one, the API and gossip on the other.
+    pub fn uplinks() -> Topology {
+        Topology::parse(UPLINKS).expect("the shipped topology is valid (tested)")
+    }
+
     /// Every host: nodes, the API host, routers, clients, in that order.
     pub fn hosts(&self) -> Vec<Host> {
         let one = |a: &str, segment: &str, ipv4, ipv6, role| Host {
@@ -167,7 +188,15 @@ impl Topology {
             .nodes
             .hosts
             .iter()
-            .map(|n| one(&n.name, &n.segment, n.ipv4, n.ipv6, Role::Node))
+            .map(|n| {
+                let mut host = one(&n.name, &n.segment, n.ipv4, n.ipv6, Role::Node);
+                host.links.extend(n.mgmt.iter().map(|m| HostLink {
+                    segment: m.segment.clone(),
+                    ipv4: m.ipv4,
+                    ipv6: m.ipv6,
+                }));
+                host
+            })
             .collect();
         hosts.push(one(
             &self.api.name,
@@ -310,6 +339,17 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_uplinks_topology_is_valid_and_its_nodes_have_two_links() {
+        let t = Topology::uplinks();
+        let hosts = t.hosts();
+        let n1 = hosts.iter().find(|h| h.name == "n1").unwrap();
+        assert_eq!(n1.links.len(), 2);
+        assert_ne!(n1.links[0].segment, n1.links[1].segment);
+        assert_eq!(t.nodes.hosts[0].internal().0, n1.links[1].ipv4);
+        assert_eq!(t.api.segment, n1.links[1].segment);
+    }
 
     #[test]
     fn the_shipped_topology_is_valid() {

@@ -75,6 +75,7 @@ pub fn cluster_state(objects: &Objects<'_>) -> (ClusterState, Passwords, Vec<Pro
         l2,
         bgp,
         peers,
+        uplinks: Default::default(),
     };
     problems.sort();
     (state, passwords, problems)

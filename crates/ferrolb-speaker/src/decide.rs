@@ -12,6 +12,7 @@ use ferrolb_api::model::{
 };
 
 use crate::hrw;
+use crate::uplinks::{Reach, Uplinks, best_reach};
 
 /// Label that keeps a node out of every announcement (as kube-proxy and MetalLB read it).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -124,6 +125,9 @@ pub struct ClusterState {
     pub l2: Vec<L2Advertisement>,
     pub bgp: Vec<BgpAdvertisement>,
     pub peers: Vec<Peer>,
+    /// What each node told the speakers of its uplinks by gossip (not an API object): an L2
+    /// address goes to the nodes that can carry it best. A node that told nothing carries all.
+    pub uplinks: BTreeMap<String, Uplinks>,
 }
 
 /// A prefix sent to a peer: the address or its aggregate.
@@ -297,6 +301,28 @@ fn with_endpoints<'n, 'a>(services: &[&ServiceState], nodes: &'n [&'a str]) -> C
     Cow::Owned(allowed)
 }
 
+/// Whether `adv`'s nodes' uplinks could make one less fit than another for an address of its
+/// pools: they differ in what matters to those addresses, or none has a usable interface.
+fn uplinks_differ(cluster: &ClusterState, adv: &L2Advertisement, nodes: &[&str]) -> bool {
+    if cluster.uplinks.is_empty() {
+        return false;
+    }
+    let ranges: Vec<&IpRange> = cluster
+        .pools
+        .iter()
+        .filter(|p| adv.pools.covers(p))
+        .flat_map(|p| &p.ranges)
+        .collect();
+    let selected = (!adv.interfaces.is_empty()).then_some(&adv.interfaces);
+    // A node that told nothing has a profile of its own: it carries everything.
+    let profile = |n: &str| cluster.uplinks.get(n).map(|u| u.profile(&ranges, selected));
+    let Some((first, rest)) = nodes.split_first() else {
+        return false;
+    };
+    let first = profile(first);
+    rest.iter().any(|n| profile(n) != first) || first.is_some_and(|p| !p.usable)
+}
+
 fn pool_of(pools: &[PoolState], ip: IpAddr) -> Option<&PoolState> {
     pools
         .iter()
@@ -392,6 +418,9 @@ struct Deciding<'a> {
     /// Each L2 advertisement's usable nodes (sorted), and their fingerprint.
     l2_nodes: Vec<Vec<&'a str>>,
     l2_fingerprints: Vec<u64>,
+    /// Per L2 advertisement: whether its nodes' uplinks may make some less fit than others
+    /// for one of its addresses (otherwise no address needs its candidates' uplinks read).
+    l2_uplinks_differ: Vec<bool>,
     /// Each BGP advertisement's usable nodes.
     bgp_nodes: Vec<Vec<&'a str>>,
     /// Of those, the nodes with a session to a peer the advertisement selects.
@@ -417,6 +446,12 @@ impl<'a> Deciding<'a> {
             .map(|adv| selected_by(&adv.node_selectors))
             .collect();
         let l2_fingerprints = l2_nodes.iter().map(|n| hrw::fingerprint(n)).collect();
+        let l2_uplinks_differ = cluster
+            .l2
+            .iter()
+            .zip(&l2_nodes)
+            .map(|(adv, nodes)| uplinks_differ(cluster, adv, nodes))
+            .collect();
         let bgp_nodes: Vec<Vec<&str>> = cluster
             .bgp
             .iter()
@@ -453,6 +488,7 @@ impl<'a> Deciding<'a> {
             node,
             l2_nodes,
             l2_fingerprints,
+            l2_uplinks_differ,
             bgp_nodes,
             bgp_routing_nodes,
             my_peers,
@@ -487,6 +523,7 @@ impl<'a> Deciding<'a> {
             return ModeOutcome::default();
         }
         let (candidates, fingerprint) = self.l2_candidates(services, &advs_of_service);
+        let (candidates, fingerprint) = self.fit_for(ip, candidates, fingerprint, &advs_of_service);
         let Some(owner) = owners.owner(ip, &candidates, fingerprint) else {
             return ModeOutcome {
                 selected,
@@ -544,14 +581,53 @@ impl<'a> Deciding<'a> {
         (Cow::Owned(candidates), fingerprint)
     }
 
+    /// Of `candidates`, those whose uplinks carry `ip` best, when the nodes' uplinks differ.
+    fn fit_for<'c>(
+        &self,
+        ip: IpAddr,
+        candidates: Cow<'c, [&'a str]>,
+        fingerprint: u64,
+        advs_of_service: &[Vec<usize>],
+    ) -> (Cow<'c, [&'a str]>, u64) {
+        let differ = match advs_of_service {
+            [advs] if advs.len() == 1 => self.l2_uplinks_differ[advs[0]],
+            _ => !self.cluster.uplinks.is_empty(),
+        };
+        if !differ {
+            return (candidates, fingerprint);
+        }
+        let fit = best_reach(&candidates, |node| {
+            let Some(uplinks) = self.cluster.uplinks.get(node) else {
+                return Reach::Subnet;
+            };
+            let interfaces = self.l2_interfaces_of(node, advs_of_service.iter().flatten());
+            let selected = (!interfaces.is_empty()).then_some(&interfaces);
+            uplinks.reach(ip, selected)
+        });
+        if fit.len() == candidates.len() {
+            return (candidates, fingerprint);
+        }
+        let fingerprint = hrw::fingerprint(&fit);
+        (Cow::Owned(fit), fingerprint)
+    }
+
     /// Interfaces from the advertisements that select this node; one with none named means
     /// all of them (the empty set).
     fn l2_interfaces<'i>(&self, advs: impl Iterator<Item = &'i usize>) -> BTreeSet<String> {
+        self.l2_interfaces_of(self.node, advs)
+    }
+
+    /// [`Self::l2_interfaces`] of any node.
+    fn l2_interfaces_of<'i>(
+        &self,
+        node: &str,
+        advs: impl Iterator<Item = &'i usize>,
+    ) -> BTreeSet<String> {
         let mut interfaces = BTreeSet::new();
         let mut all = false;
         for i in advs {
             let adv = &self.cluster.l2[*i];
-            if self.l2_nodes[*i].binary_search(&self.node).is_ok() {
+            if self.l2_nodes[*i].binary_search(&node).is_ok() {
                 all |= adv.interfaces.is_empty();
                 interfaces.extend(adv.interfaces.iter().cloned());
             }
@@ -685,5 +761,130 @@ mod tests {
         assert_eq!(plan.services[&key].l2, [kept].into_iter().collect());
         // Who owns it by the plan is still known (reports of unannounced addresses use it).
         assert_eq!(plan.l2_owners[&held], "n3");
+    }
+
+    fn uplinks(links: &[(&str, &str)]) -> Uplinks {
+        let mut u = Uplinks::default();
+        for (name, subnet) in links {
+            let (net, len) = subnet.split_once('/').unwrap();
+            u.interfaces
+                .entry(name.to_string())
+                .or_default()
+                .insert((net.parse().unwrap(), len.parse().unwrap()));
+        }
+        u
+    }
+
+    fn l2_cluster(interfaces: &[&str]) -> ClusterState {
+        let nodes = ["n1", "n2", "n3"]
+            .map(|n| (n.to_string(), NodeState::default()))
+            .into_iter()
+            .collect();
+        ClusterState {
+            nodes,
+            services: vec![ServiceState {
+                key: ServiceKey::new("default", "web"),
+                ips: vec!["192.0.2.200".parse().unwrap()],
+                labels: Labels::new(),
+                policy: TrafficPolicy::Cluster,
+                endpoint_nodes: BTreeMap::new(),
+                any_ready_endpoint: true,
+            }],
+            pools: vec![PoolState {
+                name: "l2".into(),
+                labels: Labels::new(),
+                ranges: vec![IpRange::parse("192.0.2.200-192.0.2.250").unwrap()],
+            }],
+            l2: vec![L2Advertisement {
+                name: "l2".into(),
+                interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
+                ..L2Advertisement::default()
+            }],
+            ..ClusterState::default()
+        }
+    }
+
+    /// The owner every node's decision names, checking that exactly that node announces.
+    fn owner_of(cluster: &ClusterState) -> Option<String> {
+        let live: BTreeSet<String> = cluster.nodes.keys().cloned().collect();
+        let ip: IpAddr = "192.0.2.200".parse().unwrap();
+        let plans: Vec<(String, NodePlan)> = live
+            .iter()
+            .map(|n| (n.clone(), decide(cluster, &live, n)))
+            .collect();
+        let announcing: Vec<&String> = plans
+            .iter()
+            .filter(|(_, p)| p.l2.contains_key(&ip))
+            .map(|(n, _)| n)
+            .collect();
+        let named: BTreeSet<Option<&String>> =
+            plans.iter().map(|(_, p)| p.l2_owners.get(&ip)).collect();
+        assert_eq!(named.len(), 1, "every node names the same owner");
+        let owner = named.into_iter().next().unwrap().cloned();
+        assert_eq!(announcing, owner.iter().collect::<Vec<_>>());
+        owner
+    }
+
+    #[test]
+    fn an_l2_address_goes_to_the_nodes_whose_uplinks_carry_it() {
+        let lan_and_mgmt = uplinks(&[("eth0", "192.0.2.0/24"), ("eth1", "198.51.100.0/24")]);
+        let mut cluster = l2_cluster(&[]);
+        let owner = owner_of(&cluster).unwrap();
+        // All alike: the owner stays.
+        for n in ["n1", "n2", "n3"] {
+            cluster.uplinks.insert(n.into(), lan_and_mgmt.clone());
+        }
+        assert_eq!(owner_of(&cluster).as_ref(), Some(&owner));
+        // The owner's announcing link loses carrier (its gossip link lives on).
+        cluster
+            .uplinks
+            .insert(owner.clone(), uplinks(&[("eth1", "198.51.100.0/24")]));
+        let next = owner_of(&cluster).unwrap();
+        assert_ne!(next, owner);
+        // Its address leaving the subnet is the same loss.
+        cluster.uplinks.insert(
+            owner.clone(),
+            uplinks(&[("eth0", "203.0.113.0/24"), ("eth1", "198.51.100.0/24")]),
+        );
+        assert_eq!(owner_of(&cluster).as_ref(), Some(&next));
+        // A node that told nothing is taken to carry everything.
+        cluster.uplinks.remove(&owner);
+        assert_eq!(owner_of(&cluster).as_ref(), Some(&owner));
+        // Nobody on the subnet: any usable link will do, as when none ever was.
+        let mgmt_only = uplinks(&[("eth1", "198.51.100.0/24")]);
+        for n in ["n1", "n2", "n3"] {
+            cluster.uplinks.insert(n.into(), mgmt_only.clone());
+        }
+        assert_eq!(owner_of(&cluster).as_ref(), Some(&owner));
+        // No usable link anywhere: nobody announces it.
+        for n in ["n1", "n2", "n3"] {
+            cluster.uplinks.insert(n.into(), Uplinks::default());
+        }
+        assert_eq!(owner_of(&cluster), None);
+        let plan = decide(&cluster, &cluster.nodes.keys().cloned().collect(), "n1");
+        assert_eq!(
+            plan.unannounced.values().next().map(|(_, why)| why.clone()),
+            Some(Unannounced::NoEligibleNode)
+        );
+    }
+
+    #[test]
+    fn only_the_interfaces_an_advertisement_names_carry_its_addresses() {
+        let mut cluster = l2_cluster(&["eth0"]);
+        let owner = owner_of(&cluster).unwrap();
+        for n in ["n1", "n2", "n3"] {
+            cluster.uplinks.insert(
+                n.into(),
+                uplinks(&[("eth0", "192.0.2.0/24"), ("eth1", "198.51.100.0/24")]),
+            );
+        }
+        assert_eq!(owner_of(&cluster).as_ref(), Some(&owner));
+        // The owner's eth1 on the address's subnet does not help: eth0 is named, and down.
+        cluster.uplinks.insert(
+            owner.clone(),
+            uplinks(&[("eth1", "192.0.2.0/24"), ("eth2", "198.51.100.0/24")]),
+        );
+        let next = owner_of(&cluster).unwrap();
+        assert_ne!(next, owner);
     }
 }

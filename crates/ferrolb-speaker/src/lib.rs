@@ -24,6 +24,7 @@ pub mod rivals;
 pub mod run;
 #[allow(unsafe_code)]
 mod sys;
+pub mod uplinks;
 pub mod weights;
 
 pub use metrics::Metrics;

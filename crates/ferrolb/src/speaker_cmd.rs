@@ -47,6 +47,10 @@ pub struct SpeakerArgs {
     /// How long a node keeps answering for an address another node has taken over.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     handover: Duration,
+    /// How long an interface back up (carrier, or an address on the subnet again) must hold
+    /// before the others are told and its L2 addresses return; a loss is told at once.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    uplink_hold_down: Duration,
     /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_delay: Duration,
@@ -90,6 +94,7 @@ pub fn run(args: SpeakerArgs) -> anyhow::Result<()> {
             probe_period: args.probe_period,
             suspect_to_down: args.suspect_to_down,
             handover: args.handover,
+            uplink_hold_down: args.uplink_hold_down,
             drain_delay: args.drain_delay,
             weight_damping: args.weight_damping,
             l2: !args.no_l2,

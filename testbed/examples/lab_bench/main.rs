@@ -10,6 +10,9 @@
 //!                            ferrolb, MetalLB and kube-vip in the same lab, one at a time, at
 //!                            their defaults and fastest settings (on kube-apiserver); all three
 //!                            unless some are named
+//!   lab_bench uplink [N]     on testbed/uplinks.yaml (each node: an announcing link and a
+//!                            management link): the owner's announcing link loses carrier N
+//!                            times (20); the client's gap, the hold-down, the failback
 //!   lab_bench soak [--minutes N] [--seed S]
 //!                            N minutes (60) of churn and occasional faults, invariants checked;
 //!                            RSS and open fds of every ferrolb process each minute
@@ -17,6 +20,7 @@
 mod failover;
 mod peers;
 mod soak;
+mod uplink;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -43,6 +47,15 @@ fn lab_on(
     speaker_args: Vec<String>,
     listener_addresses: Vec<IpAddr>,
 ) -> Lab {
+    lab_of(Topology::builtin(), api, speaker_args, listener_addresses)
+}
+
+fn lab_of(
+    topology: Topology,
+    api: ferrolb_testbed::Api,
+    speaker_args: Vec<String>,
+    listener_addresses: Vec<IpAddr>,
+) -> Lab {
     let bin_dir = std::env::current_exe()
         .unwrap()
         .parent()
@@ -57,7 +70,7 @@ fn lab_on(
         listener_addresses,
         api,
     };
-    let lab = Lab::up(Topology::builtin(), config).expect("lab up");
+    let lab = Lab::up(topology, config).expect("lab up");
     let config = std::fs::read_to_string("examples/lab/10-ferrolb.yaml")
         .expect("run from the repository root");
     lab.apply("ferrolb", &config).unwrap();
@@ -294,8 +307,9 @@ fn main() {
         Some("failover") => failover::run(n.unwrap_or(20), args.get(3..).unwrap_or_default()),
         Some("peers") => peers::run(n.unwrap_or(15), args.get(3..).unwrap_or_default()),
         Some("soak") => soak::run(args.get(2..).unwrap_or_default()),
+        Some("uplink") => uplink::run(n.unwrap_or(20)),
         _ => eprintln!(
-            "usage: lab_bench create [N] | rolling | failover [N] | peers [N] | soak [--minutes N]"
+            "usage: lab_bench create [N] | rolling | failover [N] | peers [N] | uplink [N] | soak [--minutes N]"
         ),
     }
 }

@@ -29,7 +29,11 @@ impl Lab {
                 "--ports".into(),
                 format!("{}-{}", ports.first, ports.first + ports.count - 1),
             ];
-            let own = [node.ipv4, node.ipv6];
+            let (internal4, internal6) = node.internal();
+            let mut own = vec![node.ipv4, node.ipv6];
+            if node.mgmt.is_some() {
+                own.extend([internal4, internal6]);
+            }
             for a in own.iter().chain(&self.config.listener_addresses) {
                 args.push("--address".into());
                 args.push(a.to_string());
@@ -234,7 +238,7 @@ impl Lab {
     /// Whether something on `node` answers GET `path` on `port` of its address with 200
     /// (asked from the API host, as a kubelet's probe would).
     pub fn node_answers(&self, node: &str, port: u16, path: &str) -> bool {
-        let Ok(addr) = self.node_ipv4(node) else {
+        let Ok(addr) = self.node_internal_ipv4(node) else {
             return false;
         };
         let path = path.to_string();
@@ -307,11 +311,10 @@ impl Lab {
             "apiVersion: v1\nkind: Secret\nmetadata: {name: ferrolb-memberlist, namespace: ferrolb-system}\nstringData: {secretkey: lab-gossip-key}\n".to_string(),
         ];
         for n in &self.topology.nodes.hosts {
+            let (v4, v6) = n.internal();
             docs.push(format!(
                 "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}}}\nstatus:\n  addresses:\n  - {{type: InternalIP, address: \"{v4}\"}}\n  - {{type: InternalIP, address: \"{v6}\"}}\n  conditions:\n  - {{type: Ready, status: \"True\"}}\n",
                 name = n.name,
-                v4 = n.ipv4,
-                v6 = n.ipv6
             ));
         }
         docs

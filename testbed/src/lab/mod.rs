@@ -152,6 +152,17 @@ impl Lab {
         }
     }
 
+    /// `node`'s InternalIP (IPv4): where the API host and the other nodes reach it.
+    pub fn node_internal_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
+        self.topology
+            .nodes
+            .hosts
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.internal().0)
+            .with_context(|| format!("no node {node}"))
+    }
+
     /// `node`'s IPv4 address on the nodes' segment.
     pub fn node_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
         self.topology

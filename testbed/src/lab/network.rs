@@ -146,6 +146,11 @@ impl Lab {
     /// the host's own interface stays administratively up and loses carrier, and keeps its
     /// addresses and routes (a cut inside the host would remove them).
     pub fn set_switch_port(&self, host: &str, up: bool) -> anyhow::Result<()> {
+        self.set_switch_port_of(host, 0, up)
+    }
+
+    /// [`Self::set_switch_port`] of the host's link number `link` (0: its first).
+    pub fn set_switch_port_of(&self, host: &str, link: usize, up: bool) -> anyhow::Result<()> {
         let h = self.host_index(host)?;
         let state = if up { "up" } else { "down" };
         netns::ip(&[
@@ -153,7 +158,7 @@ impl Lab {
             &self.ns("sw"),
             "link",
             "set",
-            &format!("h{h}l0"),
+            &format!("h{h}l{link}"),
             state,
         ])
     }

@@ -204,6 +204,12 @@ impl L2Speaker {
             .collect()
     }
 
+    /// The responders' snapshot, to be told when the interfaces change (it changes with the
+    /// owned addresses too).
+    pub fn interface_changes(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+
     pub fn interfaces(&self) -> Vec<Interface> {
         self.snapshot.borrow().interfaces.clone()
     }

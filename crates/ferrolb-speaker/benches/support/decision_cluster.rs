@@ -122,6 +122,7 @@ pub fn cluster(node_count: usize, service_count: usize) -> ClusterState {
             .expect("a valid peer"),
             bfd: None,
         }],
+        uplinks: BTreeMap::new(),
     }
 }
 

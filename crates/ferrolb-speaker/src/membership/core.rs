@@ -2,18 +2,19 @@
 //! a UDP socket and tokio timers; the gossip simulation (`examples/gossip_sim.rs`) feeds it a
 //! simulated network and clock, so both run the same code.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec, Timer};
+use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Invalidates, PostcardCodec, Timer};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use super::auth::{self, AuthError, KeyRing, ReplayGuard, SequenceClock};
 use super::{Member, MembershipConfig, MembershipCounters};
+use crate::uplinks::{UplinkBook, UplinkNews, Uplinks};
 
 /// How many unknown seeds one round asks at most.
 pub const SEEDS_PER_ROUND: usize = 16;
@@ -24,7 +25,49 @@ fn joined_seed_chance(members: usize) -> f64 {
     (4.0 / members as f64).min(1.0)
 }
 
-type FocaInstance = Foca<Member, PostcardCodec, SmallRng, NoCustomBroadcast>;
+type FocaInstance = Foca<Member, PostcardCodec, SmallRng, UplinkGossip>;
+
+/// Nodes' uplinks ride the gossip as foca's custom broadcasts: foca passes each on until it
+/// has been sent often enough, or a newer version of the same node's replaces it.
+struct UplinkGossip {
+    book: Arc<Mutex<UplinkBook>>,
+}
+
+/// Which news a broadcast holds: a node's, at a version.
+#[derive(Debug)]
+struct NewsKey {
+    node: String,
+    version: u64,
+}
+
+impl Invalidates for NewsKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.node == other.node && self.version >= other.version
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed uplink news")]
+struct MalformedNews;
+
+impl BroadcastHandler<Member> for UplinkGossip {
+    type Key = NewsKey;
+    type Error = MalformedNews;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&Member>,
+    ) -> Result<Option<NewsKey>, MalformedNews> {
+        let news = UplinkNews::decode(data).ok_or(MalformedNews)?;
+        let key = NewsKey {
+            node: news.node.clone(),
+            version: news.version,
+        };
+        let mut book = self.book.lock().expect("not poisoned");
+        Ok(book.accept(news).then_some(key))
+    }
+}
 
 /// What one round of work produced.
 #[derive(Debug, Default)]
@@ -39,6 +82,8 @@ pub struct Output {
     pub rejoined: bool,
     /// The member list changed in any way.
     pub changed: bool,
+    /// Every node's uplinks, when news of any arrived (this node's own included).
+    pub uplinks: Option<BTreeMap<String, Uplinks>>,
 }
 
 /// Why a received frame was not applied.
@@ -62,6 +107,11 @@ pub struct GossipCore {
     replay: ReplayGuard,
     clock: SequenceClock,
     counters: Arc<MembershipCounters>,
+    uplink_book: Arc<Mutex<UplinkBook>>,
+    /// The book's change count at the last output.
+    uplink_changes_seen: u64,
+    /// What this node tells of its uplinks, once it has told anything.
+    my_uplinks: Option<Uplinks>,
 }
 
 impl GossipCore {
@@ -74,11 +124,15 @@ impl GossipCore {
     ) -> GossipCore {
         // Until members are known, every seed's node is taken for one.
         let expected = config.seeds.len() + 1;
-        let foca = Foca::new(
+        let uplink_book = Arc::new(Mutex::new(UplinkBook::default()));
+        let foca = Foca::with_custom_broadcast(
             me,
             config.foca_config(expected),
             SmallRng::seed_from_u64(seed),
             PostcardCodec,
+            UplinkGossip {
+                book: uplink_book.clone(),
+            },
         );
         GossipCore {
             config: config.clone(),
@@ -90,6 +144,40 @@ impl GossipCore {
             replay: ReplayGuard::default(),
             clock: SequenceClock::default(),
             counters,
+            uplink_book,
+            uplink_changes_seen: 0,
+            my_uplinks: None,
+        }
+    }
+
+    /// Tells the others this node's uplinks, now (`now_ns`: wall clock, the news's version at
+    /// least, so a restarted speaker's news is newer than its former self's).
+    pub fn tell_uplinks(&mut self, uplinks: Uplinks, now_ns: u64) {
+        self.my_uplinks = Some(uplinks);
+        self.spread_uplinks(now_ns);
+    }
+
+    fn spread_uplinks(&mut self, now_ns: u64) {
+        let Some(uplinks) = &self.my_uplinks else {
+            return;
+        };
+        let node = self.config.node.clone();
+        let last = self
+            .uplink_book
+            .lock()
+            .expect("not poisoned")
+            .version_of(&node);
+        let news = UplinkNews {
+            version: now_ns.max(last.map_or(0, |v| v + 1)),
+            node,
+            uplinks: uplinks.clone(),
+        };
+        let sent = self.foca.add_broadcast(&news.encode()).is_ok()
+            && self.foca.broadcast(&mut self.runtime).is_ok();
+        if !sent {
+            self.counters
+                .protocol_errors
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -231,6 +319,7 @@ impl GossipCore {
     /// on the next periodic round, and seals every frame (`now_ns` orders their sequence).
     pub fn output(&mut self, now_ns: u64) -> Output {
         let mut out = Output::default();
+        let mut news_for_newcomers = false;
         while let Some(n) = self.runtime.to_notify() {
             out.changed = true;
             match n {
@@ -238,8 +327,14 @@ impl GossipCore {
                     self.counters.members_down.fetch_add(1, Ordering::Relaxed);
                     out.down.push(m);
                 }
-                foca::OwnedNotification::MemberUp(m) => out.up.push(m),
-                foca::OwnedNotification::Rejoin(_) => out.rejoined = true,
+                foca::OwnedNotification::MemberUp(m) => {
+                    news_for_newcomers = true;
+                    out.up.push(m);
+                }
+                foca::OwnedNotification::Rejoin(_) => {
+                    news_for_newcomers = true;
+                    out.rejoined = true;
+                }
                 _ => {}
             }
         }
@@ -252,6 +347,16 @@ impl GossipCore {
             // The members this speaker lost get the new generation now, not at the next seed
             // tick: until both sides see each other, each thinks it owns the other's addresses.
             self.announce_to_unknown_seeds();
+        }
+        // News is passed on a few times only: a member that was away (a partition, a cut
+        // link) or is new learns this node's uplinks from a new telling.
+        if news_for_newcomers {
+            self.spread_uplinks(now_ns);
+        }
+        let changes = self.uplink_book.lock().expect("not poisoned").changes;
+        if changes != self.uplink_changes_seen {
+            self.uplink_changes_seen = changes;
+            out.uplinks = Some(self.uplink_book.lock().expect("not poisoned").uplinks());
         }
         while let Some((to, data)) = self.runtime.to_send() {
             let seq = self.clock.next(now_ns);

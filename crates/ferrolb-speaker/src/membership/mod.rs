@@ -179,6 +179,7 @@ pub struct MembershipCounters {
 
 enum Command {
     Seeds(Vec<SocketAddr>),
+    Uplinks(crate::uplinks::Uplinks),
     Keys(KeyRing),
     Leave(oneshot::Sender<()>),
 }
@@ -199,6 +200,8 @@ pub struct Membership {
     /// How often the others had declared this speaker down (a lost link, a partition) and it
     /// rejoined under a new generation: what it owns, they took meanwhile.
     pub rejoins: watch::Receiver<u64>,
+    /// What each node last told of its uplinks (this one included, once it has told).
+    pub uplinks: watch::Receiver<BTreeMap<String, crate::uplinks::Uplinks>>,
 }
 
 impl Membership {
@@ -221,7 +224,9 @@ impl Membership {
         let settled = Arc::new(AtomicBool::new(false));
         let (macs_tx, macs_rx) = watch::channel(BTreeMap::new());
         let (rejoins_tx, rejoins_rx) = watch::channel(0);
+        let (uplinks_tx, uplinks_rx) = watch::channel(BTreeMap::new());
         let task = Gossip {
+            uplinks: uplinks_tx,
             settled: settled.clone(),
             join_deadline: Instant::now() + config.join_timeout,
             socket,
@@ -242,6 +247,7 @@ impl Membership {
                 counters,
                 macs: macs_rx,
                 rejoins: rejoins_rx,
+                uplinks: uplinks_rx,
             },
             handle,
         ))
@@ -250,6 +256,11 @@ impl Membership {
     /// Where other speakers may be found (from Node addresses); announced to until joined.
     pub fn set_seeds(&self, seeds: Vec<SocketAddr>) {
         let _ = self.tx.send(Command::Seeds(seeds));
+    }
+
+    /// Tells the others this node's uplinks (what it can announce L2 addresses on).
+    pub fn tell_uplinks(&self, uplinks: crate::uplinks::Uplinks) {
+        let _ = self.tx.send(Command::Uplinks(uplinks));
     }
 
     /// Replaces the keys (a rotation).
@@ -283,6 +294,7 @@ struct Gossip {
     counters: Arc<MembershipCounters>,
     macs: watch::Sender<BTreeMap<[u8; 6], String>>,
     rejoins: watch::Sender<u64>,
+    uplinks: watch::Sender<BTreeMap<String, crate::uplinks::Uplinks>>,
     settled: Arc<AtomicBool>,
     join_deadline: Instant,
 }
@@ -340,6 +352,7 @@ impl Gossip {
                 _ = tokio::time::sleep_until(self.join_deadline), if !self.settled.load(Ordering::Relaxed) => {}
                 command = commands.recv() => match command {
                     Some(Command::Seeds(seeds)) => self.core.set_seeds(seeds),
+                    Some(Command::Uplinks(uplinks)) => self.core.tell_uplinks(uplinks, now_ns()),
                     Some(Command::Keys(keys)) => self.core.set_keys(keys),
                     Some(Command::Leave(done)) => {
                         self.core.leave();
@@ -395,6 +408,9 @@ impl Gossip {
         }
         if out.changed {
             self.learn_macs();
+        }
+        if let Some(uplinks) = out.uplinks {
+            self.uplinks.send_replace(uplinks);
         }
         for (to, frame) in out.frames {
             if self.socket.send_to(&frame, to).await.is_ok() {

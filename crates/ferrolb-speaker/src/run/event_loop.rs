@@ -13,7 +13,33 @@ use super::Speaker;
 use super::followers::Change;
 use crate::sys::release_free_memory;
 
+/// Resolves when the interfaces change; never without an L2 responder.
+async fn interfaces_changed(interfaces: &mut Option<super::InterfaceWatch>) {
+    let Some(watch) = interfaces else {
+        return std::future::pending().await;
+    };
+    if watch.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl Speaker {
+    /// What the node's interfaces carry now, told to the others: a loss at once, a gain
+    /// after the hold-down.
+    fn observe_uplinks(&mut self) {
+        let Some(watch) = &mut self.interfaces else {
+            return;
+        };
+        let current = {
+            let snapshot = watch.borrow_and_update();
+            crate::uplinks::Uplinks::of(&snapshot.interfaces, snapshot.allow.as_ref())
+        };
+        if let Some(told) = self.uplinks.observe(current, std::time::Instant::now()) {
+            tracing::info!(uplinks = ?told, "uplinks changed: the others are told");
+            self.membership.tell_uplinks(told);
+        }
+    }
+
     /// Serves until `shutdown` resolves or the followers stop.
     pub(super) async fn serve(
         &mut self,
@@ -28,6 +54,8 @@ impl Speaker {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut dirty = true;
         let mut next_reconcile = Instant::now();
+        let mut uplinks = self.membership.uplinks.clone();
+        self.observe_uplinks();
         loop {
             let all_synced = synced.all();
             let settled = self.membership.settled.load(Ordering::Relaxed);
@@ -57,7 +85,16 @@ impl Speaker {
                 .next_release()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let weight_due = self.weight_due;
+            let uplink_due = self.uplinks.due();
             tokio::select! {
+                () = interfaces_changed(&mut self.interfaces) => self.observe_uplinks(),
+                _ = tokio::time::sleep_until(uplink_due.map_or(release_at, Instant::from_std)), if uplink_due.is_some() => {
+                    if let Some(regained) = self.uplinks.take_due(std::time::Instant::now()) {
+                        tracing::info!(?regained, "uplinks held long enough: the others are told");
+                        self.membership.tell_uplinks(regained);
+                    }
+                }
+                _ = uplinks.changed() => dirty = true,
                 batch = ferrolb_cluster::next_batch(&mut changes) => {
                     let Some(batch) = batch else { break };
                     for change in batch {

@@ -60,6 +60,9 @@ pub struct SpeakerConfig {
     pub suspect_to_down: Option<Duration>,
     /// How long a node keeps answering for an address another node now owns.
     pub handover: Duration,
+    /// How long a regained uplink must hold before the others are told (a loss is told at
+    /// once): a flapping link does not flap the addresses.
+    pub uplink_hold_down: Duration,
     /// How long routes stay advertised with GRACEFUL_SHUTDOWN before they are withdrawn.
     pub drain_delay: Duration,
     /// How long a new weighted-ECMP weight must hold before it is sent.
@@ -87,6 +90,7 @@ impl SpeakerConfig {
             probe_period: None,
             suspect_to_down: None,
             handover: Duration::from_millis(500),
+            uplink_hold_down: Duration::from_secs(3),
             drain_delay: Duration::from_secs(5),
             weight_damping: Duration::from_secs(5),
             l2: true,
@@ -157,6 +161,7 @@ pub async fn run(
         .await
         .map_err(|e| SpeakerError::Gossip(bind, e))?;
     metrics.sources.attach_gossip(membership.clone());
+    let interfaces = l2.as_ref().map(|l2| l2.interface_changes());
     let announcer = Announcer::new(
         NodeIdentity {
             name: config.node.clone(),
@@ -174,6 +179,7 @@ pub async fn run(
         forwarder,
         node_v4: ipv4,
         node_v6: ipv6,
+        interfaces,
     };
     let mut speaker = Speaker::new(&client, &config, metrics, parts);
     tracing::info!(node = %config.node, gossip = %gossip_ip, "speaker started");
@@ -192,7 +198,11 @@ struct Parts {
     forwarder: Option<Forwarder>,
     node_v4: Option<std::net::Ipv4Addr>,
     node_v6: Option<std::net::Ipv6Addr>,
+    interfaces: Option<InterfaceWatch>,
 }
+
+/// The L2 responder's view of the node's interfaces, changed by netlink notifications.
+type InterfaceWatch = tokio::sync::watch::Receiver<Arc<ferrolb_l2::interfaces::Snapshot>>;
 
 struct Speaker {
     config: SpeakerConfig,
@@ -243,6 +253,9 @@ struct Speaker {
     mac_directory: crate::rivals::MacDirectory,
     /// The membership's rejoin count at the last reconcile.
     rejoins_before: u64,
+    /// The node's interfaces (with L2 on), and what the others are told of them.
+    interfaces: Option<InterfaceWatch>,
+    uplinks: crate::uplinks::UplinkHoldDown,
 }
 
 impl Speaker {
@@ -287,6 +300,8 @@ impl Speaker {
             live_at_leave: BTreeSet::new(),
             mac_directory: Default::default(),
             rejoins_before: 0,
+            interfaces: parts.interfaces,
+            uplinks: crate::uplinks::UplinkHoldDown::new(config.uplink_hold_down),
         }
     }
 }

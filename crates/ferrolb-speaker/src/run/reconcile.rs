@@ -42,8 +42,9 @@ impl Speaker {
     pub(super) async fn reconcile(&mut self) {
         let started = std::time::Instant::now();
         let snapshot = self.caches.snapshot();
-        let (state, passwords, problems) =
+        let (mut state, passwords, problems) =
             cluster_state(&snapshot.objects(self.config.lb_class.as_deref()));
+        state.uplinks = self.membership.uplinks.borrow().clone();
         let read = started.elapsed();
         let live = self.membership.live.borrow().clone();
         let plan = self.decider.decide(&state, &live, &self.config.node);
