@@ -180,6 +180,14 @@ pub fn rules() -> Vec<Rule> {
             .check("has(self.peerASN) != has(self.dynamicASN)")
             .field(".peerASN")
             .message("set one of peerASN and dynamicASN"),
+        Rule::new("BGPPeer", "spec")
+            .check("has(self.peerAddress) != has(self.interface)")
+            .field(".peerAddress")
+            .message("set one of peerAddress and interface"),
+        Rule::new("BGPPeer", "spec.interface")
+            .max_length(15)
+            .check("self.matches('^[^/\\\\s:]+$')")
+            .quoting("is not an interface name"),
         Rule::new("BGPPeer", "spec.peerAddress")
             .max_length(MAX_ADDRESS)
             .check(address)
@@ -194,8 +202,8 @@ pub fn rules() -> Vec<Rule> {
             .quoting("is not an IPv4 address"),
         Rule::new("BGPPeer", "spec")
             .check(
-                "!has(self.sourceAddress) || !isIP(self.sourceAddress.trim()) || \
-                 !isIP(self.peerAddress.trim()) || \
+                "!has(self.sourceAddress) || !has(self.peerAddress) || \
+                 !isIP(self.sourceAddress.trim()) || !isIP(self.peerAddress.trim()) || \
                  ip(self.sourceAddress.trim()).family() == ip(self.peerAddress.trim()).family()",
             )
             .field(".sourceAddress")

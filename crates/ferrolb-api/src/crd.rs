@@ -306,7 +306,15 @@ pub struct BGPPeerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub dynamic_asn: Option<DynamicAsn>,
+    /// The peer's address; or leave it out and set `interface`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub peer_address: String,
+    /// Instead of `peerAddress`: peer with the router at the other end of this interface by
+    /// IPv6 link-local addresses (unnumbered BGP, as FRR's `neighbor IFNAME interface`); the
+    /// router is found by its router advertisements, and IPv4 routes go over an IPv6 next hop
+    /// (RFC 8950). MetalLB's field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<String>,
     /// Defaults to 179.
@@ -597,7 +605,12 @@ pub struct BGPSessionStateStatus {
     pub node: String,
     /// The BGPPeer's name.
     pub peer: String,
+    /// The peer's address; for an unnumbered peer, the router's link-local address once its
+    /// router advertisement was heard (empty until then).
     pub peer_address: String,
+    /// An unnumbered peer's interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
     pub bgp_status: String,
     /// Prefixes advertised.
@@ -615,4 +628,7 @@ pub struct BGPSessionStateStatus {
     /// The speaker waits for the peer to connect (`passive`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
+    /// IPv4 routes go over an IPv6 next hop (RFC 8950 extended next hop, agreed with the peer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extended_next_hop: bool,
 }

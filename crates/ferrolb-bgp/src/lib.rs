@@ -16,4 +16,5 @@ pub mod driver;
 pub mod session;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod unnumbered;
 pub mod wire;

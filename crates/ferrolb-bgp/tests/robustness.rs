@@ -25,6 +25,7 @@ fn config() -> SessionConfig {
         families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
         graceful_restart: Some(120),
         restarting: false,
+        extended_next_hop: false,
     }
 }
 
@@ -48,6 +49,7 @@ fn seeds() -> Vec<Vec<u8>> {
         communities: vec![1],
         large_communities: vec![(1, 2, 3)],
         extended_communities: vec![ferrolb_bgp::wire::link_bandwidth(64512, 125_000.0)],
+        link_local_next_hop: None,
     };
     let mut v6 = attrs.clone();
     v6.next_hop = "2001:db8::1".parse().unwrap();

@@ -82,6 +82,7 @@ fn our_update_for_the_same_route_matches_gobgps_attributes_byte_for_byte() {
         communities: vec![(65000 << 16) | 100],
         large_communities: vec![(4_200_000_001, 7, 8)],
         extended_communities: Vec::new(),
+        link_local_next_hop: None,
     };
     let ours = UpdateBuilder { four_octet: true }
         .announce(&attrs, &[Prefix::host("203.0.113.99".parse().unwrap())]);

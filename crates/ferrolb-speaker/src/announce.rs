@@ -8,16 +8,17 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_api::model::{BfdSettings, Community, PeerAsn};
+use ferrolb_api::model::{BfdSettings, Community, PeerAsn, PeerTarget};
 use ferrolb_bgp::bfd::{self, Bfd};
 use ferrolb_bgp::driver::{
     Listener, PathSpec, PeerConfig as BgpPeerConfig, PeerHandle, spawn_peer,
 };
-use ferrolb_bgp::session::{PeerAs, SessionConfig};
+use ferrolb_bgp::session::{PeerAs, SessionConfig, State};
+use ferrolb_bgp::unnumbered::{self, Link};
 use ferrolb_bgp::wire::{Afi, Prefix, Safi};
 use ferrolb_l2::L2Speaker;
 use tokio::time::Instant;
@@ -66,6 +67,10 @@ pub struct Announcer {
     bfd_error: Option<String>,
     /// Accepts the connections of passive peers; bound with the first of them.
     listener: Option<Arc<Listener>>,
+    /// The interfaces of unnumbered peers, followed for the router at their other end.
+    links: BTreeMap<String, tokio::sync::watch::Receiver<Option<Link>>>,
+    /// Unnumbered peers whose router is not found yet, with their interface.
+    waiting_for_router: BTreeMap<String, String>,
 }
 
 /// Where passive peers connect: the BGP port on every address of the node.
@@ -128,6 +133,29 @@ impl Announcer {
             bfd: None,
             bfd_error: None,
             listener: None,
+            links: BTreeMap::new(),
+            waiting_for_router: BTreeMap::new(),
+        }
+    }
+
+    /// Whether an unnumbered peer's interface or router changed since the last apply (a
+    /// reconcile starts or restarts its session).
+    pub fn links_changed(&self) -> bool {
+        self.links
+            .values()
+            .any(|l| l.has_changed().unwrap_or(false))
+    }
+
+    /// Follows the interfaces of the unnumbered peers in `peers`, and only those.
+    fn follow_links<'p>(&mut self, peers: impl Iterator<Item = &'p Peer>) {
+        let wanted: BTreeSet<String> = peers
+            .filter_map(|p| p.config.target.interface().map(str::to_string))
+            .collect();
+        self.links.retain(|name, _| wanted.contains(name));
+        for name in wanted {
+            self.links
+                .entry(name.clone())
+                .or_insert_with(|| unnumbered::follow(name));
         }
     }
 
@@ -148,15 +176,17 @@ impl Announcer {
         self.listener.as_ref()
     }
 
-    /// The BFD session for a peer with a profile: from the BGP session's addresses.
-    pub fn bfd_spec(&self, peer: &Peer, settings: &BfdSettings) -> bfd::PeerSpec {
+    /// The BFD session for a peer with a profile: from the BGP session's addresses (none for
+    /// an unnumbered peer: refused with a profile when the BGPPeer is read).
+    pub fn bfd_spec(&self, peer: &Peer, settings: &BfdSettings) -> Option<bfd::PeerSpec> {
         let c = &peer.config;
-        let local = c.source_address.or(match c.address {
+        let address = c.target.address()?;
+        let local = c.source_address.or(match address {
             IpAddr::V4(_) => self.node.ipv4.map(IpAddr::V4),
             IpAddr::V6(_) => self.node.ipv6.map(IpAddr::V6),
         });
-        bfd::PeerSpec {
-            peer: c.address,
+        Some(bfd::PeerSpec {
+            peer: address,
             local,
             multihop: c.ebgp_multihop,
             minimum_ttl: u8::try_from(settings.minimum_ttl).unwrap_or(254),
@@ -166,7 +196,7 @@ impl Announcer {
                 detect_multiplier: u8::try_from(settings.detect_multiplier).unwrap_or(255),
                 passive: settings.passive_mode,
             },
-        }
+        })
     }
 
     /// The BFD task, started on first use.
@@ -215,9 +245,21 @@ impl Announcer {
         }
     }
 
-    /// The BGP session settings for a peer, from its validated spec.
-    pub fn session_config(&self, peer: &Peer, password: Option<&String>) -> BgpPeerConfig {
+    /// The BGP session settings for a peer, from its validated spec; `None` for an unnumbered
+    /// peer whose router is not found yet.
+    pub fn session_config(&self, peer: &Peer, password: Option<&String>) -> Option<BgpPeerConfig> {
         let c = &peer.config;
+        // An unnumbered session: to the router's link-local address on the interface, from
+        // ours; IPv4 routes over our IPv6 next hop (RFC 8950).
+        let (address, link) = match &c.target {
+            PeerTarget::Address(a) => (SocketAddr::new(*a, c.port), None),
+            PeerTarget::Interface(name) => {
+                let link = self.links.get(name)?.borrow().clone()?;
+                let router = link.router?;
+                let to = SocketAddrV6::new(router, c.port, 0, link.index);
+                (SocketAddr::V6(to), Some(link))
+            }
+        };
         let source_v4 = match c.source_address {
             Some(IpAddr::V4(a)) => Some(a),
             _ => self.node.ipv4,
@@ -226,8 +268,8 @@ impl Announcer {
             Some(IpAddr::V6(a)) => Some(a),
             _ => self.node.ipv6,
         };
-        BgpPeerConfig {
-            address: SocketAddr::new(c.address, c.port),
+        Some(BgpPeerConfig {
+            address,
             source: c.source_address,
             session: SessionConfig {
                 local_as: c.my_asn,
@@ -247,7 +289,7 @@ impl Announcer {
                 passive: c.passive,
                 families: if !c.single_family {
                     vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)]
-                } else if c.address.is_ipv4() {
+                } else if c.target.is_ipv4() {
                     vec![(Afi::Ipv4, Safi::Unicast)]
                 } else {
                     vec![(Afi::Ipv6, Safi::Unicast)]
@@ -256,15 +298,20 @@ impl Announcer {
                     .graceful_restart
                     .then_some(self.node.graceful_restart_secs),
                 restarting: false,
+                extended_next_hop: link.is_some(),
             },
             next_hop_v4: source_v4,
-            next_hop_v6: source_v6,
+            next_hop_v6: match &link {
+                Some(l) => l.global,
+                None => source_v6,
+            },
+            next_hop_link_local: link.as_ref().map(|l| l.link_local),
             connect_timeout: c.connect_time,
             md5_key: password.cloned(),
             // Multihop eBGP may cross routers; a direct session keeps the kernel's default.
             ttl: c.ebgp_multihop.then_some(255),
             gtsm: false,
-        }
+        })
     }
 
     /// Brings the announcements to `plan`.
@@ -340,8 +387,25 @@ impl Announcer {
             self.stop_session(&name, "peer no longer selected");
             applied.sessions_stopped.push(name);
         }
+        self.follow_links(wanted.values().copied());
+        self.waiting_for_router.clear();
         for (name, peer) in wanted {
-            let config = self.session_config(peer, passwords.get(name));
+            // Seen now: a change after this wakes the next reconcile.
+            if let Some(interface) = peer.config.target.interface()
+                && let Some(link) = self.links.get_mut(interface)
+            {
+                link.mark_unchanged();
+            }
+            let Some(config) = self.session_config(peer, passwords.get(name)) else {
+                if self.sessions.contains_key(name) {
+                    self.stop_session(name, "the router on the interface is gone");
+                    applied.sessions_stopped.push(name.to_string());
+                }
+                let interface = peer.config.target.interface().unwrap_or_default();
+                self.waiting_for_router
+                    .insert(name.to_string(), interface.to_string());
+                continue;
+            };
             if self
                 .sessions
                 .get(name)
@@ -371,7 +435,7 @@ impl Announcer {
                 );
                 applied.sessions_started.push(name.to_string());
             }
-            let bfd = peer.bfd.map(|settings| self.bfd_spec(peer, &settings));
+            let bfd = peer.bfd.and_then(|settings| self.bfd_spec(peer, &settings));
             self.sync_bfd(name, bfd);
             let empty = BTreeMap::new();
             let desired = plan.bgp.get(name).unwrap_or(&empty);
@@ -491,34 +555,73 @@ impl Announcer {
 
     /// Per peer: where it is, its session state and the routes advertised to it.
     pub fn sessions(&self) -> Vec<SessionView> {
-        self.sessions
+        let waiting = self
+            .waiting_for_router
             .iter()
-            .map(|(n, s)| {
-                let status = s.handle.status.borrow();
-                SessionView {
-                    peer: n.clone(),
-                    peer_address: s.started_with.address.ip(),
-                    state: status.state,
-                    prefixes: s.routes.len(),
-                    peer_asn: status.established.as_ref().map(|n| n.peer_as),
-                    families: status
-                        .established
-                        .iter()
-                        .flat_map(|n| &n.families)
-                        .map(|(afi, _)| match afi {
-                            Afi::Ipv4 => "ipv4-unicast".to_string(),
-                            _ => "ipv6-unicast".to_string(),
-                        })
-                        .collect(),
-                    passive: s.started_with.session.passive,
-                    bfd_status: match (&s.bfd, &self.bfd_error) {
-                        (Some((_, status)), _) => BfdStatus::State(status.borrow().state),
-                        (None, Some(error)) if s.bfd_wanted => BfdStatus::Unusable(error.clone()),
-                        _ => BfdStatus::NotConfigured,
-                    },
-                }
+            .map(|(peer, interface)| SessionView {
+                peer: peer.clone(),
+                peer_address: None,
+                interface: Some(interface.clone()),
+                state: State::Idle,
+                prefixes: 0,
+                bfd_status: BfdStatus::NotConfigured,
+                peer_asn: None,
+                families: Vec::new(),
+                passive: false,
+                extended_next_hop: false,
+            });
+        let running = self.sessions.iter().map(|(n, s)| {
+            let status = s.handle.status.borrow();
+            let interface = s
+                .started_with
+                .next_hop_link_local
+                .and_then(|_| self.interface_of(&s.started_with));
+            SessionView {
+                peer: n.clone(),
+                peer_address: Some(s.started_with.address.ip()),
+                interface,
+                extended_next_hop: status
+                    .established
+                    .as_ref()
+                    .is_some_and(|n| n.extended_next_hop),
+                state: status.state,
+                prefixes: s.routes.len(),
+                peer_asn: status.established.as_ref().map(|n| n.peer_as),
+                families: status
+                    .established
+                    .iter()
+                    .flat_map(|n| &n.families)
+                    .map(|(afi, _)| match afi {
+                        Afi::Ipv4 => "ipv4-unicast".to_string(),
+                        _ => "ipv6-unicast".to_string(),
+                    })
+                    .collect(),
+                passive: s.started_with.session.passive,
+                bfd_status: match (&s.bfd, &self.bfd_error) {
+                    (Some((_, status)), _) => BfdStatus::State(status.borrow().state),
+                    (None, Some(error)) if s.bfd_wanted => BfdStatus::Unusable(error.clone()),
+                    _ => BfdStatus::NotConfigured,
+                },
+            }
+        });
+        let mut views: Vec<SessionView> = running.chain(waiting).collect();
+        views.sort_by(|a, b| a.peer.cmp(&b.peer));
+        views
+    }
+
+    /// The interface an unnumbered session runs over (its address's scope).
+    fn interface_of(&self, config: &BgpPeerConfig) -> Option<String> {
+        let SocketAddr::V6(to) = config.address else {
+            return None;
+        };
+        self.links
+            .iter()
+            .find(|(_, l)| {
+                l.borrow()
+                    .as_ref()
+                    .is_some_and(|l| l.index == to.scope_id())
             })
-            .collect()
+            .map(|(name, _)| name.clone())
     }
 
     pub fn bfd_counters(&self) -> Option<std::sync::Arc<bfd::Counters>> {

@@ -693,7 +693,7 @@ impl<'a> Deciding<'a> {
             // A session carries the families its transport and capabilities allow; both are
             // offered unless the peer has `disableMP`, so every address goes to every selected
             // peer that carries its family.
-            if peer.config.single_family && ip.is_ipv4() != peer.config.address.is_ipv4() {
+            if peer.config.single_family && ip.is_ipv4() != peer.config.target.is_ipv4() {
                 continue;
             }
             let attrs = plan

@@ -75,7 +75,10 @@ fn add(
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     pub peer: String,
-    pub peer_address: IpAddr,
+    /// `None` while an unnumbered peer's router is not found.
+    pub peer_address: Option<IpAddr>,
+    /// An unnumbered peer's interface.
+    pub interface: Option<String>,
     pub state: State,
     pub prefixes: usize,
     pub bfd_status: BfdStatus,
@@ -83,6 +86,8 @@ pub struct SessionView {
     pub peer_asn: Option<u32>,
     pub families: Vec<String>,
     pub passive: bool,
+    /// IPv4 routes go over an IPv6 next hop (RFC 8950), as agreed with the peer.
+    pub extended_next_hop: bool,
 }
 
 /// A session's BFD, as reported and measured.
@@ -173,7 +178,9 @@ pub fn desired_reports(
         let status = BGPSessionStateStatus {
             node: node.to_string(),
             peer: s.peer.clone(),
-            peer_address: s.peer_address.to_string(),
+            peer_address: s.peer_address.map(|a| a.to_string()).unwrap_or_default(),
+            interface: s.interface.clone(),
+            extended_next_hop: s.extended_next_hop,
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,
             bfd_status: s.bfd_status.to_string(),

@@ -191,11 +191,20 @@ pub fn status(snapshot: &Snapshot) -> Status {
         .map(|s| SessionRow {
             node: s.node.clone(),
             peer: s.peer.clone(),
-            peer_address: s.peer_address.clone(),
-            bgp: if s.passive && s.bgp_status != "Established" {
-                format!("{} (passive: waiting for the peer)", s.bgp_status)
-            } else {
-                s.bgp_status.clone()
+            peer_address: match (&s.interface, s.peer_address.is_empty()) {
+                (Some(interface), true) => format!("interface {interface}"),
+                (Some(interface), false) => format!("{}%{interface}", s.peer_address),
+                (None, _) => s.peer_address.clone(),
+            },
+            bgp: match (&s.interface, s.peer_address.is_empty()) {
+                (Some(interface), true) => format!(
+                    "{} (waiting for a router advertisement on {interface})",
+                    s.bgp_status
+                ),
+                _ if s.passive && s.bgp_status != "Established" => {
+                    format!("{} (passive: waiting for the peer)", s.bgp_status)
+                }
+                _ => s.bgp_status.clone(),
             },
             peer_asn: match s.peer_asn {
                 0 => "-".into(),
@@ -203,6 +212,9 @@ pub fn status(snapshot: &Snapshot) -> Status {
             },
             families: if s.families.is_empty() {
                 "-".into()
+            } else if s.extended_next_hop {
+                // RFC 8950: IPv4 routes carry the IPv6 next hop.
+                format!("{} (ipv4 via ipv6 next hop)", s.families.join(","))
             } else {
                 s.families.join(",")
             },

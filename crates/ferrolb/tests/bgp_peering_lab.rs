@@ -239,3 +239,209 @@ fn as_path_prepend_lengthens_the_path_and_disable_mp_keeps_a_session_to_its_fami
         assert!(mp["ipv6Unicast"]["received"].is_null(), "{mp}");
     });
 }
+
+/// A point-to-point link `u1` between `node` and the router, with link-local addresses only
+/// (removed with the namespaces).
+fn unnumbered_link(lab: &Lab, node: &str) {
+    let node_ns = lab.ns(node);
+    let steps: [&[&str]; 3] = [
+        &[
+            "ip",
+            "link",
+            "add",
+            "u1",
+            "address",
+            "02:00:00:00:01:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "u1",
+            "netns",
+            &node_ns,
+            "address",
+            "02:00:00:00:01:11",
+        ],
+        &["ip", "link", "set", "u1", "up"],
+        &["ip", "-n", &node_ns, "link", "set", "u1", "up"],
+    ];
+    for args in steps {
+        let out = lab.exec("rt", args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A TCP listener on `addr` in `node`'s namespace that answers every connection with the
+/// node's name, for as long as the guard lives (and at most two minutes).
+struct Answerer(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Answerer {
+    fn start(lab: &Lab, node: &str, addr: std::net::SocketAddr) -> Answerer {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let (ns, name) = (lab.ns(node), node.to_string());
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            ferrolb_testbed::netns::enter(&ns).expect("setns");
+            let listener = std::net::TcpListener::bind(addr).expect("bind");
+            listener.set_nonblocking(true).unwrap();
+            let _ = ready_tx.send(());
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !stopped.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(name.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ready.recv().expect("listening");
+        Answerer(stop)
+    }
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_unnumbered_peer_carries_both_families_over_link_local_addresses_and_traffic_follows() {
+    let mut lab = Lab::new();
+    unnumbered_link(&lab, "n1");
+    // FRR's interface neighbour: it sends router advertisements on u1 and learns the node's
+    // link-local address from the node's.
+    lab.vtysh_configure(&[
+        "router bgp 64500",
+        "neighbor u1 interface remote-as external",
+        "neighbor u1 timers connect 1",
+        "address-family ipv6 unicast",
+        "neighbor u1 activate",
+    ]);
+    runtime().block_on(async {
+        // The LAN peer only for n2 and n3: n1 peers over u1 alone.
+        let cluster = start_cluster_with(
+            &lab,
+            json!({"nodeSelectors": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["n1"]}]}]}),
+        )
+        .await;
+        let client = cluster.client.clone();
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPPeer",
+                   "metadata": {"name": "u1", "namespace": NS},
+                   "spec": {"myASN": NODE_AS, "dynamicASN": "external", "interface": "u1",
+                            "holdTime": "9s", "connectTime": "2s",
+                            "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": "n1"}}]}}),
+        )
+        .await;
+        create_pool(&client, "bgp6", "2001:db8:ffff::/124").await;
+        create(
+            &client,
+            json!({"apiVersion": "ferrolb.io/v1beta1", "kind": "BGPAdvertisement",
+                   "metadata": {"name": "bgp6", "namespace": NS},
+                   "spec": {"ipAddressPools": ["bgp6"]}}),
+        )
+        .await;
+        start_all(&mut lab, &cluster);
+        // Local Services with their endpoints on n1: only n1 announces them.
+        create_service(&client, "web", "bgp", BGP_IP, true).await;
+        set_endpoints(&client, "web", &["n1"]).await;
+        create_service(&client, "web6", "bgp6", BGP_IP6, true).await;
+        set_endpoints(&client, "web6", &["n1"]).await;
+
+        // n1's session: found by the router's advertisement, both families, IPv4 over IPv6.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (up, state) = loop {
+            let state = session_states(&client).await.remove("n1").unwrap_or_default();
+            let up = state["bgpStatus"] == "Established" && state["extendedNextHop"] == true;
+            if up || std::time::Instant::now() > deadline {
+                break (up, state);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(up, "n1's unnumbered session: {state}\n{}", lab.speaker_log("n1"));
+        assert_eq!(state["interface"], "u1");
+        assert!(state["peerAddress"].as_str().unwrap().starts_with("fe80::"), "{state}");
+        assert_eq!(state["families"], json!(["ipv4-unicast", "ipv6-unicast"]));
+        assert_eq!(state["peerASN"], FRR_AS);
+
+        // FRR: the capability both ways, both routes over n1's link-local address on u1.
+        let neighbour: Value =
+            serde_json::from_str(&lab.vtysh("show bgp neighbors u1 json")).unwrap_or_default();
+        assert_eq!(
+            neighbour["u1"]["neighborCapabilities"]["extendedNexthop"],
+            "advertisedAndReceived",
+            "{neighbour}"
+        );
+        let n1_link_local = "fe80::ff:fe00:111";
+        for prefix in [format!("{BGP_IP}/32"), format!("{BGP_IP6}/128")] {
+            let held = wait_until(Duration::from_secs(15), || {
+                let json: Value = serde_json::from_str(&lab.vtysh(&format!(
+                    "show bgp {} unicast {prefix} json",
+                    if prefix.contains(':') { "ipv6" } else { "ipv4" }
+                )))
+                .unwrap_or_default();
+                json["paths"].as_array().into_iter().flatten().any(|p| {
+                    p["peer"]["interface"] == "u1"
+                        && p["nexthops"].as_array().into_iter().flatten().any(|h| {
+                            h["ip"] == n1_link_local && h["afi"] == "ipv6"
+                        })
+                })
+            });
+            assert!(held, "{prefix} via {n1_link_local}: {}", lab.vtysh(&format!("show bgp all {prefix} json")));
+        }
+        // zebra put the IPv4 route in the router's kernel over the IPv6 next hop.
+        let route = String::from_utf8_lossy(
+            &lab.exec("rt", &["ip", "route", "show", &format!("{BGP_IP}/32")]).stdout,
+        )
+        .into_owned();
+        assert!(
+            route.contains("inet6 fe80::ff:fe00:111") && route.contains("dev u1"),
+            "{route}"
+        );
+
+        // A client on the LAN, routed through the router, is answered by n1 over u1.
+        let cl = lab.ns("cl");
+        let _ = lab.exec("cl", &["ip", "route", "add", "198.51.100.0/24", "via", ROUTER_IP]);
+        let forwarding = lab.exec("rt", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(forwarding.status.success());
+        assert!(
+            lab.exec("n1", &["ip", "addr", "add", &format!("{BGP_IP}/32"), "dev", "lo"])
+                .status
+                .success()
+        );
+        lab.nft(
+            "n1",
+            "table inet ftu1 {\n chain seen {\n  type filter hook prerouting priority -300;\n  iifname \"u1\" ip daddr 198.51.100.0 counter\n }\n}\n",
+        );
+        let vip: std::net::SocketAddr = format!("{BGP_IP}:8080").parse().unwrap();
+        let _answerer = Answerer::start(&lab, "n1", vip);
+        let answer = ferrolb_testbed::netns::in_ns(&cl, move || {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(3)).ok()?;
+            let mut text = String::new();
+            s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+            s.read_to_string(&mut text).ok()?;
+            Some(text)
+        })
+        .unwrap();
+        assert_eq!(
+            answer.as_deref(),
+            Some("n1"),
+            "{}",
+            lab.nft("n1", "list table inet ftu1\n")
+        );
+        let counted = lab.nft("n1", "list table inet ftu1\n");
+        assert!(!counted.contains("packets 0 "), "packets arrived over u1: {counted}");
+    });
+}

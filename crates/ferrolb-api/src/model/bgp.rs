@@ -32,12 +32,50 @@ pub enum PeerAsn {
     External,
 }
 
+/// Where the session goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerTarget {
+    Address(IpAddr),
+    /// The router at the other end of this interface, by IPv6 link-local addresses.
+    Interface(String),
+}
+
+impl PeerTarget {
+    pub fn address(&self) -> Option<IpAddr> {
+        match self {
+            PeerTarget::Address(a) => Some(*a),
+            PeerTarget::Interface(_) => None,
+        }
+    }
+
+    /// The session's family: an interface's session runs over IPv6 link-local addresses.
+    pub fn is_ipv4(&self) -> bool {
+        self.address().is_some_and(|a| a.is_ipv4())
+    }
+
+    pub fn interface(&self) -> Option<&str> {
+        match self {
+            PeerTarget::Interface(name) => Some(name),
+            PeerTarget::Address(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PeerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerTarget::Address(a) => write!(f, "{a}"),
+            PeerTarget::Interface(name) => write!(f, "interface {name}"),
+        }
+    }
+}
+
 /// A validated BGP peer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerConfig {
     pub my_asn: u32,
     pub peer_asn: PeerAsn,
-    pub address: IpAddr,
+    pub target: PeerTarget,
     pub source_address: Option<IpAddr>,
     pub port: u16,
     pub hold_time: Duration,
@@ -73,6 +111,18 @@ pub enum PeerError {
     NoPeerAsn,
     #[error("spec.peerASN and spec.dynamicASN are both set; use one")]
     TwoPeerAsns,
+    #[error("spec.peerAddress or spec.interface is required")]
+    NoPeerTarget,
+    #[error("spec.peerAddress and spec.interface are both set; use one")]
+    TwoPeerTargets,
+    #[error(
+        "spec.interface: {0:?} is not an interface name (1 to 15 characters, no '/', ':' or space)"
+    )]
+    BadInterface(String),
+    #[error(
+        "spec.{0} cannot be used with spec.interface (the session runs over the interface's link-local addresses)"
+    )]
+    NotWithInterface(&'static str),
     #[error("spec.{field}: {value:?} is not an IP address")]
     BadAddress { field: &'static str, value: String },
     #[error("spec.routerID: {0:?} is not an IPv4 address")]
@@ -116,6 +166,43 @@ fn parse_opt_duration(
         .map_err(|source| PeerError::BadDuration { field, source })
 }
 
+/// An interface name as the kernel takes it (IFNAMSIZ less the NUL).
+fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+fn parse_target(spec: &BGPPeerSpec) -> Result<PeerTarget, PeerError> {
+    match (spec.peer_address.is_empty(), &spec.interface) {
+        (true, None) => Err(PeerError::NoPeerTarget),
+        (false, Some(_)) => Err(PeerError::TwoPeerTargets),
+        (false, None) => Ok(PeerTarget::Address(parse_ip(
+            "peerAddress",
+            &spec.peer_address,
+        )?)),
+        (true, Some(name)) => {
+            if !is_interface_name(name) {
+                return Err(PeerError::BadInterface(name.clone()));
+            }
+            // What a link-local session cannot have yet, refused by name rather than ignored.
+            let refused = [
+                ("sourceAddress", spec.source_address.is_some()),
+                ("password", spec.password.is_some()),
+                ("passwordSecret", spec.password_secret.is_some()),
+                ("bfdProfile", spec.bfd_profile.is_some()),
+                ("ebgpMultiHop", spec.ebgp_multi_hop),
+                ("passive", spec.passive),
+            ];
+            if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+                return Err(PeerError::NotWithInterface(field));
+            }
+            Ok(PeerTarget::Interface(name.clone()))
+        }
+    }
+}
+
 /// Validates a `BGPPeer` spec and fills in MetalLB's defaults.
 pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
     if spec.my_asn == 0 {
@@ -128,13 +215,14 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
         (asn, None) => PeerAsn::Fixed(asn),
         (_, Some(_)) => return Err(PeerError::TwoPeerAsns),
     };
-    let address = parse_ip("peerAddress", &spec.peer_address)?;
+    let target = parse_target(spec)?;
     let source_address = spec
         .source_address
         .as_deref()
         .map(|s| parse_ip("sourceAddress", s))
         .transpose()?;
     if let Some(source) = source_address
+        && let Some(address) = target.address()
         && source.is_ipv4() != address.is_ipv4()
     {
         return Err(PeerError::SourceFamilyMismatch {
@@ -181,7 +269,7 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
     Ok(PeerConfig {
         my_asn: spec.my_asn,
         peer_asn,
-        address,
+        target,
         source_address,
         port,
         hold_time,
@@ -418,6 +506,32 @@ mod tests {
         assert_eq!((p.peer_asn, p.is_ibgp()), (PeerAsn::Internal, true));
         s.peer_asn = 64513;
         assert_eq!(parse_peer(&s), Err(PeerError::TwoPeerAsns));
+    }
+
+    #[test]
+    fn an_interface_stands_in_for_the_peer_address_without_what_needs_one() {
+        let mut s = peer();
+        s.peer_address = String::new();
+        assert_eq!(parse_peer(&s), Err(PeerError::NoPeerTarget));
+        s.interface = Some("eth1".into());
+        let p = parse_peer(&s).unwrap();
+        assert_eq!(p.target, PeerTarget::Interface("eth1".into()));
+        assert_eq!((p.target.address(), p.target.is_ipv4()), (None, false));
+        s.peer_address = "192.0.2.1".into();
+        assert_eq!(parse_peer(&s), Err(PeerError::TwoPeerTargets));
+        s.peer_address = String::new();
+        for bad in ["", "a/b", "eth 1", "sixteen-letters!"] {
+            s.interface = Some(bad.into());
+            assert_eq!(parse_peer(&s), Err(PeerError::BadInterface(bad.into())));
+        }
+        s.interface = Some("eth1".into());
+        s.bfd_profile = Some("fast".into());
+        let err = parse_peer(&s).unwrap_err();
+        assert_eq!(err, PeerError::NotWithInterface("bfdProfile"));
+        assert!(
+            err.to_string()
+                .contains("spec.bfdProfile cannot be used with spec.interface")
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub mod selector;
 
 pub use bgp::{
     AdvertisementError, BfdError, BfdSettings, BgpAdvertisementSettings, PasswordSource, PeerAsn,
-    PeerConfig, PeerError, Prepend, parse_bfd_profile, parse_bgp_advertisement, parse_peer,
+    PeerConfig, PeerError, PeerTarget, Prepend, parse_bfd_profile, parse_bgp_advertisement,
+    parse_peer,
 };
 pub use community::{Community, CommunityAliases, CommunityError};
 pub use duration::{DurationError, parse_duration};

@@ -37,6 +37,9 @@ pub struct PeerConfig {
     /// Next hop for IPv4 routes when the advertisement names none (our address).
     pub next_hop_v4: Option<std::net::Ipv4Addr>,
     pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    /// The link-local address of the interface the session runs over, sent after the IPv6
+    /// next hop (a session over an interface: the peer is on the link).
+    pub next_hop_link_local: Option<std::net::Ipv6Addr>,
     pub connect_timeout: Duration,
     /// TCP MD5 signature key (RFC 2385).
     pub md5_key: Option<String>,

@@ -392,8 +392,18 @@ impl Peer {
     fn attributes(&self, spec: &PathSpec, afi: Afi) -> Option<RouteAttributes> {
         let negotiated = self.session.established()?;
         let ibgp = self.config.session.is_internal();
+        let link_local = self.config.next_hop_link_local;
+        // An IPv6 next hop: the global address, or `::` before the link-local one when the
+        // interface has none (FRR and BIRD take both).
+        let next_hop_v6 = || {
+            self.config
+                .next_hop_v6
+                .or(link_local.map(|_| std::net::Ipv6Addr::UNSPECIFIED))
+        };
         let next_hop = match afi {
-            Afi::Ipv6 => IpAddr::V6(self.config.next_hop_v6?),
+            Afi::Ipv6 => IpAddr::V6(next_hop_v6()?),
+            // RFC 8950: IPv4 routes over the IPv6 next hop, where agreed.
+            _ if negotiated.extended_next_hop => IpAddr::V6(next_hop_v6()?),
             _ => IpAddr::V4(self.config.next_hop_v4?),
         };
         negotiated
@@ -402,6 +412,7 @@ impl Peer {
             .any(|(a, _)| *a == afi)
             .then(|| RouteAttributes {
                 next_hop,
+                link_local_next_hop: link_local.filter(|_| next_hop.is_ipv6()),
                 // Our AS towards eBGP peers, then what the advertisement prepends.
                 as_path: (!ibgp)
                     .then_some(self.config.session.local_as)

@@ -10,6 +10,8 @@ pub const AS_TRANS: u16 = 23456;
 const PARAM_CAPABILITIES: u8 = 2;
 const CAP_MULTIPROTOCOL: u8 = 1;
 const CAP_ROUTE_REFRESH: u8 = 2;
+/// RFC 8950: routes of one family with next hops of another.
+const CAP_EXTENDED_NEXT_HOP: u8 = 5;
 const CAP_GRACEFUL_RESTART: u8 = 64;
 const CAP_FOUR_OCTET_AS: u8 = 65;
 
@@ -77,6 +79,9 @@ pub enum Capability {
     RouteRefresh,
     GracefulRestart(GracefulRestart),
     FourOctetAs(u32),
+    /// RFC 8950: (NLRI AFI, NLRI SAFI, next-hop AFI) the sender accepts, IPv4 unicast over
+    /// IPv6 next hops above all.
+    ExtendedNextHop(Vec<(Afi, Safi, Afi)>),
     Unknown(u8, Vec<u8>),
 }
 
@@ -101,6 +106,16 @@ impl Capability {
                 (CAP_GRACEFUL_RESTART, v)
             }
             Capability::FourOctetAs(asn) => (CAP_FOUR_OCTET_AS, asn.to_be_bytes().to_vec()),
+            Capability::ExtendedNextHop(entries) => {
+                let mut v = Vec::new();
+                for (afi, safi, nh) in entries {
+                    v.extend_from_slice(&afi.code().to_be_bytes());
+                    // The SAFI takes two octets here.
+                    v.extend_from_slice(&u16::from(safi.code()).to_be_bytes());
+                    v.extend_from_slice(&nh.code().to_be_bytes());
+                }
+                (CAP_EXTENDED_NEXT_HOP, v)
+            }
             Capability::Unknown(code, v) => (*code, v.clone()),
         };
         out.push(code);
@@ -141,6 +156,19 @@ impl Capability {
                 Capability::FourOctetAs(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
             }
             CAP_FOUR_OCTET_AS => return Err(bad()),
+            CAP_EXTENDED_NEXT_HOP if v.len().is_multiple_of(6) => Capability::ExtendedNextHop(
+                v.chunks_exact(6)
+                    .map(|c| {
+                        let safi = u16::from_be_bytes([c[2], c[3]]);
+                        (
+                            Afi::from_code(u16::from_be_bytes([c[0], c[1]])),
+                            Safi::from_code(u8::try_from(safi).unwrap_or(u8::MAX)),
+                            Afi::from_code(u16::from_be_bytes([c[4], c[5]])),
+                        )
+                    })
+                    .collect(),
+            ),
+            CAP_EXTENDED_NEXT_HOP => return Err(bad()),
             other => Capability::Unknown(other, v.to_vec()),
         })
     }
@@ -267,6 +295,16 @@ impl Open {
         })
     }
 
+    /// Whether the sender takes routes of `family` with next hops of `next_hop` (RFC 8950).
+    pub fn accepts_next_hop(&self, family: (Afi, Safi), next_hop: Afi) -> bool {
+        self.capabilities.iter().any(|c| match c {
+            Capability::ExtendedNextHop(entries) => entries
+                .iter()
+                .any(|(a, s, nh)| (*a, *s) == family && *nh == next_hop),
+            _ => false,
+        })
+    }
+
     /// The families both sides must have announced; without any, IPv4 unicast (RFC 4760 8).
     pub fn families(&self) -> Vec<(Afi, Safi)> {
         let mp: Vec<(Afi, Safi)> = self
@@ -306,8 +344,23 @@ mod tests {
                     families: vec![(Afi::Ipv4, Safi::Unicast, true)],
                 }),
                 Capability::FourOctetAs(asn),
+                Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
             ],
         }
+    }
+
+    #[test]
+    fn the_extended_next_hop_capability_is_six_octets_per_family() {
+        let o = open(64512);
+        let bytes = o.encode();
+        // As FRR sends it: code 5, length 6, AFI 1, SAFI 1 (two octets), next-hop AFI 2.
+        let cap = [5, 6, 0, 1, 0, 1, 0, 2];
+        assert!(bytes.windows(cap.len()).any(|w| w == cap));
+        let back = Open::decode(&bytes).unwrap();
+        assert!(back.accepts_next_hop((Afi::Ipv4, Safi::Unicast), Afi::Ipv6));
+        assert!(!back.accepts_next_hop((Afi::Ipv6, Safi::Unicast), Afi::Ipv4));
+        // A length that is not a multiple of six is malformed.
+        assert!(Capability::decode(5, &[0, 1, 0, 1, 0]).is_err());
     }
 
     #[test]

@@ -137,6 +137,11 @@ impl Speaker {
                     if self.sessions_changed() {
                         self.write_reports();
                     }
+                    // An unnumbered peer's router found (or its interface changed): its session
+                    // starts with the next reconcile.
+                    if self.announcer.links_changed() {
+                        dirty = true;
+                    }
                     // An address held back for a rival is claimed again when its deferral ends.
                     if self.rivals.next_expiry().is_some_and(|t| t <= std::time::Instant::now()) {
                         dirty = true;

@@ -152,6 +152,9 @@ pub struct SessionConfig {
     pub graceful_restart: Option<u16>,
     /// Set after a restart of ours: the R bit, so the peer keeps our routes until End-of-RIB.
     pub restarting: bool,
+    /// Offer IPv4 routes with IPv6 next hops (RFC 8950), as a session over an interface's
+    /// link-local addresses needs: there is no IPv4 address to put in NEXT_HOP.
+    pub extended_next_hop: bool,
 }
 
 impl SessionConfig {
@@ -173,6 +176,8 @@ pub struct Negotiated {
     pub route_refresh: bool,
     pub peer_graceful_restart: Option<GracefulRestart>,
     pub peer_router_id: Ipv4Addr,
+    /// Both sides take IPv4 routes with IPv6 next hops (RFC 8950).
+    pub extended_next_hop: bool,
 }
 
 /// Hold time used while waiting for the peer's OPEN (RFC 4271 8.2.2: "large value", 4 minutes).
@@ -238,6 +243,13 @@ impl Session {
             }));
         }
         capabilities.push(Capability::FourOctetAs(self.config.local_as));
+        if self.offers_extended_next_hop() {
+            capabilities.push(Capability::ExtendedNextHop(vec![(
+                Afi::Ipv4,
+                Safi::Unicast,
+                Afi::Ipv6,
+            )]));
+        }
         Open {
             version: 4,
             my_as: self.config.local_as,
@@ -245,6 +257,10 @@ impl Session {
             router_id: self.config.router_id,
             capabilities,
         }
+    }
+
+    fn offers_extended_next_hop(&self) -> bool {
+        self.config.extended_next_hop && self.config.families.contains(&(Afi::Ipv4, Safi::Unicast))
     }
 
     fn retry_interval(&self) -> Duration {
@@ -342,6 +358,8 @@ impl Session {
             route_refresh: open.has(&Capability::RouteRefresh),
             peer_graceful_restart: open.graceful_restart().cloned(),
             peer_router_id: open.router_id,
+            extended_next_hop: self.offers_extended_next_hop()
+                && open.accepts_next_hop((Afi::Ipv4, Safi::Unicast), Afi::Ipv6),
         })
     }
 

@@ -14,6 +14,7 @@ fn config() -> SessionConfig {
         families: vec![(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)],
         graceful_restart: Some(120),
         restarting: false,
+        extended_next_hop: false,
     }
 }
 
@@ -353,4 +354,40 @@ fn connection_collision_keeps_the_higher_identifier() {
         Ipv4Addr::new(192, 0, 2, 1),
         Ipv4Addr::new(192, 0, 2, 9)
     ));
+}
+
+#[test]
+fn ipv4_over_ipv6_next_hops_only_when_both_sides_say_so() {
+    let enh = Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]);
+    // (we offer, the peer offers, agreed)
+    for (ours, theirs, agreed) in [
+        (true, true, true),
+        (true, false, false),
+        (false, true, false),
+    ] {
+        let mut s = Session::new(SessionConfig {
+            extended_next_hop: ours,
+            ..config()
+        });
+        assert_eq!(s.open_message().capabilities.contains(&enh), ours);
+        s.handle(Input::Start);
+        s.handle(Input::Connected);
+        let mut open = peer_open(90);
+        if theirs {
+            open.capabilities.push(enh.clone());
+        }
+        s.handle(Input::Message(Message::Open(open)));
+        assert_eq!(
+            s.negotiated().map(|n| n.extended_next_hop),
+            Some(agreed),
+            "ours {ours}, theirs {theirs}"
+        );
+    }
+    // Not offered by a session without IPv4.
+    let v6_only = Session::new(SessionConfig {
+        extended_next_hop: true,
+        families: vec![(Afi::Ipv6, Safi::Unicast)],
+        ..config()
+    });
+    assert!(!v6_only.open_message().capabilities.contains(&enh));
 }

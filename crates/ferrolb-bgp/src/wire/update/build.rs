@@ -97,11 +97,17 @@ impl UpdateBuilder {
         out
     }
 
-    /// UPDATE bodies advertising `prefixes` (one family) with `attrs`.
+    /// UPDATE bodies advertising `prefixes` (one family) with `attrs`: IPv4 routes with an
+    /// IPv4 next hop in the classic fields, the rest in MP_REACH_NLRI (IPv6 routes, and IPv4
+    /// routes over an IPv6 next hop, RFC 8950).
     pub fn announce(&self, attrs: &RouteAttributes, prefixes: &[Prefix]) -> Vec<Vec<u8>> {
         let mut bodies = Vec::new();
+        let Some(first) = prefixes.first() else {
+            return bodies;
+        };
+        let afi = first.afi();
         match attrs.next_hop {
-            IpAddr::V4(nh) => {
+            IpAddr::V4(nh) if afi == Afi::Ipv4 => {
                 let common = self.common_attributes(attrs, Some(nh));
                 for chunk in pack(prefixes, MAX_BODY - 4 - common.len()) {
                     let mut body = vec![0, 0];
@@ -113,13 +119,21 @@ impl UpdateBuilder {
                     bodies.push(body);
                 }
             }
+            // An IPv6 route has an IPv6 next hop: an IPv4 one is a caller's mistake, sent nowhere.
+            IpAddr::V4(_) => {}
             IpAddr::V6(nh) => {
                 let common = self.common_attributes(attrs, None);
+                // A global next hop, then the link-local one when given (RFC 2545: 32 octets).
+                let mut next_hop = nh.octets().to_vec();
+                if let Some(ll) = attrs.link_local_next_hop {
+                    next_hop.extend_from_slice(&ll.octets());
+                }
                 // MP_REACH: 4 header bytes (extended length), AFI, SAFI, NH length, NH, reserved.
-                let reach_overhead = 4 + 3 + 1 + 16 + 1;
+                let reach_overhead = 4 + 3 + 1 + next_hop.len() + 1;
                 for chunk in pack(prefixes, MAX_BODY - 4 - common.len() - reach_overhead) {
-                    let mut reach = vec![0, 2, 1, 16];
-                    reach.extend_from_slice(&nh.octets());
+                    let mut reach = afi.code().to_be_bytes().to_vec();
+                    reach.extend_from_slice(&[1, next_hop.len() as u8]);
+                    reach.extend_from_slice(&next_hop);
                     reach.push(0);
                     for p in chunk {
                         p.encode(&mut reach);

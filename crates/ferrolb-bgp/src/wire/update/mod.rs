@@ -68,8 +68,12 @@ impl WirePrefix for Prefix {
 /// What ferrolb attaches to the routes it advertises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAttributes {
-    /// IPv4 for IPv4 routes, a global IPv6 address for IPv6 routes.
+    /// IPv4 for IPv4 routes, IPv6 for IPv6 routes; IPv6 for IPv4 routes too on a session that
+    /// agreed to it (RFC 8950). An IPv6 next hop is global, or `::` when there is none.
     pub next_hop: IpAddr,
+    /// Sent after an IPv6 next hop (32 octets, RFC 2545): the interface's link-local address,
+    /// for a peer on the same link.
+    pub link_local_next_hop: Option<std::net::Ipv6Addr>,
     /// Our AS for eBGP; empty for iBGP.
     pub as_path: Vec<u32>,
     /// iBGP only.
@@ -109,6 +113,7 @@ mod tests {
             communities: vec![(65000 << 16) | 100],
             large_communities: vec![(64512, 1, 2)],
             extended_communities: Vec::new(),
+            link_local_next_hop: None,
         }
     }
 
@@ -138,6 +143,35 @@ mod tests {
                 ignored_families: 0,
             }
         );
+    }
+
+    #[test]
+    fn ipv4_routes_over_an_ipv6_next_hop_ride_mp_reach_with_the_link_local_after_it() {
+        let b = UpdateBuilder { four_octet: true };
+        let mut a = attrs("::");
+        a.link_local_next_hop = Some("fe80::11".parse().unwrap());
+        let body = &b.announce(&a, &[v4("203.0.113.5")])[0];
+        let ll: Ipv6Addr = "fe80::11".parse().unwrap();
+        // MP_REACH_NLRI: AFI 1, SAFI 1, next hop of 32 octets (:: then fe80::11), reserved,
+        // then 203.0.113.5/32; no NEXT_HOP attribute.
+        let mut reach = vec![0x90, 14, 0, 42, 0, 1, 1, 32];
+        reach.extend_from_slice(&[0; 16]);
+        reach.extend_from_slice(&ll.octets());
+        reach.extend_from_slice(&[0, 32, 203, 0, 113, 5]);
+        assert!(body.windows(reach.len()).any(|w| w == reach), "{body:?}");
+        assert!(!body.windows(2).any(|w| w == [0x40, 3]), "no NEXT_HOP");
+        assert!(matches!(
+            validate_update(body, true, BOTH),
+            UpdateVerdict::Valid { announced: 1, .. }
+        ));
+        // An IPv6 route with a global next hop and the link-local one: 32 octets as well.
+        let mut a = attrs("2001:db8::11");
+        a.link_local_next_hop = Some(ll);
+        let v6 = Prefix::host("2001:db8:ffff::1".parse().unwrap());
+        let body = &b.announce(&a, &[v6])[0];
+        assert!(body.windows(4).any(|w| w == [0, 2, 1, 32]));
+        // An IPv6 route cannot take an IPv4 next hop: nothing is sent.
+        assert!(b.announce(&attrs("192.0.2.1"), &[v6]).is_empty());
     }
 
     #[test]

@@ -149,10 +149,11 @@ fn valid_as_path(mut v: &[u8], as_size: usize) -> bool {
 }
 
 /// The next hop length MP_REACH must carry for a family (RFC 7606 7.11): 4 for IPv4, 16 or 32
-/// (global and link-local) for IPv6.
+/// (global and link-local) for IPv6, and those for IPv4 routes over IPv6 next hops (RFC 8950:
+/// a router on an unnumbered link sends them).
 fn next_hop_length_fits(afi: Afi, len: usize) -> bool {
     match afi {
-        Afi::Ipv4 => len == 4,
+        Afi::Ipv4 => len == 4 || len == 16 || len == 32,
         Afi::Ipv6 => len == 16 || len == 32,
         Afi::Other(_) => true,
     }
