@@ -129,6 +129,8 @@ fn open_socket(interface: &str, index: u32) -> std::io::Result<UdpSocket> {
     socket.set_multicast_hops_v6(255)?;
     socket.set_unicast_hops_v6(255)?;
     socket.set_multicast_if_v6(index)?;
+    // Our own advertisements are not a router's.
+    socket.set_multicast_loop_v6(false)?;
     crate::sys::report_ttl(&socket, false)?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into())
@@ -145,7 +147,9 @@ async fn run(interface: String, tx: watch::Sender<Option<Link>>) {
         tokio::select! {
             _ = tx.closed() => return,
             _ = look.tick() => {
-                let text = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+                // The calling thread's namespace (`/proc/net` is the process's).
+                let text = std::fs::read_to_string("/proc/thread-self/net/if_inet6")
+                    .unwrap_or_default();
                 let found = interface_addresses(&text, &interface);
                 let Some((index, Some(link_local), global)) = found else {
                     // Gone, or no usable link-local address yet: nothing to peer from.
@@ -183,6 +187,9 @@ async fn run(interface: String, tx: watch::Sender<Option<Link>>) {
             }
             heard = receive(open.as_ref()) => {
                 let Some(source) = heard else { continue };
+                if tx.borrow().as_ref().is_some_and(|l| l.link_local == source) {
+                    continue;
+                }
                 if router != Some(source) {
                     tracing::info!(%interface, router = %source, "router found by its advertisement");
                     router = Some(source);

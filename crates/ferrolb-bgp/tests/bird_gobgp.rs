@@ -246,3 +246,108 @@ async fn gobgp_ibgp_session_over_ipv6_gets_local_pref() {
         "{attrs:?}"
     );
 }
+
+/// The link-local address of `ns`'s eth0.
+fn link_local(ns: &str) -> String {
+    let out = in_ns(
+        ns,
+        &[
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ],
+    );
+    let cidr = out.split_whitespace().nth(3).expect("a link-local address");
+    cidr.split('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_takes_both_families_over_an_unnumbered_link_with_ipv4_over_ipv6_next_hops() {
+    let mut lab = Lab::new();
+    // Unnumbered: no address of its own on the speaker's side of the link but the kernel's
+    // (the link-local one, and the one it configures from BIRD's advertised prefix).
+    in_ns(
+        &lab.sp,
+        &["ip", "addr", "flush", "dev", "eth0", "scope", "global"],
+    );
+    let ours = link_local(&lab.sp);
+    // BIRD knows the node's link-local address and advertises itself on the link.
+    let sock = start_bird(
+        &mut lab,
+        &format!(
+            "router id 192.0.2.2;\nprotocol device {{}}\nprotocol radv {{ interface \"eth0\" {{ min ra interval 3; max ra interval 4; default lifetime 0; }}; }}\nprotocol bgp ferrolb {{\n  local as 64513;\n  neighbor {ours} % 'eth0' as 64512;\n  ipv4 {{ extended next hop on; import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n"
+        ),
+    );
+    let show = |lab: &Lab, prefix: &str| {
+        lab.in_router(&["birdc", "-s", sock.as_str(), "show", "route", prefix, "all"])
+    };
+    // The router is found by its advertisement; the session goes to its link-local address.
+    let (mut peer, _stop) = ferrolb_testbed::netns::run_in(&lab.sp, move |handle_tx| async move {
+        let mut link = ferrolb_bgp::unnumbered::follow("eth0".into());
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(l) = link.borrow_and_update().clone()
+                    && let Some(router) = l.router
+                {
+                    return (l, router);
+                }
+                if link.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await
+        .expect("BIRD's router advertisement");
+        let (l, router) = found;
+        let mut config = peer_config(64513);
+        config.address =
+            std::net::SocketAddr::V6(std::net::SocketAddrV6::new(router, 179, 0, l.index));
+        config.source = None;
+        config.next_hop_v4 = None;
+        config.next_hop_v6 = l.global;
+        config.next_hop_link_local = Some(l.link_local);
+        config.session.extended_next_hop = true;
+        let (handle, task) = ferrolb_bgp::driver::spawn_peer(config);
+        handle_tx.send(handle).unwrap();
+        // The follower lives as long as the session.
+        let keep = tokio::spawn(async move {
+            let _link = link;
+            std::future::pending::<()>().await
+        });
+        vec![task, keep]
+    });
+    assert!(
+        peer.wait_for(State::Established, Duration::from_secs(20))
+            .await,
+        "{:?}\n{}",
+        peer.status.borrow().clone(),
+        lab.in_router(&[
+            "birdc",
+            "-s",
+            sock.as_str(),
+            "show",
+            "protocols",
+            "all",
+            "ferrolb"
+        ])
+    );
+    peer.advertise(routes(), spec());
+    // Both over the link: the IPv4 route too has the IPv6 next hop, global (the address the
+    // router's advertisement let the node configure) then link-local.
+    for prefix in ["203.0.113.10/32", "2001:db8:5::10/128"] {
+        let next_hop = |route: &str| {
+            route
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("BGP.next_hop: "))
+                .map(str::to_string)
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                next_hop(&show(&lab, prefix)).is_some_and(|h| h.ends_with(&format!(" {ours}")))
+            }),
+            "{prefix}: {}",
+            show(&lab, prefix)
+        );
+        let route = show(&lab, prefix);
+        assert!(route.contains(" on eth0"), "{route}");
+        assert!(route.contains("BGP.as_path: 64512"), "{route}");
+    }
+}
