@@ -188,6 +188,10 @@ pub fn rules() -> Vec<Rule> {
             .max_length(15)
             .check("self.matches('^[^/\\\\s:]+$')")
             .quoting("is not an interface name"),
+        Rule::new("BGPPeer", "spec.vrf")
+            .max_length(15)
+            .check("self.matches('^[^/\\\\s:]+$')")
+            .quoting("is not a VRF device name"),
         Rule::new("BGPPeer", "spec.peerAddress")
             .max_length(MAX_ADDRESS)
             .check(address)

@@ -315,6 +315,11 @@ pub struct BGPPeerSpec {
     /// (RFC 8950). MetalLB's field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// The VRF to peer in (MetalLB's field): the session's socket is bound to this VRF device,
+    /// so the connection, its source address and the next hops sent (the connection's own
+    /// address) all come from the VRF's interfaces and routing table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<String>,
     /// Defaults to 179.
@@ -611,6 +616,9 @@ pub struct BGPSessionStateStatus {
     /// An unnumbered peer's interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// The VRF the session runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
     /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
     pub bgp_status: String,
     /// Prefixes advertised.

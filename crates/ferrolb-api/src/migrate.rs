@@ -275,6 +275,15 @@ spec:
   - matchLabels:
       rack: a
 ---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata:
+  name: unnumbered
+spec:
+  myASN: 64512
+  dynamicASN: external
+  interface: eth1
+---
 apiVersion: metallb.io/v1beta1
 kind: L2Advertisement
 metadata:
@@ -302,7 +311,7 @@ metadata:
             .collect();
         assert_eq!(
             docs.len(),
-            5,
+            6,
             "ServiceL2Status is written by the speakers, not migrated"
         );
 
@@ -317,8 +326,10 @@ metadata:
         let peer: BGPPeer = serde_json::from_value(docs[1].clone()).unwrap();
         assert_eq!(peer.spec.peer_asn, 4_200_000_000);
         assert_eq!(peer.spec.hold_time.as_deref(), Some("9s"));
-        assert_eq!(peer.spec.password_secret.unwrap().name, "bgp-key");
+        assert_eq!(peer.spec.password_secret.as_ref().unwrap().name, "bgp-key");
         assert!(peer.spec.disable_mp);
+        assert_eq!(peer.spec.vrf.as_deref(), Some("red"));
+        assert!(crate::model::parse_peer(&peer.spec).is_ok());
 
         let old: BGPPeer = serde_json::from_value(docs[2].clone()).unwrap();
         assert_eq!(old.spec.node_selectors.len(), 1);
@@ -327,11 +338,19 @@ metadata:
             (0, Some(crate::crd::DynamicAsn::External))
         );
 
-        let l2: L2Advertisement = serde_json::from_value(docs[3].clone()).unwrap();
+        let unnumbered: BGPPeer = serde_json::from_value(docs[3].clone()).unwrap();
+        assert_eq!(unnumbered.spec.interface.as_deref(), Some("eth1"));
+        assert!(unnumbered.spec.peer_address.is_empty());
+        assert_eq!(
+            crate::model::parse_peer(&unnumbered.spec).map(|p| p.target),
+            Ok(crate::model::PeerTarget::Interface("eth1".into()))
+        );
+
+        let l2: L2Advertisement = serde_json::from_value(docs[4].clone()).unwrap();
         assert_eq!(l2.spec.interfaces, ["eth0"]);
 
-        assert_eq!(docs[4]["kind"], "Namespace");
-        assert_eq!(docs[4]["apiVersion"], "v1");
+        assert_eq!(docs[5]["kind"], "Namespace");
+        assert_eq!(docs[5]["apiVersion"], "v1");
     }
 
     #[test]
@@ -339,7 +358,6 @@ metadata:
         let m = migrate(METALLB).unwrap();
         let joined = m.notes.join("\n");
         for expected in [
-            "BGPPeer/tor: spec.vrf (\"red\") has no ferrolb equivalent",
             "IPAddressPool/public: status is written by ferrolb",
             "IPAddressPool/public: metadata.uid",
             "ServiceL2Status/svc (metallb.io/v1beta1): a report that each speaker writes for itself; skipped",
@@ -350,7 +368,7 @@ metadata:
                 "missing note {expected:?} in\n{joined}"
             );
         }
-        for carried in ["disableMP", "dynamicASN"] {
+        for carried in ["disableMP", "dynamicASN", "vrf", "interface"] {
             assert!(!joined.contains(carried), "{carried} dropped:\n{joined}");
         }
     }

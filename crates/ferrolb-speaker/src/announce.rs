@@ -311,6 +311,7 @@ impl Announcer {
             // Multihop eBGP may cross routers; a direct session keeps the kernel's default.
             ttl: c.ebgp_multihop.then_some(255),
             gtsm: false,
+            bind_device: c.vrf.clone(),
         })
     }
 
@@ -562,6 +563,7 @@ impl Announcer {
                 peer: peer.clone(),
                 peer_address: None,
                 interface: Some(interface.clone()),
+                vrf: None,
                 state: State::Idle,
                 prefixes: 0,
                 bfd_status: BfdStatus::NotConfigured,
@@ -580,6 +582,7 @@ impl Announcer {
                 peer: n.clone(),
                 peer_address: Some(s.started_with.address.ip()),
                 interface,
+                vrf: s.started_with.bind_device.clone(),
                 extended_next_hop: status
                     .established
                     .as_ref()

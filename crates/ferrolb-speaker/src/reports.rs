@@ -79,6 +79,8 @@ pub struct SessionView {
     pub peer_address: Option<IpAddr>,
     /// An unnumbered peer's interface.
     pub interface: Option<String>,
+    /// The VRF the session runs in.
+    pub vrf: Option<String>,
     pub state: State,
     pub prefixes: usize,
     pub bfd_status: BfdStatus,
@@ -180,6 +182,7 @@ pub fn desired_reports(
             peer: s.peer.clone(),
             peer_address: s.peer_address.map(|a| a.to_string()).unwrap_or_default(),
             interface: s.interface.clone(),
+            vrf: s.vrf.clone(),
             extended_next_hop: s.extended_next_hop,
             bgp_status: format!("{:?}", s.state),
             prefixes: s.prefixes as u32,

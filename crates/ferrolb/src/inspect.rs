@@ -194,7 +194,10 @@ pub fn status(snapshot: &Snapshot) -> Status {
             peer_address: match (&s.interface, s.peer_address.is_empty()) {
                 (Some(interface), true) => format!("interface {interface}"),
                 (Some(interface), false) => format!("{}%{interface}", s.peer_address),
-                (None, _) => s.peer_address.clone(),
+                (None, _) => match &s.vrf {
+                    Some(vrf) => format!("{} (vrf {vrf})", s.peer_address),
+                    None => s.peer_address.clone(),
+                },
             },
             bgp: match (&s.interface, s.peer_address.is_empty()) {
                 (Some(interface), true) => format!(

@@ -445,3 +445,63 @@ fn an_unnumbered_peer_carries_both_families_over_link_local_addresses_and_traffi
         assert!(!counted.contains("packets 0 "), "packets arrived over u1: {counted}");
     });
 }
+
+/// This kernel has no VRF devices (`ip link add red type vrf table 10`: "Unknown device
+/// type"), so the binding a `vrf` makes is shown with plain devices: bound to the interface
+/// that leads to the router the session comes up and its socket is the device's; bound to one
+/// that does not (loopback), it cannot.
+#[test]
+fn a_vrf_binds_the_session_to_its_device() {
+    let mut lab = Lab::new();
+    runtime().block_on(async {
+        let cluster = start_cluster_with(&lab, json!({"vrf": "eth0"})).await;
+        let client = cluster.client.clone();
+        start_all(&mut lab, &cluster);
+        bgp_service(&client, "api", "bgp", BGP_IP).await;
+        let (up, states) = wait_for_sessions(&client, Duration::from_secs(20), |s| {
+            s["bgpStatus"] == "Established" && s["vrf"] == "eth0"
+        })
+        .await;
+        assert!(up, "{states:?}");
+        // The next hop is the connection's own address, as the device's routing chose it.
+        expect_paths(&lab, &format!("{BGP_IP}/32"), &NODE_AS.to_string());
+        assert!(
+            lab.frr_next_hops(&format!("{BGP_IP}/32"))
+                .contains(&node_ip("n1"))
+        );
+        // The kernel shows the socket bound to the device: `address%device`.
+        let sockets = String::from_utf8_lossy(
+            &lab.exec(
+                "n1",
+                &["ss", "-tnH", "state", "established", "( dport = :179 )"],
+            )
+            .stdout,
+        )
+        .into_owned();
+        assert!(
+            sockets.contains(&format!("{}%eth0:", node_ip("n1"))),
+            "{sockets}"
+        );
+
+        // Bound to a device the router is not behind, no session can come up.
+        patch_spec(&client, "BGPPeer", "bgppeers", "rt", json!({"vrf": "lo"})).await;
+        let (down, states) = wait_for_sessions(&client, Duration::from_secs(20), |s| {
+            s["vrf"] == "lo" && s["bgpStatus"] != "Established"
+        })
+        .await;
+        assert!(down, "{states:?}");
+        assert!(
+            wait_until(Duration::from_secs(15), || lab
+                .frr_next_hops(&format!("{BGP_IP}/32"))
+                .is_empty()),
+            "{:?}",
+            lab.frr_next_hops(&format!("{BGP_IP}/32"))
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (_, states) = wait_for_sessions(&client, Duration::from_secs(1), |_| true).await;
+        assert!(
+            states.values().all(|s| s["bgpStatus"] != "Established"),
+            "{states:?}"
+        );
+    });
+}

@@ -91,6 +91,8 @@ pub struct PeerConfig {
     pub passive: bool,
     /// Carry only the family of `address`.
     pub single_family: bool,
+    /// The VRF device the session's socket is bound to.
+    pub vrf: Option<String>,
 }
 
 impl PeerConfig {
@@ -123,6 +125,12 @@ pub enum PeerError {
         "spec.{0} cannot be used with spec.interface (the session runs over the interface's link-local addresses)"
     )]
     NotWithInterface(&'static str),
+    #[error("spec.vrf: {0:?} is not a VRF device name (1 to 15 characters, no '/', ':' or space)")]
+    BadVrf(String),
+    #[error(
+        "spec.passive cannot be used with spec.vrf yet: the speaker's listener is not in the VRF"
+    )]
+    PassiveInVrf,
     #[error("spec.{field}: {value:?} is not an IP address")]
     BadAddress { field: &'static str, value: String },
     #[error("spec.routerID: {0:?} is not an IPv4 address")]
@@ -194,6 +202,7 @@ fn parse_target(spec: &BGPPeerSpec) -> Result<PeerTarget, PeerError> {
                 ("bfdProfile", spec.bfd_profile.is_some()),
                 ("ebgpMultiHop", spec.ebgp_multi_hop),
                 ("passive", spec.passive),
+                ("vrf", spec.vrf.is_some()),
             ];
             if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
                 return Err(PeerError::NotWithInterface(field));
@@ -216,6 +225,14 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
         (_, Some(_)) => return Err(PeerError::TwoPeerAsns),
     };
     let target = parse_target(spec)?;
+    if let Some(vrf) = &spec.vrf {
+        if !is_interface_name(vrf) {
+            return Err(PeerError::BadVrf(vrf.clone()));
+        }
+        if spec.passive {
+            return Err(PeerError::PassiveInVrf);
+        }
+    }
     let source_address = spec
         .source_address
         .as_deref()
@@ -283,6 +300,7 @@ pub fn parse_peer(spec: &BGPPeerSpec) -> Result<PeerConfig, PeerError> {
         ebgp_multihop: spec.ebgp_multi_hop,
         passive: spec.passive,
         single_family: spec.disable_mp,
+        vrf: spec.vrf.clone(),
     })
 }
 
@@ -525,6 +543,9 @@ mod tests {
             assert_eq!(parse_peer(&s), Err(PeerError::BadInterface(bad.into())));
         }
         s.interface = Some("eth1".into());
+        s.vrf = Some("red".into());
+        assert_eq!(parse_peer(&s), Err(PeerError::NotWithInterface("vrf")));
+        s.vrf = None;
         s.bfd_profile = Some("fast".into());
         let err = parse_peer(&s).unwrap_err();
         assert_eq!(err, PeerError::NotWithInterface("bfdProfile"));
@@ -532,6 +553,18 @@ mod tests {
             err.to_string()
                 .contains("spec.bfdProfile cannot be used with spec.interface")
         );
+    }
+
+    #[test]
+    fn a_vrf_is_a_device_name_and_no_listener_is_in_it() {
+        let mut s = peer();
+        s.vrf = Some("red".into());
+        assert_eq!(parse_peer(&s).unwrap().vrf.as_deref(), Some("red"));
+        s.vrf = Some("red/blue".into());
+        assert_eq!(parse_peer(&s), Err(PeerError::BadVrf("red/blue".into())));
+        s.vrf = Some("red".into());
+        s.passive = true;
+        assert_eq!(parse_peer(&s), Err(PeerError::PassiveInVrf));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct PeerConfig {
     pub ttl: Option<u8>,
     /// GTSM (RFC 5082): send with TTL 255 and accept only TTL 254 and up.
     pub gtsm: bool,
+    /// The device (a VRF) the socket is bound to; the next hop of the session's own family is
+    /// then the connection's local address, which the VRF's routing chose.
+    pub bind_device: Option<String>,
 }
 
 /// What ferrolb attaches to an advertised prefix; the AS path and next hop are per session.

@@ -44,6 +44,8 @@ pub(super) struct Peer {
     routes: BTreeMap<Prefix, Arc<PathSpec>>,
     status: watch::Sender<PeerStatus>,
     counters: Arc<PeerCounters>,
+    /// The current connection's local address.
+    local: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,6 +90,7 @@ pub(super) async fn run_peer(
         routes: BTreeMap::new(),
         status,
         counters,
+        local: None,
     };
     peer.input(Input::Start).await;
     let mut bfd = BfdFollow::default();
@@ -193,6 +196,9 @@ async fn connect(config: &PeerConfig) -> io::Result<TcpStream> {
     } else if let Some(ttl) = config.ttl {
         crate::sys::set_ttl(&socket, address.is_ipv4(), ttl)?;
     }
+    if let Some(device) = &config.bind_device {
+        socket.bind_device(Some(device.as_bytes()))?;
+    }
     if let Some(src) = config.source {
         socket.bind(SocketAddr::new(src, 0))?;
     }
@@ -236,6 +242,7 @@ impl Peer {
         match event {
             Io::Connected(stream) => {
                 let _ = stream.set_nodelay(true);
+                self.local = stream.local_addr().ok();
                 let (r, w) = stream.into_split();
                 self.writer = Some(w);
                 self.buf.clear();
@@ -393,18 +400,29 @@ impl Peer {
         let negotiated = self.session.established()?;
         let ibgp = self.config.session.is_internal();
         let link_local = self.config.next_hop_link_local;
+        // In a VRF the node's own addresses may not be in it: the connection's is.
+        let local = self
+            .local
+            .filter(|_| self.config.bind_device.is_some())
+            .map(|a| a.ip());
+        let next_hop_v4 = || match local {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => self.config.next_hop_v4,
+        };
         // An IPv6 next hop: the global address, or `::` before the link-local one when the
         // interface has none (FRR and BIRD take both).
-        let next_hop_v6 = || {
-            self.config
+        let next_hop_v6 = || match local {
+            Some(IpAddr::V6(a)) if !a.is_unicast_link_local() => Some(a),
+            _ => self
+                .config
                 .next_hop_v6
-                .or(link_local.map(|_| std::net::Ipv6Addr::UNSPECIFIED))
+                .or(link_local.map(|_| std::net::Ipv6Addr::UNSPECIFIED)),
         };
         let next_hop = match afi {
             Afi::Ipv6 => IpAddr::V6(next_hop_v6()?),
             // RFC 8950: IPv4 routes over the IPv6 next hop, where agreed.
             _ if negotiated.extended_next_hop => IpAddr::V6(next_hop_v6()?),
-            _ => IpAddr::V4(self.config.next_hop_v4?),
+            _ => IpAddr::V4(next_hop_v4()?),
         };
         negotiated
             .families

@@ -125,6 +125,7 @@ pub fn peer_config(peer_as: u32) -> PeerConfig {
         md5_key: None,
         ttl: None,
         gtsm: false,
+        bind_device: None,
     }
 }
 
