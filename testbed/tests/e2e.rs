@@ -819,3 +819,172 @@ fn kubectl_ferrolb_reports_the_live_cluster() {
         );
     }
 }
+
+/// The AS paths `router` holds for `prefix`, one per path, sorted (FRR's JSON or BIRD's
+/// `BGP.as_path` lines).
+fn as_paths(lab: &Lab, router: &str, prefix: &str) -> Vec<String> {
+    let mut paths: Vec<String> = if router == "bird" {
+        lab.birdc(router, &format!("show route for {prefix} all"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("BGP.as_path: "))
+            .map(str::to_string)
+            .collect()
+    } else {
+        let afi = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let json: Value = lab
+            .vtysh(router, &format!("show bgp {afi} unicast {prefix} json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        json["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(p["aspath"]["string"].as_str()?.to_string()))
+            .collect()
+    };
+    paths.sort();
+    paths
+}
+
+/// Every BGPSessionState's status with the peer `peer`.
+fn sessions_with(lab: &Lab, peer: &str) -> Vec<Value> {
+    lab.kubectl(&[
+        "get",
+        "bgpsessionstates",
+        "-n",
+        "ferrolb-system",
+        "-o",
+        "json",
+    ])
+    .ok()
+    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    .map(|list| {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| o["status"].clone())
+            .filter(|s| s["peer"] == peer)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[test]
+fn peering_modes_at_both_routers_with_clients_answered_through_them() {
+    let lab = lab("peer");
+    let all = ["n1", "n2", "n3"];
+    let mut yaml = NAMESPACE.to_string();
+    yaml += &service(
+        "web",
+        "ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack, ports: [{port: 80, nodePort: 30080}]",
+        "ferrolb.io/address-pool: bgp",
+        &all,
+        false,
+    );
+    lab.apply("services", &yaml).unwrap();
+    let web = addresses(&lab, "web", 2, Duration::from_secs(20));
+    let v4 = web.iter().copied().find(IpAddr::is_ipv4).expect("IPv4");
+    let v6 = web.iter().copied().find(IpAddr::is_ipv6).expect("IPv6");
+    let answered = |client: &str, addr: IpAddr| {
+        wait_for(Duration::from_secs(20), || {
+            answer(&lab, client, addr, 80).is_some_and(|(n, _)| all.contains(&n.as_str()))
+        })
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let base = std::fs::read_to_string(root.join("examples/lab/10-ferrolb.yaml")).unwrap();
+    let bird_peer = "spec: {myASN: 64512, peerASN: 64501, peerAddress: 192.0.2.2, holdTime: 9s}";
+    assert!(base.contains(bird_peer) && base.contains("  ipAddressPools: [bgp]\n"));
+
+    // asPathPrepend on the advertisement, dynamicASN on BIRD's peer: both routers hold the
+    // longer path from every node, each node learned BIRD's AS, both clients are answered.
+    let config = base
+        .replace(
+            "  ipAddressPools: [bgp]\n",
+            "  ipAddressPools: [bgp]\n  asPathPrepend: {count: 2}\n",
+        )
+        .replace(
+            bird_peer,
+            "spec: {myASN: 64512, dynamicASN: external, peerAddress: 192.0.2.2, holdTime: 9s}",
+        );
+    lab.apply("ferrolb", &config).unwrap();
+    let three = vec!["64512 64512 64512".to_string(); 3];
+    for prefix in [host_route(v4), host_route(v6)] {
+        for router in ["frr", "bird"] {
+            assert!(
+                wait_for(Duration::from_secs(30), || as_paths(&lab, router, &prefix)
+                    == three),
+                "{router} {prefix}: {:?}",
+                as_paths(&lab, router, &prefix)
+            );
+        }
+    }
+    let learned = sessions_with(&lab, "bird");
+    assert!(
+        learned.len() == 3 && learned.iter().all(|s| s["peerASN"] == 64501),
+        "{learned:?}"
+    );
+    for client in ["client-frr", "client-bird"] {
+        assert!(answered(client, v4), "{client} through {v4}");
+        assert!(answered(client, v6), "{client} through {v6}");
+    }
+
+    // BIRD dials and the nodes wait (passive): the sessions come up from BIRD's side.
+    let bird_conf = lab.dir.join("bird").join("bird.conf");
+    let text = std::fs::read_to_string(&bird_conf).unwrap();
+    std::fs::write(&bird_conf, text.replace("passive on;", "passive off;")).unwrap();
+    lab.birdc("bird", "configure").unwrap();
+    let passive = config.replace(
+        "dynamicASN: external, peerAddress: 192.0.2.2, holdTime: 9s}",
+        "dynamicASN: external, peerAddress: 192.0.2.2, holdTime: 9s, passive: true}",
+    );
+    lab.apply("ferrolb", &passive).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            let s = sessions_with(&lab, "bird");
+            s.len() == 3
+                && s.iter()
+                    .all(|s| s["passive"] == true && s["bgpStatus"] == "Established")
+        }),
+        "{:?}",
+        sessions_with(&lab, "bird")
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || lab
+            .bird_paths("bird", &host_route(v4))
+            == all),
+        "{:?}",
+        lab.bird_paths("bird", &host_route(v4))
+    );
+    assert!(answered("client-bird", v4));
+
+    // disableMP: the IPv4 sessions to BIRD carry IPv4 only; BIRD loses the IPv6 route, FRR
+    // keeps it, and each client is answered where its router has a route.
+    let single = passive.replace("passive: true}", "passive: true, disableMP: true}");
+    lab.apply("ferrolb", &single).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(40), || {
+            let s = sessions_with(&lab, "bird");
+            s.len() == 3
+                && s.iter()
+                    .all(|s| s["families"] == serde_json::json!(["ipv4-unicast"]))
+        }),
+        "{:?}",
+        sessions_with(&lab, "bird")
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || lab
+            .bird_paths("bird", &host_route(v6))
+            .is_empty()),
+        "{:?}",
+        lab.bird_paths("bird", &host_route(v6))
+    );
+    assert!(wait_for(Duration::from_secs(20), || lab
+        .bird_paths("bird", &host_route(v4))
+        == all));
+    assert_eq!(lab.frr_paths("frr", &host_route(v6)).len(), 3);
+    assert!(answered("client-bird", v4));
+    assert!(answered("client-frr", v6));
+}
