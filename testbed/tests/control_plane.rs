@@ -92,6 +92,8 @@ fn each_cel_rule_refuses_its_bad_object_with_its_own_message() {
         ("BGPPeer", peer(", sourceAddress: 203.0.113.2, routerID: 192.0.2.1, holdTime: 0s, keepaliveTime: 0s, connectTime: 5s")),
         ("BGPPeer", peer(", holdTime: 3s, keepaliveTime: 1s")),
         ("BGPPeer", "{myASN: 64512, dynamicASN: external, peerAddress: 203.0.113.1, passive: true, disableMP: true}".to_string()),
+        ("BGPPeer", "{myASN: 64512, dynamicASN: external, interface: eth1}".to_string()),
+        ("BGPPeer", peer(", vrf: red, sourceAddress: 203.0.113.2")),
         ("BGPAdvertisement", "{asPathPrepend: {count: 3}}".to_string()),
         ("BGPAdvertisement", "{communities: ['65000:100', 'large:64512:1:2', no-export, gold.customers]}".to_string()),
         ("Community", "{communities: [{name: gold.customers, value: '65000:300'}, {name: quiet, value: NO_EXPORT}, {name: big, value: 'large:4294967295:0:1'}]}".to_string()),
@@ -213,6 +215,26 @@ fn each_cel_rule_refuses_its_bad_object_with_its_own_message() {
             "BGPAdvertisement",
             "{asPathPrepend: {count: 11}}".to_string(),
             "spec.asPathPrepend.count",
+        ),
+        (
+            "BGPPeer",
+            peer(", interface: eth1"),
+            "spec.peerAddress: Invalid value: \"object\": set one of peerAddress and interface",
+        ),
+        (
+            "BGPPeer",
+            "{myASN: 64512, peerASN: 64513}".to_string(),
+            "set one of peerAddress and interface",
+        ),
+        (
+            "BGPPeer",
+            "{myASN: 64512, peerASN: 64513, interface: 'eth 1'}".to_string(),
+            "is not an interface name",
+        ),
+        (
+            "BGPPeer",
+            peer(", vrf: red/blue"),
+            "is not a VRF device name",
         ),
         (
             "BGPAdvertisement",
