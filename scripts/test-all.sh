@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # client resolve an address in the speaker lab; nftables (nft and libnftables) is what
 # ferrolb-dataplane programs and the tests inspect.
 # openssl makes the keys and certificates of the lab's real control plane. buildah and
-# debootstrap build the image without a registry (scripts/build-image.sh).
-PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables openssl buildah debootstrap)
+# debootstrap build the image without a registry (scripts/build-image.sh). user-mode-linux (and
+# kmod's insmod) boots a kernel with VRF devices for the BGP-in-a-VRF test, which this kernel
+# may lack.
+PACKAGES=(iproute2 iputils-ping kubectl frr bird2 gobgpd nftables openssl buildah debootstrap user-mode-linux kmod)
 . scripts/packages.sh
 ensure_packages "${PACKAGES[@]}"
 # The Kubernetes schemas (1.30-1.33) the install manifests are validated against, offline.
