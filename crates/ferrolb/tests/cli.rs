@@ -16,12 +16,15 @@ fn ferrolb(args: &[&str]) -> (String, String, bool) {
 }
 
 #[test]
-fn migrate_converts_the_example_and_names_what_it_drops() {
+fn migrate_converts_the_example_and_names_what_it_changes() {
     let (stdout, stderr, ok) = ferrolb(&["migrate", "examples/metallb-config.yaml"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("apiVersion: ferrolb.io/v1beta1"));
     assert!(!stdout.contains("metallb.io/v1beta"));
-    assert!(stderr.contains("BGPPeer/tor: spec.vrf (\"red\") has no ferrolb equivalent; dropped"));
+    // The peer's VRF carries over; what moved is named.
+    assert!(stdout.contains("vrf: red"), "{stdout}");
+    assert!(!stderr.contains("dropped"), "{stderr}");
+    assert!(stderr.contains("BGPPeer/tor: namespace metallb-system became ferrolb-system"));
 }
 
 #[test]
