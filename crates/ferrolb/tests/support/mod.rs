@@ -357,11 +357,18 @@ impl Lab {
     /// The MAC the client resolves `addr` to now: its neighbour entry after a fresh ARP.
     pub fn client_resolves(&self, addr: &str) -> Option<String> {
         let cl = self.ns("cl");
-        let _ = Command::new("ip")
-            .args(["-n", &cl, "neigh", "flush", "to", addr])
-            .output();
-        let _ = self.exec("cl", &["ping", "-c", "1", "-W", "0.3", addr]);
-        self.client_neighbour(addr)
+        // A few tries: the answer comes from a speaker in user space, which a loaded machine
+        // may schedule later than one ping's wait.
+        for _ in 0..3 {
+            let _ = Command::new("ip")
+                .args(["-n", &cl, "neigh", "flush", "to", addr])
+                .output();
+            let _ = self.exec("cl", &["ping", "-c", "1", "-W", "0.3", addr]);
+            if let Some(mac) = self.client_neighbour(addr) {
+                return Some(mac);
+            }
+        }
+        None
     }
 
     /// The client's neighbour entry for `addr`, without asking again.
