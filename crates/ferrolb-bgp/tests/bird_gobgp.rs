@@ -30,6 +30,19 @@ fn bird_config(peer_as: u32) -> String {
     )
 }
 
+/// Waits up to 20 s for `peer` to be Established; the session as both sides see it if not.
+async fn established(peer: &mut ferrolb_bgp::driver::PeerHandle, lab: &Lab, sock: &str) {
+    let up = peer
+        .wait_for(State::Established, Duration::from_secs(20))
+        .await;
+    assert!(
+        up,
+        "{:?}\n{}",
+        peer.status.borrow().clone(),
+        lab.in_router(&["birdc", "-s", sock, "show", "protocols", "all", "ferrolb"])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bird_learns_routes_with_next_hop_and_communities_and_forgets_them_on_withdraw() {
     let mut lab = Lab::new();
@@ -38,20 +51,7 @@ async fn bird_learns_routes_with_next_hop_and_communities_and_forgets_them_on_wi
         lab.in_router(&["birdc", "-s", sock.as_str(), "show", "route", prefix, "all"])
     };
     let (mut peer, _stop) = start_peer(&lab, peer_config(64513));
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "{}",
-        lab.in_router(&[
-            "birdc",
-            "-s",
-            sock.as_str(),
-            "show",
-            "protocols",
-            "all",
-            "ferrolb"
-        ])
-    );
+    established(&mut peer, &lab, &sock).await;
     peer.advertise(routes(), spec());
     assert!(
         wait_until(Duration::from_secs(10), || show(&lab, "203.0.113.10/32")
@@ -179,20 +179,7 @@ async fn bird_session_over_ipv6_carries_both_families() {
         "router id 192.0.2.2;\nprotocol device {}\nprotocol bgp ferrolb {\n  local 2001:db8:1::2 as 64513;\n  neighbor 2001:db8:1::1 as 64512;\n  passive on;\n  ipv4 { import all; export none; extended next hop off; };\n  ipv6 { import all; export none; };\n}\n",
     );
     let (mut peer, _stop) = start_peer(&lab, over_ipv6(peer_config(64513)));
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "{}",
-        lab.in_router(&[
-            "birdc",
-            "-s",
-            sock.as_str(),
-            "show",
-            "protocols",
-            "all",
-            "ferrolb"
-        ])
-    );
+    established(&mut peer, &lab, &sock).await;
     peer.advertise(routes(), spec());
     let show = |prefix: &str| {
         lab.in_router(&["birdc", "-s", sock.as_str(), "show", "route", prefix, "all"])
@@ -314,21 +301,7 @@ async fn bird_takes_both_families_over_an_unnumbered_link_with_ipv4_over_ipv6_ne
         });
         vec![task, keep]
     });
-    assert!(
-        peer.wait_for(State::Established, Duration::from_secs(20))
-            .await,
-        "{:?}\n{}",
-        peer.status.borrow().clone(),
-        lab.in_router(&[
-            "birdc",
-            "-s",
-            sock.as_str(),
-            "show",
-            "protocols",
-            "all",
-            "ferrolb"
-        ])
-    );
+    established(&mut peer, &lab, &sock).await;
     peer.advertise(routes(), spec());
     // Both over the link: the IPv4 route too has the IPv6 next hop, global (the address the
     // router's advertisement let the node configure) then link-local.
