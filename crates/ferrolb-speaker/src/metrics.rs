@@ -189,6 +189,11 @@ impl CounterSources {
             ]);
             failures.push(("rejoined".to_string(), *g.rejoins.borrow()));
             out.push((&GOSSIP_FAILURES, failures));
+            let told = g
+                .counters
+                .uplinks_told
+                .load(std::sync::atomic::Ordering::Relaxed);
+            out.push((&GOSSIP_UPLINKS_TOLD, vec![(String::new(), told)]));
         }
         let forwarding = self.forwarding.lock().unwrap_or_else(|e| e.into_inner());
         let per_ip = |m: &std::collections::BTreeMap<IpAddr, ferrolb_dataplane::Count>,
@@ -304,6 +309,12 @@ static GOSSIP_FAILURES: Family = counter(
     "Gossip frames refused, members declared down, and rejoins after the others had declared this speaker down.",
     "kind",
 );
+static GOSSIP_UPLINKS_TOLD: Family = Family {
+    name: "ferrolb_gossip_uplinks_told_total",
+    help: "Times this speaker told the others which interfaces it can announce on.",
+    label: None,
+    counter: true,
+};
 static FORWARDED_PACKETS: Family = counter(
     "ferrolb_forwarded_packets_total",
     "Packets that arrived for the address and were forwarded to its NodePort.",
@@ -320,7 +331,7 @@ static SOURCE_RANGE_DROPPED: Family = counter(
     "ip",
 );
 
-static FAMILIES: [&Family; 11] = [
+static FAMILIES: [&Family; 12] = [
     &L2_REQUESTS,
     &L2_RESPONSES,
     &L2_GRATUITOUS,
@@ -329,6 +340,7 @@ static FAMILIES: [&Family; 11] = [
     &BFD_TRANSITIONS,
     &GOSSIP_MEMBERS,
     &GOSSIP_FAILURES,
+    &GOSSIP_UPLINKS_TOLD,
     &FORWARDED_PACKETS,
     &FORWARDED_BYTES,
     &SOURCE_RANGE_DROPPED,

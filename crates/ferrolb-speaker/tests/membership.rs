@@ -198,3 +198,64 @@ async fn a_partitioned_speaker_learns_on_healing_that_it_was_declared_down() {
         );
     }
 }
+
+/// What `m` has heard of `node`'s uplinks, once it has within `limit`.
+async fn hears(
+    m: &Membership,
+    node: &str,
+    expected: &ferrolb_speaker::uplinks::Uplinks,
+    limit: Duration,
+) -> bool {
+    let mut uplinks = m.uplinks.clone();
+    tokio::time::timeout(limit, uplinks.wait_for(|u| u.get(node) == Some(expected)))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uplinks_reach_the_members_and_one_that_joins_later() {
+    use ferrolb_speaker::uplinks::Uplinks;
+    let uplinks = |subnet: &str| {
+        let mut u = Uplinks::default();
+        let (net, len) = subnet.split_once('/').unwrap();
+        u.interfaces.insert(
+            "eth0".into(),
+            [(net.parse().unwrap(), len.parse().unwrap())].into(),
+        );
+        u
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let (a, _ta) = member("a", ports[0], b"key", &[]).await;
+    let (b, _tb) = member("b", ports[1], b"key", &[ports[0]]).await;
+    assert!(sees(&b, &names(&["a", "b"]), Duration::from_secs(5)).await);
+    let both = uplinks("192.0.2.0/24");
+    a.tell_uplinks(both.clone());
+    assert!(
+        hears(&a, "a", &both, Duration::from_secs(1)).await,
+        "its own"
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        hears(&b, "a", &both, Duration::from_secs(2)).await,
+        "{:?}",
+        b.uplinks.borrow()
+    );
+    eprintln!("news heard after {:?}", started.elapsed());
+    // A loss replaces it.
+    let lost = Uplinks::default();
+    a.tell_uplinks(lost.clone());
+    assert!(hears(&b, "a", &lost, Duration::from_secs(2)).await);
+    // A speaker that joins after the news was passed on (each member passes it on a few
+    // times, within a second) hears it: told again for it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let told_before = a.counters.uplinks_told.load(Ordering::Relaxed);
+    assert_eq!(told_before, 2);
+    let (c, _tc) = member("c", ports[2], b"key", &[ports[0]]).await;
+    assert!(sees(&c, &names(&["a", "b", "c"]), Duration::from_secs(5)).await);
+    assert!(
+        hears(&c, "a", &lost, Duration::from_secs(3)).await,
+        "{:?}",
+        c.uplinks.borrow()
+    );
+    assert!(a.counters.uplinks_told.load(Ordering::Relaxed) > told_before);
+}

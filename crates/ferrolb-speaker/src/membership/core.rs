@@ -112,7 +112,15 @@ pub struct GossipCore {
     uplink_changes_seen: u64,
     /// What this node tells of its uplinks, once it has told anything.
     my_uplinks: Option<Uplinks>,
+    /// When it last told them (wall clock, ns), and whether members came up since that have
+    /// not heard them: told again at most once per [`RETELL_EVERY`], so a cluster of N
+    /// speakers starting together costs each a telling per second, not N.
+    told_at_ns: u64,
+    retell_pending: bool,
 }
+
+/// The least time between two tellings for members that came up.
+pub const RETELL_EVERY: Duration = Duration::from_secs(1);
 
 impl GossipCore {
     /// `seed` feeds the random choices of whom to probe and gossip to.
@@ -147,6 +155,8 @@ impl GossipCore {
             uplink_book,
             uplink_changes_seen: 0,
             my_uplinks: None,
+            told_at_ns: 0,
+            retell_pending: false,
         }
     }
 
@@ -172,6 +182,9 @@ impl GossipCore {
             node,
             uplinks: uplinks.clone(),
         };
+        self.told_at_ns = now_ns;
+        self.retell_pending = false;
+        self.counters.uplinks_told.fetch_add(1, Ordering::Relaxed);
         let sent = self.foca.add_broadcast(&news.encode()).is_ok()
             && self.foca.broadcast(&mut self.runtime).is_ok();
         if !sent {
@@ -350,7 +363,11 @@ impl GossipCore {
         }
         // News is passed on a few times only: a member that was away (a partition, a cut
         // link) or is new learns this node's uplinks from a new telling.
-        if news_for_newcomers {
+        self.retell_pending |= news_for_newcomers;
+        let retell_at = self
+            .told_at_ns
+            .saturating_add(RETELL_EVERY.as_nanos() as u64);
+        if self.retell_pending && now_ns >= retell_at {
             self.spread_uplinks(now_ns);
         }
         let changes = self.uplink_book.lock().expect("not poisoned").changes;

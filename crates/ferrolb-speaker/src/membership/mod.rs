@@ -175,6 +175,8 @@ pub struct MembershipCounters {
     /// Frames foca could not decode or apply.
     pub protocol_errors: AtomicU64,
     pub members_down: AtomicU64,
+    /// Times this speaker told its uplinks (a change, or again for members come up).
+    pub uplinks_told: AtomicU64,
 }
 
 enum Command {
