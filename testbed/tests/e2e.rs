@@ -896,10 +896,13 @@ fn peering_modes_at_both_routers_with_clients_answered_through_them() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let base = std::fs::read_to_string(root.join("examples/lab/10-ferrolb.yaml")).unwrap();
     let bird_peer = "spec: {myASN: 64512, peerASN: 64501, peerAddress: 192.0.2.2, holdTime: 9s}";
-    assert!(base.contains(bird_peer) && base.contains("  ipAddressPools: [bgp]\n"));
+    let frr_peer = "spec: {myASN: 64512, peerASN: 64500, peerAddress: 192.0.2.1, holdTime: 9s}";
+    assert!(base.contains(bird_peer) && base.contains(frr_peer));
+    assert!(base.contains("  ipAddressPools: [bgp]\n"));
 
-    // asPathPrepend on the advertisement, dynamicASN on BIRD's peer: both routers hold the
-    // longer path from every node, each node learned BIRD's AS, both clients are answered.
+    // asPathPrepend on the advertisement, dynamicASN on both peers: both routers hold the
+    // longer path from every node, each node learned each router's AS, both clients are
+    // answered.
     let config = base
         .replace(
             "  ipAddressPools: [bgp]\n",
@@ -908,6 +911,10 @@ fn peering_modes_at_both_routers_with_clients_answered_through_them() {
         .replace(
             bird_peer,
             "spec: {myASN: 64512, dynamicASN: external, peerAddress: 192.0.2.2, holdTime: 9s}",
+        )
+        .replace(
+            frr_peer,
+            "spec: {myASN: 64512, dynamicASN: external, peerAddress: 192.0.2.1, holdTime: 9s}",
         );
     lab.apply("ferrolb", &config).unwrap();
     let three = vec!["64512 64512 64512".to_string(); 3];
@@ -921,11 +928,17 @@ fn peering_modes_at_both_routers_with_clients_answered_through_them() {
             );
         }
     }
-    let learned = sessions_with(&lab, "bird");
-    assert!(
-        learned.len() == 3 && learned.iter().all(|s| s["peerASN"] == 64501),
-        "{learned:?}"
-    );
+    for (peer, asn) in [("bird", 64501), ("frr", 64500)] {
+        let learned = || {
+            let s = sessions_with(&lab, peer);
+            s.len() == 3 && s.iter().all(|s| s["peerASN"] == asn)
+        };
+        assert!(
+            wait_for(Duration::from_secs(20), learned),
+            "{peer}: {:?}",
+            sessions_with(&lab, peer)
+        );
+    }
     for client in ["client-frr", "client-bird"] {
         assert!(answered(client, v4), "{client} through {v4}");
         assert!(answered(client, v6), "{client} through {v6}");
