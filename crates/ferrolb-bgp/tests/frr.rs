@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ferrolb_bgp::driver::PathSpec;
+use ferrolb_bgp::driver::{PathSpec, PeerHandle};
 use ferrolb_bgp::session::State;
 use ferrolb_bgp::wire::Prefix;
 use support::*;
@@ -67,19 +67,12 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
     );
 
     // A prepended path: ours first, then the prepended ASNs.
-    peer.advertise(
-        vec![Prefix::host("203.0.113.11".parse().unwrap())],
-        PathSpec {
-            as_path_prepend: vec![64512, 64512],
-            ..PathSpec::default()
-        },
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || lab
-            .route_json("ipv4", "203.0.113.11/32")["paths"][0]["aspath"]["string"]
-            == "64512 64512 64512"),
-        "{}",
-        lab.route_json("ipv4", "203.0.113.11/32")
+    prepended_path_is(
+        &lab,
+        &peer,
+        "203.0.113.11",
+        vec![64512, 64512],
+        "64512 64512 64512",
     );
 
     peer.withdraw(vec![Prefix::host("203.0.113.10".parse().unwrap())]);
@@ -87,6 +80,25 @@ async fn ebgp_session_with_frr_carries_ipv4_and_ipv6_routes_with_communities() {
         wait_until(Duration::from_secs(10), || v4(&lab)["paths"].is_null()),
         "withdrawn: {}",
         v4(&lab)
+    );
+}
+
+/// Advertises `address` with `prepend` and waits for FRR to hold it with AS path `path`.
+fn prepended_path_is(lab: &Lab, peer: &PeerHandle, address: &str, prepend: Vec<u32>, path: &str) {
+    peer.advertise(
+        vec![Prefix::host(address.parse().unwrap())],
+        PathSpec {
+            as_path_prepend: prepend,
+            ..PathSpec::default()
+        },
+    );
+    let prefix = format!("{address}/32");
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.route_json("ipv4", &prefix)
+            ["paths"][0]["aspath"]["string"]
+            == path),
+        "{}",
+        lab.route_json("ipv4", &prefix)
     );
 }
 
@@ -111,20 +123,7 @@ async fn ibgp_routes_carry_local_pref_and_route_refresh_is_answered() {
     );
     assert_eq!(route(&lab)["paths"][0]["peer"]["type"], "internal");
     // iBGP: no AS of ours, only what is prepended.
-    peer.advertise(
-        vec![Prefix::host("203.0.113.21".parse().unwrap())],
-        PathSpec {
-            as_path_prepend: vec![65001],
-            ..PathSpec::default()
-        },
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || lab
-            .route_json("ipv4", "203.0.113.21/32")["paths"][0]["aspath"]["string"]
-            == "65001"),
-        "{}",
-        lab.route_json("ipv4", "203.0.113.21/32")
-    );
+    prepended_path_is(&lab, &peer, "203.0.113.21", vec![65001], "65001");
 
     let before = peer.counters.updates_out.load(Ordering::Relaxed);
     lab.vtysh("clear bgp ipv4 unicast 192.0.2.1 soft in");

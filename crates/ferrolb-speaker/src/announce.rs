@@ -44,6 +44,8 @@ pub struct NodeIdentity {
 /// A running session and what it was started with.
 struct Session {
     started_with: BgpPeerConfig,
+    /// An unnumbered peer's interface.
+    interface: Option<String>,
     handle: PeerHandle,
     task: tokio::task::JoinHandle<()>,
     routes: BTreeMap<Route, RouteAttributes>,
@@ -427,6 +429,7 @@ impl Announcer {
                     name.to_string(),
                     Session {
                         started_with: config,
+                        interface: peer.config.target.interface().map(str::to_string),
                         handle,
                         task,
                         routes: BTreeMap::new(),
@@ -574,14 +577,10 @@ impl Announcer {
             });
         let running = self.sessions.iter().map(|(n, s)| {
             let status = s.handle.status.borrow();
-            let interface = s
-                .started_with
-                .next_hop_link_local
-                .and_then(|_| self.interface_of(&s.started_with));
             SessionView {
                 peer: n.clone(),
                 peer_address: Some(s.started_with.address.ip()),
-                interface,
+                interface: s.interface.clone(),
                 vrf: s.started_with.bind_device.clone(),
                 extended_next_hop: status
                     .established
@@ -610,21 +609,6 @@ impl Announcer {
         let mut views: Vec<SessionView> = running.chain(waiting).collect();
         views.sort_by(|a, b| a.peer.cmp(&b.peer));
         views
-    }
-
-    /// The interface an unnumbered session runs over (its address's scope).
-    fn interface_of(&self, config: &BgpPeerConfig) -> Option<String> {
-        let SocketAddr::V6(to) = config.address else {
-            return None;
-        };
-        self.links
-            .iter()
-            .find(|(_, l)| {
-                l.borrow()
-                    .as_ref()
-                    .is_some_and(|l| l.index == to.scope_id())
-            })
-            .map(|(name, _)| name.clone())
     }
 
     pub fn bfd_counters(&self) -> Option<std::sync::Arc<bfd::Counters>> {

@@ -152,26 +152,23 @@ impl Lab {
         }
     }
 
-    /// `node`'s InternalIP (IPv4): where the API host and the other nodes reach it.
-    pub fn node_internal_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
+    fn node(&self, node: &str) -> anyhow::Result<&crate::topology::Attachment> {
         self.topology
             .nodes
             .hosts
             .iter()
             .find(|n| n.name == node)
-            .map(|n| n.internal().0)
             .with_context(|| format!("no node {node}"))
+    }
+
+    /// `node`'s InternalIP (IPv4): where the API host and the other nodes reach it.
+    pub fn node_internal_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
+        Ok(self.node(node)?.internal().0)
     }
 
     /// `node`'s IPv4 address on the nodes' segment.
     pub fn node_ipv4(&self, node: &str) -> anyhow::Result<IpAddr> {
-        self.topology
-            .nodes
-            .hosts
-            .iter()
-            .find(|n| n.name == node)
-            .map(|n| n.ipv4)
-            .with_context(|| format!("no node {node}"))
+        Ok(self.node(node)?.ipv4)
     }
 
     /// kube-apiserver's audit log: every request's metadata.
